@@ -1,0 +1,6 @@
+from autotune.cli import deploy, jobs, models, stack, validate  # noqa: F401  (they register commands)
+from autotune.cli.app import app
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Commands registered on autotune.cli.app (filled in by its feature)."""

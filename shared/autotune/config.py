@@ -1,0 +1,133 @@
+"""Deployment configuration: deploy/config.toml, turned into AUTOTUNE_* environment variables.
+
+A function reads only its environment (Cloud Run sets it from the same file at deploy time),
+so `PipelineConfig.from_env` is the one way the running code learns its settings. Local tools
+(the stack, the CLI, the deploy planner) start from the file with `load_config_file`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG_FILE = REPO_ROOT / "deploy" / "config.toml"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+class TuningDefaults(msgspec.Struct, frozen=True, kw_only=True):
+    model: str = "gemini-2.5-flash"
+    epochs: int = 3
+    adapter_size: int = 0  # 0: the model's own default, from the catalog
+    learning_rate_multiplier: float = 1.0
+    region: str = "us-central1"
+
+
+class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
+    project: str = "autotune-local"
+    bucket: str = ""
+    incoming_prefix: str = "incoming/"
+    reports_prefix: str = "reports/"
+    events_topic: str = "tuning-events"
+    requests_topic: str = "tuning-requests"
+    ticks_topic: str = "status-ticks"
+    ledger_collection: str = "autotune-datasets"
+    max_concurrent_jobs: int = 1
+    allowed_media_buckets: tuple[str, ...] = ()
+    # Set only on the local stack: the tuning emulator's http:// address. Empty means the real
+    # regional Vertex AI endpoint for the job's region.
+    vertex_endpoint: str = ""
+    tuning_service_account: str = ""
+    defaults: TuningDefaults = TuningDefaults()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineConfig:
+        env = os.environ if environ is None else environ
+        base = load_config_file() if DEFAULT_CONFIG_FILE.exists() else cls()
+        return _apply_env(base, env)
+
+    def to_env(self) -> dict[str, str]:
+        """The AUTOTUNE_* variables that reproduce this configuration in a function."""
+        out: dict[str, str] = {}
+        for field, var in _PIPELINE_VARS.items():
+            out[var] = _format(getattr(self, field))
+        for field, var in _DEFAULT_VARS.items():
+            out[var] = _format(getattr(self.defaults, field))
+        return out
+
+    def topic_path(self, topic: str) -> str:
+        return f"projects/{self.project}/topics/{topic}"
+
+
+_PIPELINE_VARS = {
+    "project": "AUTOTUNE_PROJECT",
+    "bucket": "AUTOTUNE_BUCKET",
+    "incoming_prefix": "AUTOTUNE_INCOMING_PREFIX",
+    "reports_prefix": "AUTOTUNE_REPORTS_PREFIX",
+    "events_topic": "AUTOTUNE_EVENTS_TOPIC",
+    "requests_topic": "AUTOTUNE_REQUESTS_TOPIC",
+    "ticks_topic": "AUTOTUNE_TICKS_TOPIC",
+    "ledger_collection": "AUTOTUNE_LEDGER_COLLECTION",
+    "max_concurrent_jobs": "AUTOTUNE_MAX_CONCURRENT_JOBS",
+    "allowed_media_buckets": "AUTOTUNE_ALLOWED_MEDIA_BUCKETS",
+    "vertex_endpoint": "AUTOTUNE_VERTEX_ENDPOINT",
+    "tuning_service_account": "AUTOTUNE_TUNING_SERVICE_ACCOUNT",
+}
+_DEFAULT_VARS = {
+    "model": "AUTOTUNE_DEFAULT_MODEL",
+    "epochs": "AUTOTUNE_DEFAULT_EPOCHS",
+    "adapter_size": "AUTOTUNE_DEFAULT_ADAPTER_SIZE",
+    "learning_rate_multiplier": "AUTOTUNE_DEFAULT_LEARNING_RATE_MULTIPLIER",
+    "region": "AUTOTUNE_DEFAULT_REGION",
+}
+
+
+def load_config_file(path: Path = DEFAULT_CONFIG_FILE) -> PipelineConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    pipeline = dict(raw.get("pipeline", {}))
+    if "allowed_media_buckets" in pipeline:
+        pipeline["allowed_media_buckets"] = tuple(pipeline["allowed_media_buckets"])
+    try:
+        defaults = msgspec.convert(raw.get("tuning_defaults", {}), TuningDefaults)
+        return msgspec.convert({**pipeline, "defaults": defaults}, PipelineConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _apply_env(base: PipelineConfig, env: Mapping[str, str]) -> PipelineConfig:
+    pipeline = {f: _parse(var, env[var], getattr(base, f)) for f, var in _PIPELINE_VARS.items() if var in env}
+    defaults = {
+        f: _parse(var, env[var], getattr(base.defaults, f)) for f, var in _DEFAULT_VARS.items() if var in env
+    }
+    return msgspec.structs.replace(base, **pipeline, defaults=msgspec.structs.replace(base.defaults, **defaults))
+
+
+def _parse(var: str, text: str, like: object) -> object:
+    try:
+        if isinstance(like, bool):
+            return text.strip().lower() in {"1", "true", "yes"}
+        if isinstance(like, int):
+            return int(text)
+        if isinstance(like, float):
+            return float(text)
+        if isinstance(like, tuple):
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return text
+    except ValueError as exc:
+        raise ConfigError(f"{var}={text!r}: expected {type(like).__name__}") from exc
+
+
+def _format(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
