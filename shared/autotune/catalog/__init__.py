@@ -1,0 +1,32 @@
+"""The model catalog: limits, regions, prices and lifecycle of every tunable model
+(data in models.toml, the one source of truth)."""
+
+from autotune.catalog.catalog import (
+    ADAPTER_SIZE_ENUM_NAMES,
+    ADAPTER_SIZE_ENUM_NUMBERS,
+    CATALOG_FILE,
+    Catalog,
+    CatalogError,
+    MediaKind,
+    ModelSpec,
+    adapter_size_enum_name,
+    get_model,
+    load_catalog,
+    model_names,
+    parse_catalog,
+)
+
+__all__ = [
+    "ADAPTER_SIZE_ENUM_NAMES",
+    "ADAPTER_SIZE_ENUM_NUMBERS",
+    "CATALOG_FILE",
+    "Catalog",
+    "CatalogError",
+    "MediaKind",
+    "ModelSpec",
+    "adapter_size_enum_name",
+    "get_model",
+    "load_catalog",
+    "model_names",
+    "parse_catalog",
+]
