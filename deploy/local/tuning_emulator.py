@@ -433,8 +433,8 @@ class TuningService:
         if "adapterSize" in hyper:
             name = _enum_name(hyper["adapterSize"], ADAPTER_SIZE_ENUM, "supervisedTuningSpec.hyperParameters.adapterSize")
             size = ADAPTER_SIZE_VALUE.get(name)
-            if size is not None and rules.adapter_sizes and size not in rules.adapter_sizes:
-                allowed = ", ".join(str(s) for s in sorted(rules.adapter_sizes))
+            if size is not None and size not in rules.adapter_sizes:
+                allowed = ", ".join(str(s) for s in sorted(rules.adapter_sizes)) or "none"
                 raise invalid(f"Adapter size {size} ({name}) is not supported for {model_id}; supported: {allowed}.")
             if size is None:
                 del hyper["adapterSize"]

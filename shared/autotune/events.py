@@ -29,6 +29,8 @@ class EventType(enum.StrEnum):
     JOB_SUCCEEDED = "autotune.job.v1.succeeded"
     JOB_FAILED = "autotune.job.v1.failed"
     JOB_CANCELLED = "autotune.job.v1.cancelled"
+    # A re-upload of bytes and settings already tuned: no job, and the reason says which tuning it repeats.
+    JOB_SKIPPED = "autotune.job.v1.skipped"
 
 
 class EventPayload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -1,0 +1,131 @@
+"""The ledger in Firestore: one document per dataset version, decided on in transactions.
+
+Collections (names derived from `ledger_collection`, default "autotune-datasets"):
+    <collection>/<idempotency key>        the LedgerRecord
+    <collection>-content/<content key>    {"idempotency_key": first tuning of these bytes and settings}
+    <collection>-slots/slots              {"active": {key: since}, "queued": {key: order}}
+Every decision reads the documents it depends on inside the transaction, so Firestore
+serialises competing decisions (the slots document is read by every claim and every move that
+frees or takes a slot) and a losing transaction is retried on fresh data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+import msgspec
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from autotune.job_lifecycle import LedgerRecord, LedgerState
+from autotune.submission import Change, ClaimView, Slots
+
+# Ten deliveries of one request at once all read the same documents: give them room to retry.
+TRANSACTION_ATTEMPTS = 40
+SLOTS_DOCUMENT = "slots"
+
+
+class FirestoreLedger:
+    def __init__(self, client: firestore.Client, collection: str) -> None:
+        self.client = client
+        self.records_ref = client.collection(collection)
+        self.content_ref = client.collection(f"{collection}-content")
+        self.slots_ref = client.collection(f"{collection}-slots").document(SLOTS_DOCUMENT)
+
+    @classmethod
+    def from_config(cls, project: str, collection: str) -> FirestoreLedger:
+        return cls(firestore.Client(project=project), collection)
+
+    def claim(self, key: str, content_key: str, decide: Callable[[ClaimView], Change]) -> Change:
+        record_ref = self.records_ref.document(key)
+        content_ref = self.content_ref.document(content_key)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> Change:
+            record = _record(record_ref.get(transaction=transaction))
+            owner_key = (content_ref.get(transaction=transaction).to_dict() or {}).get("idempotency_key")
+            owner = None
+            if owner_key and owner_key != key:
+                owner = _record(self.records_ref.document(owner_key).get(transaction=transaction))
+            elif owner_key == key:
+                owner = record
+            slots = _slots(self.slots_ref.get(transaction=transaction))
+            change = decide(ClaimView(record=record, content_owner=owner, slots=slots))
+            self._write(transaction, record_ref, change)
+            if change.content_owner_key is not None:
+                transaction.set(content_ref, {"idempotency_key": change.content_owner_key})
+            return change
+
+        return run(self.client.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+
+    def update(
+        self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None], *, missing_ok: bool = False
+    ) -> Change | None:
+        record_ref = self.records_ref.document(key)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> Change | None:
+            record = _record(record_ref.get(transaction=transaction))
+            slots = _slots(self.slots_ref.get(transaction=transaction))
+            if record is None and not missing_ok:
+                return None
+            change = decide(record, slots)
+            if change is not None:
+                self._write(transaction, record_ref, change)
+            return change
+
+        return run(self.client.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+
+    def _write(self, transaction: firestore.Transaction, record_ref: Any, change: Change) -> None:
+        if change.record is not None:
+            transaction.set(record_ref, _document(change.record))
+        if change.slots is not None:
+            transaction.set(self.slots_ref, msgspec.to_builtins(change.slots))
+
+    def get(self, key: str) -> LedgerRecord | None:
+        return _record(self.records_ref.document(key).get())
+
+    def records(self, states: Collection[LedgerState] | None = None) -> list[LedgerRecord]:
+        query = self.records_ref
+        if states is not None:
+            query = query.where(filter=FieldFilter("state", "in", [str(s) for s in states]))
+        return sorted((_record(snap) for snap in query.stream()), key=lambda r: (r.created_at, r.idempotency_key))
+
+    def with_outbox(self) -> list[LedgerRecord]:
+        return [_record(snap) for snap in self.records_ref.where(filter=FieldFilter("has_outbox", "==", True)).stream()]
+
+    def clear_outbox(self, key: str, event_ids: Collection[str]) -> None:
+        record_ref = self.records_ref.document(key)
+        published = set(event_ids)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> None:
+            record = _record(record_ref.get(transaction=transaction))
+            if record is None or not record.outbox:
+                return
+            left = tuple(item for item in record.outbox if item.get("id") not in published)
+            if len(left) != len(record.outbox):
+                transaction.set(record_ref, _document(msgspec.structs.replace(record, outbox=left)))
+
+        run(self.client.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+
+    def slots(self) -> Slots:
+        return _slots(self.slots_ref.get())
+
+
+def _document(record: LedgerRecord) -> dict[str, Any]:
+    # has_outbox lets the status tick find unpublished events with one equality query.
+    return {**msgspec.to_builtins(record), "has_outbox": bool(record.outbox)}
+
+
+def _record(snapshot: Any) -> LedgerRecord | None:
+    if not snapshot.exists:
+        return None
+    data = snapshot.to_dict()
+    data.pop("has_outbox", None)
+    return msgspec.convert(data, LedgerRecord)
+
+
+def _slots(snapshot: Any) -> Slots:
+    return msgspec.convert(snapshot.to_dict() or {}, Slots) if snapshot.exists else Slots()

@@ -1,0 +1,273 @@
+"""The life of one dataset version in the ledger: its states, the moves allowed between them,
+and the job event each move announces. Pure: plain values in, plain values out.
+
+    ACCEPTED ──► SUBMITTING ──► SUBMITTED ──► RUNNING ──► SUCCEEDED
+       │  ▲          │  ▲            │            │──────► FAILED
+       │  └─ QUEUED ◄┘  └ (take-over)└────────────┴──────► CANCELLED
+       └──► SKIPPED (same bytes and settings already tuned)
+
+A record holds one of the project's job slots while SUBMITTING, SUBMITTED or RUNNING, and waits
+in the FIFO queue while QUEUED. Every move is written in a ledger transaction together with the
+events it announces (the record's outbox), so a move happens once and its events are published
+at least once with a stable ce-id: subscribers drop copies by id.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from autotune.events import EventPayload, EventType, TuningEvent, make_event
+
+
+class LedgerState(enum.StrEnum):
+    ACCEPTED = "ACCEPTED"
+    QUEUED = "QUEUED"
+    SUBMITTING = "SUBMITTING"
+    SUBMITTED = "SUBMITTED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+
+
+S = LedgerState
+# The one list of allowed moves. SUBMITTING -> SUBMITTING is a take-over of an expired claim.
+TRANSITIONS: dict[LedgerState, frozenset[LedgerState]] = {
+    S.ACCEPTED: frozenset({S.SUBMITTING, S.QUEUED, S.SKIPPED, S.FAILED}),
+    S.QUEUED: frozenset({S.SUBMITTING, S.CANCELLED, S.FAILED}),
+    S.SUBMITTING: frozenset({S.SUBMITTING, S.SUBMITTED, S.QUEUED, S.FAILED}),
+    S.SUBMITTED: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED}),
+    S.SUCCEEDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.SKIPPED: frozenset(),
+}
+SLOT_STATES = frozenset({S.SUBMITTING, S.SUBMITTED, S.RUNNING})  # count against max_concurrent_jobs
+ACTIVE_JOB_STATES = frozenset({S.SUBMITTED, S.RUNNING})  # a Vertex job exists and has not ended
+ENDED_STATES = frozenset(state for state, targets in TRANSITIONS.items() if not targets)
+# A re-upload of content whose first tuning ended like this is tuned again (the user retries).
+RETRY_ALLOWED_AFTER = frozenset({S.FAILED, S.CANCELLED})
+
+# The job event each arrival announces (None: an internal step, nothing to tell).
+EVENT_ON_ENTRY: dict[LedgerState, EventType | None] = {
+    S.ACCEPTED: None,
+    S.QUEUED: EventType.JOB_QUEUED,
+    S.SUBMITTING: None,
+    S.SUBMITTED: EventType.JOB_SUBMITTED,
+    S.RUNNING: EventType.JOB_RUNNING,
+    S.SUCCEEDED: EventType.JOB_SUCCEEDED,
+    S.FAILED: EventType.JOB_FAILED,
+    S.CANCELLED: EventType.JOB_CANCELLED,
+    S.SKIPPED: EventType.JOB_SKIPPED,
+}
+
+# Vertex AI JobState name -> the ledger state it means for a submitted job.
+# QUEUED/PENDING: the service has the job but it has not started (ledger SUBMITTED).
+# CANCELLING and PAUSED still hold the service's quota: no move until they settle.
+# EXPIRED is an end the user must hear about: FAILED with that reason.
+VERTEX_TO_LEDGER: dict[str, LedgerState | None] = {
+    "JOB_STATE_UNSPECIFIED": None,
+    "JOB_STATE_QUEUED": S.SUBMITTED,
+    "JOB_STATE_PENDING": S.SUBMITTED,
+    "JOB_STATE_RUNNING": S.RUNNING,
+    "JOB_STATE_SUCCEEDED": S.SUCCEEDED,
+    "JOB_STATE_FAILED": S.FAILED,
+    "JOB_STATE_CANCELLING": None,
+    "JOB_STATE_CANCELLED": S.CANCELLED,
+    "JOB_STATE_PAUSED": None,
+    "JOB_STATE_EXPIRED": S.FAILED,
+    "JOB_STATE_UPDATING": None,
+    "JOB_STATE_PARTIALLY_SUCCEEDED": S.SUCCEEDED,
+}
+
+
+class IllegalTransition(ValueError):
+    """A move the table above does not allow; the message names both states and the record."""
+
+
+class Transition(msgspec.Struct, frozen=True, kw_only=True):
+    state: LedgerState
+    at: str  # RFC 3339
+    reason: str | None = None
+
+
+class LedgerRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One dataset version in the ledger (document id: the request's idempotency key)."""
+
+    idempotency_key: str
+    content_key: str
+    dataset_uri: str
+    generation: str
+    state: LedgerState
+    history: tuple[Transition, ...] = ()  # every move, with its time
+    created_at: str
+    updated_at: str
+    report_uri: str | None = None
+    request: dict[str, Any] | None = None  # the TuningRequest as received
+    model: str | None = None
+    region: str | None = None
+    queue_order: str = ""  # FIFO position while QUEUED: upload order, kept across re-queues
+    attempts: int = 0  # times the record entered SUBMITTING
+    failed_attempts: int = 0  # submit attempts that ended without an answer (crash, 5xx)
+    claim_expires_at: str | None = None  # while SUBMITTING: after this another submitter may take over
+    job_name: str | None = None
+    job_state: str | None = None  # the Vertex JobState last seen
+    tuned_model: str | None = None
+    endpoint: str | None = None
+    tuning_data_stats: dict[str, Any] | None = None
+    error: str | None = None
+    reason: str | None = None  # why the last move happened
+    duplicate_of: str | None = None  # SKIPPED: the idempotency key of the tuning it repeats
+    forced: bool = False
+    retune_reason: str | None = None  # why content seen before is tuned again (forced, or it failed)
+    outbox: tuple[dict[str, Any], ...] = ()  # events written with the move, not yet published
+
+    @property
+    def holds_slot(self) -> bool:
+        return self.state in SLOT_STATES
+
+
+def timestamp(now: datetime) -> str:
+    """Fixed-width UTC RFC 3339, so text order is time order."""
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def claim_expiry(now: datetime, claim_seconds: float) -> str:
+    return timestamp(now + timedelta(seconds=claim_seconds))
+
+
+def claim_expired(record: LedgerRecord, now: datetime) -> bool:
+    return record.state == S.SUBMITTING and (
+        record.claim_expires_at is None or parse_timestamp(record.claim_expires_at) <= now
+    )
+
+
+def check_transition(record: LedgerRecord, target: LedgerState) -> None:
+    if target not in TRANSITIONS[record.state]:
+        raise IllegalTransition(f"ledger record {record.idempotency_key} ({record.dataset_uri}): {record.state} -> {target} is not allowed")
+
+
+def move(record: LedgerRecord, target: LedgerState, now: datetime, *, reason: str | None = None, **changes: Any) -> LedgerRecord:
+    """`record` in `target`, its history extended and the arrival's event put in its outbox."""
+    check_transition(record, target)
+    stamp = timestamp(now)
+    history = (*record.history, Transition(state=target, at=stamp, reason=reason))
+    if target != S.SUBMITTING:
+        changes.setdefault("claim_expires_at", None)
+    moved = msgspec.structs.replace(record, state=target, history=history, updated_at=stamp, reason=reason, **changes)
+    event = event_for(moved, target, now)
+    if event is None:
+        return moved
+    return msgspec.structs.replace(moved, outbox=(*moved.outbox, event_to_dict(event)))
+
+
+def event_for(record: LedgerRecord, state: LedgerState, now: datetime) -> TuningEvent | None:
+    event_type = EVENT_ON_ENTRY[state]
+    if event_type is None:
+        return None
+    payload = EventPayload(
+        dataset_uri=record.dataset_uri,
+        generation=record.generation,
+        idempotency_key=record.idempotency_key,
+        report_uri=record.report_uri,
+        model=record.model,
+        job_name=record.job_name,
+        state=state.value,
+        tuned_model=record.tuned_model if state == S.SUCCEEDED else None,
+        endpoint=record.endpoint if state == S.SUCCEEDED else None,
+        error=record.error if state in {S.FAILED, S.CANCELLED} else None,
+        reason=record.reason,
+    )
+    # The position in the history tells apart two arrivals in one state (queued, then queued
+    # again after a 429) and is the same when the event is rebuilt: a stable ce-id.
+    return make_event(event_type, payload, discriminator=str(len(record.history)), now=now)
+
+
+def event_to_dict(event: TuningEvent) -> dict[str, Any]:
+    return msgspec.to_builtins(event)
+
+
+def event_from_dict(data: dict[str, Any]) -> TuningEvent:
+    return msgspec.convert(data, TuningEvent)
+
+
+def new_record(
+    *,
+    idempotency_key: str,
+    content_key: str,
+    dataset_uri: str,
+    generation: str,
+    now: datetime,
+    report_uri: str | None = None,
+    request: dict[str, Any] | None = None,
+    model: str | None = None,
+    region: str | None = None,
+    queue_order: str = "",
+    forced: bool = False,
+) -> LedgerRecord:
+    stamp = timestamp(now)
+    return LedgerRecord(
+        idempotency_key=idempotency_key,
+        content_key=content_key,
+        dataset_uri=dataset_uri,
+        generation=generation,
+        state=S.ACCEPTED,
+        history=(Transition(state=S.ACCEPTED, at=stamp),),
+        created_at=stamp,
+        updated_at=stamp,
+        report_uri=report_uri,
+        request=request,
+        model=model,
+        region=region,
+        queue_order=queue_order or stamp,
+        forced=forced,
+    )
+
+
+def observed(record: LedgerRecord, job: JobSnapshot, now: datetime) -> LedgerRecord | None:
+    """The record after seeing its Vertex job in `job`, or None when nothing changed."""
+    target = VERTEX_TO_LEDGER.get(job.state)
+    changes: dict[str, Any] = {"job_state": job.state}
+    if job.stats:
+        changes["tuning_data_stats"] = job.stats
+    if target is None or target == record.state or target not in TRANSITIONS[record.state]:
+        if job.state != record.job_state or (job.stats and job.stats != record.tuning_data_stats):
+            return msgspec.structs.replace(record, updated_at=timestamp(now), **changes)
+        return None
+    moved = record
+    if record.state == S.SUBMITTED and target in {S.SUCCEEDED, S.FAILED, S.CANCELLED} and job.started:
+        # The job ran between two polls: announce that too, so every subscriber sees it run.
+        moved = move(moved, S.RUNNING, now, reason="job started", **changes)
+    if target == S.SUCCEEDED:
+        return move(moved, target, now, reason="job succeeded", tuned_model=job.tuned_model, endpoint=job.endpoint, **changes)
+    if target == S.FAILED:
+        error = job.error or ("job expired" if job.state == "JOB_STATE_EXPIRED" else "job failed without an error message")
+        return move(moved, target, now, reason="job failed", error=error, **changes)
+    if target == S.CANCELLED:
+        return move(moved, target, now, reason="job cancelled", error=job.error or None, **changes)
+    return move(moved, target, now, reason="job started", **changes)
+
+
+class JobSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """What the tuning service says about one job, as plain values."""
+
+    name: str
+    state: str  # Vertex JobState name, e.g. JOB_STATE_RUNNING
+    labels: dict[str, str] = {}
+    started: bool = False
+    error: str = ""
+    tuned_model: str = ""
+    endpoint: str = ""
+    stats: dict[str, Any] = {}  # supervisedTuningDataStats
+    create_time: str = ""
+    end_time: str = ""

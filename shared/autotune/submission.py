@@ -1,0 +1,679 @@
+"""Exactly one tuning job per dataset version, at most `max_concurrent_jobs` at a time.
+
+The decisions are pure functions of the ledger documents they read (`decide_*`, `promote`,
+`observe`, ...): each returns the documents to write and what happened. The ledger adapter runs
+each one inside a transaction that read those documents, so two deliveries of one request, or
+two overlapping status ticks, can never both win the same move. The orchestration below
+(`submit`, `status_tick`) sees the ledger, the tuning service and the event bus only through
+the small protocols here; the Google clients live in adapters/.
+
+Exactly once, step by step:
+1. claim: the record (document id = idempotency key) is created ACCEPTED and moved, in the same
+   transaction as the project's one `slots` document, to SUBMITTING (a slot and a claim that
+   expires) or QUEUED (no free slot, or others already waiting: FIFO). An existing record
+   makes the delivery a no-op, unless it is SUBMITTING with an expired claim (its submitter
+   died): then this delivery takes it over.
+2. adopt or create: the Vertex job carries the key in a label; before creating, the jobs with
+   that label are listed and an existing one is adopted (a crash between create and step 3).
+3. record: SUBMITTING -> SUBMITTED with the job name, in a transaction.
+Every move writes its event into the record's outbox in the same transaction; the events are
+published after the transaction and removed from the outbox once published, and the status tick
+publishes whatever a crash left behind (same ce-id: subscribers drop copies).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import msgspec
+
+from autotune import structured_log
+from autotune.events import TuningEvent
+from autotune.job_lifecycle import (
+    ACTIVE_JOB_STATES,
+    RETRY_ALLOWED_AFTER,
+    JobSnapshot,
+    LedgerRecord,
+    LedgerState,
+    claim_expired,
+    claim_expiry,
+    event_from_dict,
+    move,
+    new_record,
+    observed,
+    timestamp,
+)
+from autotune.tuning_request import TuningRequest, decode_request
+
+S = LedgerState
+# Vertex job label carrying the idempotency key (40 lowercase hex). An underscore, not a dash: the
+# key also appears in list filters (labels.KEY="VALUE"), where a dash could read as an operator.
+KEY_LABEL = "autotune_key"
+CLAIM_SECONDS = 300.0  # a submitter that has not recorded its job by then is presumed dead
+MAX_FAILED_ATTEMPTS = 8  # submit attempts without an answer (crash, 5xx) before giving up
+
+
+# --- the documents a decision reads and writes -------------------------------------------------
+
+
+class Slots(msgspec.Struct, frozen=True, kw_only=True):
+    """The project's one `slots` document: who holds a job slot, who waits (key -> order)."""
+
+    active: dict[str, str] = {}  # idempotency key -> since
+    queued: dict[str, str] = {}  # idempotency key -> queue order (upload order)
+
+    def free(self, max_jobs: int) -> bool:
+        return len(self.active) < max_jobs
+
+    def head(self) -> str | None:
+        if not self.queued:
+            return None
+        return min(self.queued.items(), key=lambda item: (item[1], item[0]))[0]
+
+    def holding(self, key: str, since: str) -> Slots:
+        return Slots(active={**self.active, key: since}, queued={k: v for k, v in self.queued.items() if k != key})
+
+    def waiting(self, key: str, order: str) -> Slots:
+        return Slots(active={k: v for k, v in self.active.items() if k != key}, queued={**self.queued, key: order})
+
+    def without(self, key: str) -> Slots:
+        return Slots(
+            active={k: v for k, v in self.active.items() if k != key}, queued={k: v for k, v in self.queued.items() if k != key}
+        )
+
+
+class Outcome(enum.StrEnum):
+    DUPLICATE = "duplicate"  # this delivery has nothing to do
+    SKIPPED = "skipped"  # same content already tuned
+    QUEUED = "queued"
+    SUBMIT = "submit"  # this caller holds the claim: adopt or create the job now
+    SUBMITTED = "submitted"
+    FAILED = "failed"
+    RELEASED = "released"  # transient failure: claim given up for a retry
+    CONFLICT = "conflict"  # the record already names another job
+    CHANGED = "changed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """What the claim transaction reads: the record, the content index entry, its owner, the slots."""
+
+    record: LedgerRecord | None
+    content_owner: LedgerRecord | None
+    slots: Slots
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a decision writes (None: leave as is) and what it means for the caller."""
+
+    outcome: Outcome
+    record: LedgerRecord | None = None
+    slots: Slots | None = None
+    content_owner_key: str | None = None  # set the content index entry to this key
+
+
+# --- the protocols the orchestration sees -----------------------------------------------------
+
+
+class Ledger(Protocol):
+    def claim(self, key: str, content_key: str, decide: Callable[[ClaimView], Change]) -> Change: ...
+
+    def update(
+        self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None], *, missing_ok: bool = False
+    ) -> Change | None:
+        """Run `decide` on the record and the slots in one transaction; write what it returns.
+        A missing record skips `decide` (returns None) unless `missing_ok`, which passes None."""
+
+    def get(self, key: str) -> LedgerRecord | None: ...
+
+    def records(self, states: Collection[LedgerState] | None = None) -> list[LedgerRecord]: ...
+
+    def with_outbox(self) -> list[LedgerRecord]: ...
+
+    def clear_outbox(self, key: str, event_ids: Collection[str]) -> None: ...
+
+    def slots(self) -> Slots: ...
+
+
+class ErrorKind(enum.StrEnum):
+    QUOTA = "quota"  # 429 RESOURCE_EXHAUSTED: wait in the queue
+    PERMANENT = "permanent"  # 400 and the like: the request will never work
+    TRANSIENT = "transient"  # 5xx, timeouts: try again later
+    NOT_FOUND = "not_found"
+
+
+class TuningServiceError(Exception):
+    def __init__(self, kind: ErrorKind, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.code = kind, message, code
+
+
+class TuningService(Protocol):
+    def find_by_label(self, parent: str, key: str, value: str) -> JobSnapshot | None: ...
+
+    def create(self, parent: str, job: Mapping[str, Any]) -> JobSnapshot: ...
+
+    def get(self, name: str) -> JobSnapshot: ...
+
+    def cancel(self, name: str) -> None: ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, event: TuningEvent) -> None: ...
+
+
+class ModelCatalog(Protocol):
+    """The catalog facts submit needs (autotune.catalog provides them)."""
+
+    def regions(self, model: str) -> Collection[str] | None: ...  # None: unknown model
+
+    def adapter_sizes(self, model: str) -> Collection[int]: ...
+
+    def default_adapter_size(self, model: str) -> int | None: ...
+
+    def adapter_size_enum(self, size: int) -> str: ...
+
+
+class ProjectCatalog:
+    """ModelCatalog over autotune.catalog (models.toml)."""
+
+    def regions(self, model: str) -> Collection[str] | None:
+        from autotune import catalog
+
+        spec = catalog.get_model(model)
+        return None if spec is None else spec.regions
+
+    def adapter_sizes(self, model: str) -> Collection[int]:
+        from autotune import catalog
+
+        spec = catalog.get_model(model)
+        return () if spec is None else spec.adapter_sizes
+
+    def default_adapter_size(self, model: str) -> int | None:
+        from autotune import catalog
+
+        spec = catalog.get_model(model)
+        return None if spec is None else spec.default_adapter_size
+
+    def adapter_size_enum(self, size: int) -> str:
+        from autotune import catalog
+
+        return catalog.adapter_size_enum_name(size)
+
+
+# --- classifying service errors -----------------------------------------------------------------
+
+_PERMANENT_STATUSES = {
+    "INVALID_ARGUMENT",
+    "FAILED_PRECONDITION",
+    "OUT_OF_RANGE",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "ALREADY_EXISTS",
+    "UNIMPLEMENTED",
+}
+_PERMANENT_CODES = {400, 401, 403, 409, 412, 501}
+
+
+def classify_error(http_code: int | None, status: str | None = None) -> ErrorKind:
+    """Quota, permanent or transient, from an HTTP code and/or a google.rpc status name."""
+    if http_code == 429 or status == "RESOURCE_EXHAUSTED":
+        return ErrorKind.QUOTA
+    if http_code == 404 or status == "NOT_FOUND":
+        return ErrorKind.NOT_FOUND
+    if status in _PERMANENT_STATUSES or http_code in _PERMANENT_CODES:
+        return ErrorKind.PERMANENT
+    return ErrorKind.TRANSIENT  # 5xx, 408, timeouts, connection errors, anything unknown: retry
+
+
+# --- building the Vertex AI request ---------------------------------------------------------------
+
+
+class JobSpecError(ValueError):
+    """The request cannot become a Vertex job (model or region); the message says why."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    parent: str  # projects/P/locations/REGION
+    body: dict[str, Any]  # TuningJob in REST JSON (camelCase, enum names)
+
+
+def build_job_spec(request: TuningRequest, *, project: str, catalog: ModelCatalog, service_account: str = "") -> JobSpec:
+    settings = request.settings
+    model = settings.model
+    regions = catalog.regions(model)
+    if regions is None:
+        raise JobSpecError(f"model {model!r} is not in the catalog of tunable models")
+    if settings.region not in regions:
+        raise JobSpecError(f"model {model} cannot be tuned in region {settings.region}; it can in: {', '.join(sorted(regions))}")
+    if not isinstance(settings.epochs, int) or settings.epochs < 1:
+        raise JobSpecError(f"epochs must be a positive integer, got {settings.epochs!r}")
+    if not isinstance(settings.learning_rate_multiplier, float | int) or settings.learning_rate_multiplier <= 0:
+        raise JobSpecError(f"learning_rate_multiplier must be positive, got {settings.learning_rate_multiplier!r}")
+    hyper: dict[str, Any] = {"epochCount": str(settings.epochs), "learningRateMultiplier": float(settings.learning_rate_multiplier)}
+    size = settings.adapter_size if settings.adapter_size is not None else catalog.default_adapter_size(model)
+    if size is not None:
+        if not isinstance(size, int) or size not in catalog.adapter_sizes(model):
+            allowed = ", ".join(str(s) for s in sorted(catalog.adapter_sizes(model))) or "none"
+            raise JobSpecError(f"adapter size {size!r} is not allowed for {model}; allowed: {allowed}")
+        hyper["adapterSize"] = catalog.adapter_size_enum(size)
+    spec: dict[str, Any] = {"trainingDatasetUri": request.training.uri, "hyperParameters": hyper}
+    if request.validation is not None:
+        spec["validationDatasetUri"] = request.validation.uri
+    body: dict[str, Any] = {
+        "baseModel": model,
+        "supervisedTuningSpec": spec,
+        "tunedModelDisplayName": display_name(request),
+        "description": f"autotune: {request.training.uri} generation {request.training.generation}",
+        "labels": {KEY_LABEL: request.idempotency_key},
+    }
+    if service_account:
+        body["serviceAccount"] = service_account
+    return JobSpec(parent=f"projects/{project}/locations/{settings.region}", body=body)
+
+
+def display_name(request: TuningRequest) -> str:
+    name = request.settings.display_name or request.training.object.rsplit("/", 1)[-1].removesuffix(".jsonl")
+    return name[:128]
+
+
+def queue_order(request: TuningRequest) -> str:
+    """Upload order: a Cloud Storage generation is the upload time in microseconds."""
+    generation = request.training.generation
+    return f"{int(generation):020d}" if generation.isdigit() else request.requested_at
+
+
+# --- decisions (pure) ---------------------------------------------------------------------------
+
+
+def decide_claim(
+    view: ClaimView,
+    request: TuningRequest,
+    *,
+    now: datetime,
+    max_jobs: int,
+    claim_seconds: float = CLAIM_SECONDS,
+    spec_error: str | None = None,
+) -> Change:
+    record = view.record
+    if record is not None:
+        if claim_expired(record, now):
+            return take_over(record, view.slots, now=now, claim_seconds=claim_seconds)
+        return Change(Outcome.DUPLICATE)
+    key = request.idempotency_key
+    fresh = new_record(
+        idempotency_key=key,
+        content_key=request.content_key,
+        dataset_uri=request.training.uri,
+        generation=request.training.generation,
+        now=now,
+        report_uri=request.report_uri,
+        request=msgspec.to_builtins(request),
+        model=request.settings.model,
+        region=request.settings.region,
+        queue_order=queue_order(request),
+        forced=request.force,
+    )
+    owner = view.content_owner
+    repeats = owner is not None and owner.idempotency_key != key
+    if repeats and owner.state not in RETRY_ALLOWED_AFTER and not request.force:
+        reason = (
+            f"same bytes and settings as {owner.dataset_uri} generation {owner.generation} "
+            f"(ledger {owner.idempotency_key}, {owner.state}"
+            + (f", job {owner.job_name}" if owner.job_name else "")
+            + "): not tuned again; upload with metadata autotune-force: true to tune anyway"
+        )
+        skipped = move(fresh, S.SKIPPED, now, reason=reason, duplicate_of=owner.idempotency_key, job_name=owner.job_name)
+        return Change(Outcome.SKIPPED, record=skipped)
+    if spec_error is not None:
+        failed = move(fresh, S.FAILED, now, reason="cannot be submitted", error=spec_error)
+        return Change(Outcome.FAILED, record=failed, content_owner_key=key if owner is None else None)
+    reason = None  # why this content is tuned again, told in the queued/submitted event
+    if repeats and request.force:
+        reason = f"autotune-force: true: tuned again although {owner.dataset_uri} generation {owner.generation} has the same bytes and settings"
+    elif repeats:
+        reason = f"tuned again: the earlier tuning of the same content ({owner.dataset_uri} generation {owner.generation}) ended {owner.state}"
+    fresh = msgspec.structs.replace(fresh, retune_reason=reason)
+    if view.slots.free(max_jobs) and not view.slots.queued:
+        claimed = move(
+            fresh, S.SUBMITTING, now, reason=reason, attempts=1, claim_expires_at=claim_expiry(now, claim_seconds)
+        )
+        return Change(Outcome.SUBMIT, record=claimed, slots=view.slots.holding(key, timestamp(now)), content_owner_key=key)
+    why = f"{len(view.slots.active)} of {max_jobs} job slots in use, {len(view.slots.queued)} waiting"
+    queued = move(fresh, S.QUEUED, now, reason=f"{reason}; {why}" if reason else why)
+    return Change(Outcome.QUEUED, record=queued, slots=view.slots.waiting(key, fresh.queue_order), content_owner_key=key)
+
+
+def take_over(record: LedgerRecord, slots: Slots, *, now: datetime, claim_seconds: float = CLAIM_SECONDS) -> Change:
+    """A SUBMITTING record whose claim expired: its last attempt died without an answer."""
+    if not claim_expired(record, now):
+        return Change(Outcome.DUPLICATE)
+    failed_attempts = record.failed_attempts + 1
+    if failed_attempts >= MAX_FAILED_ATTEMPTS:
+        error = f"gave up after {failed_attempts} submit attempts without an answer" + (f"; last error: {record.error}" if record.error else "")
+        failed = move(record, S.FAILED, now, reason="submit attempts exhausted", error=error)
+        return Change(Outcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
+    claimed = move(
+        record,
+        S.SUBMITTING,
+        now,
+        reason=f"took over an expired claim (attempt {record.attempts + 1})",
+        attempts=record.attempts + 1,
+        failed_attempts=failed_attempts,
+        claim_expires_at=claim_expiry(now, claim_seconds),
+    )
+    return Change(Outcome.SUBMIT, record=claimed, slots=slots.holding(record.idempotency_key, timestamp(now)))
+
+
+def promote(record: LedgerRecord, slots: Slots, *, now: datetime, max_jobs: int, claim_seconds: float = CLAIM_SECONDS) -> Change | None:
+    """The oldest QUEUED record takes a free slot."""
+    key = record.idempotency_key
+    if record.state != S.QUEUED or not slots.free(max_jobs) or slots.head() != key:
+        return None
+    claimed = move(
+        record,
+        S.SUBMITTING,
+        now,
+        reason="a job slot is free",
+        attempts=record.attempts + 1,
+        claim_expires_at=claim_expiry(now, claim_seconds),
+    )
+    return Change(Outcome.SUBMIT, record=claimed, slots=slots.holding(key, timestamp(now)))
+
+
+def record_submitted(record: LedgerRecord, slots: Slots, *, job: JobSnapshot, adopted: bool, now: datetime) -> Change | None:
+    if record.state == S.SUBMITTING:
+        reason = "adopted the job found by its label" if adopted else "job created"
+        if record.retune_reason:
+            reason = f"{reason}; {record.retune_reason}"
+        done = move(record, S.SUBMITTED, now, reason=reason, job_name=job.name, job_state=job.state)
+        return Change(Outcome.SUBMITTED, record=done)
+    if record.job_name == job.name:
+        return None  # already recorded by another attempt
+    return Change(Outcome.CONFLICT)
+
+
+def record_quota_wait(record: LedgerRecord, slots: Slots, *, message: str, now: datetime) -> Change | None:
+    if record.state != S.SUBMITTING:
+        return None
+    queued = move(record, S.QUEUED, now, reason=f"the tuning service's quota is full (429): {message}")
+    return Change(Outcome.QUEUED, record=queued, slots=slots.waiting(record.idempotency_key, record.queue_order))
+
+
+def record_failure(record: LedgerRecord, slots: Slots, *, error: str, now: datetime) -> Change | None:
+    if record.state not in {S.SUBMITTING, S.QUEUED, S.ACCEPTED}:
+        return None
+    failed = move(record, S.FAILED, now, reason="the tuning service refused the job", error=error)
+    return Change(Outcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
+
+
+def release_claim(record: LedgerRecord, slots: Slots, *, error: str, now: datetime) -> Change | None:
+    """A transient failure: keep the slot, let the next delivery or tick take over at once."""
+    if record.state != S.SUBMITTING:
+        return None
+    released = msgspec.structs.replace(record, claim_expires_at=timestamp(now), error=error, updated_at=timestamp(now))
+    return Change(Outcome.RELEASED, record=released)
+
+
+def observe(record: LedgerRecord, slots: Slots, *, job: JobSnapshot, now: datetime) -> Change | None:
+    if record.state not in ACTIVE_JOB_STATES or record.job_name != job.name:
+        return None
+    seen = observed(record, job, now)
+    if seen is None:
+        return None
+    if seen.holds_slot:
+        return Change(Outcome.CHANGED, record=seen)
+    return Change(Outcome.CHANGED, record=seen, slots=slots.without(record.idempotency_key))
+
+
+def cancel_queued(record: LedgerRecord, slots: Slots, *, now: datetime) -> Change | None:
+    if record.state != S.QUEUED:
+        return None
+    cancelled = move(record, S.CANCELLED, now, reason="cancelled while queued", error="cancelled by the user before it was submitted")
+    return Change(Outcome.CANCELLED, record=cancelled, slots=slots.without(record.idempotency_key))
+
+
+def release_stale_slot(record: LedgerRecord | None, key: str, slots: Slots) -> Change | None:
+    """A slot or queue entry whose record no longer holds it (a missing or ended record)."""
+    holds = record is not None and (record.holds_slot if key in slots.active else record.state == S.QUEUED)
+    if holds or (key not in slots.active and key not in slots.queued):
+        return None
+    return Change(Outcome.CHANGED, slots=slots.without(key))
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
+@dataclass
+class Pipeline:
+    """Everything submit and status need, passed in (adapters in production, doubles in tests)."""
+
+    ledger: Ledger
+    service: TuningService
+    publisher: EventPublisher
+    catalog: ModelCatalog
+    project: str
+    max_jobs: int = 1
+    service_account: str = ""
+    claim_seconds: float = CLAIM_SECONDS
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+def submit_message(pipeline: Pipeline, data: bytes, *, message_id: str = "") -> Outcome:
+    """Handle one tuning-requests message. Raises to have Pub/Sub deliver it again (5xx) or,
+    for a message that is not a TuningRequest, to send it to the dead-letter topic."""
+    try:
+        request = decode_request(data)
+    except ValueError as exc:
+        structured_log.error(
+            "tuning request rejected: not a valid TuningRequest; it will go to the dead-letter topic",
+            reason=str(exc),
+            message_id=message_id,
+            size=len(data),
+        )
+        raise
+    return submit(pipeline, request)
+
+
+def submit(pipeline: Pipeline, request: TuningRequest) -> Outcome:
+    spec_error = None
+    spec = None
+    try:
+        spec = build_job_spec(request, project=pipeline.project, catalog=pipeline.catalog, service_account=pipeline.service_account)
+    except JobSpecError as exc:
+        spec_error = str(exc)
+    now = pipeline.clock()
+    change = pipeline.ledger.claim(
+        request.idempotency_key,
+        request.content_key,
+        lambda view: decide_claim(
+            view, request, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds, spec_error=spec_error
+        ),
+    )
+    structured_log.info(
+        f"submit: {change.outcome}",
+        dataset=request.training.uri,
+        idempotency_key=request.idempotency_key,
+        state=change.record.state if change.record else None,
+        reason=change.record.reason if change.record else None,
+    )
+    publish_outbox(pipeline, change.record)
+    if change.outcome != Outcome.SUBMIT:
+        return change.outcome
+    assert spec is not None
+    return run_submission(pipeline, request.idempotency_key, spec)
+
+
+def run_submission(pipeline: Pipeline, key: str, spec: JobSpec) -> Outcome:
+    """Adopt the job labelled with `key` or create it, then record it. The caller holds the claim."""
+    ledger, service = pipeline.ledger, pipeline.service
+    try:
+        job = service.find_by_label(spec.parent, KEY_LABEL, key)
+        adopted = job is not None
+        if job is None:
+            job = service.create(spec.parent, spec.body)
+    except TuningServiceError as exc:
+        return _after_service_error(pipeline, key, exc)
+    change = ledger.update(key, lambda record, slots: record_submitted(record, slots, job=job, adopted=adopted, now=pipeline.clock()))
+    if change is None:
+        return Outcome.DUPLICATE
+    if change.outcome == Outcome.CONFLICT:
+        structured_log.error("submit: the ledger already names another job for this dataset", idempotency_key=key, job=job.name)
+        if not adopted:
+            _cancel_quietly(service, job.name)
+        return Outcome.CONFLICT
+    structured_log.info("submit: job recorded", idempotency_key=key, job=job.name, adopted=adopted)
+    publish_outbox(pipeline, change.record)
+    return Outcome.SUBMITTED
+
+
+def _after_service_error(pipeline: Pipeline, key: str, exc: TuningServiceError) -> Outcome:
+    now = pipeline.clock()
+    log_fields = {"idempotency_key": key, "error": exc.message, "code": exc.code, "kind": str(exc.kind)}
+    if exc.kind == ErrorKind.QUOTA:
+        change = pipeline.ledger.update(key, lambda r, s: record_quota_wait(r, s, message=exc.message, now=now))
+        structured_log.warning("submit: tuning service quota full, dataset queued", **log_fields)
+    elif exc.kind in {ErrorKind.PERMANENT, ErrorKind.NOT_FOUND}:
+        change = pipeline.ledger.update(key, lambda r, s: record_failure(r, s, error=exc.message, now=now))
+        structured_log.error("submit: tuning service refused the job", **log_fields)
+    else:
+        pipeline.ledger.update(key, lambda r, s: release_claim(r, s, error=exc.message, now=now))
+        structured_log.warning("submit: transient tuning service error, will retry", **log_fields)
+        raise exc
+    publish_outbox(pipeline, change.record if change else None)
+    return change.outcome if change else Outcome.DUPLICATE
+
+
+def publish_outbox(pipeline: Pipeline, record: LedgerRecord | None) -> None:
+    if record is None or not record.outbox:
+        return
+    published = []
+    for item in record.outbox:
+        event = event_from_dict(item)
+        pipeline.publisher.publish(event)
+        published.append(event.id)
+    pipeline.ledger.clear_outbox(record.idempotency_key, published)
+
+
+def _cancel_quietly(service: TuningService, name: str) -> None:
+    try:
+        service.cancel(name)
+    except TuningServiceError as exc:
+        structured_log.error("could not cancel a duplicate job", job=name, error=exc.message)
+
+
+@dataclass
+class TickSummary:
+    published: int = 0
+    observed: int = 0
+    changed: int = 0
+    taken_over: int = 0
+    promoted: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def status_tick(pipeline: Pipeline) -> TickSummary:
+    """One poll: publish leftovers, record job changes, take over dead claims, fill free slots."""
+    ledger, summary = pipeline.ledger, TickSummary()
+    for record in ledger.with_outbox():
+        publish_outbox(pipeline, record)
+        summary.published += len(record.outbox)
+    for record in ledger.records(ACTIVE_JOB_STATES):
+        summary.observed += 1
+        if not record.job_name:
+            continue
+        try:
+            job = pipeline.service.get(record.job_name)
+        except TuningServiceError as exc:
+            if exc.kind != ErrorKind.NOT_FOUND:
+                summary.errors.append(f"{record.job_name}: {exc.message}")
+                continue
+            job = JobSnapshot(name=record.job_name, state="JOB_STATE_FAILED", error=f"the tuning job no longer exists: {exc.message}")
+        now = pipeline.clock()
+        change = ledger.update(record.idempotency_key, lambda r, s: observe(r, s, job=job, now=now))
+        if change is not None and change.record is not None and change.record.state != record.state:
+            summary.changed += 1
+            structured_log.info(
+                f"status: {record.state} -> {change.record.state}", dataset=record.dataset_uri, job=job.name, error=change.record.error
+            )
+        publish_outbox(pipeline, change.record if change else None)
+    for record in ledger.records({S.SUBMITTING}):
+        now = pipeline.clock()
+        if not claim_expired(record, now):
+            continue
+        change = ledger.update(record.idempotency_key, lambda r, s: take_over(r, s, now=now, claim_seconds=pipeline.claim_seconds))
+        if change is None:
+            continue
+        publish_outbox(pipeline, change.record)
+        if change.outcome == Outcome.SUBMIT:
+            summary.taken_over += 1
+            _submit_from_ledger(pipeline, change.record, summary)
+    _fill_free_slots(pipeline, summary)
+    _release_stale_slots(pipeline)
+    return summary
+
+
+def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
+    tried: set[str] = set()
+    while True:
+        slots = pipeline.ledger.slots()
+        head = slots.head()
+        if head is None or head in tried or not slots.free(pipeline.max_jobs):
+            return
+        tried.add(head)
+        now = pipeline.clock()
+        change = pipeline.ledger.update(
+            head, lambda r, s: promote(r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds)
+        )
+        if change is None or change.outcome != Outcome.SUBMIT:
+            continue  # another tick promoted it, or the queue entry is stale (released below)
+        summary.promoted += 1
+        structured_log.info("status: promoting the oldest queued dataset", dataset=change.record.dataset_uri)
+        if _submit_from_ledger(pipeline, change.record, summary) == Outcome.QUEUED:
+            return  # the service's own quota is full: try again next tick
+
+
+def _submit_from_ledger(pipeline: Pipeline, record: LedgerRecord, summary: TickSummary) -> Outcome:
+    try:
+        request = msgspec.convert(record.request, TuningRequest)
+        spec = build_job_spec(request, project=pipeline.project, catalog=pipeline.catalog, service_account=pipeline.service_account)
+    except (msgspec.ValidationError, JobSpecError) as exc:
+        now = pipeline.clock()
+        change = pipeline.ledger.update(record.idempotency_key, lambda r, s: record_failure(r, s, error=str(exc), now=now))
+        publish_outbox(pipeline, change.record if change else None)
+        return Outcome.FAILED
+    try:
+        return run_submission(pipeline, record.idempotency_key, spec)
+    except TuningServiceError as exc:
+        summary.errors.append(f"{record.dataset_uri}: {exc.message}")
+        return Outcome.RELEASED
+
+
+def _release_stale_slots(pipeline: Pipeline) -> None:
+    slots = pipeline.ledger.slots()
+    for key in [*slots.active, *slots.queued]:
+        if release_stale_slot(pipeline.ledger.get(key), key, slots) is not None:
+            pipeline.ledger.update(key, lambda r, s, key=key: release_stale_slot(r, key, s), missing_ok=True)
+
+
+def cancel(pipeline: Pipeline, key: str) -> Outcome:
+    """Cancel a dataset's tuning: a queued one leaves the queue; a running job is cancelled on the
+    service and the next status tick records CANCELLED."""
+    record = pipeline.ledger.get(key)
+    if record is None:
+        raise LookupError(f"no ledger record {key}")
+    if record.state == S.QUEUED:
+        change = pipeline.ledger.update(key, lambda r, s: cancel_queued(r, s, now=pipeline.clock()))
+        publish_outbox(pipeline, change.record if change else None)
+        return Outcome.CANCELLED if change else Outcome.DUPLICATE
+    if record.state in ACTIVE_JOB_STATES and record.job_name:
+        pipeline.service.cancel(record.job_name)
+        return Outcome.CANCELLED
+    raise ValueError(f"{record.dataset_uri} is {record.state}: only a QUEUED, SUBMITTED or RUNNING dataset can be cancelled")

@@ -1,0 +1,433 @@
+"""The submit and status core with in-memory ledger, service and bus: exactly once, the queue,
+error classes, the skipped re-upload, take-over of dead claims."""
+
+import threading
+
+import pytest
+
+from autotune.events import EventType
+from autotune.job_lifecycle import LedgerState, event_from_dict
+from autotune.submission import (
+    KEY_LABEL,
+    ErrorKind,
+    JobSpecError,
+    Outcome,
+    Pipeline,
+    TuningServiceError,
+    build_job_spec,
+    cancel,
+    classify_error,
+    status_tick,
+    submit,
+    submit_message,
+)
+from autotune.tuning_request import InvalidTuningRequest, encode_request
+from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
+
+S = LedgerState
+
+
+@pytest.fixture
+def world():
+    ledger, service, bus, clock = MemoryLedger(), FakeTuningService(), RecordingPublisher(), SteppingClock()
+    pipeline = Pipeline(ledger=ledger, service=service, publisher=bus, catalog=StubCatalog(), project="p", max_jobs=1, clock=clock, claim_seconds=60)
+    return pipeline, ledger, service, bus, clock
+
+
+def test_first_delivery_creates_one_labelled_job_and_publishes_submitted(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    assert submit(pipeline, request) == Outcome.SUBMITTED
+    [(parent, body)] = service.created
+    assert parent == "projects/p/locations/us-central1"
+    assert body["labels"] == {KEY_LABEL: request.idempotency_key}
+    assert body["supervisedTuningSpec"]["trainingDatasetUri"] == "gs://bkt/incoming/data.jsonl"
+    assert body["supervisedTuningSpec"]["hyperParameters"]["epochCount"] == "3"
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.SUBMITTED and record.job_name.endswith("/tuningJobs/1")
+    assert [t.state for t in record.history] == [S.ACCEPTED, S.SUBMITTING, S.SUBMITTED]
+    assert record.outbox == ()
+    assert bus.types() == ["submitted"]
+    assert bus.events[0].payload.job_name == record.job_name
+
+
+def test_duplicate_deliveries_are_no_ops(world):
+    pipeline, _, service, bus, _ = world
+    request = make_request()
+    outcomes = [submit(pipeline, request) for _ in range(3)]
+    assert outcomes == [Outcome.SUBMITTED, Outcome.DUPLICATE, Outcome.DUPLICATE]
+    assert len(service.created) == 1 and bus.types() == ["submitted"]
+
+
+def test_ten_concurrent_deliveries_give_one_job(world):
+    pipeline, _, service, bus, _ = world
+    request = make_request()
+    outcomes = []
+    threads = [threading.Thread(target=lambda: outcomes.append(submit(pipeline, request))) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes).count(Outcome.SUBMITTED) == 1
+    assert len(service.created) == 1 and bus.types() == ["submitted"]
+
+
+def test_second_dataset_waits_in_the_queue_while_the_slot_is_taken(world):
+    pipeline, ledger, service, bus, _ = world
+    first, second = make_request("incoming/a.jsonl", sha256="1" * 64), make_request("incoming/b.jsonl", sha256="2" * 64)
+    submit(pipeline, first)
+    assert submit(pipeline, second) == Outcome.QUEUED
+    assert ledger.get(second.idempotency_key).state == S.QUEUED
+    assert bus.types() == ["submitted", "queued"]
+    assert "1 of 1 job slots in use" in bus.events[1].payload.reason
+    assert len(service.created) == 1
+
+
+def test_reupload_of_same_bytes_and_settings_is_skipped_with_a_reason(world):
+    pipeline, ledger, service, bus, _ = world
+    first = make_request(generation="100")
+    again = make_request(generation="200")  # same object re-uploaded: new generation, same content
+    submit(pipeline, first)
+    assert submit(pipeline, again) == Outcome.SKIPPED
+    skipped = ledger.get(again.idempotency_key)
+    assert skipped.state == S.SKIPPED and skipped.duplicate_of == first.idempotency_key
+    event = bus.events[-1]
+    assert event.type == EventType.JOB_SKIPPED
+    assert "autotune-force" in event.payload.reason and "generation 100" in event.payload.reason
+    assert event.payload.job_name == ledger.get(first.idempotency_key).job_name
+    assert len(service.created) == 1
+
+
+def test_same_bytes_under_another_name_are_skipped_too(world):
+    pipeline, _, service, _, _ = world
+    submit(pipeline, make_request("incoming/a.jsonl"))
+    assert submit(pipeline, make_request("incoming/copy-of-a.jsonl")) == Outcome.SKIPPED
+    assert len(service.created) == 1
+
+
+def test_forced_reupload_is_tuned_again_and_says_so(world):
+    pipeline, ledger, service, bus, _ = world
+    first = make_request(generation="100")
+    submit(pipeline, first)
+    service.succeed(ledger.get(first.idempotency_key).job_name)
+    status_tick(pipeline)
+    forced = make_request(generation="200", force=True)
+    assert submit(pipeline, forced) == Outcome.SUBMITTED
+    assert len(service.created) == 2
+    assert "autotune-force" in bus.events[-1].payload.reason
+
+
+def test_different_settings_on_the_same_bytes_are_a_new_tuning(world):
+    pipeline, _, service, _, _ = world
+    submit(pipeline, make_request(generation="100", epochs=3))
+    assert submit(pipeline, make_request(generation="200", epochs=5)) in {Outcome.SUBMITTED, Outcome.QUEUED}
+
+
+def test_reupload_after_a_failed_tuning_is_tuned_again(world):
+    pipeline, ledger, service, bus, _ = world
+    first = make_request(generation="100")
+    service.fail_next(ErrorKind.PERMANENT, "Base model is not available", 400)
+    assert submit(pipeline, first) == Outcome.FAILED
+    assert submit(pipeline, make_request(generation="200")) == Outcome.SUBMITTED
+    assert "ended FAILED" in bus.events[-1].payload.reason
+
+
+def test_service_quota_429_queues_the_dataset_and_frees_the_slot(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    service.fail_next(ErrorKind.QUOTA, "Quota exceeded", 429)
+    assert submit(pipeline, request) == Outcome.QUEUED
+    assert ledger.get(request.idempotency_key).state == S.QUEUED
+    assert ledger.slots().active == {} and request.idempotency_key in ledger.slots().queued
+    assert bus.types() == ["queued"] and "429" in bus.events[0].payload.reason
+    # The next tick tries again and the job is created.
+    status_tick(pipeline)
+    assert ledger.get(request.idempotency_key).state == S.SUBMITTED
+    assert bus.types() == ["queued", "submitted"]
+
+
+def test_permanent_error_fails_the_record_with_the_service_message(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    service.fail_next(ErrorKind.PERMANENT, "Adapter size 32 is not supported", 400)
+    assert submit(pipeline, request) == Outcome.FAILED
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.FAILED and record.error == "Adapter size 32 is not supported"
+    assert bus.types() == ["failed"] and bus.events[0].payload.error == "Adapter size 32 is not supported"
+    assert ledger.slots().active == {}
+
+
+def test_transient_error_raises_for_a_redelivery_which_then_succeeds(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    service.fail_next(ErrorKind.TRANSIENT, "503 unavailable", 503)
+    with pytest.raises(TuningServiceError):
+        submit(pipeline, request)
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.SUBMITTING and record.error == "503 unavailable"
+    assert submit(pipeline, request) == Outcome.SUBMITTED  # the redelivery takes the released claim
+    assert len(service.created) == 1 and bus.types() == ["submitted"]
+
+
+def test_poison_message_raises_with_a_logged_reason(world, capsys):
+    pipeline, *_ = world
+    with pytest.raises(InvalidTuningRequest):
+        submit_message(pipeline, b'{"schema_version": 1, "idempotency_key": 5}', message_id="m-1")
+    log = capsys.readouterr().out
+    assert '"severity": "ERROR"' in log and "dead-letter" in log and "m-1" in log and "idempotency_key" in log
+
+
+def test_region_the_model_cannot_tune_in_fails_without_calling_the_service(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request(region="asia-south2")
+    assert submit(pipeline, request) == Outcome.FAILED
+    assert service.created == []
+    assert "cannot be tuned in region asia-south2" in ledger.get(request.idempotency_key).error
+    assert bus.types() == ["failed"]
+
+
+def test_job_spec_uses_the_catalog_default_adapter_size_and_checks_allowed_sizes():
+    spec = build_job_spec(make_request(model="gemini-1.5-pro-002"), project="p", catalog=StubCatalog())
+    assert spec.body["supervisedTuningSpec"]["hyperParameters"]["adapterSize"] == "ADAPTER_SIZE_FOUR"
+    assert "adapterSize" not in build_job_spec(make_request(), project="p", catalog=StubCatalog()).body["supervisedTuningSpec"]["hyperParameters"]
+    with pytest.raises(JobSpecError, match="adapter size 8 is not allowed for gemini-1.5-pro-002; allowed: 1, 4"):
+        build_job_spec(make_request(model="gemini-1.5-pro-002", adapter_size=8), project="p", catalog=StubCatalog())
+    with pytest.raises(JobSpecError, match="not in the catalog"):
+        build_job_spec(make_request(model="llama"), project="p", catalog=StubCatalog())
+
+
+def test_job_spec_with_the_real_catalog():
+    from autotune.submission import ProjectCatalog
+
+    spec = build_job_spec(make_request(model="gemini-2.5-flash", adapter_size=16), project="p", catalog=ProjectCatalog())
+    assert spec.body["supervisedTuningSpec"]["hyperParameters"]["adapterSize"] == "ADAPTER_SIZE_SIXTEEN"
+    with pytest.raises(JobSpecError, match="cannot be tuned in region asia-east1"):
+        build_job_spec(make_request(model="gemini-3.5-flash", region="asia-east1"), project="p", catalog=ProjectCatalog())
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "kind"),
+    [
+        (429, None, ErrorKind.QUOTA),
+        (None, "RESOURCE_EXHAUSTED", ErrorKind.QUOTA),
+        (400, "INVALID_ARGUMENT", ErrorKind.PERMANENT),
+        (403, None, ErrorKind.PERMANENT),
+        (404, None, ErrorKind.NOT_FOUND),
+        (500, "INTERNAL", ErrorKind.TRANSIENT),
+        (503, None, ErrorKind.TRANSIENT),
+        (None, "DEADLINE_EXCEEDED", ErrorKind.TRANSIENT),
+        (None, None, ErrorKind.TRANSIENT),
+    ],
+)
+def test_classify_error(code, status, kind):
+    assert classify_error(code, status) == kind
+
+
+# --- crash between create and the ledger write ---------------------------------------------------
+
+
+class CrashAfterCreate(Exception):
+    pass
+
+
+class LedgerThatDiesBeforeRecordingTheJob(MemoryLedger):
+    """The process dies after the job was created and before SUBMITTED is written."""
+
+    def __init__(self):
+        super().__init__()
+        self.armed = True
+
+    def update(self, key, decide, *, missing_ok=False):
+        if self.armed and getattr(decide, "__name__", "") == "<lambda>" and self.docs[key].state == S.SUBMITTING:
+            self.armed = False
+            raise CrashAfterCreate()
+        return super().update(key, decide, missing_ok=missing_ok)
+
+
+def test_crash_after_create_adopts_the_job_instead_of_creating_another():
+    ledger, service, bus, clock = LedgerThatDiesBeforeRecordingTheJob(), FakeTuningService(), RecordingPublisher(), SteppingClock()
+    pipeline = Pipeline(ledger=ledger, service=service, publisher=bus, catalog=StubCatalog(), project="p", clock=clock, claim_seconds=60)
+    request = make_request()
+    with pytest.raises(CrashAfterCreate):
+        submit(pipeline, request)
+    assert len(service.created) == 1 and ledger.get(request.idempotency_key).state == S.SUBMITTING
+    # A redelivery inside the claim is a no-op: the dead submitter might still be alive.
+    assert submit(pipeline, request) == Outcome.DUPLICATE
+    # After the claim expires, the status tick takes over and finds the job by its label.
+    clock.advance(61)
+    summary = status_tick(pipeline)
+    assert summary.taken_over == 1
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.SUBMITTED and record.job_name == next(iter(service.jobs))
+    assert "adopted" in record.history[-1].reason
+    assert len(service.created) == 1 and bus.types() == ["submitted"]
+
+
+def test_redelivery_after_the_claim_expired_takes_over_too(world):
+    pipeline, ledger, service, bus, clock = world
+    request = make_request()
+    service.fail_next(ErrorKind.TRANSIENT, "timeout")
+    with pytest.raises(TuningServiceError):
+        submit(pipeline, request)
+    assert ledger.get(request.idempotency_key).claim_expires_at is not None
+    assert submit(pipeline, request) == Outcome.SUBMITTED
+    assert ledger.get(request.idempotency_key).attempts == 2
+
+
+def test_gives_up_after_repeated_attempts_without_an_answer(world):
+    pipeline, ledger, service, bus, clock = world
+    request = make_request()
+    for _ in range(10):
+        service.fail_next(ErrorKind.TRANSIENT, "503")
+    outcomes = []
+    for _ in range(9):
+        try:
+            outcomes.append(submit(pipeline, request))
+        except TuningServiceError:
+            outcomes.append("raised")
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.FAILED and "gave up after 8" in record.error
+    assert bus.types() == ["failed"] and ledger.slots().active == {}
+
+
+# --- status tick ---------------------------------------------------------------------------------
+
+
+def test_tick_records_running_then_succeeded_once_each(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    submit(pipeline, request)
+    job = ledger.get(request.idempotency_key).job_name
+    status_tick(pipeline)
+    assert bus.types() == ["submitted"]  # PENDING: nothing new
+    service.set_state(job, "JOB_STATE_RUNNING")
+    status_tick(pipeline)
+    status_tick(pipeline)
+    service.succeed(job)
+    status_tick(pipeline)
+    status_tick(pipeline)
+    assert bus.types() == ["submitted", "running", "succeeded"]
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.SUCCEEDED and record.tuned_model.endswith("@1") and record.tuning_data_stats
+    assert bus.events[-1].payload.tuned_model == record.tuned_model
+    assert ledger.slots().active == {}
+
+
+def test_tick_promotes_queued_datasets_in_upload_order(world):
+    pipeline, ledger, service, bus, _ = world
+    requests = [make_request(f"incoming/{i}.jsonl", generation=str(1000 + i), sha256=str(i) * 64) for i in range(5)]
+    for request in reversed(requests[1:]):  # messages arrive out of order
+        submit(pipeline, request)
+    submit(pipeline, requests[0])
+    order = []
+    for _ in range(20):
+        active = [r for r in ledger.records() if r.state in {S.SUBMITTED, S.RUNNING}]
+        assert len(active) <= 1
+        for record in active:
+            service.succeed(record.job_name)
+            order.append(record.dataset_uri)
+        status_tick(pipeline)
+    assert ledger.max_active_seen == 1
+    assert all(r.state == S.SUCCEEDED for r in ledger.records())
+    # The first to arrive took the free slot; the others ran in upload order.
+    assert order == [requests[4].dataset_uri] + [r.dataset_uri for r in requests[:4]]
+
+
+def test_overlapping_ticks_double_nothing(world):
+    pipeline, ledger, service, bus, _ = world
+    requests = [make_request(f"incoming/{i}.jsonl", generation=str(1000 + i), sha256=str(i) * 64) for i in range(3)]
+    for request in requests:
+        submit(pipeline, request)
+    service.succeed(ledger.get(requests[0].idempotency_key).job_name)
+    threads = [threading.Thread(target=status_tick, args=(pipeline,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(service.created) == 2
+    assert ledger.max_active_seen == 1
+    assert bus.types().count("succeeded") == 1 and bus.types().count("submitted") == 2
+    assert len({e.id for e in bus.events}) == len(bus.events)
+
+
+def test_a_failed_job_publishes_failed_with_its_error(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    submit(pipeline, request)
+    job = ledger.get(request.idempotency_key).job_name
+    service.set_state(job, "JOB_STATE_FAILED", error="the training data has 3 bad lines", started=True)
+    status_tick(pipeline)
+    assert bus.types() == ["submitted", "running", "failed"]
+    assert bus.events[-1].payload.error == "the training data has 3 bad lines"
+
+
+def test_a_job_that_vanished_is_recorded_failed(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    submit(pipeline, request)
+    service.jobs.clear()
+    status_tick(pipeline)
+    assert ledger.get(request.idempotency_key).state == S.FAILED
+    assert "no longer exists" in bus.events[-1].payload.error
+
+
+def test_transient_error_while_polling_keeps_the_record(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    submit(pipeline, request)
+    service.fail_next(ErrorKind.TRANSIENT, "503")
+    summary = status_tick(pipeline)
+    assert summary.errors and ledger.get(request.idempotency_key).state == S.SUBMITTED
+
+
+def test_events_left_in_the_outbox_by_a_crash_are_published_by_the_next_tick(world):
+    pipeline, ledger, service, _, _ = world
+
+    class DeadBus:
+        def publish(self, event):
+            raise ConnectionError("bus down")
+
+    alive = pipeline.publisher
+    pipeline.publisher = DeadBus()
+    request = make_request()
+    with pytest.raises(ConnectionError):
+        submit(pipeline, request)
+    assert ledger.get(request.idempotency_key).state == S.SUBMITTED
+    pipeline.publisher = alive
+    status_tick(pipeline)
+    status_tick(pipeline)
+    assert alive.types() == ["submitted"] and ledger.get(request.idempotency_key).outbox == ()
+
+
+def test_cancel_a_running_job_then_tick_records_cancelled(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    submit(pipeline, request)
+    assert cancel(pipeline, request.idempotency_key) == Outcome.CANCELLED
+    status_tick(pipeline)
+    assert ledger.get(request.idempotency_key).state == S.CANCELLED
+    assert bus.types() == ["submitted", "cancelled"]
+
+
+def test_cancel_a_queued_dataset_removes_it_from_the_queue(world):
+    pipeline, ledger, service, bus, _ = world
+    first, second = make_request("incoming/a.jsonl", sha256="1" * 64), make_request("incoming/b.jsonl", sha256="2" * 64)
+    submit(pipeline, first)
+    submit(pipeline, second)
+    assert cancel(pipeline, second.idempotency_key) == Outcome.CANCELLED
+    assert ledger.slots().queued == {}
+    assert [event_from_dict(i) for i in ()] == [] and bus.types()[-1] == "cancelled"
+
+
+def test_cancel_an_ended_dataset_says_why_not(world):
+    pipeline, ledger, service, _, _ = world
+    request = make_request()
+    service.fail_next(ErrorKind.PERMANENT, "no")
+    submit(pipeline, request)
+    with pytest.raises(ValueError, match="is FAILED"):
+        cancel(pipeline, request.idempotency_key)
+
+
+def test_submit_message_accepts_the_encoded_request(world):
+    pipeline, *_ = world
+    assert submit_message(pipeline, encode_request(make_request())) == Outcome.SUBMITTED
