@@ -1,0 +1,60 @@
+"""validate: a storage object was finalized; if it is a dataset, check it and pass it on.
+
+Eventarc (or the local event bridge) delivers `google.cloud.storage.object.v1.finalized`.
+Returning acknowledges the event; raising (a storage or Pub/Sub error) makes it come again.
+The rules live in autotune.dataset_intake; this file only wires the Google clients to them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import functions_framework
+
+from autotune import structured_log
+from autotune.config import PipelineConfig
+from autotune.dataset_intake import IntakeDeps, UnreadableEvent, process_upload, stored_object_from_event
+
+
+@functools.cache
+def _deps() -> tuple[PipelineConfig, IntakeDeps]:
+    # Built on the first event and kept for the instance's life: clients are slow to create.
+    from google.cloud import pubsub_v1, storage
+
+    from autotune.adapters.bus import PubSubBus
+    from autotune.adapters.media import GcsMediaInspector
+    from autotune.adapters.storage import GcsDatasetStore
+    from autotune.validation import DatasetSource, validate_dataset
+
+    config = PipelineConfig.from_env()
+    client = storage.Client(project=config.project)
+    deps = IntakeDeps(
+        store=GcsDatasetStore(client, config.bucket),
+        bus=PubSubBus(pubsub_v1.PublisherClient(), config),
+        validate_dataset=validate_dataset,
+        dataset_source=DatasetSource,
+        media=GcsMediaInspector(client),
+    )
+    return config, deps
+
+
+@functions_framework.cloud_event
+def validate(cloud_event) -> None:
+    trace = _trace(cloud_event)
+    try:
+        uploaded = stored_object_from_event(cloud_event.data)
+    except UnreadableEvent as exc:
+        structured_log.error("unreadable storage event acknowledged", event_id=cloud_event["id"], error=str(exc), trace=trace)
+        return
+    config, deps = _deps()
+    outcome = process_upload(uploaded, config, deps)
+    structured_log.log(outcome.severity, outcome.message, dataset=outcome.dataset, trace=trace, decision=outcome.decision,
+                       event_id=cloud_event["id"], **outcome.fields)
+
+
+def _trace(cloud_event) -> str | None:
+    # W3C traceparent "00-TRACEID-SPANID-FLAGS", set by Eventarc.
+    parts = str(cloud_event.get("traceparent") or "").split("-")
+    if len(parts) < 3 or not parts[1]:
+        return None
+    return f"projects/{PipelineConfig.from_env().project}/traces/{parts[1]}"

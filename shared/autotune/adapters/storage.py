@@ -1,0 +1,56 @@
+"""Cloud Storage through google-cloud-storage: the dataset bucket as the core's DatasetStore.
+
+Reads are pinned to the generation the event announced, so a file replaced while it is being
+validated is never half old, half new: the old generation is gone and `ObjectGone` says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from autotune.dataset_intake import ObjectGone, StoredObject
+
+CHUNK_BYTES = 8 * 1024 * 1024
+
+
+class GcsDatasetStore:
+    def __init__(self, client: storage.Client, bucket: str, *, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self._bucket = client.bucket(bucket)
+        self._chunk_bytes = chunk_bytes
+
+    def stat(self, name: str) -> StoredObject | None:
+        blob = self._bucket.get_blob(name)
+        if blob is None:
+            return None
+        return StoredObject(
+            bucket=self._bucket.name, name=blob.name, generation=str(blob.generation), size=blob.size,
+            metadata=dict(blob.metadata or {}),
+        )
+
+    def read_chunks(self, name: str, generation: str) -> Iterator[bytes]:
+        blob = self._bucket.blob(name, generation=int(generation))
+        try:
+            with blob.open("rb", chunk_size=self._chunk_bytes) as reader:
+                while chunk := reader.read(self._chunk_bytes):
+                    yield chunk
+        except gexc.NotFound as exc:
+            raise ObjectGone(f"gs://{self._bucket.name}/{name}#{generation}") from exc
+
+    def read_bytes(self, name: str, generation: str) -> bytes:
+        try:
+            return self._bucket.blob(name, generation=int(generation)).download_as_bytes()
+        except gexc.NotFound as exc:
+            raise ObjectGone(f"gs://{self._bucket.name}/{name}#{generation}") from exc
+
+    def write_report(self, name: str, data: bytes, retry: Retry = DEFAULT_RETRY) -> None:
+        # Writing the same report twice is harmless, so the upload is retried even without a
+        # generation precondition.
+        blob = self._bucket.blob(name)
+        blob.cache_control = "no-cache"
+        blob.upload_from_string(data, content_type="application/json", retry=retry)
+

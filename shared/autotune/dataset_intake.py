@@ -1,0 +1,368 @@
+"""What happens when an object lands in the bucket: the validate function's core.
+
+Which objects are datasets (only under the incoming prefix):
+- `NAME.jsonl` is a dataset by itself: its own training file, settings from its metadata;
+- `NAME.tuning.json` is a manifest naming the training (and validation) objects and settings;
+- a `.jsonl` inside a `parts/` folder (e.g. `incoming/support/parts/train.jsonl`) is left to the
+  manifest or `autotune-validation` reference that names it, so it is never tuned on its own;
+- anything else (reports, tuned outputs, folders, other files) is ignored.
+
+A manifest, at most 64 KiB of JSON:
+    {"training": "incoming/support/parts/train.jsonl",           required
+     "validation": "incoming/support/parts/validation.jsonl",     optional
+     "settings": {"model": "gemini-2.5-flash", "epochs": 4}}      optional: TuningSettings fields
+Object names are in the manifest's bucket (a `gs://` URI of that bucket is accepted too).
+
+Settings, later layers winning: deployment defaults, the manifest's settings, the triggering
+object's metadata (`autotune-model`, ...). The report of one upload goes to
+`<reports prefix><uploaded object>/<generation>.json`. The dataset an event speaks of is the
+training file (a manifest's events carry the training file's URI and generation), except when a
+manifest cannot be used at all: then the manifest itself.
+
+The core talks to storage and Pub/Sub through the two small protocols below; the validate
+function hands it the Google-backed adapters, unit tests in-memory ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import msgspec
+
+from autotune.config import PipelineConfig
+from autotune.events import EventPayload, EventType, TuningEvent, make_event
+from autotune.settings import TuningSettings, is_forced
+from autotune.tuning_request import DatasetRef, TuningRequest, content_key, idempotency_key
+
+DATASET_SUFFIX = ".jsonl"
+MANIFEST_SUFFIX = ".tuning.json"
+PARTS_FOLDER = "parts"
+MANIFEST_MAX_BYTES = 64 * 1024
+MANIFEST_SETTINGS = ("model", "epochs", "adapter_size", "learning_rate_multiplier", "region", "display_name")
+
+# Problems found before any line is read; reported like the validator's codes, in the same document.
+INVALID_MANIFEST = "invalid_manifest"
+OBJECT_NOT_FOUND = "object_not_found"
+INTAKE_CODES = {
+    INVALID_MANIFEST: "The NAME.tuning.json manifest is not JSON of the documented shape, or names an object of another bucket.",
+    OBJECT_NOT_FOUND: "A file the manifest or the autotune-validation metadata names does not exist in the bucket.",
+}
+
+
+class UnreadableEvent(ValueError):
+    """The storage event does not say which object version it is about."""
+
+
+class ObjectGone(LookupError):
+    """The object (at that generation) no longer exists: a newer upload replaced it, or it was deleted."""
+
+
+class InvalidManifest(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    bucket: str
+    name: str
+    generation: str
+    size: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+
+class DatasetStore(Protocol):
+    def stat(self, name: str) -> StoredObject | None: ...
+    def read_chunks(self, name: str, generation: str) -> Iterator[bytes]: ...  # lazy; raises ObjectGone
+    def read_bytes(self, name: str, generation: str) -> bytes: ...  # small objects; raises ObjectGone
+    def write_report(self, name: str, data: bytes) -> None: ...
+
+
+class EventBus(Protocol):
+    def publish_request(self, request: TuningRequest) -> None: ...  # returns once Pub/Sub has it
+    def publish_event(self, event: TuningEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class Manifest:
+    training: str
+    validation: str | None
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One decision, for one structured log line."""
+
+    decision: str  # ignored | superseded | accepted | rejected
+    message: str
+    dataset: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    severity: str = "INFO"
+
+
+# --- pure rules -------------------------------------------------------------------------------
+
+
+def stored_object_from_event(data: object) -> StoredObject:
+    """The object of a `google.cloud.storage.object.v1.*` CloudEvent's data (a JSON API object)."""
+    if not isinstance(data, Mapping):
+        raise UnreadableEvent(f"event data is {type(data).__name__}, not a storage object")
+    bucket, name, generation = data.get("bucket"), data.get("name"), data.get("generation")
+    if not isinstance(bucket, str) or not bucket or not isinstance(name, str) or not name:
+        raise UnreadableEvent("event data has no bucket and object name")
+    if generation is None or not str(generation).isdigit():
+        raise UnreadableEvent(f"event data for {name!r} has no numeric generation")
+    size = data.get("size")
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise UnreadableEvent(f"event data for {name!r} has metadata that is not a map")
+    return StoredObject(
+        bucket=bucket,
+        name=name,
+        generation=str(generation),
+        size=int(size) if size is not None and str(size).isdigit() else None,
+        metadata={str(k): str(v) for k, v in metadata.items()},
+    )
+
+
+def classify(object_name: str, incoming_prefix: str) -> tuple[str, str]:
+    """("dataset" | "manifest" | "ignored", why)."""
+    if not object_name.startswith(incoming_prefix):
+        return "ignored", f"outside {incoming_prefix}"
+    if object_name.endswith("/"):
+        return "ignored", "a folder placeholder"
+    if object_name.endswith(MANIFEST_SUFFIX):
+        return "manifest", "a manifest"
+    if object_name.endswith(DATASET_SUFFIX):
+        folders = object_name[len(incoming_prefix):].split("/")[:-1]
+        if PARTS_FOLDER in folders:
+            return "ignored", f"in a {PARTS_FOLDER}/ folder: left to the manifest that names it"
+        return "dataset", "a dataset"
+    return "ignored", f"not a dataset ({DATASET_SUFFIX}) or a manifest ({MANIFEST_SUFFIX})"
+
+
+def parse_manifest(data: bytes, *, bucket: str) -> Manifest:
+    if len(data) > MANIFEST_MAX_BYTES:
+        raise InvalidManifest(f"the manifest is {len(data)} bytes; at most {MANIFEST_MAX_BYTES} are read")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidManifest(f"the manifest is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidManifest("the manifest must be a JSON object")
+    unknown = sorted(set(doc) - {"training", "validation", "settings"})
+    if unknown:
+        raise InvalidManifest(f"unknown key(s) {', '.join(unknown)}; expected training, validation, settings")
+    if "training" not in doc:
+        raise InvalidManifest('"training" is missing: name the training file')
+    training = object_name_in_bucket(doc["training"], bucket, what="training")
+    validation = object_name_in_bucket(doc["validation"], bucket, what="validation") if doc.get("validation") is not None else None
+    settings = doc.get("settings")
+    settings = {} if settings is None else settings
+    if not isinstance(settings, dict):
+        raise InvalidManifest('"settings" must be an object')
+    unknown = sorted(set(settings) - set(MANIFEST_SETTINGS))
+    if unknown:
+        raise InvalidManifest(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(MANIFEST_SETTINGS)}")
+    return Manifest(training=training, validation=validation, settings=settings)
+
+
+def object_name_in_bucket(value: object, bucket: str, *, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidManifest(f'"{what}" must be an object name (text)')
+    value = value.strip()
+    if value.startswith("gs://"):
+        named_bucket, _, name = value[len("gs://"):].partition("/")
+        if named_bucket != bucket:
+            raise InvalidManifest(f'"{what}": {value} is in bucket {named_bucket}; name an object of bucket {bucket}')
+        value = name
+    if not value or value.endswith("/"):
+        raise InvalidManifest(f'"{what}": {value!r} is not an object name')
+    return value
+
+
+def resolve_settings(config: PipelineConfig, manifest: Manifest | None, metadata: Mapping[str, str]) -> TuningSettings:
+    settings = TuningSettings.from_defaults(config.defaults)
+    if manifest is not None:
+        settings = settings.overridden_by({**manifest.settings, "validation_object": manifest.validation})
+    return settings.overridden_by_metadata(metadata)
+
+
+def report_object_name(reports_prefix: str, object_name: str, generation: str) -> str:
+    return f"{reports_prefix}{object_name}/{generation}.json"
+
+
+def intake_report(settings: TuningSettings, code: str, message: str, *, field: str | None = None) -> dict:
+    """A rejection report, shaped like the validator's, for a problem found before reading lines."""
+    return {
+        "valid": False,
+        "model": str(settings.model),
+        "files": {},
+        "errors": [{"file": None, "line": None, "code": code, "severity": "error", "field": field, "message": message}],
+        "counts": {code: 1},
+        "stats": {},
+        "cost_estimate": {},
+    }
+
+
+# --- one upload, start to end -----------------------------------------------------------------
+
+
+ValidateFn = Callable[..., Any]  # autotune.validation.validate_dataset (imported by the caller)
+SourceFactory = Callable[..., Any]  # autotune.validation.DatasetSource
+
+
+@dataclass(frozen=True)
+class IntakeDeps:
+    store: DatasetStore
+    bus: EventBus
+    validate_dataset: ValidateFn
+    dataset_source: SourceFactory
+    media: Any = None  # a MediaInspector
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def process_upload(uploaded: StoredObject, config: PipelineConfig, deps: IntakeDeps) -> Outcome:
+    kind, why = classify(uploaded.name, config.incoming_prefix)
+    if kind != "ignored" and uploaded.bucket != config.bucket:
+        kind, why = "ignored", f"bucket {uploaded.bucket} is not the dataset bucket {config.bucket}"
+    if kind == "ignored":
+        return Outcome("ignored", f"not a dataset: {why}", uploaded.uri, {"generation": uploaded.generation})
+    report_name = report_object_name(config.reports_prefix, uploaded.name, uploaded.generation)
+    verdict = Verdict(uploaded, uploaded, report_name, f"gs://{uploaded.bucket}/{report_name}")
+    try:
+        return _decide(uploaded, kind, config, deps, verdict)
+    except ObjectGone as exc:
+        return Outcome("superseded", f"object changed while being read, left to the newer upload: {exc}", uploaded.uri,
+                       {"generation": uploaded.generation}, "WARNING")
+
+
+@dataclass
+class Verdict:
+    uploaded: StoredObject
+    dataset: StoredObject  # the training file once known; the upload itself until then
+    report_name: str
+    report_uri: str
+
+
+def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: IntakeDeps, verdict: Verdict) -> Outcome:
+    manifest = None
+    if kind == "manifest":
+        settings = resolve_settings(config, None, uploaded.metadata)
+        try:
+            manifest = parse_manifest(deps.store.read_bytes(uploaded.name, uploaded.generation), bucket=uploaded.bucket)
+        except InvalidManifest as exc:
+            return _reject(verdict, intake_report(settings, INVALID_MANIFEST, f"{uploaded.uri}: {exc}"), deps)
+        found = deps.store.stat(manifest.training)
+        if found is None:
+            message = f"{uploaded.uri}: training file gs://{uploaded.bucket}/{manifest.training} does not exist"
+            return _reject(verdict, intake_report(settings, OBJECT_NOT_FOUND, message, field="training"), deps)
+        verdict.dataset = found
+    training = verdict.dataset
+    settings = resolve_settings(config, manifest, uploaded.metadata)
+    validation = None
+    if settings.validation_object:
+        try:
+            name = object_name_in_bucket(settings.validation_object, uploaded.bucket, what="validation")
+            validation = deps.store.stat(name)
+            problem = None if validation else f"validation file gs://{uploaded.bucket}/{name} does not exist"
+        except InvalidManifest as exc:
+            problem = str(exc)
+        if problem:
+            return _reject(verdict, intake_report(settings, OBJECT_NOT_FOUND, f"{uploaded.uri}: {problem}", field="validation_object"), deps)
+    report = deps.validate_dataset(
+        _source(deps, training),
+        settings=settings,
+        validation=_source(deps, validation) if validation else None,
+        media=deps.media,
+        dataset_bucket=uploaded.bucket,
+        allowed_media_buckets=config.allowed_media_buckets,
+    )
+    if not report.valid:
+        return _reject(verdict, report.to_dict(), deps, error_count=report.error_count, warning_count=report.warning_count)
+    deps.store.write_report(verdict.report_name, report.to_json())
+    request = build_request(uploaded, training, validation, settings, report, verdict.report_uri, deps.now())
+    # The request first: an "accepted" event must never announce a job nobody was asked to run.
+    deps.bus.publish_request(request)
+    event = make_event(
+        EventType.DATASET_ACCEPTED,
+        EventPayload(
+            dataset_uri=training.uri, generation=training.generation, idempotency_key=request.idempotency_key,
+            report_uri=verdict.report_uri, valid=True, error_count=report.error_count, warning_count=report.warning_count,
+            counts=dict(report.counts) or None, model=str(settings.model),
+        ),
+        discriminator=_discriminator(verdict),
+        now=deps.now(),
+    )
+    deps.bus.publish_event(event)
+    return Outcome("accepted", "dataset accepted", training.uri, {
+        "generation": training.generation, "trigger": uploaded.uri, "report": verdict.report_uri,
+        "idempotency_key": request.idempotency_key, "examples": report.example_count, "warnings": report.warning_count,
+        "model": str(settings.model), "force": request.force,
+    })
+
+
+def build_request(
+    uploaded: StoredObject, training: StoredObject, validation: StoredObject | None, settings: TuningSettings,
+    report: Any, report_uri: str, now: datetime,
+) -> TuningRequest:
+    train_file = report.files["train"]
+    validation_file = report.files.get("validation") if validation else None
+    content = content_key(train_file.sha256, validation_file.sha256 if validation_file else None, settings)
+    return TuningRequest(
+        idempotency_key=idempotency_key(training.bucket, training.name, training.generation, content),
+        content_key=content,
+        training=DatasetRef(bucket=training.bucket, object=training.name, generation=training.generation,
+                            sha256=train_file.sha256, size=train_file.size),
+        validation=DatasetRef(bucket=validation.bucket, object=validation.name, generation=validation.generation,
+                              sha256=validation_file.sha256, size=validation_file.size) if validation and validation_file else None,
+        settings=settings,
+        report_uri=report_uri,
+        force=is_forced(uploaded.metadata),
+        example_count=report.example_count,
+        estimated_billable_tokens=report.estimated_billable_tokens,
+        requested_at=now.isoformat().replace("+00:00", "Z"),
+    )
+
+
+def _reject(verdict: Verdict, doc: dict, deps: IntakeDeps, *, error_count: int | None = None, warning_count: int = 0) -> Outcome:
+    deps.store.write_report(verdict.report_name, msgspec.json.encode(doc))
+    counts = {str(k): int(v) for k, v in (doc.get("counts") or {}).items()}
+    if error_count is None:
+        error_count = sum(counts.values())
+    dataset = verdict.dataset
+    event = make_event(
+        EventType.DATASET_REJECTED,
+        EventPayload(
+            dataset_uri=dataset.uri, generation=dataset.generation, report_uri=verdict.report_uri, valid=False,
+            error_count=error_count, warning_count=warning_count, counts=counts or None, model=doc.get("model") or None,
+        ),
+        discriminator=_discriminator(verdict),
+        now=deps.now(),
+    )
+    deps.bus.publish_event(event)
+    return Outcome("rejected", "dataset rejected", dataset.uri, {
+        "generation": dataset.generation, "trigger": verdict.uploaded.uri, "report": verdict.report_uri,
+        "errors": error_count, "warnings": warning_count, "counts": counts, "model": doc.get("model"),
+    }, "WARNING")
+
+
+def _discriminator(verdict: Verdict) -> str:
+    # Two manifests naming one training file are two decisions: their events must not share an id.
+    if verdict.uploaded.name == verdict.dataset.name:
+        return ""
+    return f"{verdict.uploaded.name}#{verdict.uploaded.generation}"
+
+
+def _source(deps: IntakeDeps, obj: StoredObject) -> Any:
+    # A generator: nothing is read unless the validator asks (a file over the size limit is
+    # rejected from its size alone).
+    return deps.dataset_source(name=obj.uri, chunks=deps.store.read_chunks(obj.name, obj.generation), size=obj.size)
