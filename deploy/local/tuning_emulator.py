@@ -45,6 +45,9 @@ from typing import Any, Protocol
 
 import requests
 
+from autotune import catalog
+from autotune.catalog import ADAPTER_SIZE_ENUM_NAMES, ADAPTER_SIZE_ENUM_NUMBERS
+
 JOB_STATES = {
     0: "JOB_STATE_UNSPECIFIED",
     1: "JOB_STATE_QUEUED",
@@ -58,24 +61,11 @@ JOB_STATES = {
     9: "JOB_STATE_EXPIRED",
 }
 ENDED_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
-# Vertex AdapterSize enum: the numbers are not the sizes (TWO was added later as 6).
-ADAPTER_SIZE_ENUM = {
-    0: "ADAPTER_SIZE_UNSPECIFIED",
-    1: "ADAPTER_SIZE_ONE",
-    6: "ADAPTER_SIZE_TWO",
-    2: "ADAPTER_SIZE_FOUR",
-    3: "ADAPTER_SIZE_EIGHT",
-    4: "ADAPTER_SIZE_SIXTEEN",
-    5: "ADAPTER_SIZE_THIRTY_TWO",
+# Vertex AdapterSize enum (number -> name, name -> size) from the catalog's one mapping.
+ADAPTER_SIZE_ENUM = {0: "ADAPTER_SIZE_UNSPECIFIED"} | {
+    ADAPTER_SIZE_ENUM_NUMBERS[size]: name for size, name in ADAPTER_SIZE_ENUM_NAMES.items()
 }
-ADAPTER_SIZE_VALUE = {
-    "ADAPTER_SIZE_ONE": 1,
-    "ADAPTER_SIZE_TWO": 2,
-    "ADAPTER_SIZE_FOUR": 4,
-    "ADAPTER_SIZE_EIGHT": 8,
-    "ADAPTER_SIZE_SIXTEEN": 16,
-    "ADAPTER_SIZE_THIRTY_TWO": 32,
-}
+ADAPTER_SIZE_VALUE = {name: size for size, name in ADAPTER_SIZE_ENUM_NAMES.items()}
 FAIL_LABEL = "autotune-emulator-fail"
 _LABEL_RE = re.compile(r"^[a-z0-9_-]{1,63}$")
 _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -116,26 +106,10 @@ class ProjectCatalog:
     """The model rules of autotune's own catalog (shared/autotune/catalog), the one source of truth."""
 
     def rules(self, model: str) -> ModelRules | None:
-        from autotune import catalog
-
-        lookup = getattr(catalog, "get_model", None)
-        if lookup is None:  # catalog not filled in yet: the models DESIGN.md lists
-            return _INTERIM_RULES.get(model)
-        try:
-            spec = lookup(model)
-        except (KeyError, LookupError, ValueError):
-            return None
+        spec = catalog.get_model(model)
         if spec is None:
             return None
         return ModelRules(adapter_sizes=frozenset(spec.adapter_sizes), regions=frozenset(spec.regions))
-
-
-_GEMINI_2_REGIONS = frozenset({"us-central1", "us-east1", "us-east4", "us-west1", "europe-west1", "europe-west4", "asia-northeast1"})
-_INTERIM_RULES = {
-    "gemini-2.5-pro": ModelRules(frozenset({1, 2, 4, 8}), _GEMINI_2_REGIONS),
-    "gemini-2.5-flash": ModelRules(frozenset({1, 2, 4, 8, 16}), _GEMINI_2_REGIONS),
-    "gemini-2.5-flash-lite": ModelRules(frozenset({1, 2, 4, 8, 16}), _GEMINI_2_REGIONS),
-}
 
 
 # --- where datasets are read from ---------------------------------------------------------------

@@ -165,7 +165,7 @@ class TuningService(Protocol):
 
 
 class EventPublisher(Protocol):
-    def publish(self, event: TuningEvent) -> None: ...
+    def publish_event(self, event: TuningEvent) -> object: ...
 
 
 class ModelCatalog(Protocol):
@@ -557,7 +557,7 @@ def publish_outbox(pipeline: Pipeline, record: LedgerRecord | None) -> None:
     published = []
     for item in record.outbox:
         event = event_from_dict(item)
-        pipeline.publisher.publish(event)
+        pipeline.publisher.publish_event(event)
         published.append(event.id)
     pipeline.ledger.clear_outbox(record.idempotency_key, published)
 

@@ -149,7 +149,7 @@ class RecordingPublisher:
         self.events: list[TuningEvent] = []
         self.lock = threading.Lock()
 
-    def publish(self, event: TuningEvent) -> None:
+    def publish_event(self, event: TuningEvent) -> None:
         with self.lock:
             self.events.append(event)
 

@@ -384,7 +384,7 @@ def test_events_left_in_the_outbox_by_a_crash_are_published_by_the_next_tick(wor
     pipeline, ledger, service, _, _ = world
 
     class DeadBus:
-        def publish(self, event):
+        def publish_event(self, event):
             raise ConnectionError("bus down")
 
     alive = pipeline.publisher

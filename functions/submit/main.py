@@ -1,0 +1,43 @@
+"""submit: one TuningRequest from tuning-requests becomes exactly one Vertex AI tuning job.
+
+Pub/Sub (through Eventarc, or the local event bridge) delivers
+`google.cloud.pubsub.topic.v1.messagePublished` with data {"message": {...}, "subscription"}.
+Returning acknowledges: submitted, queued (quota full), failed for good, or a duplicate.
+Raising makes Pub/Sub deliver it again with backoff: a transient service error, or a message
+that is not a TuningRequest, which after the retries lands in the dead-letter topic (the log
+line says why). The decisions live in autotune.submission.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+
+import functions_framework
+
+from autotune import structured_log
+from autotune.config import PipelineConfig
+from autotune.submission import Pipeline, submit_message
+
+
+@functools.cache
+def _pipeline() -> Pipeline:
+    # Built on the first message and kept for the instance's life: clients are slow to create.
+    from autotune.adapters.jobs import connect_pipeline
+
+    return connect_pipeline(PipelineConfig.from_env())
+
+
+@functions_framework.cloud_event
+def submit(cloud_event) -> None:
+    message = (cloud_event.data or {}).get("message") or {}
+    message_id = str(message.get("messageId", ""))
+    try:
+        data = base64.b64decode(message.get("data", ""), validate=True)
+    except (binascii.Error, TypeError) as exc:
+        structured_log.error("tuning request rejected: message data is not base64; it will go to the dead-letter topic",
+                             reason=str(exc), message_id=message_id)
+        raise
+    outcome = submit_message(_pipeline(), data, message_id=message_id)
+    structured_log.info(f"tuning request {outcome}", message_id=message_id, event_id=cloud_event["id"])
