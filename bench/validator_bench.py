@@ -1,0 +1,128 @@
+"""Validator throughput and peak memory, next to a bare json.loads loop over the same file.
+
+    .venv/bin/python bench/validator_bench.py                 # 200,000 text examples (~350 MB)
+    .venv/bin/python bench/validator_bench.py --examples 20000
+    .venv/bin/python bench/validator_bench.py --long-line-mb 300   # also: one 300 MB line, no newline
+
+The dataset is generated once into bench/out/ (gitignored) and reused. Each measurement runs
+in a fresh child process that reports its own wall time and peak RSS (getrusage ru_maxrss),
+so the figures do not include this script's memory. Single-threaded: the validator uses one
+core. A script, not a test: the machine is shared and timings vary from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+
+_WORDS = (
+    "the customer asked about a refund for the order placed last week and the agent explained the policy "
+    "shipping times vary by region while express delivery arrives within two business days for most cities "
+    "please summarise the conversation between the two speakers and keep every decision they agreed on "
+    "the contract renews automatically unless either party gives notice thirty days before the end of term "
+    "our model should answer in a friendly tone and cite the relevant section of the handbook when it can"
+).split()
+
+_CHILD = r"""
+import json, resource, sys, time
+mode, path = sys.argv[1], sys.argv[2]
+start = time.perf_counter()
+if mode == "json":
+    n = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            json.loads(line)
+            n += 1
+    result = {"examples": n}
+else:
+    from autotune.settings import TuningSettings
+    from autotune.validation import DatasetSource, file_chunks, validate_dataset
+    import os
+    report = validate_dataset(
+        DatasetSource(path, file_chunks(path), os.path.getsize(path)),
+        settings=TuningSettings(model="gemini-3.5-flash", epochs=3),
+    )
+    result = {"examples": report.example_count, "valid": report.valid, "counts": report.counts}
+elapsed = time.perf_counter() - start
+result["seconds"] = elapsed
+result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(result))
+"""
+
+
+def generate(path: Path, examples: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    sentences = [" ".join(rng.choices(_WORDS, k=rng.randint(8, 24))).capitalize() + "." for _ in range(5000)]
+
+    def text(n_sentences: int) -> str:
+        return " ".join(rng.choices(sentences, k=n_sentences))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for i in range(examples):
+            turns = []
+            for t in range(rng.choice((2, 2, 4))):
+                role = "user" if t % 2 == 0 else "model"
+                turns.append({"role": role, "parts": [{"text": f"#{i} " + text(rng.randint(4, 12))}]})
+            example: dict = {"contents": turns}
+            if rng.random() < 0.5:
+                example["systemInstruction"] = {"parts": [{"text": text(2)}]}
+            handle.write(json.dumps(example) + "\n")
+    tmp.rename(path)
+
+
+def measure(mode: str, path: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode, str(path)], check=True, capture_output=True, text=True, cwd=ROOT
+    )
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--examples", type=int, default=200_000)
+    parser.add_argument("--long-line-mb", type=int, default=0, help="also validate one line of this many MB")
+    args = parser.parse_args()
+
+    path = OUT / f"text-{args.examples}.jsonl"
+    if not path.exists():
+        print(f"generating {path.relative_to(ROOT)} ...", flush=True)
+        generate(path, args.examples)
+    size_mb = path.stat().st_size / 1e6
+    print(f"dataset: {path.relative_to(ROOT)}  {args.examples:,} examples  {size_mb:,.1f} MB")
+
+    baseline = measure("json", path)
+    validator = measure("validate", path)
+    for name, r in (("json.loads loop", baseline), ("validator", validator)):
+        print(
+            f"{name:16s} {size_mb / r['seconds']:8.1f} MB/s  {r['examples'] / r['seconds']:10,.0f} examples/s"
+            f"  {r['seconds']:6.2f} s  peak RSS {r['peak_rss_mb']:6.1f} MB"
+        )
+    print(f"validator / json.loads speed: {baseline['seconds'] / validator['seconds']:.2f}x")
+    print(f"validator report: valid={validator['valid']} counts={validator['counts']}")
+
+    if args.long_line_mb:
+        long_path = OUT / f"one-line-{args.long_line_mb}mb.jsonl"
+        if not long_path.exists():
+            block = b'{"contents": "' + b"x" * (1 << 20)
+            with open(long_path, "wb") as handle:
+                for _ in range(args.long_line_mb):
+                    handle.write(block)
+        r = measure("validate", long_path)
+        mb = long_path.stat().st_size / 1e6
+        print(
+            f"one {mb:,.0f} MB line, no newline: {r['seconds']:.2f} s  peak RSS {r['peak_rss_mb']:.1f} MB"
+            f"  counts={r['counts']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Every problem the validator can report: one stable code each, with its severity, what it
+means, and a minimal example. docs/error-codes.md documents the same list (a test keeps the
+two in step)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+Scope = Literal["file", "line", "settings"]
+
+
+class ErrorCode(enum.StrEnum):
+    # file
+    EMPTY_FILE = "empty_file"
+    FILE_TOO_LARGE = "file_too_large"
+    TOO_FEW_EXAMPLES = "too_few_examples"
+    FEW_EXAMPLES = "few_examples"
+    TOO_MANY_EXAMPLES = "too_many_examples"
+    VALIDATION_TOO_MANY_EXAMPLES = "validation_too_many_examples"
+    MIXED_FORMATS = "mixed_formats"
+    CRLF_LINE_ENDINGS = "crlf_line_endings"
+    # line: bytes and JSON
+    INVALID_UTF8 = "invalid_utf8"
+    BYTE_ORDER_MARK = "byte_order_mark"
+    BLANK_LINE = "blank_line"
+    LINE_TOO_LONG = "line_too_long"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_FIELD = "unknown_field"
+    # line: conversation shape
+    MISSING_CONTENTS = "missing_contents"
+    EMPTY_CONTENTS = "empty_contents"
+    INVALID_ROLE = "invalid_role"
+    ROLES_NOT_ALTERNATING = "roles_not_alternating"
+    FIRST_TURN_NOT_USER = "first_turn_not_user"
+    LAST_TURN_NOT_MODEL = "last_turn_not_model"
+    MISSING_PARTS = "missing_parts"
+    EMPTY_PARTS = "empty_parts"
+    INVALID_PART = "invalid_part"
+    EMPTY_TEXT = "empty_text"
+    SYSTEM_NOT_FIRST = "system_not_first"
+    # line: media
+    INLINE_DATA_UNSUPPORTED = "inline_data_unsupported"
+    UNSUPPORTED_MODALITY = "unsupported_modality"
+    UNSUPPORTED_MIME_TYPE = "unsupported_mime_type"
+    INVALID_FILE_URI = "invalid_file_uri"
+    FILE_URI_NOT_ALLOWED = "file_uri_not_allowed"
+    FILE_NOT_FOUND = "file_not_found"
+    MEDIA_TOO_LARGE = "media_too_large"
+    TOO_MANY_MEDIA = "too_many_media"
+    # line: size
+    TOKEN_LIMIT_EXCEEDED = "token_limit_exceeded"
+    TOKEN_LIMIT_RISK = "token_limit_risk"
+    DUPLICATE_EXAMPLE = "duplicate_example"
+    # settings
+    UNSUPPORTED_MODEL = "unsupported_model"
+    MODEL_RETIRED = "model_retired"
+    INVALID_ADAPTER_SIZE = "invalid_adapter_size"
+    INVALID_EPOCHS = "invalid_epochs"
+    INVALID_LEARNING_RATE_MULTIPLIER = "invalid_learning_rate_multiplier"
+    UNSUPPORTED_REGION = "unsupported_region"
+
+    @property
+    def severity(self) -> Severity:
+        return CODE_INFO[self][0]
+
+    @property
+    def scope(self) -> Scope:
+        return CODE_INFO[self][1]
+
+    @property
+    def meaning(self) -> str:
+        return CODE_INFO[self][2]
+
+    @property
+    def example(self) -> str:
+        return CODE_INFO[self][3]
+
+
+C = ErrorCode
+_OK = '{"contents": [{"role": "user", "parts": [{"text": "Hi"}]}, {"role": "model", "parts": [{"text": "Hello"}]}]}'
+
+# code -> (severity, scope, meaning, minimal example: a line, or a file/settings description)
+CODE_INFO: dict[ErrorCode, tuple[Severity, Scope, str, str]] = {
+    C.EMPTY_FILE: ("error", "file", "The file has no bytes, or no line holding an example.", "(a 0-byte file)"),
+    C.FILE_TOO_LARGE: (
+        "error", "file", "The file is larger than the model accepts (1 GB of JSONL).", "(a 1.2 GB training file)"),
+    C.TOO_FEW_EXAMPLES: (
+        "error", "file", "The training file has fewer than 16 examples, the documented minimum.",
+        "(a training file of 10 valid lines)"),
+    C.FEW_EXAMPLES: (
+        "warning", "file", "The training file has fewer than the recommended 100 examples.",
+        "(a training file of 40 valid lines)"),
+    C.TOO_MANY_EXAMPLES: (
+        "error", "file", "The training file has more examples than the model documents as its maximum.",
+        "(more training examples than the catalog's max_training_examples)"),
+    C.VALIDATION_TOO_MANY_EXAMPLES: (
+        "error", "file", "The validation file has more examples than the model accepts (256 for 1.x models, "
+        "5,000 for current ones).", "(a validation file of 300 lines for gemini-1.5-flash-002)"),
+    C.MIXED_FORMATS: (
+        "error", "file", "Some lines use the Gemini `contents` format and others the legacy `messages` format.",
+        '(line 1: {"contents": [...]}, line 2: {"messages": [...]})'),
+    C.CRLF_LINE_ENDINGS: (
+        "warning", "file", "Lines end with \\r\\n. JSON parsers treat \\r as whitespace, so the data is read the "
+        "same; reported once per file so Windows line endings are a known, harmless fact.",
+        _OK + "\\r\\n"),
+    C.INVALID_UTF8: ("error", "line", "The line is not valid UTF-8 text.", '{"contents": "caf\\xe9"}  (a Latin-1 byte)'),
+    C.BYTE_ORDER_MARK: (
+        "error", "line", "The file starts with a UTF-8 byte order mark (EF BB BF). JSON forbids it and Vertex AI "
+        "reads each line strictly as JSON, so line 1 would be rejected; save the file as UTF-8 without BOM.",
+        "\\xef\\xbb\\xbf" + _OK),
+    C.BLANK_LINE: (
+        "error", "line", "An empty (or whitespace-only) line in the middle of the file. Each line must be one "
+        "example; an empty line is not JSON, and we do not rely on Vertex AI skipping it. A single newline at the "
+        "end of the file is fine.", "(an empty line between two examples)"),
+    C.LINE_TOO_LONG: (
+        "error", "line", "The line is longer than any valid example can be (8 MiB); it is skipped without being "
+        "held in memory.", "(one 300 MB line with no newline)"),
+    C.INVALID_JSON: ("error", "line", "The line is not valid JSON (including JSON nested too deeply to read).",
+                     '{"contents": [{"role": "user",'),
+    C.NOT_AN_OBJECT: (
+        "error", "line", "A line, turn, part or message that must be a JSON object is something else.",
+        '["Hi", "Hello"]'),
+    C.UNKNOWN_FIELD: (
+        "warning", "line", "A field the format does not define; Vertex AI may reject or ignore it.",
+        '{"contents": [...], "label": "spam"}'),
+    C.MISSING_CONTENTS: (
+        "error", "line", "The example has no conversation: no `contents` list (Gemini format), or no `messages` "
+        "list (legacy format), or the line uses the other format than the model takes.",
+        '{"systemInstruction": {"parts": [{"text": "Be brief."}]}}'),
+    C.EMPTY_CONTENTS: ("error", "line", "`contents` (or `messages`) is an empty list.", '{"contents": []}'),
+    C.INVALID_ROLE: (
+        "error", "line", "A turn's role is missing or not one the format allows (`user`/`model`; legacy also "
+        "`system`).", '{"contents": [{"role": "assistant", "parts": [{"text": "Hi"}]}]}'),
+    C.ROLES_NOT_ALTERNATING: (
+        "error", "line", "Two consecutive turns have the same role; user and model turns must alternate.",
+        '{"contents": [{"role": "user", ...}, {"role": "user", ...}, {"role": "model", ...}]}'),
+    C.FIRST_TURN_NOT_USER: (
+        "error", "line", "The conversation starts with a model turn.",
+        '{"contents": [{"role": "model", "parts": [{"text": "Hello"}]}]}'),
+    C.LAST_TURN_NOT_MODEL: (
+        "error", "line", "The conversation ends with a user turn, so there is nothing to learn from.",
+        '{"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}'),
+    C.MISSING_PARTS: (
+        "error", "line", "A turn has no `parts` list (legacy: a message has no `content` string).",
+        '{"contents": [{"role": "user", "text": "Hi"}, ...]}'),
+    C.EMPTY_PARTS: ("error", "line", "A turn's `parts` list is empty.", '{"contents": [{"role": "user", "parts": []}, ...]}'),
+    C.INVALID_PART: (
+        "error", "line", "A part has no data (`text`, `fileData`, `functionCall`, `functionResponse`) or more than "
+        "one, or a data field of the wrong type.", '{"contents": [{"role": "user", "parts": [{"txt": "Hi"}]}, ...]}'),
+    C.EMPTY_TEXT: ("error", "line", "A text part (or legacy message content) is empty or only whitespace.",
+                   '{"contents": [{"role": "user", "parts": [{"text": "  "}]}, ...]}'),
+    C.SYSTEM_NOT_FIRST: (
+        "error", "line", "Legacy format: a `system` message that is not the first message.",
+        '{"messages": [{"role": "user", "content": "Hi"}, {"role": "system", "content": "Be brief."}, ...]}'),
+    C.INLINE_DATA_UNSUPPORTED: (
+        "error", "line", "A part carries `inlineData`; tuning data must reference media with `fileData`.",
+        '{"contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": "iVBOR..."}}]}, ...]}'),
+    C.UNSUPPORTED_MODALITY: (
+        "error", "line", "The example has media but the model tunes on text only (gemini-1.0-pro-002).",
+        '{"contents": [{"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": "gs://b/cat.png"}}]}, ...]}'),
+    C.UNSUPPORTED_MIME_TYPE: (
+        "error", "line", "A `fileData` mimeType the model does not accept (for example video, or a typo).",
+        '{... {"fileData": {"mimeType": "video/mp4", "fileUri": "gs://b/clip.mp4"}} ...}'),
+    C.INVALID_FILE_URI: (
+        "error", "line", "A `fileUri` that is not gs://BUCKET/OBJECT (or https://).",
+        '{... {"fileData": {"mimeType": "image/png", "fileUri": "/home/me/cat.png"}} ...}'),
+    C.FILE_URI_NOT_ALLOWED: (
+        "error", "line", "A gs:// object outside the allowed buckets (default: the dataset's own bucket). Otherwise "
+        "an uploader could make the tuning service read buckets the uploader cannot.",
+        '{... {"fileData": {"mimeType": "image/png", "fileUri": "gs://someone-else/cat.png"}} ...}'),
+    C.FILE_NOT_FOUND: (
+        "error", "line", "A referenced gs:// object does not exist (checked with --check-files, and always in the "
+        "validate function).", '{... {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/missing.png"}} ...}'),
+    C.MEDIA_TOO_LARGE: (
+        "error", "line", "A referenced object is larger than its kind allows (image 20 MB, audio 100 MB, PDF 20 MB).",
+        '{... {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/huge.png"}} ...}  (a 25 MB PNG)'),
+    C.TOO_MANY_MEDIA: (
+        "error", "line", "More media in one example than allowed (30 images, 1 audio file, 4 PDFs).",
+        "(an example with 2 audio parts)"),
+    C.TOKEN_LIMIT_EXCEEDED: (
+        "error", "line", "Even a conservative lower bound of the example's tokens exceeds the model's limit "
+        "(32,000 for 1.x models, 131,072 for current ones).", "(an example with 400,000 characters of text, 1.x model)"),
+    C.TOKEN_LIMIT_RISK: (
+        "warning", "line", "The estimated tokens are near or over the limit but the lower bound is not: the "
+        "service may truncate or drop the example.", "(an example with 120,000 characters of text, 1.x model)"),
+    C.DUPLICATE_EXAMPLE: (
+        "warning", "line", "The line repeats an earlier example byte for byte (ignoring surrounding whitespace).",
+        _OK + "  (twice)"),
+    C.UNSUPPORTED_MODEL: ("error", "settings", "The model is not in the catalog (`autotune models`).",
+                          "autotune-model: gemini-9-ultra"),
+    C.MODEL_RETIRED: (
+        "warning", "settings", "The catalog lists the model as retired; Vertex AI is likely to refuse the job.",
+        "autotune-model: gemini-1.5-flash-002"),
+    C.INVALID_ADAPTER_SIZE: (
+        "error", "settings", "An adapter size the model does not accept (1.5 Pro: 1 or 4; 1.5 Flash: 1, 4, 8, 16).",
+        "autotune-adapter-size: 16 with gemini-1.5-pro-002"),
+    C.INVALID_EPOCHS: ("error", "settings", "Epochs is not a whole number from 1 to 100.", "autotune-epochs: zero"),
+    C.INVALID_LEARNING_RATE_MULTIPLIER: (
+        "error", "settings", "The learning-rate multiplier is not a number greater than 0 and at most 10.",
+        "autotune-learning-rate-multiplier: -1"),
+    C.UNSUPPORTED_REGION: ("error", "settings", "The model cannot be tuned in that region.",
+                           "autotune-region: us-west1 with gemini-3.5-flash"),
+}
+
+assert set(CODE_INFO) == set(ErrorCode), "every code needs its documentation"

@@ -1,0 +1,110 @@
+"""Rules for `fileData` parts: mime type, URI form, allow-listed buckets, per-example counts.
+
+Whether an object exists, and its size, is asked of a MediaInspector once per report
+(dataset.py), not here: these rules need nothing but the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from autotune.catalog import Catalog, ModelSpec
+from autotune.validation.codes import ErrorCode
+
+Add = Callable[[ErrorCode, str | None, str], None]
+
+
+def split_gs_uri(uri: str) -> tuple[str, str] | None:
+    """("bucket", "object") of gs://bucket/object, or None when it is not one."""
+    if not uri.startswith("gs://"):
+        return None
+    bucket, _, name = uri[5:].partition("/")
+    if not bucket or not name or any(c.isspace() for c in bucket):
+        return None
+    return bucket, name
+
+
+class MediaRules:
+    def __init__(self, catalog: Catalog, model: ModelSpec, allowed_buckets: Collection[str]) -> None:
+        self._catalog = catalog
+        self._model = model
+        self._allowed = frozenset(allowed_buckets)
+        self.accepted = catalog.accepted_mime_types(model)
+
+    def check_file_data(self, value: object, field: str, add: Add, refs: list[tuple[str, str, str]]) -> None:
+        """Check one fileData value; append (kind, uri, field) for media that passed."""
+        if self._model.text_only:
+            add(ErrorCode.UNSUPPORTED_MODALITY, field, f"{self._model.name} tunes on text only; this part references media")
+            return
+        if not isinstance(value, dict):
+            add(ErrorCode.INVALID_PART, field, f"fileData must be an object, got {type_name(value)}")
+            return
+        mime = value.get("mimeType", value.get("mime_type"))
+        uri = value.get("fileUri", value.get("file_uri"))
+        for key in value:
+            if key not in _FILE_DATA_KEYS:
+                add(ErrorCode.UNKNOWN_FIELD, f"{field}.{key}", f"fileData has no field {key!r}")
+        kind = None
+        if not isinstance(mime, str):
+            add(ErrorCode.UNSUPPORTED_MIME_TYPE, f"{field}.mimeType", f"fileData.mimeType is missing or not a string ({type_name(mime)})")
+        else:
+            kind = self._catalog.media_kind_of(mime)
+            if kind is None or kind.name not in self._model.modalities:
+                add(
+                    ErrorCode.UNSUPPORTED_MIME_TYPE,
+                    f"{field}.mimeType",
+                    f"{mime!r} is not a type {self._model.name} tunes on; accepted: {', '.join(self.accepted)}",
+                )
+                kind = None
+        if not isinstance(uri, str) or not (split_gs_uri(uri) or uri.startswith("https://")):
+            shown = repr(uri) if isinstance(uri, str) else f"a {type_name(uri)}"
+            add(ErrorCode.INVALID_FILE_URI, f"{field}.fileUri", f"fileUri must be gs://BUCKET/OBJECT or https://..., got {shown}")
+            return
+        gs = split_gs_uri(uri)
+        if gs is not None and self._allowed and gs[0] not in self._allowed:
+            add(
+                ErrorCode.FILE_URI_NOT_ALLOWED,
+                f"{field}.fileUri",
+                f"{uri} is in bucket {gs[0]!r}, outside the allowed buckets ({', '.join(sorted(self._allowed))})",
+            )
+            return
+        if kind is not None:
+            refs.append((kind.name, uri, f"{field}.fileUri"))
+
+    def check_counts(self, refs: list[tuple[str, str, str]], add: Add) -> int:
+        """Per-example limits by kind; returns the media's fixed tokens for the estimate."""
+        counts: dict[str, int] = {}
+        for kind, _, _ in refs:
+            counts[kind] = counts.get(kind, 0) + 1
+        tokens = 0
+        for kind_name, n in counts.items():
+            kind = self._catalog.media[kind_name]
+            tokens += n * kind.tokens_each
+            if n > kind.max_per_example:
+                add(
+                    ErrorCode.TOO_MANY_MEDIA,
+                    None,
+                    f"{n} {kind_name} parts in one example; at most {kind.max_per_example} allowed",
+                )
+        return tokens
+
+    def max_bytes(self, kind_name: str) -> int:
+        return self._catalog.media[kind_name].max_bytes
+
+
+_FILE_DATA_KEYS = frozenset({"mimeType", "mime_type", "fileUri", "file_uri", "displayName", "display_name"})
+
+
+def type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

@@ -1,0 +1,98 @@
+"""The validation report: plain values, one JSON document (the shape of issue 2).
+
+{"valid", "model", "files": {"train": {...}, "validation": {...}}, "errors": [...],
+ "counts": {code: n}, "stats": {...}, "cost_estimate": {...}}
+
+"errors" lists warnings too (each has a severity); at most `max_listed_per_code` entries
+per code are listed, while "counts" counts every occurrence.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from autotune.validation.codes import ErrorCode
+
+FileRole = Literal["train", "validation"]
+
+
+class Issue(msgspec.Struct, frozen=True, kw_only=True):
+    file: FileRole | None  # None: about the settings, not a file
+    line: int | None  # 1-based; None: about the whole file or the settings
+    code: str
+    severity: str
+    field: str | None
+    message: str
+
+
+class FileSummary(msgspec.Struct, kw_only=True):
+    name: str
+    size: int  # bytes read (or the known size when the file was too large to read)
+    sha256: str  # hex digest of every byte read
+    lines: int
+    examples: int  # lines holding a JSON object
+    format: str | None = None  # "gemini" / "legacy" / "mixed", as found in the file
+
+
+class IssueLog:
+    """Counts every issue; keeps the first `max_listed_per_code` of each code."""
+
+    def __init__(self, max_listed_per_code: int) -> None:
+        self._cap = max_listed_per_code
+        self.listed: list[Issue] = []
+        self.counts: dict[str, int] = {}
+
+    def add(self, file: FileRole | None, line: int | None, code: ErrorCode, message: str, field: str | None = None) -> None:
+        n = self.counts.get(code.value, 0) + 1
+        self.counts[code.value] = n
+        if n <= self._cap:
+            self.listed.append(
+                Issue(file=file, line=line, code=code.value, severity=code.severity, field=field, message=message)
+            )
+
+    def totals(self) -> tuple[int, int]:
+        errors = warnings = 0
+        for code, n in self.counts.items():
+            if ErrorCode(code).severity == "error":
+                errors += n
+            else:
+                warnings += n
+        return errors, warnings
+
+
+class ValidationReport(msgspec.Struct, kw_only=True):
+    valid: bool
+    model: str
+    files: dict[str, FileSummary]
+    errors: list[Issue]
+    counts: dict[str, int]
+    stats: dict
+    cost_estimate: dict
+    error_count: int
+    warning_count: int
+    example_count: int  # training examples
+    estimated_billable_tokens: int  # training tokens x epochs; 0 when unknown
+
+    def to_dict(self) -> dict:
+        return {
+            "valid": self.valid,
+            "model": self.model,
+            "files": {k: msgspec.to_builtins(v) for k, v in self.files.items()},
+            "errors": [msgspec.to_builtins(i) for i in self.errors],
+            "counts": dict(self.counts),
+            "stats": self.stats,
+            "cost_estimate": self.cost_estimate,
+        }
+
+    def to_json(self) -> bytes:
+        return msgspec.json.encode(self.to_dict())
+
+    def summary_line(self) -> str:
+        """One line for logs and event payloads."""
+        verdict = "valid" if self.valid else "INVALID"
+        return (
+            f"{verdict}: {self.example_count} training examples for {self.model}, "
+            f"{self.error_count} errors, {self.warning_count} warnings"
+        )

@@ -1,0 +1,97 @@
+"""Offline token estimate for one example, and the distribution over a file.
+
+No exact Gemini tokenizer runs offline: google-genai's LocalTokenizer downloads its
+SentencePiece model from the network at run time (and needs the sentencepiece package),
+which the validate function must not do. So the figures are a stated heuristic:
+
+- estimate:    ceil(characters / 4) + 4 per turn + the media's fixed tokens
+               (Gemini's documented "about 4 characters per token" for English text)
+- lower bound: characters // 8 + the media's fixed tokens. Natural-language text and code
+               average 3-5 characters per token, so a count above the limit even at 8 is
+               treated as certain. Long runs of one repeated character can pack more per
+               token; those are the only inputs the bound may overstate.
+
+The limit check: lower bound > limit is `token_limit_exceeded`; otherwise an estimate at or
+above 90% of the limit is `token_limit_risk`.
+"""
+
+from __future__ import annotations
+
+METHOD = (
+    "heuristic: ceil(characters/4) + 4 per turn + 258 per image or PDF; lower bound characters/8 "
+    "(no exact Gemini tokenizer runs offline)"
+)
+CHARS_PER_TOKEN = 4
+CHARS_PER_TOKEN_LOWER_BOUND = 8
+TOKENS_PER_TURN = 4
+RISK_FRACTION = 0.9
+
+
+def estimate_tokens(chars: int, turns: int, media_tokens: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_TURN * turns + media_tokens
+
+
+def lower_bound_tokens(chars: int, media_tokens: int) -> int:
+    return chars // CHARS_PER_TOKEN_LOWER_BOUND + media_tokens
+
+
+EXACT_BELOW = 4096
+
+
+class TokenHistogram:
+    """min/median/p95/max/total in constant memory: exact below 4,096 tokens, within 1% above
+    (a larger count is kept to its top 8 bits). `small` is a plain list so the validator's
+    hot loop can count with one index increment; everything else goes through add()."""
+
+    def __init__(self) -> None:
+        self.small = [0] * EXACT_BELOW
+        self._large: dict[int, int] = {}
+        self.total = 0
+        self._large_min = 0
+        self._large_max = 0
+
+    def add(self, tokens: int) -> None:
+        self.total += tokens
+        if tokens < EXACT_BELOW:
+            self.small[tokens] += 1
+            return
+        self._large_max = max(self._large_max, tokens)
+        self._large_min = tokens if not self._large_min else min(self._large_min, tokens)
+        shift = tokens.bit_length() - 8
+        key = (tokens >> shift) << shift
+        self._large[key] = self._large.get(key, 0) + 1
+
+    @property
+    def count(self) -> int:
+        return sum(self.small) + sum(self._large.values())
+
+    def _values(self) -> list[tuple[int, int]]:
+        pairs = [(v, n) for v, n in enumerate(self.small) if n]
+        pairs.extend(sorted(self._large.items()))
+        return pairs
+
+    def summary(self) -> dict[str, int]:
+        pairs = self._values()
+        count = sum(n for _, n in pairs)
+        if not count:
+            return {"examples": 0, "total": 0, "min": 0, "median": 0, "p95": 0, "max": 0}
+        low = pairs[0][0] if pairs[0][0] < EXACT_BELOW else self._large_min
+        high = self._large_max if self._large else pairs[-1][0]
+
+        def percentile(fraction: float) -> int:
+            rank = max(1, -(-count * int(fraction * 1000) // 1000))
+            seen = 0
+            for value, n in pairs:
+                seen += n
+                if seen >= rank:
+                    return min(max(value, low), high)
+            return high
+
+        return {
+            "examples": count,
+            "total": self.total,
+            "min": low,
+            "median": percentile(0.5),
+            "p95": percentile(0.95),
+            "max": high,
+        }
