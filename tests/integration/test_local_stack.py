@@ -1,0 +1,179 @@
+"""The local stack as a whole: `autotune up`/`down` leave no process behind (checked by PID),
+a second `up` cleans what a killed one left, and the event bridge makes Pub/Sub deliver a
+storage event again when the function fails, then dead-letters it after five attempts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from autotune.events import EventType
+from autotune_local import processes
+from autotune_local.stack import STATE_FILE, FunctionSource, recorded_processes
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from autotune.cli import main; main()"]
+REQUIRED_ENV = [
+    "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "AUTOTUNE_PROJECT", "AUTOTUNE_BUCKET",
+    "AUTOTUNE_EVENTS_TOPIC", "AUTOTUNE_REQUESTS_TOPIC", "AUTOTUNE_TICKS_TOPIC", "AUTOTUNE_VERTEX_ENDPOINT",
+    "AUTOTUNE_VALIDATE_URL", "AUTOTUNE_SUBMIT_URL", "AUTOTUNE_STATUS_URL", "AUTOTUNE_MAX_CONCURRENT_JOBS",
+]
+
+
+def every_pid(state_dir: Path) -> set[int]:
+    """Every live process of the recorded stack, children included (the whole process groups)."""
+    return {pid for proc in recorded_processes(state_dir) for pid in processes.group_pids(proc)}
+
+
+def alive(pids: set[int]) -> set[int]:
+    living = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            living.add(pid)
+    return living
+
+
+def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def test_up_detach_writes_local_env_and_down_leaves_no_process(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    result = cli("up", "--detach", "--state-dir", str(state_dir))
+    assert result.returncode == 0, result.stderr
+    assert "ready" in result.stdout and "autotune upload" in result.stdout
+    pids = every_pid(state_dir)
+    try:
+        names = {p.name for p in recorded_processes(state_dir)}
+        assert {"pubsub", "firestore", "storage", "tuning", "bridge", "ticker", "validate", "submit", "status"} <= names
+        # The Firestore wrapper script runs Java as a child: it is in the group, so it is counted.
+        assert len(pids) > len(names)
+        env_text = (state_dir / "local.env").read_text()
+        exported = dict(line[len("export "):].split("=", 1) for line in env_text.splitlines() if line.startswith("export "))
+        assert set(REQUIRED_ENV) <= set(exported)
+        assert exported["AUTOTUNE_VERTEX_ENDPOINT"].startswith("http://127.0.0.1:")
+        assert exported["AUTOTUNE_EVENTS_TOPIC"] == "tuning-events"
+        assert all((state_dir / "logs" / f"{name}.log").exists() for name in names)
+    finally:
+        down = cli("down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert alive(pids) == set()
+    assert not (state_dir / STATE_FILE).exists()
+
+
+def test_ctrl_c_on_up_stops_every_process(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    up = subprocess.Popen([*CLI, "up", "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        line = up.stdout.readline()
+        assert "ready" in line, line + up.stdout.read() if up.poll() is not None else line
+        pids = every_pid(state_dir)
+        assert pids
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert alive(pids) == set()
+
+
+def test_second_up_cleans_a_stack_left_by_a_killed_up_and_reuses_no_data(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    up = subprocess.Popen([*CLI, "up", "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    assert "ready" in up.stdout.readline()
+    first_pids = every_pid(state_dir)
+    first_env = json.loads((state_dir / STATE_FILE).read_text())["env"]
+    from autotune_local.clients import storage_client, upload_object
+
+    upload_object(storage_client(first_env), first_env["AUTOTUNE_BUCKET"], "notes/left-behind.txt", b"old data")
+    up.kill()  # SIGKILL: no chance to clean up; its servers, in their own sessions, live on
+    up.wait()
+    assert alive(first_pids) == first_pids - {up.pid}
+
+    result = cli("up", "--detach", "--state-dir", str(state_dir))
+    try:
+        assert result.returncode == 0, result.stderr
+        assert alive(first_pids) == set()
+        second_env = json.loads((state_dir / STATE_FILE).read_text())["env"]
+        bucket = storage_client(second_env).bucket(second_env["AUTOTUNE_BUCKET"])
+        assert bucket.get_blob("notes/left-behind.txt") is None
+    finally:
+        second_pids = every_pid(state_dir)
+        cli("down", "--state-dir", str(state_dir))
+    assert alive(second_pids) == set()
+
+
+@pytest.fixture(scope="module")
+def flaky_stack(make_local_stack, tmp_path_factory):
+    deliveries = tmp_path_factory.mktemp("deliveries")
+    stack = make_local_stack(
+        functions={
+            "validate": FunctionSource(REPO / "tests" / "integration" / "functions" / "flaky_validate.py", "validate"),
+            "submit": None,
+            "status": None,
+        },
+        extra_env={"AUTOTUNE_TEST_DELIVERIES": str(deliveries)},
+        retry_max_backoff_seconds=2,
+    )
+    yield stack, deliveries
+    stack.stop()
+
+
+def good_dataset() -> bytes:
+    rows = [{"contents": [{"role": "user", "parts": [{"text": f"Q{i}"}]}, {"role": "model", "parts": [{"text": f"A{i}"}]}]} for i in range(20)]
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+def test_bridge_delivers_again_when_the_function_fails(flaky_stack) -> None:
+    stack, deliveries = flaky_stack
+    events = stack.listen_events()
+    name = f"incoming/fails-once-{uuid.uuid4().hex[:8]}.jsonl"
+    stack.upload(good_dataset(), name)
+
+    received = events.wait_for(lambda r: r.event.subject == f"gs://{stack.bucket}/{name}", timeout=60)
+
+    assert received.event.type is EventType.DATASET_ACCEPTED
+    attempts = sorted(p.name for p in deliveries.iterdir() if p.read_text() == name)
+    assert len(attempts) == 2  # refused once, delivered again, then accepted
+    bridge_log = [json.loads(x) for x in (stack.log_dir / "bridge.log").read_text().splitlines() if x.startswith("{")]
+    statuses = [e["status"] for e in bridge_log if e.get("subject") == f"objects/{name}"]
+    assert statuses[0] >= 500 and statuses[-1] == 200
+    events.close()
+
+
+def test_event_the_function_always_refuses_ends_in_the_dead_letter_topic(flaky_stack) -> None:
+    stack, deliveries = flaky_stack
+    name = f"incoming/always-fails-{uuid.uuid4().hex[:8]}.jsonl"
+    stack.upload(good_dataset(), name)
+    subscriber = stack.subscriber()
+    dead_letter = subscriber.subscription_path(stack.project, stack.subscriptions.dead_letter["validate"])
+    from google.api_core import exceptions as gexc
+
+    deadline = time.monotonic() + 120
+    found = None
+    while found is None and time.monotonic() < deadline:
+        try:
+            response = subscriber.pull(subscription=dead_letter, max_messages=10, timeout=2)
+        except (gexc.DeadlineExceeded, gexc.RetryError):
+            continue
+        for item in response.received_messages:
+            if item.message.attributes.get("objectId") == name:
+                found = item
+    assert found is not None, "the refused storage event never reached the dead-letter topic"
+    attempts = [p for p in deliveries.iterdir() if p.read_text() == name]
+    assert len(attempts) == 5
+
