@@ -392,6 +392,8 @@ def _report_undecodable(role: FileRole, line_no: int, line: bytes, exc: BaseExce
         return
     if isinstance(exc, RecursionError):
         add_issue(role, line_no, ErrorCode.INVALID_JSON, "not valid JSON: nested too deeply to read")
+    elif "truncated" in str(exc):
+        add_issue(role, line_no, ErrorCode.INVALID_JSON, "not valid JSON: the line ends before the JSON value is complete")
     else:
         add_issue(role, line_no, ErrorCode.INVALID_JSON, f"not valid JSON: {exc}")
 
