@@ -187,7 +187,7 @@ CODE_INFO: dict[ErrorCode, tuple[Severity, Scope, str, str]] = {
         "warning", "line", "The estimated tokens are near or over the limit but the lower bound is not: the "
         "service may truncate or drop the example.", "(an example with 120,000 characters of text, 1.x model)"),
     C.DUPLICATE_EXAMPLE: (
-        "warning", "line", "The line repeats an earlier example byte for byte (ignoring surrounding whitespace).",
+        "warning", "line", "The line repeats an earlier example of the same file byte for byte (a trailing \\r aside).",
         _OK + "  (twice)"),
     C.UNSUPPORTED_MODEL: ("error", "settings", "The model is not in the catalog (`autotune models`).",
                           "autotune-model: gemini-9-ultra"),

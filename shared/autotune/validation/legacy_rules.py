@@ -59,6 +59,8 @@ def full_check(obj: dict, add: Add, model_name: str) -> ExampleShape:
                 "contents",
                 f"this line uses the Gemini `contents` format; {model_name} takes the legacy `messages` format",
             )
+            if _has_media(obj["contents"]):
+                add(ErrorCode.UNSUPPORTED_MODALITY, "contents", f"{model_name} tunes on text only; this example has media")
         else:
             add(ErrorCode.MISSING_CONTENTS, "messages", "the example has no `messages` list")
         return shape
@@ -114,3 +116,16 @@ def full_check(obj: dict, add: Add, model_name: str) -> ExampleShape:
     if conversation[-1] == "user":
         add(ErrorCode.LAST_TURN_NOT_MODEL, f"messages[{len(roles) - 1}].role", "the conversation ends with a user message")
     return shape
+
+
+_MEDIA_KEYS = frozenset({"fileData", "file_data", "inlineData", "inline_data"})
+
+
+def _has_media(contents: object) -> bool:
+    if not isinstance(contents, list):
+        return False
+    for turn in contents:
+        parts = turn.get("parts") if isinstance(turn, dict) else None
+        if isinstance(parts, list) and any(isinstance(p, dict) and _MEDIA_KEYS & p.keys() for p in parts):
+            return True
+    return False
