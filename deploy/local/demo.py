@@ -8,6 +8,7 @@ to SUCCEEDED/FAILED/CANCELLED, or skipped), prints what happened, and stops ever
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +19,6 @@ from autotune.events import EventType, TuningEvent
 
 EXAMPLES_DIR = REPO_ROOT / "examples"
 DEMO_STATE_DIR = REPO_ROOT / ".autotune" / "demo"
-# The bucket the shipped multimodal example's fileData URIs point into; the demo uploads the
-# media there under the same names, so the dataset is uploaded byte for byte as shipped.
 END_TYPES = {EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED}
 _SKIPPED = "autotune.job.v1.skipped"
 
@@ -28,7 +27,7 @@ _SKIPPED = "autotune.job.v1.skipped"
 class DemoDataset:
     label: str
     path: Path
-    media_dir: Path | None = None  # uploaded first, under media/<file name>
+    media_dir: Path | None = None  # the files its fileData URIs name, uploaded first
 
 
 @dataclass
@@ -47,15 +46,13 @@ class Followed:
 def shipped_examples(examples_dir: Path = EXAMPLES_DIR) -> list[DemoDataset]:
     """The three the README promises, picked by name: a good text dataset, one with errors, a multimodal one."""
     wanted = [
-        ("good text dataset", ("good_text.jsonl", "customer_support.jsonl", "good.jsonl")),
-        ("dataset with errors", ("bad_dataset.jsonl", "with_errors.jsonl", "bad.jsonl")),
-        ("multimodal dataset", ("multimodal.jsonl", "image_captioning.jsonl")),
+        ("good text dataset", ("classification.jsonl", "summarization.jsonl")),
+        ("dataset with errors", ("bad/conversation-shape.jsonl", "bad/broken-lines.jsonl")),
+        ("multimodal dataset", ("multimodal.jsonl",)),
     ]
     found: list[DemoDataset] = []
     for label, names in wanted:
         path = next((examples_dir / n for n in names if (examples_dir / n).is_file()), None)
-        if path is None:
-            path = next((p for n in names for p in sorted(examples_dir.rglob(n))), None)
         if path is None:
             raise FileNotFoundError(f"the {label} is missing from {examples_dir} (looked for {', '.join(names)})")
         media = next((d for d in (path.parent / "media", path.parent / "images", examples_dir / "media") if d.is_dir()), None)
@@ -63,22 +60,27 @@ def shipped_examples(examples_dir: Path = EXAMPLES_DIR) -> list[DemoDataset]:
     return found
 
 
-def run_demo(*, echo: Callable[[str], None] = print, timeout: float = 300.0, job_seconds: float = 8.0) -> bool:
+def run_demo(
+    *, echo: Callable[[str], None] = print, timeout: float = 300.0, job_seconds: float = 8.0, state_dir: Path = DEMO_STATE_DIR
+) -> bool:
+    """True when every dataset reached its end and no process was left behind."""
+    from autotune_local.processes import group_pids
     from autotune_local.stack import options_with, start_stack
 
     datasets = shipped_examples()
     echo("starting the local stack (emulators, event bridge, tuning emulator, functions) ...")
     began = time.monotonic()
-    stack = start_stack(options_with(state_dir=DEMO_STATE_DIR, job_seconds=job_seconds, tick_seconds=1.0))
+    stack = start_stack(options_with(state_dir=state_dir, job_seconds=job_seconds, tick_seconds=1.0))
     try:
         echo(f"ready in {time.monotonic() - began:.1f} s; logs in {_relative(stack.log_dir)}/")
         listener = stack.listen_events("demo-listener")
         followed = []
         for dataset in datasets:
             if dataset.media_dir is not None:
-                for media in sorted(p for p in dataset.media_dir.iterdir() if p.is_file()):
-                    stack.upload(media, _media_object_name(dataset, media))
-                echo(f"uploaded the media of the {dataset.label} from {_relative(dataset.media_dir)}/")
+                placed = media_objects(dataset.path.read_text(encoding="utf-8"), dataset.media_dir, stack.bucket)
+                for object_name, media in placed.items():
+                    stack.upload(media, object_name)
+                echo(f"uploaded the {len(placed)} media files the {dataset.label} names, from {_relative(dataset.media_dir)}/")
             object_name = f"{stack.config.incoming_prefix}{dataset.path.name}"
             generation = stack.upload(dataset.path.read_bytes(), object_name, content_type="application/jsonl")
             uri = f"gs://{stack.bucket}/{object_name}"
@@ -106,11 +108,12 @@ def run_demo(*, echo: Callable[[str], None] = print, timeout: float = 300.0, job
         if unfinished:
             echo(f"not finished within {timeout:.0f} s: " + ", ".join(f.dataset.label for f in unfinished))
         listener.close()
-        return not unfinished
     finally:
         echo("stopping the local stack ...")
         stack.stop()
-        echo("stopped: no process left.")
+    left = [pid for proc in stack.processes for pid in group_pids(proc)]
+    echo(f"stopped; processes left behind: {left}" if left else "stopped: no process left.")
+    return not unfinished and not left
 
 
 def describe_event(event: TuningEvent) -> str:
@@ -132,7 +135,8 @@ def _summary(item: Followed, storage, bucket: str) -> list[str]:
     p = verdict.payload
     lines.append(f"    {verdict.type.value.rsplit('.', 1)[1]}: {p.error_count or 0} errors, {p.warning_count or 0} warnings; report {p.report_uri}")
     report = _read_report(storage, bucket, p.report_uri)
-    for issue in (report or {}).get("errors", [])[:5]:
+    issues = sorted((report or {}).get("errors", []), key=lambda i: i.get("severity") != "error")
+    for issue in issues[:5]:
         where = f"line {issue['line']}" if issue.get("line") else (issue.get("file") or "settings")
         lines.append(f"      {issue['severity']} {issue['code']} ({where}): {issue['message'][:160]}")
     for event in item.events:
@@ -155,8 +159,15 @@ def _read_report(storage, bucket: str, report_uri: str | None) -> dict | None:
         return None
 
 
-def _media_object_name(dataset: DemoDataset, media: Path) -> str:
-    return f"media/{media.name}"
+def media_objects(dataset_text: str, media_dir: Path, bucket: str) -> dict[str, Path]:
+    """object name -> local file, for every gs://BUCKET/... fileUri of the dataset found in media_dir
+    by file name: the dataset is uploaded byte for byte as shipped, its media where it points."""
+    placed = {}
+    for named_bucket, object_name in re.findall(r'"fileUri":\s*"gs://([^/"]+)/([^"]+)"', dataset_text):
+        local = media_dir / Path(object_name).name
+        if named_bucket == bucket and local.is_file():
+            placed[object_name] = local
+    return placed
 
 
 def _relative(path: Path) -> str:

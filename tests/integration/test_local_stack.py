@@ -177,3 +177,17 @@ def test_event_the_function_always_refuses_ends_in_the_dead_letter_topic(flaky_s
     attempts = [p for p in deliveries.iterdir() if p.read_text() == name]
     assert len(attempts) == 5
 
+
+
+def test_demo_follows_the_shipped_examples_to_their_end_and_leaves_no_process(tmp_path: Path) -> None:
+    from autotune_local.demo import run_demo
+
+    lines: list[str] = []
+    finished = run_demo(echo=lines.append, timeout=240, job_seconds=2.0, state_dir=tmp_path / "demo")
+    output = "\n".join(lines)
+    assert finished, output
+    assert "autotune.dataset.v1.rejected  gs://autotune-datasets/incoming/conversation-shape.jsonl" in output
+    assert "autotune.job.v1.succeeded  gs://autotune-datasets/incoming/classification.jsonl" in output
+    assert "autotune.job.v1.succeeded  gs://autotune-datasets/incoming/multimodal.jsonl" in output
+    assert "tuned_model=projects/autotune-local/" in output
+    assert lines[-1] == "stopped: no process left."

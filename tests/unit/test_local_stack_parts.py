@@ -1,0 +1,131 @@
+"""The local stack's pieces that need no emulator: the event bridge's CloudEvent mapping,
+stopping process groups by PID, the prerequisite check, options and local.env."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from autotune_local import event_bridge, processes
+from autotune_local.demo import media_objects, shipped_examples
+from autotune_local.prerequisites import MissingPrerequisite, find_executables
+from autotune_local.processes import RunningProcess
+from autotune_local.stack import StackOptions, options_with, stack_environment, write_env_file
+
+STORAGE_ROUTE = {"kind": "storage", "target": "http://127.0.0.1:1/"}
+PUBSUB_ROUTE = {"kind": "pubsub", "target": "http://127.0.0.1:1/", "topic": "tuning-requests"}
+
+
+def push(data: bytes, attributes: dict) -> dict:
+    return {
+        "message": {"data": base64.b64encode(data).decode(), "attributes": attributes, "messageId": "42", "publishTime": "2026-11-25T01:00:00Z"},
+        "subscription": "projects/p/subscriptions/validate-push",
+    }
+
+
+def test_storage_notification_becomes_a_binary_storage_cloudevent() -> None:
+    data = json.dumps({"bucket": "b", "name": "incoming/a.jsonl", "generation": "7"}).encode()
+    attributes = {"bucketId": "b", "objectId": "incoming/a.jsonl", "eventType": "OBJECT_FINALIZE", "eventTime": "2026-11-25T01:02:03Z"}
+    headers, body = event_bridge.cloud_event_for(STORAGE_ROUTE, "p", push(data, attributes))
+    assert headers["ce-type"] == "google.cloud.storage.object.v1.finalized"
+    assert headers["ce-source"] == "//storage.googleapis.com/projects/_/buckets/b"
+    assert headers["ce-subject"] == "objects/incoming/a.jsonl"
+    assert headers["ce-id"] == "42" and headers["ce-time"] == "2026-11-25T01:02:03Z" and headers["ce-specversion"] == "1.0"
+    assert body == data
+
+
+def test_pubsub_message_becomes_a_message_published_cloudevent() -> None:
+    headers, body = event_bridge.cloud_event_for(PUBSUB_ROUTE, "p", push(b'{"x": 1}', {"k": "v"}))
+    assert headers["ce-type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert headers["ce-source"] == "//pubsub.googleapis.com/projects/p/topics/tuning-requests"
+    envelope = json.loads(body)
+    assert base64.b64decode(envelope["message"]["data"]) == b'{"x": 1}'
+    assert envelope["message"]["attributes"] == {"k": "v"} and envelope["message"]["messageId"] == "42"
+    assert envelope["subscription"] == "projects/p/subscriptions/validate-push"
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        (STORAGE_ROUTE, {}),
+        (STORAGE_ROUTE, push(b"{}", {"eventType": "OBJECT_FINALIZE"})),
+        (STORAGE_ROUTE, push(b"{}", {"bucketId": "b", "objectId": "o", "eventType": "SOMETHING"})),
+        (PUBSUB_ROUTE, {"message": {"data": ""}}),
+    ],
+)
+def test_unreadable_push_requests_are_refused(route: dict, body: dict) -> None:
+    with pytest.raises(event_bridge.UnreadablePush):
+        event_bridge.cloud_event_for(route, "p", body)
+
+
+def test_stop_ends_the_whole_process_group_children_included(tmp_path: Path) -> None:
+    # A wrapper that starts a child, like the Firestore emulator's script starting Java.
+    proc = processes.launch("wrapper", ["bash", "-c", "sleep 300 & sleep 300; wait"], env=os.environ, log_dir=tmp_path)
+    deadline = time.monotonic() + 10
+    while len(processes.group_pids(proc)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    members = processes.group_pids(proc)
+    assert len(members) >= 3
+    processes.stop([proc])
+    assert processes.group_pids(proc) == []
+    assert not processes.is_running(proc)
+
+
+def test_a_recycled_pid_is_never_signalled() -> None:
+    # Our own PID, recorded with another start time: it is someone else's now, so hands off.
+    stale = RunningProcess(name="stale", pid=os.getpid(), started="1", log="")
+    assert processes.group_pids(stale) == []
+    processes.stop([stale])  # would kill this test run if it signalled
+
+
+def test_missing_emulators_say_how_to_install_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CLOUDSDK_ROOT_DIR", raising=False)
+    with pytest.raises(MissingPrerequisite) as caught:
+        find_executables()
+    message = str(caught.value)
+    assert "gcloud" in message and "Java" in message
+    assert "google-cloud-cli-pubsub-emulator" in message and "google-cloud-cli-firestore-emulator" in message
+
+
+def test_overrides_go_to_the_stack_or_the_pipeline_config() -> None:
+    options = options_with(max_concurrent_jobs=3, job_seconds=2.5, allowed_media_buckets=("media-bucket",))
+    assert options.job_seconds == 2.5
+    assert dict(options.config_overrides) == {"max_concurrent_jobs": 3, "allowed_media_buckets": ("media-bucket",)}
+    with pytest.raises(TypeError, match="no_such_option"):
+        options_with(no_such_option=1)
+    assert StackOptions().max_delivery_attempts == 5
+
+
+def test_local_env_exports_every_variable_a_shell_can_source(tmp_path: Path) -> None:
+    from autotune.config import PipelineConfig
+
+    ports = {"pubsub": 1, "firestore": 2, "storage": 3, "tuning": 4, "bridge": 5, "validate": 6, "submit": 7, "status": 8}
+    env = stack_environment(PipelineConfig(project="p", bucket="b", vertex_endpoint="http://127.0.0.1:4"), ports)
+    env["AUTOTUNE_TUNING_SERVICE_ACCOUNT"] = "it's quoted"
+    write_env_file(tmp_path / "local.env", env)
+    out = subprocess.run(
+        ["bash", "-c", f"source {shlex.quote(str(tmp_path / 'local.env'))} && env"], capture_output=True, text=True, check=True
+    ).stdout
+    sourced = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert sourced["PUBSUB_EMULATOR_HOST"] == "127.0.0.1:1"
+    assert sourced["STORAGE_EMULATOR_HOST"] == "http://127.0.0.1:3"
+    assert sourced["AUTOTUNE_SUBMIT_URL"] == "http://127.0.0.1:7"
+    assert sourced["AUTOTUNE_TUNING_SERVICE_ACCOUNT"] == "it's quoted"
+
+
+def test_demo_finds_the_shipped_examples_and_the_media_they_name() -> None:
+    good, bad, multimodal = shipped_examples()
+    assert good.path.exists() and bad.path.exists() and multimodal.path.exists()
+    assert multimodal.media_dir is not None
+    placed = media_objects(multimodal.path.read_text(), multimodal.media_dir, "autotune-datasets")
+    assert placed and all(path.is_file() for path in placed.values())
+    text = '{"fileData": {"fileUri": "gs://autotune-datasets/media/x.png"}} {"fileUri": "gs://other/media/x.png"}'
+    assert media_objects(text, Path("/nonexistent"), "autotune-datasets") == {}
