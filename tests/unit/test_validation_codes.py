@@ -195,4 +195,5 @@ def test_every_code_is_documented_with_its_severity_and_example():
         match = re.search(rf"^### `{code.value}`.*$", doc, re.M)
         assert match, f"{code.value} missing from docs/error-codes.md"
         assert code.severity in match.group(0)
+        assert code.meaning in doc, f"docs/error-codes.md has a stale meaning for {code.value}"
     assert set(CODE_INFO) == set(ErrorCode)

@@ -1,0 +1,125 @@
+"""`autotune validate` and `autotune models`: exit codes, the text layout, one JSON document."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autotune.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+runner = CliRunner()
+
+VALID = {
+    "classification.jsonl": "gemini-3.5-flash",
+    "summarization.jsonl": "gemini-2.5-flash",
+    "extractive-qa.jsonl": "gemini-1.5-pro-002",
+    "chat-persona.jsonl": "gemini-1.5-flash-002",
+    "multimodal.jsonl": "gemini-3.1-flash-lite",
+    "legacy-messages.jsonl": "gemini-1.0-pro-002",
+}
+BAD = {
+    "bad/broken-lines.jsonl": ("gemini-3.5-flash", {"byte_order_mark", "crlf_line_endings", "invalid_json", "not_an_object",
+                                                    "blank_line", "invalid_utf8", "unknown_field", "duplicate_example"}),
+    "bad/conversation-shape.jsonl": ("gemini-3.5-flash", {"missing_contents", "empty_contents", "invalid_role",
+                                                          "roles_not_alternating", "first_turn_not_user", "last_turn_not_model",
+                                                          "missing_parts", "empty_parts", "invalid_part", "empty_text"}),
+    "bad/media.jsonl": ("gemini-3.5-flash", {"inline_data_unsupported", "unsupported_mime_type", "invalid_file_uri", "too_many_media"}),
+    "bad/legacy-shape.jsonl": ("gemini-1.0-pro-002", {"system_not_first", "empty_text", "missing_contents", "mixed_formats"}),
+    "bad/too-few.jsonl": ("gemini-3.5-flash", {"too_few_examples"}),
+}
+
+
+def invoke(*args: str):
+    return runner.invoke(app, ["validate", *args])
+
+
+@pytest.mark.parametrize(("name", "model"), VALID.items())
+def test_shipped_valid_examples_pass(name, model):
+    result = invoke(str(EXAMPLES / name), "--model", model, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["valid"] and doc["files"]["train"]["examples"] >= 16
+    assert set(doc["counts"]) <= {"few_examples", "model_retired"}
+
+
+@pytest.mark.parametrize(("name", "expected"), BAD.items())
+def test_shipped_bad_examples_show_their_codes(name, expected):
+    model, codes = expected
+    result = invoke(str(EXAMPLES / name), "--model", model, "--json")
+    assert result.exit_code == 1
+    assert codes <= set(json.loads(result.stdout)["counts"])
+
+
+def test_text_output_verdict_first_then_issues_grouped_by_code():
+    path = EXAMPLES / "bad" / "broken-lines.jsonl"
+    result = invoke(str(path), "--model", "gemini-3.5-flash")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("INVALID:")
+    assert "invalid_json (error, 2)" in lines
+    group = lines.index("invalid_json (error, 2)")
+    assert lines[group + 1] == f"  {path}:3: invalid_json: not valid JSON: the line ends before the JSON value is complete"
+    assert lines[group + 2].startswith(f"  {path}:7: invalid_json: ")
+
+
+def test_json_is_exactly_one_document_on_stdout():
+    """In a real process, so stdout holds only what the command printed there."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from autotune.cli import main; main()", "validate",
+         str(EXAMPLES / "bad" / "media.jsonl"), "--model", "gemini-3.5-flash", "--json"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 1
+    doc, end = json.JSONDecoder().raw_decode(result.stdout)
+    assert result.stdout[end:].strip() == "" and doc["valid"] is False
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--model", "gemini-9-ultra"],
+        ["--epochs", "three"],
+        ["--epochs", "0"],
+        ["--adapter-size", "16", "--model", "gemini-1.5-pro-002"],
+        ["--learning-rate-multiplier", "-2"],
+        ["--region", "us-west1", "--model", "gemini-3.5-flash"],
+    ],
+)
+def test_usage_errors_exit_2(args):
+    result = invoke(str(EXAMPLES / "classification.jsonl"), *args)
+    assert result.exit_code == 2
+
+
+def test_missing_file_exits_2(tmp_path):
+    assert invoke(str(tmp_path / "nope.jsonl")).exit_code == 2
+    assert invoke(str(EXAMPLES / "classification.jsonl"), "--validation", str(tmp_path / "nope.jsonl")).exit_code == 2
+
+
+def test_unknown_model_message_lists_the_catalog():
+    result = invoke(str(EXAMPLES / "classification.jsonl"), "--model", "gemini-9-ultra")
+    assert "gemini-3.5-flash" in result.output and "unsupported_model" in result.output
+
+
+def test_validation_file_and_settings_flags():
+    result = invoke(
+        str(EXAMPLES / "chat-persona.jsonl"), "--validation", str(EXAMPLES / "extractive-qa.jsonl"),
+        "--model", "gemini-1.5-flash-002", "--epochs", "5", "--adapter-size", "16", "--region", "europe-west4", "--json",
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["files"]["validation"]["examples"] == 16 and doc["cost_estimate"]["epochs"] == 5
+
+
+def test_models_command_text_and_json():
+    text = runner.invoke(app, ["models"])
+    assert text.exit_code == 0 and "gemini-1.0-pro-002" in text.stdout
+    doc = json.loads(runner.invoke(app, ["models", "--json"]).stdout)
+    assert [m["name"] for m in doc["models"]][:3] == ["gemini-1.5-pro-002", "gemini-1.5-flash-002", "gemini-1.0-pro-002"]
+    assert doc["media"]["image"]["max_per_example"] == 30

@@ -1,0 +1,229 @@
+"""The rule book: generated valid datasets validate clean for every model of the seed, the fast
+path agrees with the full path, and the details of each format."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from autotune.catalog import load_catalog
+from autotune.settings import TuningSettings
+from autotune.validation import DatasetSource, validate_dataset
+from autotune.validation import gemini_rules, legacy_rules
+from autotune.validation.media_rules import MediaRules
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60).filter(lambda s: not s.isspace())
+
+
+@st.composite
+def gemini_example(draw) -> dict:
+    pairs = draw(st.integers(1, 3))
+    contents = []
+    for _ in range(pairs):
+        contents.append({"role": "user", "parts": [{"text": t} for t in draw(st.lists(text, min_size=1, max_size=2))]})
+        contents.append({"role": "model", "parts": [{"text": draw(text)}]})
+    example = {"contents": contents}
+    if draw(st.booleans()):
+        example["systemInstruction"] = {"role": "system", "parts": [{"text": draw(text)}]}
+    return example
+
+
+@st.composite
+def legacy_example(draw) -> dict:
+    messages = [{"role": "system", "content": draw(text)}] if draw(st.booleans()) else []
+    for _ in range(draw(st.integers(1, 3))):
+        messages += [{"role": "user", "content": draw(text)}, {"role": "model", "content": draw(text)}]
+    return {"messages": messages}
+
+
+ROWS = 104
+
+
+def dataset(examples: list[dict]) -> bytes:
+    """ROWS lines cycling through the examples; numbering keeps them distinct (duplicates are a
+    warning) and alternate lines escape non-ASCII, so both encodings are covered."""
+    out = []
+    for i in range(ROWS):
+        ex = examples[i % len(examples)]
+        ex = json.loads(json.dumps(ex))
+        if "contents" in ex:
+            ex["contents"][-1]["parts"].append({"text": f"#{i}"})
+        else:
+            ex["messages"][-1]["content"] += f" #{i}"
+        out.append(json.dumps(ex, ensure_ascii=bool(i % 2)).encode())
+    return b"\n".join(out) + b"\n"
+
+
+SEED_GEMINI = ["gemini-1.5-pro-002", "gemini-1.5-flash-002", "gemini-2.5-flash", "gemini-3.5-flash"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(examples=st.lists(gemini_example(), min_size=1, max_size=12), model=st.sampled_from(SEED_GEMINI))
+def test_generated_gemini_datasets_are_valid(examples, model):
+    report = validate_dataset(DatasetSource("t", [dataset(examples)]), settings=TuningSettings(model=model, epochs=2))
+    codes = set(report.counts) - {"model_retired"}
+    assert report.valid, report.errors[:3]
+    assert codes == set()
+    assert report.example_count == ROWS
+    assert report.files["train"].format == "gemini"
+
+
+@settings(max_examples=40, deadline=None)
+@given(examples=st.lists(legacy_example(), min_size=1, max_size=12))
+def test_generated_legacy_datasets_are_valid_for_gemini_1_0_pro(examples):
+    report = validate_dataset(
+        DatasetSource("t", [dataset(examples)]), settings=TuningSettings(model="gemini-1.0-pro-002", epochs=2)
+    )
+    assert report.valid, report.errors[:3]
+    assert set(report.counts) <= {"model_retired"}
+    assert report.files["train"].format == "legacy"
+
+
+# Shapes that are sometimes wrong: the fast path must never accept what the full path rejects.
+role = st.sampled_from(["user", "model", "assistant", "system", None, 3])
+part = st.one_of(
+    st.fixed_dictionaries({"text": st.sampled_from(["hi", "", "  ", "ok then", 5])}),
+    st.just({"fileData": {"mimeType": "image/png", "fileUri": "gs://b/x.png"}}),
+    st.just({"txt": "hi"}),
+    st.just({"text": "a", "extra": 1}),
+)
+turn = st.fixed_dictionaries({"role": role, "parts": st.lists(part, max_size=3)})
+maybe_example = st.one_of(
+    st.fixed_dictionaries({"contents": st.lists(turn, max_size=4)}),
+    st.fixed_dictionaries(
+        {"contents": st.lists(turn, max_size=4), "systemInstruction": st.fixed_dictionaries({"parts": st.lists(part, max_size=2)})}
+    ),
+    st.fixed_dictionaries({"contents": st.lists(turn, max_size=4), "tools": st.just([{"functionDeclarations": []}])}),
+)
+message = st.fixed_dictionaries({"role": role, "content": st.sampled_from(["hi", "", " ", "fine", 7])})
+maybe_legacy = st.fixed_dictionaries({"messages": st.lists(message, max_size=5)})
+
+
+def full_issues(obj, legacy: bool):
+    catalog = load_catalog()
+    model = catalog.get("gemini-1.0-pro-002" if legacy else "gemini-3.5-flash")
+    found = []
+    add = lambda code, field, message: found.append(code)  # noqa: E731
+    if legacy:
+        shape = legacy_rules.full_check(obj, add, model.name)
+    else:
+        shape = gemini_rules.full_check(obj, add, MediaRules(catalog, model, ()), model.name)
+    return found, shape
+
+
+@settings(max_examples=400, deadline=None)
+@given(obj=maybe_example)
+def test_gemini_fast_path_agrees_with_the_full_path(obj):
+    line = json.dumps(obj).encode()
+    try:
+        fast = gemini_rules.fast_check(gemini_rules.fast_decoder.decode(line))
+    except msgspec.ValidationError:
+        fast = None
+    issues, shape = full_issues(msgspec.json.decode(line), legacy=False)
+    if fast is not None:
+        assert issues == []
+        assert fast == (shape.chars, shape.turns)
+    elif not obj.get("tools") and not any(
+        "fileData" in p for t in obj["contents"] for p in t["parts"]
+    ):
+        assert issues, "the fast path refused a clean text example"
+
+
+@settings(max_examples=300, deadline=None)
+@given(obj=maybe_legacy)
+def test_legacy_fast_path_agrees_with_the_full_path(obj):
+    line = json.dumps(obj).encode()
+    try:
+        fast = legacy_rules.fast_check(legacy_rules.fast_decoder.decode(line))
+    except msgspec.ValidationError:
+        fast = None
+    issues, shape = full_issues(msgspec.json.decode(line), legacy=True)
+    if fast is not None:
+        assert issues == []
+        assert fast == (shape.chars, shape.turns)
+    else:
+        assert issues, "the fast path refused a clean legacy example"
+
+
+def test_snake_case_field_names_are_accepted():
+    obj = {
+        "system_instruction": {"parts": [{"text": "Be brief."}]},
+        "contents": [
+            {"role": "user", "parts": [{"file_data": {"mime_type": "image/png", "file_uri": "gs://b/a.png"}}, {"text": "What?"}]},
+            {"role": "model", "parts": [{"text": "A cat."}]},
+        ],
+    }
+    issues, shape = full_issues(obj, legacy=False)
+    assert issues == [] and shape.media == [("image", "gs://b/a.png", "contents[0].parts[0].file_data.fileUri")]
+
+
+def test_function_call_parts_and_tools_are_accepted():
+    obj = {
+        "tools": [{"functionDeclarations": [{"name": "get_weather", "parameters": {"type": "object"}}]}],
+        "contents": [
+            {"role": "user", "parts": [{"text": "Weather in Lisbon?"}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Lisbon"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"temp_c": 21}}}]},
+            {"role": "model", "parts": [{"text": "It is 21 °C in Lisbon."}]},
+        ],
+    }
+    issues, shape = full_issues(obj, legacy=False)
+    assert issues == [] and shape.turns == 4 and shape.chars > 40
+
+
+def test_https_uris_are_accepted_and_not_allow_listed():
+    catalog = load_catalog()
+    model = catalog.get("gemini-3.5-flash")
+    found = []
+    refs: list = []
+    rules = MediaRules(catalog, model, {"data-bucket"})
+    rules.check_file_data({"mimeType": "application/pdf", "fileUri": "https://example.com/a.pdf"}, "p", lambda *a: found.append(a), refs)
+    rules.check_file_data({"mimeType": "IMAGE/PNG", "fileUri": "gs://data-bucket/a.png"}, "q", lambda *a: found.append(a), refs)
+    assert found == [] and [r[0] for r in refs] == ["document", "image"]
+
+
+def test_media_are_checked_once_per_distinct_object_and_named_at_first_use():
+    class Inspector:
+        def __init__(self):
+            self.calls = []
+
+        def stat(self, uris):
+            self.calls.append(sorted(uris))
+            return {u: (None if "missing" in u else 1000) for u in uris}
+
+    def ex(i, uri):
+        return {"contents": [{"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": uri}}, {"text": f"q{i}"}]},
+                             {"role": "model", "parts": [{"text": "a"}]}]}
+
+    rows = [ex(i, "gs://data-bucket/ok.png") for i in range(10)] + [ex(100 + i, "gs://data-bucket/missing.png") for i in range(10)]
+    inspector = Inspector()
+    report = validate_dataset(
+        DatasetSource("t", [b"\n".join(json.dumps(r).encode() for r in rows)]),
+        settings=TuningSettings(model="gemini-3.5-flash", epochs=1),
+        media=inspector,
+        dataset_bucket="data-bucket",
+    )
+    assert inspector.calls == [["gs://data-bucket/missing.png", "gs://data-bucket/ok.png"]]
+    missing = [i for i in report.errors if i.code == "file_not_found"]
+    assert len(missing) == 1 and missing[0].line == 11 and "10 times" in missing[0].message
+    assert report.stats["media"] == {"references": 20, "distinct_objects": 2, "checked": True}
+    tokens = report.stats["train"]["tokens"]
+    assert tokens["min"] >= 258  # an image counts at least 258 tokens
+
+
+@pytest.mark.parametrize(
+    ("chars", "code"),
+    [(100_000, None), (118_000, "token_limit_risk"), (200_000, "token_limit_risk"), (260_000, "token_limit_exceeded")],
+)
+def test_token_limit_thresholds_for_a_32k_model(chars, code):
+    rows = [{"contents": [{"role": "user", "parts": [{"text": "x" * chars}]}, {"role": "model", "parts": [{"text": "ok"}]}]}]
+    rows += [{"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}, {"role": "model", "parts": [{"text": "a"}]}]} for i in range(120)]
+    report = validate_dataset(
+        DatasetSource("t", [b"\n".join(json.dumps(r).encode() for r in rows)]),
+        settings=TuningSettings(model="gemini-1.5-flash-002", epochs=1),
+    )
+    found = {c for c in report.counts if c.startswith("token_limit")}
+    assert found == ({code} if code else set())
