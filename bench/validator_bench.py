@@ -71,7 +71,7 @@ def generate(path: Path, examples: int, seed: int = 7) -> None:
             turns = []
             for t in range(rng.choice((2, 2, 4))):
                 role = "user" if t % 2 == 0 else "model"
-                turns.append({"role": role, "parts": [{"text": f"#{i} " + text(rng.randint(4, 12))}]})
+                turns.append({"role": role, "parts": [{"text": f"#{i} " + text(rng.randint(3, 9))}]})
             example: dict = {"contents": turns}
             if rng.random() < 0.5:
                 example["systemInstruction"] = {"parts": [{"text": text(2)}]}
