@@ -119,3 +119,18 @@ def test_sha256_covers_every_byte():
     data = b'{"a": 1}\n' * 1000 + b"tail without newline"
     report = validate_dataset(DatasetSource("t", [data[:7], data[7:5000], data[5000:]]), settings=SETTINGS)
     assert report.files["train"].sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_a_read_failure_propagates_and_leaves_no_thread_behind():
+    import threading
+
+    import pytest
+
+    def failing():
+        yield b'{"contents": []}\n' * 1000
+        raise OSError("connection reset")
+
+    before = threading.active_count()
+    with pytest.raises(OSError, match="connection reset"):
+        validate_dataset(DatasetSource("t", failing()), settings=SETTINGS)
+    assert threading.active_count() == before

@@ -39,12 +39,16 @@ class _BackgroundSha256:
         while (chunk := self._queue.get()) is not None:
             self._sha.update(chunk)
 
-    def hexdigest(self) -> str:
+    def finish(self) -> None:
+        """Wait for the hashing thread; safe to call more than once."""
         if self._digest is None:
             if self._thread is not None:
                 self._queue.put(None)
                 self._thread.join()
             self._digest = self._sha.hexdigest()
+
+    def hexdigest(self) -> str:
+        self.finish()
         return self._digest
 
 
@@ -73,6 +77,13 @@ class LineReader:
 
         Lines exclude their b"\\n"; a final line without a newline is yielded too.
         """
+        try:
+            yield from self._batches()
+        finally:
+            # Also when reading fails or the caller stops early: no thread is left waiting.
+            self._sha.finish()
+
+    def _batches(self) -> Iterator[tuple[int, list[bytes] | int]]:
         pending = b""
         skipping = False
         skipped = 0
