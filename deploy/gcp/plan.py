@@ -242,7 +242,7 @@ def _function_steps(target: DeployTarget, state: ObservedState, fn: FunctionSpec
             argv=("gcloud", "pubsub", "subscriptions", "update", subscription, f"--dead-letter-topic={dead_letter}",
                   f"--max-delivery-attempts={d.MAX_DELIVERY_ATTEMPTS}"),
             why=(f"after {d.MAX_DELIVERY_ATTEMPTS} failed deliveries, move the event to {d.dead_letter_topic(fn)} "
-                 "instead of retrying it for 7 days"),
+                 "instead of retrying it until Eventarc's 24-hour retention drops it"),
         ))
     for grant in grants:
         if grant.scope == "subscription" and grant.resource == fn.key:
