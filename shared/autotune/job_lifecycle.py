@@ -91,7 +91,7 @@ class IllegalTransition(ValueError):
     """A move the table above does not allow; the message names both states and the record."""
 
 
-class Transition(msgspec.Struct, frozen=True, kw_only=True):
+class Transition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     state: LedgerState
     at: str  # RFC 3339
     reason: str | None = None

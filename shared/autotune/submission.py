@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import msgspec
@@ -45,6 +45,7 @@ from autotune.job_lifecycle import (
     move,
     new_record,
     observed,
+    parse_timestamp,
     timestamp,
 )
 from autotune.tuning_request import TuningRequest, decode_request
@@ -54,7 +55,8 @@ S = LedgerState
 # key also appears in list filters (labels.KEY="VALUE"), where a dash could read as an operator.
 KEY_LABEL = "autotune_key"
 CLAIM_SECONDS = 300.0  # a submitter that has not recorded its job by then is presumed dead
-MAX_FAILED_ATTEMPTS = 8  # submit attempts without an answer (crash, 5xx) before giving up
+MAX_FAILED_ATTEMPTS = 8
+OUTBOX_GRACE_SECONDS = 30.0  # events still unpublished after this were left by a crash  # submit attempts without an answer (crash, 5xx) before giving up
 
 
 # --- the documents a decision reads and writes -------------------------------------------------
@@ -583,6 +585,8 @@ def status_tick(pipeline: Pipeline) -> TickSummary:
     """One poll: publish leftovers, record job changes, take over dead claims, fill free slots."""
     ledger, summary = pipeline.ledger, TickSummary()
     for record in ledger.with_outbox():
+        if parse_timestamp(record.updated_at) + timedelta(seconds=OUTBOX_GRACE_SECONDS) > pipeline.clock():
+            continue  # its mover is probably publishing it right now; a crash leaves it older
         publish_outbox(pipeline, record)
         summary.published += len(record.outbox)
     for record in ledger.records(ACTIVE_JOB_STATES):
@@ -597,6 +601,8 @@ def status_tick(pipeline: Pipeline) -> TickSummary:
                 continue
             job = JobSnapshot(name=record.job_name, state="JOB_STATE_FAILED", error=f"the tuning job no longer exists: {exc.message}")
         now = pipeline.clock()
+        if observe(record, Slots(), job=job, now=now) is None:
+            continue  # nothing new: no transaction, no contention on the slots document
         change = ledger.update(record.idempotency_key, lambda r, s: observe(r, s, job=job, now=now))
         if change is not None and change.record is not None and change.record.state != record.state:
             summary.changed += 1

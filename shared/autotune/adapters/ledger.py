@@ -11,19 +11,29 @@ frees or takes a slot) and a losing transaction is retried on fresh data.
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+from google.api_core import exceptions as api_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from autotune.job_lifecycle import LedgerRecord, LedgerState
 from autotune.submission import Change, ClaimView, Slots
 
-# Ten deliveries of one request at once all read the same documents: give them room to retry.
-TRANSACTION_ATTEMPTS = 40
+# Every decision reads the slots document, so concurrent transactions contend on it. Within one
+# process they take turns (a lock: no point in racing a sibling thread); across processes a
+# transaction that loses (ABORTED, e.g. the emulator's lock timeout) is retried after a jittered
+# pause so the competitors do not collide again in step.
+TRANSACTION_ATTEMPTS = 30
 SLOTS_DOCUMENT = "slots"
+
+
+T = TypeVar("T")
 
 
 class FirestoreLedger:
@@ -32,6 +42,7 @@ class FirestoreLedger:
         self.records_ref = client.collection(collection)
         self.content_ref = client.collection(f"{collection}-content")
         self.slots_ref = client.collection(f"{collection}-slots").document(SLOTS_DOCUMENT)
+        self._turn = threading.Lock()
 
     @classmethod
     def from_config(cls, project: str, collection: str) -> FirestoreLedger:
@@ -57,7 +68,7 @@ class FirestoreLedger:
                 transaction.set(content_ref, {"idempotency_key": change.content_owner_key})
             return change
 
-        return run(self.client.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+        return self._transact(run)
 
     def update(
         self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None], *, missing_ok: bool = False
@@ -75,7 +86,19 @@ class FirestoreLedger:
                 self._write(transaction, record_ref, change)
             return change
 
-        return run(self.client.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+        return self._transact(run)
+
+    def _transact(self, run: Callable[[firestore.Transaction], T]) -> T:
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                with self._turn:
+                    return run(self.client.transaction(max_attempts=1))
+            except (api_exceptions.Aborted, ValueError) as exc:
+                lost = isinstance(exc, api_exceptions.Aborted) or isinstance(exc.__cause__, api_exceptions.Aborted)
+                if not lost or attempt == TRANSACTION_ATTEMPTS - 1:
+                    raise
+            time.sleep(random.uniform(0.0, min(2.0, 0.05 * 2**attempt)))
+        raise AssertionError("unreachable")
 
     def _write(self, transaction: firestore.Transaction, record_ref: Any, change: Change) -> None:
         if change.record is not None:
@@ -108,7 +131,7 @@ class FirestoreLedger:
             if len(left) != len(record.outbox):
                 transaction.set(record_ref, _document(msgspec.structs.replace(record, outbox=left)))
 
-        run(self.client.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+        self._transact(run)
 
     def slots(self) -> Slots:
         return _slots(self.slots_ref.get())

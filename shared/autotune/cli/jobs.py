@@ -1,1 +1,184 @@
-"""Commands registered on autotune.cli.app (filled in by its feature)."""
+"""The ledger from the command line: `autotune jobs`, `autotune status`, `autotune cancel`.
+
+They read the running local stack's addresses from its state (.autotune/), like `autotune
+watch`; with no local stack running they use the process environment (AUTOTUNE_* variables
+and the usual Google credentials), so the same commands work against a Google Cloud deployment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from autotune.cli.app import app
+
+if TYPE_CHECKING:
+    from autotune.job_lifecycle import LedgerRecord
+    from autotune.submission import Pipeline
+
+StateDirOption = Annotated[Path | None, typer.Option("--state-dir", help="The local stack's state directory (default: .autotune/).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.command()
+def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
+    """The ledger: one line per dataset version, its state, its job and why."""
+    records = _pipeline(state_dir).ledger.records()
+    if as_json:
+        typer.echo(json.dumps([record_json(r) for r in records], indent=2))
+        return
+    if not records:
+        typer.echo("the ledger is empty: no dataset has been accepted yet.")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("dataset", "state", "model", "job", "updated (UTC)"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("why", overflow="fold")
+    for r in records:
+        table.add_row(
+            f"{_object_name(r.dataset_uri)}#{r.generation[-6:]}", str(r.state), r.model or "", _job_id(r.job_name),
+            r.updated_at[5:19].replace("T", " "), r.error or r.reason or "",
+        )
+    Console(width=max(Console().width, 160)).print(table)
+
+
+@app.command()
+def status(
+    dataset_or_job: Annotated[str, typer.Argument(help="gs://BUCKET/OBJECT, an object name, a job name or id, or a ledger key.")],
+    as_json: JsonOption = False,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Everything the ledger knows about one dataset (its latest version) or one job."""
+    record = _one(_pipeline(state_dir).ledger.records(), dataset_or_job)
+    if as_json:
+        typer.echo(json.dumps(record_json(record), indent=2))
+        return
+    typer.echo(describe_record(record))
+
+
+@app.command()
+def cancel(
+    job: Annotated[str, typer.Argument(help="A job name or id, gs://BUCKET/OBJECT, an object name, or a ledger key.")],
+    state_dir: StateDirOption = None,
+) -> None:
+    """Cancel a dataset's tuning: a queued one leaves the queue; a running job is cancelled on Vertex AI
+    and the next status tick records CANCELLED."""
+    from autotune.submission import TuningServiceError, cancel as cancel_tuning
+
+    pipeline = _pipeline(state_dir)
+    record = _one(pipeline.ledger.records(), job)
+    try:
+        cancel_tuning(pipeline, record.idempotency_key)
+    except (ValueError, TuningServiceError) as exc:
+        raise _fail(f"cannot cancel {record.dataset_uri}: {exc}") from None
+    if record.job_name and str(record.state) != "QUEUED":
+        typer.echo(f"cancel requested for {record.job_name} ({record.dataset_uri}); the next status tick records CANCELLED.")
+    else:
+        typer.echo(f"cancelled {record.dataset_uri} (generation {record.generation}) before it was submitted.")
+
+
+def find_records(records: Iterable[LedgerRecord], query: str) -> list[LedgerRecord]:
+    """Records matching a ledger key, a job name or id, a gs:// URI, an object name or a file name;
+    newest first."""
+    query = query.strip()
+    matches = []
+    for r in records:
+        object_name = _object_name(r.dataset_uri)
+        if query in {r.idempotency_key, r.job_name, r.dataset_uri, object_name, f"{r.dataset_uri}#{r.generation}"} or (
+            r.job_name and query.isdigit() and r.job_name.endswith(f"/tuningJobs/{query}")
+        ) or object_name.rsplit("/", 1)[-1] == query:
+            matches.append(r)
+    return sorted(matches, key=lambda r: r.created_at, reverse=True)
+
+
+def record_json(record: LedgerRecord) -> dict:
+    import msgspec
+
+    data = msgspec.to_builtins(record)
+    data.pop("outbox", None)
+    return data
+
+
+def describe_record(r: LedgerRecord) -> str:
+    lines = [f"{r.dataset_uri} (generation {r.generation}): {r.state}"]
+    for label, value in (
+        ("model", r.model), ("region", r.region), ("job", r.job_name), ("job state", r.job_state), ("tuned model", r.tuned_model),
+        ("endpoint", r.endpoint), ("error", r.error), ("reason", r.reason), ("duplicate of", r.duplicate_of),
+        ("report", r.report_uri), ("attempts", r.attempts or None), ("ledger key", r.idempotency_key),
+    ):
+        if value not in (None, ""):
+            lines.append(f"  {label + ':':<13} {value}")
+    stats = r.tuning_data_stats or {}
+    if stats:
+        lines.append(
+            f"  {'data stats:':<13} {stats.get('tuningDatasetExampleCount', '?')} examples, "
+            f"{stats.get('totalBillableTokenCount', '?')} billable tokens"
+        )
+    lines.append("  history:")
+    for step in r.history:
+        lines.append(f"    {step.at}  {step.state}" + (f"  ({step.reason})" if step.reason else ""))
+    return "\n".join(lines)
+
+
+def _one(records: Iterable[LedgerRecord], query: str) -> LedgerRecord:
+    matches = find_records(records, query)
+    if not matches:
+        raise _fail(f"nothing in the ledger matches {query!r} (try `autotune jobs`)")
+    return matches[0]
+
+
+def _object_name(uri: str) -> str:
+    return uri.split("/", 3)[-1] if uri.startswith("gs://") else uri
+
+
+def _job_id(job_name: str | None) -> str:
+    return job_name.rsplit("/", 1)[-1] if job_name else ""
+
+
+def _pipeline(state_dir: Path | None) -> Pipeline:
+    """The job pipeline of the running local stack, else of the environment (Google Cloud)."""
+    import os
+
+    from autotune.config import PipelineConfig
+    from autotune_local.processes import is_running
+    from autotune_local.stack import DEFAULT_STATE_DIR, read_state, recorded_processes
+
+    directory = (state_dir or DEFAULT_STATE_DIR).resolve()
+    state = read_state(directory)
+    if state and any(is_running(p) for p in recorded_processes(directory)):
+        env = dict(state["env"])
+        return _local_pipeline(PipelineConfig.from_env(env), env)
+    if "AUTOTUNE_PROJECT" not in os.environ:
+        raise _fail("no local stack is running (start one with `autotune up --detach`) and AUTOTUNE_PROJECT is not set for Google Cloud")
+    from autotune.adapters.jobs import connect_pipeline
+
+    return connect_pipeline(PipelineConfig.from_env())
+
+
+def _local_pipeline(config, env: dict[str, str]) -> Pipeline:
+    from autotune.adapters.bus import PubSubBus
+    from autotune.adapters.ledger import FirestoreLedger
+    from autotune.adapters.tuning_service import VertexTuningService
+    from autotune.submission import Pipeline, ProjectCatalog
+    from autotune_local.clients import firestore_client, publisher_client
+
+    return Pipeline(
+        ledger=FirestoreLedger(firestore_client(env), config.ledger_collection),
+        service=VertexTuningService(config.vertex_endpoint),
+        publisher=PubSubBus(publisher_client(env), config),
+        catalog=ProjectCatalog(),
+        project=config.project,
+        max_jobs=config.max_concurrent_jobs,
+    )
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(1)
