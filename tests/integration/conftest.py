@@ -16,18 +16,35 @@ generation; .listen_events() -> an EventListener (its own pull subscription on t
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from autotune_local.stack import LocalStack, options_with, start_stack
+from autotune_local.stack import STATE_FILE, LocalStack, options_with, start_stack, stop_recorded
 
 # The shared stack runs jobs quickly and polls often, so job tests finish in seconds.
 SESSION_STACK_DEFAULTS: dict[str, object] = {"job_seconds": 4.0, "tick_seconds": 1.0}
 
 
+def stop_orphaned_stacks(pytest_root: Path) -> None:
+    """Stacks of an earlier test run that was killed before its teardown: their owner is gone.
+    A stack whose owner still runs (another test session right now) is left alone."""
+    for state_file in pytest_root.glob(f"pytest-*/*/{STATE_FILE}"):
+        try:
+            owner = json.loads(state_file.read_text())["owner_pid"]
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            stop_recorded(state_file.parent)
+        except (OSError, ValueError, KeyError):
+            continue
+
+
 @pytest.fixture(scope="session")
 def make_local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalStack]]:
+    stop_orphaned_stacks(tmp_path_factory.getbasetemp().parent)
     started: list[LocalStack] = []
 
     def factory(**overrides: object) -> LocalStack:
