@@ -233,12 +233,3 @@ def topics(target: DeployTarget) -> list[str]:
 
 def function_env(target: DeployTarget) -> dict[str, str]:
     return target.config.to_env()
-
-
-def service_agent(kind: str, project_number: str) -> str:
-    domain = {
-        "pubsub": "gcp-sa-pubsub.iam.gserviceaccount.com",
-        "vertex": "gcp-sa-aiplatform.iam.gserviceaccount.com",
-        "storage": "gs-project-accounts.iam.gserviceaccount.com",
-    }[kind]
-    return f"service-{project_number}@{domain}"

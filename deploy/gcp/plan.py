@@ -121,11 +121,11 @@ def _bucket_steps(target: DeployTarget, state: ObservedState) -> list[Step]:
 
 
 def _grant_steps(target: DeployTarget, state: ObservedState, grant: roles.Grant, number: str,
-                 resource: str | None = None, force: bool = False) -> list[Step]:
+                 resource: str | None = None) -> list[Step]:
     member = roles.member(grant.principal, target, number)
     resource = resource or grant.resource
     title = grant.condition.title if grant.condition else None
-    if not force and state.has_binding(grant.scope, resource, member, grant.role, title):
+    if state.has_binding(grant.scope, resource, member, grant.role, title):
         return []
     binding = (f"--member={member}", f"--role={grant.role}")
     p = f"--project={target.project}"
@@ -246,7 +246,7 @@ def _function_steps(target: DeployTarget, state: ObservedState, fn: FunctionSpec
         ))
     for grant in grants:
         if grant.scope == "subscription" and grant.resource == fn.key:
-            steps += _grant_steps(target, state, grant, number, resource=subscription, force=known is None)
+            steps += _grant_steps(target, state, grant, number, resource=subscription)
     return steps
 
 

@@ -144,10 +144,15 @@ def observe(target: DeployTarget, run: Run) -> ObservedState:
 
     account_list = gcloud_json(run, ["gcloud", "iam", "service-accounts", "list", p], absent_ok=False) or []
     accounts = frozenset(a["email"] for a in account_list)
-    for email in [d.service_account_email(target, d.INVOKER), target.config.tuning_service_account]:
-        if email and (email in accounts or email == target.config.tuning_service_account):
-            raw = gcloud_json(run, ["gcloud", "iam", "service-accounts", "get-iam-policy", email, p])
-            bindings |= parse_policy(raw, "service-account", email)
+    # Grants are made on two accounts: our invoker, and the tuning account (which may live
+    # in another project, so it is read whether or not it is listed here).
+    invoker = d.service_account_email(target, d.INVOKER)
+    emails = [invoker] if invoker in accounts else []
+    if target.config.tuning_service_account:
+        emails.append(target.config.tuning_service_account)
+    for email in emails:
+        raw = gcloud_json(run, ["gcloud", "iam", "service-accounts", "get-iam-policy", email, p])
+        bindings |= parse_policy(raw, "service-account", email)
 
     firestore = gcloud_json(
         run, ["gcloud", "firestore", "databases", "describe", f"--database={d.FIRESTORE_DATABASE}", p]

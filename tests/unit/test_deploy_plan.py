@@ -503,3 +503,54 @@ def test_references_in_the_plan_are_shell_variable_names():
         for arg in step.argv:
             for name in REFERENCE.findall(arg):
                 assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name)
+
+
+# --- the shell around the plan ----------------------------------------------------------------
+
+
+def test_inspection_only_reads():
+    run, asked = recorded_run()
+    observe(sample_target(config=msgspec.structs.replace(
+        PipelineConfig(), tuning_service_account="tuning-runner@other-project.iam.gserviceaccount.com")), run)
+    assert all(line.endswith("--format=json") for line in asked)
+    for line in asked:
+        words = line.split()
+        assert {"describe", "list", "get-iam-policy"} & set(words), f"not a read: {line}"
+    assert any("tuning-runner@other-project" in line for line in asked)
+
+
+def test_runner_feeds_captured_values_to_later_steps(monkeypatch):
+    from autotune_gcp import runner
+
+    seen: list[list[str]] = []
+
+    class Done:
+        def __init__(self, returncode, stdout=""):
+            self.returncode, self.stdout, self.stderr = returncode, stdout, ""
+
+    def fake_run(argv, **kwargs):
+        seen.append(list(argv))
+        return Done(0, "987654321\n") if "describe" in argv else Done(0)
+
+    monkeypatch.setattr(runner.subprocess, "run", fake_run)
+    steps = [
+        Step(argv=("gcloud", "projects", "describe", "p"), why="number", capture="PROJECT_NUMBER"),
+        Step(argv=("gcloud", "x", "--member=service-${PROJECT_NUMBER}@a"), why="use it"),
+    ]
+    echoed: list[str] = []
+    runner.execute(steps, echoed.append)
+    assert seen[1] == ["gcloud", "x", "--member=service-987654321@a"]
+    assert "service-987654321@a" in echoed[1]
+
+
+def test_runner_names_the_failed_step(monkeypatch):
+    from autotune_gcp import runner
+
+    class Failed:
+        returncode, stdout, stderr = 1, "", "boom"
+
+    monkeypatch.setattr(runner.subprocess, "run", lambda argv, **kwargs: Failed())
+    with pytest.raises(runner.DeployError, match=r"step 1 \(topic x\) failed with exit code 1"):
+        runner.execute([Step(argv=("gcloud", "pubsub", "topics", "create", "x"), why="topic x")], lambda _: None)
+    with pytest.raises(runner.DeployError, match="found nothing: boom"):
+        runner.execute([Step(argv=("gcloud", "projects", "describe", "p"), why="n", capture="N")], lambda _: None)
