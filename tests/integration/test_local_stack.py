@@ -67,6 +67,10 @@ def test_up_detach_writes_local_env_and_down_leaves_no_process(tmp_path: Path) -
         assert exported["AUTOTUNE_VERTEX_ENDPOINT"].startswith("http://127.0.0.1:")
         assert exported["AUTOTUNE_EVENTS_TOPIC"] == "tuning-events"
         assert all((state_dir / "logs" / f"{name}.log").exists() for name in names)
+        uploaded = cli("upload", str(REPO / "examples" / "classification.jsonl"), "--epochs", "2", "--state-dir", str(state_dir))
+        assert uploaded.returncode == 0, uploaded.stderr
+        assert "uploaded gs://autotune-datasets/incoming/classification.jsonl" in uploaded.stdout
+        assert "'autotune-epochs': '2'" in uploaded.stdout
     finally:
         down = cli("down", "--state-dir", str(state_dir))
     assert down.returncode == 0, down.stderr

@@ -155,8 +155,10 @@ def demo(
     _stop_on_sigterm()
     try:
         ok = run_demo(echo=typer.echo, timeout=timeout, job_seconds=job_seconds)
-    except (MissingPrerequisite, ProcessFailed) as exc:
+    except (MissingPrerequisite, ProcessFailed, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the stack was stopped", 130) from None
     if not ok:
         raise typer.Exit(1)
 
@@ -172,11 +174,13 @@ def _running_stack_env(state_dir: Path) -> dict[str, str]:
 
 
 def _stop_on_sigterm() -> None:
-    # SIGTERM (a supervisor, `kill PID`) stops the stack the same way Ctrl-C does.
+    # SIGTERM (a supervisor, `kill PID`) and SIGHUP (the terminal closed) stop the stack the
+    # same way Ctrl-C does.
     def interrupt(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
 
 
 def _relative(path: Path) -> str:
