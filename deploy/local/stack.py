@@ -224,7 +224,7 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
             publisher, subscriber, config, bridge_url=f"http://127.0.0.1:{ports['bridge']}", functions=list(functions),
             storage_topic=STORAGE_NOTIFICATIONS_TOPIC, subscriptions=stack.subscriptions, options=options,
         )
-        # Started only now: fake-gcs-server must find its notification topic in place.
+        # fake-gcs-server publishes to this topic from its first upload on: start it once the topic exists.
         storage = launch("storage", _storage_argv(executables.fake_gcs_server, config, ports, data_dir))
         launch("ticker", [sys.executable, "-m", "autotune_local.status_ticker", "--project", config.project,
                           "--topic", config.ticks_topic, "--seconds", str(options.tick_seconds)])

@@ -8,12 +8,16 @@ what lands there (a topic without subscriptions drops messages), so nothing is l
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1, storage
 from google.protobuf import duration_pb2
 
 from autotune.config import PipelineConfig
+
+if TYPE_CHECKING:
+    from autotune_local.stack import StackOptions, Subscriptions
 
 # The longest Pub/Sub allows: a big dataset takes a while to validate.
 ACK_DEADLINE_SECONDS = 600
@@ -27,8 +31,8 @@ def create_topics_and_subscriptions(
     bridge_url: str,
     functions: Sequence[str],
     storage_topic: str,
-    subscriptions,
-    options,
+    subscriptions: Subscriptions,
+    options: StackOptions,
 ) -> None:
     source_topics = {"validate": storage_topic, "submit": config.requests_topic, "status": config.ticks_topic}
     for topic in {storage_topic, config.events_topic, config.requests_topic, config.ticks_topic}:
