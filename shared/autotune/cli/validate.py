@@ -28,11 +28,11 @@ def validate(
         Path | None,
         typer.Option("--validation", help="Validation JSONL file.", exists=True, dir_okay=False, readable=True),
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Base model (see `autotune models`).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    model: Annotated[str | None, typer.Option(help="Base model (see `autotune models`; default: deploy/config.toml).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: deploy/config.toml).")] = None,
     adapter_size: Annotated[int | None, typer.Option(help="Adapter size (default: the model's).")] = None,
     learning_rate_multiplier: Annotated[float | None, typer.Option(help="Learning-rate multiplier.")] = None,
-    region: Annotated[str | None, typer.Option(help="Region the job will run in.")] = None,
+    region: Annotated[str | None, typer.Option(help="Region the job will run in (default: deploy/config.toml).")] = None,
     check_files: Annotated[
         bool, typer.Option("--check-files", help="Check that every gs:// file the data references exists (needs Cloud Storage access).")
     ] = False,

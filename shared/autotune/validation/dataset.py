@@ -70,8 +70,12 @@ def validate_dataset(
     progress: Callable[[int], None] | None = None,
 ) -> ValidationReport:
     """Check a dataset for the model and settings a job will use. Never raises for bad data
-    or bad settings (they are in the report); an exception from reading `chunks` propagates,
-    so a caller can retry a transient read failure."""
+    or bad settings (they are in the report); an exception from reading `chunks` (or from
+    `media.stat`) propagates, so a caller can retry a transient failure.
+
+    dataset_bucket + allowed_media_buckets: the buckets fileData may point into; when both are
+    empty (a local file) no allow-list applies. progress: called after each chunk with the
+    bytes read so far, training and validation files together."""
     catalog = load_catalog()
     return validate_for_model(
         training,
@@ -392,8 +396,11 @@ def _report_undecodable(role: FileRole, line_no: int, line: bytes, exc: BaseExce
         return
     if isinstance(exc, RecursionError):
         add_issue(role, line_no, ErrorCode.INVALID_JSON, "not valid JSON: nested too deeply to read")
-    elif "truncated" in str(exc):
+    elif "truncated" in str(exc) and not line.rstrip().endswith((b"}", b"]")):
         add_issue(role, line_no, ErrorCode.INVALID_JSON, "not valid JSON: the line ends before the JSON value is complete")
+    elif "truncated" in str(exc):
+        # msgspec says "truncated" for an unpaired high surrogate escape (\ud800) too.
+        add_issue(role, line_no, ErrorCode.INVALID_JSON, "not valid JSON: an incomplete value or an unpaired \\uD8xx escape")
     else:
         add_issue(role, line_no, ErrorCode.INVALID_JSON, f"not valid JSON: {exc}")
 
