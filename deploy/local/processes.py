@@ -64,12 +64,13 @@ def launch(name: str, argv: Sequence[str], *, env: Mapping[str, str], log_dir: P
 
 def is_running(proc: RunningProcess) -> bool:
     started = _start_time(proc.pid)
-    return started is not None and started == proc.started and not _is_zombie(proc.pid)
+    return started is not None and (started == proc.started or not started) and not _is_zombie(proc.pid)
 
 
 def group_pids(proc: RunningProcess) -> list[int]:
     """PIDs still alive in the process's group (the group id is the PID we started)."""
-    if _start_time(proc.pid) not in (None, proc.started):
+    started = _start_time(proc.pid)
+    if started is not None and proc.started and started and started != proc.started:
         return []  # the PID now belongs to another program: not ours
     return _live_group_members(proc.pid)
 
@@ -139,7 +140,19 @@ def log_tail(path: str, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
 
+_HAS_PROC = Path("/proc/self/stat").exists()
+
+
 def _start_time(pid: int) -> str | None:
+    if not _HAS_PROC:
+        # Without /proc (macOS) the start time is unknown: "" matches any, liveness alone decides.
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return ""
+        return ""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -166,6 +179,12 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _live_group_members(pgid: int) -> list[int]:
+    if not _HAS_PROC:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [pgid]
     alive = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
