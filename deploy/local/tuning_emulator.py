@@ -395,15 +395,20 @@ class TuningService:
             if not self.store.exists(uri):
                 raise invalid(f"supervisedTuningSpec.{key} {uri} does not exist or is not readable.")
         hyper = dict(spec.get("hyperParameters") or {})
+        # proto3: a zero is the same as an absent field (the service picks its default).
         epochs = _int_field(hyper, "epochCount", "supervisedTuningSpec.hyperParameters.epochCount")
-        if epochs is not None:
-            if epochs < 1:
+        if epochs:
+            if epochs < 0:
                 raise invalid(f"supervisedTuningSpec.hyperParameters.epochCount must be positive, got {epochs}.")
             hyper["epochCount"] = str(epochs)
+        else:
+            hyper.pop("epochCount", None)
         if "learningRateMultiplier" in hyper:
             rate = hyper["learningRateMultiplier"]
-            if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
+            if not isinstance(rate, int | float) or isinstance(rate, bool) or rate < 0:
                 raise invalid(f"supervisedTuningSpec.hyperParameters.learningRateMultiplier must be positive, got {rate!r}.")
+            if rate == 0:
+                del hyper["learningRateMultiplier"]
         if "adapterSize" in hyper:
             name = _enum_name(hyper["adapterSize"], ADAPTER_SIZE_ENUM, "supervisedTuningSpec.hyperParameters.adapterSize")
             size = ADAPTER_SIZE_VALUE.get(name)
