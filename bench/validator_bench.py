@@ -3,6 +3,7 @@
     .venv/bin/python bench/validator_bench.py                 # 200,000 text examples (~350 MB)
     .venv/bin/python bench/validator_bench.py --examples 20000
     .venv/bin/python bench/validator_bench.py --long-line-mb 300   # also: one 300 MB line, no newline
+    .venv/bin/python bench/validator_bench.py --tiny 2000000       # also: 2M ~100-byte examples
 
 The dataset is generated once into bench/out/ (gitignored) and reused. Each measurement runs
 in a fresh child process that reports its own wall time and peak RSS (getrusage ru_maxrss),
@@ -92,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=200_000)
     parser.add_argument("--long-line-mb", type=int, default=0, help="also validate one line of this many MB")
+    parser.add_argument("--tiny", type=int, default=0, help="also validate this many tiny (~100-byte) examples: the most examples per byte")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating; the best and median are shown")
     args = parser.parse_args()
 
@@ -120,6 +122,20 @@ def main() -> None:
     print(f"validator speed / json.loads speed: {ratio:.2f}x best, {ratio_median:.2f}x median")
     print(f"validator report: valid={best['validate']['valid']} counts={best['validate']['counts']}")
     print(f"import of autotune.validation: {best['validate']['import_seconds'] * 1000:.0f} ms (not in the figures above)")
+
+    if args.tiny:
+        tiny_path = OUT / f"tiny-{args.tiny}.jsonl"
+        if not tiny_path.exists():
+            line = '{"contents":[{"role":"user","parts":[{"text":"q%d"}]},{"role":"model","parts":[{"text":"a"}]}]}\n'
+            with open(tiny_path, "w") as handle:
+                for i in range(args.tiny):
+                    handle.write(line % i)
+        r = measure("validate", tiny_path)
+        mb = tiny_path.stat().st_size / 1e6
+        print(
+            f"{args.tiny:,} tiny examples ({mb:,.0f} MB): {mb / r['seconds']:.1f} MB/s, "
+            f"{r['examples'] / r['seconds']:,.0f} examples/s, peak RSS {r['peak_rss_mb']:.1f} MB"
+        )
 
     if args.long_line_mb:
         long_path = OUT / f"one-line-{args.long_line_mb}mb.jsonl"
