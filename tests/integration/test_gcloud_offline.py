@@ -123,7 +123,11 @@ def offline_gcloud(tmp_path_factory):
         "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
         "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
         "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
+        "CLOUDSDK_CORE_DISABLE_FILE_LOGGING": "1",
     })
+    # The first run writes the configuration directory's files; do it alone, not racing 4 ways.
+    subprocess.run(["gcloud", "config", "list"], cwd=home, env=env, capture_output=True,
+                   timeout=TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
 
     def run(argv: tuple[str, ...]) -> subprocess.CompletedProcess | str:
         try:
