@@ -254,3 +254,22 @@ def test_no_dataset_content_in_any_log(local_stack, events) -> None:
         assert SECRET not in log.read_text(errors="replace"), log.name
     for received in events.received:
         assert SECRET not in received.data.decode()
+
+
+def test_storage_adapter_streams_a_pinned_generation_and_says_when_it_is_gone(local_stack) -> None:
+    from autotune.adapters.storage import GcsDatasetStore
+    from autotune.dataset_intake import ObjectGone
+
+    store = GcsDatasetStore(local_stack.storage_client(), local_stack.bucket, chunk_bytes=1000)
+    name = f"scratch/{unique('pinned')}.jsonl"
+    first = good_dataset(30)
+    local_stack.upload(first, name, metadata={"autotune-epochs": "3"})
+    old = store.stat(name)
+    assert old.size == len(first) and old.metadata == {"autotune-epochs": "3"}
+    chunks = list(store.read_chunks(name, old.generation))
+    assert len(chunks) > 1 and b"".join(chunks) == first
+
+    local_stack.upload(good_dataset(31), name)
+    with pytest.raises(ObjectGone):
+        list(store.read_chunks(name, old.generation))
+    assert store.stat(f"scratch/{unique('absent')}") is None
