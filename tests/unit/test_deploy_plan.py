@@ -554,3 +554,22 @@ def test_runner_names_the_failed_step(monkeypatch):
         runner.execute([Step(argv=("gcloud", "pubsub", "topics", "create", "x"), why="topic x")], lambda _: None)
     with pytest.raises(runner.DeployError, match="found nothing: boom"):
         runner.execute([Step(argv=("gcloud", "projects", "describe", "p"), why="n", capture="N")], lambda _: None)
+
+
+def test_the_import_scan_catches_a_dependency_hidden_in_a_lazy_import(tmp_path, monkeypatch):
+    function = tmp_path / "probe"
+    function.mkdir()
+    (function / "main.py").write_text(
+        "from autotune.config import PipelineConfig\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    import google.cloud.aiplatform_v1\n"
+        "def handler():\n"
+        "    from google.cloud import firestore\n"
+        "    return firestore, PipelineConfig\n"
+    )
+    monkeypatch.setattr(staging, "FUNCTIONS_DIR", tmp_path)
+    found = staging.imported_distributions("probe")
+    assert "google-cloud-firestore" in found  # imported inside a function body
+    assert "msgspec" in found  # through autotune.config
+    assert "google-cloud-aiplatform" not in found  # type-checking only, never executed
