@@ -183,7 +183,10 @@ def function_is_current(target: DeployTarget, fn: FunctionSpec, state: ObservedS
     current = state.functions.get(fn.name)
     if current is None:
         return False
-    env = {k: v for k, v in current.environment.items() if k.startswith("AUTOTUNE_")}
+    # Compared without empty values: an unset AUTOTUNE_* variable and an empty one mean the
+    # same to PipelineConfig.from_env, whichever way the service chooses to store it.
+    env = {k: v for k, v in current.environment.items() if k.startswith("AUTOTUNE_") and v}
+    wanted_env = {k: v for k, v in d.function_env(target).items() if v}
     if isinstance(fn.trigger, StorageTrigger):
         trigger_ok = (
             current.event_type == d.STORAGE_FINALIZED
@@ -205,7 +208,7 @@ def function_is_current(target: DeployTarget, fn: FunctionSpec, state: ObservedS
         and current.service_account == fn.service_account
         and current.retry
         and current.trigger_service_account == d.service_account_email(target, d.INVOKER)
-        and env == d.function_env(target)
+        and env == wanted_env
     )
 
 

@@ -573,3 +573,16 @@ def test_the_import_scan_catches_a_dependency_hidden_in_a_lazy_import(tmp_path, 
     assert "google-cloud-firestore" in found  # imported inside a function body
     assert "msgspec" in found  # through autotune.config
     assert "google-cloud-aiplatform" not in found  # type-checking only, never executed
+
+
+def test_a_function_stored_without_its_empty_variables_is_still_current():
+    state = deployed_state()
+    trimmed = {
+        name: msgspec.structs.replace(fn, environment={k: v for k, v in fn.environment.items() if v})
+        for name, fn in state.functions.items()
+    }
+    assert deploy_plan(sample_target(), msgspec.structs.replace(state, functions=trimmed)) == []
+    changed = {name: msgspec.structs.replace(fn, environment={**fn.environment, "AUTOTUNE_DEFAULT_EPOCHS": "9"})
+               for name, fn in state.functions.items()}
+    steps = deploy_plan(sample_target(), msgspec.structs.replace(state, functions=changed))
+    assert len([s for s in steps if s.argv[:3] == ("gcloud", "functions", "deploy")]) == 3
