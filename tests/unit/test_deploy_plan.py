@@ -586,3 +586,19 @@ def test_a_function_stored_without_its_empty_variables_is_still_current():
                for name, fn in state.functions.items()}
     steps = deploy_plan(sample_target(), msgspec.structs.replace(state, functions=changed))
     assert len([s for s in steps if s.argv[:3] == ("gcloud", "functions", "deploy")]) == 3
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_staged_function_imports_from_its_own_directory(function, tmp_path):
+    import sys
+
+    staged = staging.stage(function, tmp_path)
+    own = sorted(m for m in staging.imported_modules(function) if m.startswith("autotune"))
+    code = (
+        "import importlib, sys; sys.path.insert(0, '.'); import main, autotune\n"
+        f"for name in {own!r}: importlib.import_module(name)\n"
+        "print(autotune.__file__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=staged, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).resolve().is_relative_to(staged.resolve())
