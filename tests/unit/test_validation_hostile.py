@@ -134,3 +134,17 @@ def test_a_read_failure_propagates_and_leaves_no_thread_behind():
     with pytest.raises(OSError, match="connection reset"):
         validate_dataset(DatasetSource("t", failing()), settings=SETTINGS)
     assert threading.active_count() == before
+
+
+def test_a_long_line_inside_one_chunk_is_split_out_in_order():
+    good = [json.dumps({"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}, {"role": "model", "parts": [{"text": "a"}]}]}).encode() for i in range(3)]
+    long = b'{"contents": "' + b"z" * (9 << 20) + b'"}'
+    reader = LineReader([good[0] + b"\n" + long + b"\n" + good[1] + b"\n" + long + b"\n" + good[2]], max_line_bytes=8 << 20)
+    events = [(first, b if isinstance(b, int) else len(b)) for first, b in reader.batches()]
+    assert events == [(1, 1), (2, len(long)), (3, 1), (4, len(long)), (5, 1)]
+    assert reader.lines == 5
+
+
+def test_a_complete_line_over_the_limit_within_a_chunk():
+    reader = LineReader([b"short\n0123456789ABC\nok\nabc"], max_line_bytes=10)
+    assert list(reader.batches()) == [(1, [b"short"]), (2, 13), (3, [b"ok"]), (4, [b"abc"])]

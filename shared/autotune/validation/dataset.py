@@ -198,27 +198,28 @@ def _scan_file(
     first_of_format: dict[str, int] = {}
     model_format = "legacy" if legacy else "gemini"
 
+    first_fast = 0  # first line the fast path accepted (its format is the model's)
     for first, batch in reader.batches():
         if type(batch) is int:
             add_issue(role, first, ErrorCode.LINE_TOO_LONG, _line_too_long(batch))
             continue
+        if first == 1 and batch[0].startswith(BOM):
+            add_issue(
+                role, 1, ErrorCode.BYTE_ORDER_MARK,
+                "the file starts with a UTF-8 byte order mark (EF BB BF), which is not JSON; save it as UTF-8 without BOM",
+            )
+            batch[0] = batch[0][3:]
+        # The duplicate index stops growing at its limit (checked per batch, to keep the
+        # per-line work to one set operation); later examples are still compared against it.
+        indexing = len(seen) < DUPLICATE_INDEX_LIMIT
         line_no = first - 1
         for line in batch:
             line_no += 1
-            if len(line) > MAX_LINE_BYTES:
-                add_issue(role, line_no, ErrorCode.LINE_TOO_LONG, _line_too_long(len(line)))
-                continue
             if line.endswith(b"\r"):
                 if not crlf:
                     first_crlf = line_no
                 crlf += 1
                 line = line[:-1]
-            if line_no == 1 and line.startswith(BOM):
-                add_issue(
-                    role, 1, ErrorCode.BYTE_ORDER_MARK,
-                    "the file starts with a UTF-8 byte order mark (EF BB BF), which is not JSON; save it as UTF-8 without BOM",
-                )
-                line = line[3:]
             if not line or line.isspace():
                 blank += 1
                 add_issue(role, line_no, ErrorCode.BLANK_LINE, "empty line; every line must hold one example")
@@ -234,8 +235,8 @@ def _scan_file(
             if shape is not None:
                 chars, turns = shape
                 media_tokens = 0
-                if model_format not in first_of_format:
-                    first_of_format[model_format] = line_no
+                if not first_fast:
+                    first_fast = line_no
             else:
                 try:
                     obj = generic_decode(line)
@@ -270,13 +271,18 @@ def _scan_file(
                         f"about {estimate:,} tokens, near or over the {limit:,} limit of {model.name}; "
                         "the service may truncate or drop it",
                     )
-            key = hash(line)
-            if key in seen:
+            if indexing:
+                before = len(seen)
+                seen.add(hash(line))
+                repeated = len(seen) == before
+            else:
+                repeated = hash(line) in seen
+            if repeated:
                 duplicates += 1
                 add_issue(role, line_no, ErrorCode.DUPLICATE_EXAMPLE, "repeats an earlier example byte for byte")
-            elif len(seen) < DUPLICATE_INDEX_LIMIT:
-                seen.add(key)
 
+    if first_fast and first_fast < first_of_format.get(model_format, first_fast + 1):
+        first_of_format[model_format] = first_fast
     tokens.total += token_total
     size = reader.bytes_read
     if crlf:

@@ -75,7 +75,8 @@ class LineReader:
     def batches(self) -> Iterator[tuple[int, list[bytes] | int]]:
         """Yield (number of the first line, lines) or (line number, length of a too-long line).
 
-        Lines exclude their b"\\n"; a final line without a newline is yielded too.
+        Lines exclude their b"\\n" and are never longer than the limit; a final line without a
+        newline is yielded too.
         """
         try:
             yield from self._batches()
@@ -102,7 +103,10 @@ class LineReader:
             lines = data.split(b"\n")
             pending = lines.pop()
             if lines:
-                yield line_no, lines
+                if len(data) > self._max:
+                    yield from _split_out_long(line_no, lines, self._max)
+                else:
+                    yield line_no, lines
                 line_no += len(lines)
             if len(pending) > self._max:
                 skipping, skipped, pending = True, len(pending), b""
@@ -129,6 +133,18 @@ class LineReader:
                 view = memoryview(chunk)
                 for start in range(0, len(chunk), SLICE_BYTES):
                     yield bytes(view[start : start + SLICE_BYTES])
+
+
+def _split_out_long(line_no: int, lines: list[bytes], limit: int) -> Iterator[tuple[int, list[bytes] | int]]:
+    start = 0
+    for i, line in enumerate(lines):
+        if len(line) > limit:
+            if i > start:
+                yield line_no + start, lines[start:i]
+            yield line_no + i, len(line)
+            start = i + 1
+    if start < len(lines):
+        yield line_no + start, lines[start:]
 
 
 def file_chunks(path: str, chunk_bytes: int = SLICE_BYTES) -> Iterator[bytes]:
