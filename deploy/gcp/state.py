@@ -114,50 +114,92 @@ def gcloud_json(run: Run, argv: list[str], *, absent_ok: bool = True) -> Any | N
 
 
 def observe(target: DeployTarget, run: Run) -> ObservedState:
+    """Read the project. Resources of an API that is not enabled are taken as absent without
+    asking (gcloud would fail on them): in a new project, the plan's first step enables it."""
     p = f"--project={target.project}"
     project = gcloud_json(run, ["gcloud", "projects", "describe", target.project], absent_ok=False)
-    project_number = str(project["projectNumber"])
     services = gcloud_json(run, ["gcloud", "services", "list", "--enabled", p], absent_ok=False) or []
     enabled = frozenset(s.get("config", {}).get("name") or s["name"].rsplit("/", 1)[-1] for s in services)
-
-    bindings: set[Binding] = set()
     policy = gcloud_json(run, ["gcloud", "projects", "get-iam-policy", target.project], absent_ok=False)
-    bindings |= parse_policy(policy, "project", target.project)
+    found = _Found(bindings=parse_policy(policy, "project", target.project))
+    if "storage.googleapis.com" in enabled:
+        _read_buckets(target, run, found)
+    if "pubsub.googleapis.com" in enabled:
+        _read_pubsub(target, run, found)
+    if "iam.googleapis.com" in enabled:
+        _read_service_accounts(target, run, found)
+    firestore = None
+    if "firestore.googleapis.com" in enabled:
+        firestore = gcloud_json(
+            run, ["gcloud", "firestore", "databases", "describe", f"--database={d.FIRESTORE_DATABASE}", p]
+        )
+    if "cloudfunctions.googleapis.com" in enabled:
+        _read_functions(target, run, found)
+    job = None
+    if "cloudscheduler.googleapis.com" in enabled:
+        job = gcloud_json(
+            run, ["gcloud", "scheduler", "jobs", "describe", d.SCHEDULER_JOB, f"--location={target.region}", p]
+        )
+    return ObservedState(
+        project_number=str(project["projectNumber"]),
+        enabled_services=enabled,
+        bucket=found.bucket,
+        topics=frozenset(found.topics),
+        subscriptions=found.subscriptions,
+        service_accounts=frozenset(found.accounts),
+        bindings=frozenset(found.bindings),
+        firestore_type=(firestore or {}).get("type"),
+        functions=found.functions,
+        scheduler_job=parse_scheduler_job(job) if job else None,
+    )
 
-    bucket = None
-    raw_bucket = gcloud_json(run, ["gcloud", "storage", "buckets", "describe", f"gs://{target.bucket}"])
-    if raw_bucket is not None:
-        bucket = parse_bucket(raw_bucket)
-    for name in ([target.bucket] if bucket else []) + list(target.config.allowed_media_buckets):
-        raw = gcloud_json(run, ["gcloud", "storage", "buckets", "get-iam-policy", f"gs://{name}"])
-        bindings |= parse_policy(raw, "bucket", name)
 
-    topic_list = gcloud_json(run, ["gcloud", "pubsub", "topics", "list", p], absent_ok=False) or []
-    topic_names = frozenset(t["name"].rsplit("/", 1)[-1] for t in topic_list)
-    wanted_topics = d.topics(target) + [d.dead_letter_topic(fn) for fn in d.functions(target)]
-    for topic in wanted_topics:
-        if topic in topic_names:
-            raw = gcloud_json(run, ["gcloud", "pubsub", "topics", "get-iam-policy", topic, p])
-            bindings |= parse_policy(raw, "topic", topic)
-    subscription_list = gcloud_json(run, ["gcloud", "pubsub", "subscriptions", "list", p], absent_ok=False) or []
-    subscriptions = {s["name"]: parse_subscription(s) for s in subscription_list}
+class _Found(msgspec.Struct, kw_only=True):
+    bindings: set[Binding]
+    bucket: BucketState | None = None
+    topics: set[str] = set()
+    subscriptions: dict[str, SubscriptionState] = {}
+    accounts: set[str] = set()
+    functions: dict[str, FunctionState] = {}
 
-    account_list = gcloud_json(run, ["gcloud", "iam", "service-accounts", "list", p], absent_ok=False) or []
-    accounts = frozenset(a["email"] for a in account_list)
+
+def _read_buckets(target: DeployTarget, run: Run, found: _Found) -> None:
+    raw = gcloud_json(run, ["gcloud", "storage", "buckets", "describe", f"gs://{target.bucket}"])
+    found.bucket = parse_bucket(raw) if raw is not None else None
+    for name in ([target.bucket] if found.bucket else []) + list(target.config.allowed_media_buckets):
+        policy = gcloud_json(run, ["gcloud", "storage", "buckets", "get-iam-policy", f"gs://{name}"])
+        found.bindings |= parse_policy(policy, "bucket", name)
+
+
+def _read_pubsub(target: DeployTarget, run: Run, found: _Found) -> None:
+    p = f"--project={target.project}"
+    listed = gcloud_json(run, ["gcloud", "pubsub", "topics", "list", p], absent_ok=False) or []
+    found.topics = {t["name"].rsplit("/", 1)[-1] for t in listed}
+    for topic in d.topics(target) + [d.dead_letter_topic(fn) for fn in d.functions(target)]:
+        if topic in found.topics:
+            policy = gcloud_json(run, ["gcloud", "pubsub", "topics", "get-iam-policy", topic, p])
+            found.bindings |= parse_policy(policy, "topic", topic)
+    listed = gcloud_json(run, ["gcloud", "pubsub", "subscriptions", "list", p], absent_ok=False) or []
+    found.subscriptions = {s["name"]: parse_subscription(s) for s in listed}
+
+
+def _read_service_accounts(target: DeployTarget, run: Run, found: _Found) -> None:
+    p = f"--project={target.project}"
+    listed = gcloud_json(run, ["gcloud", "iam", "service-accounts", "list", p], absent_ok=False) or []
+    found.accounts = {a["email"] for a in listed}
     # Grants are made on two accounts: our invoker, and the tuning account (which may live
     # in another project, so it is read whether or not it is listed here).
     invoker = d.service_account_email(target, d.INVOKER)
-    emails = [invoker] if invoker in accounts else []
+    emails = [invoker] if invoker in found.accounts else []
     if target.config.tuning_service_account:
         emails.append(target.config.tuning_service_account)
     for email in emails:
-        raw = gcloud_json(run, ["gcloud", "iam", "service-accounts", "get-iam-policy", email, p])
-        bindings |= parse_policy(raw, "service-account", email)
+        policy = gcloud_json(run, ["gcloud", "iam", "service-accounts", "get-iam-policy", email, p])
+        found.bindings |= parse_policy(policy, "service-account", email)
 
-    firestore = gcloud_json(
-        run, ["gcloud", "firestore", "databases", "describe", f"--database={d.FIRESTORE_DATABASE}", p]
-    )
-    functions: dict[str, FunctionState] = {}
+
+def _read_functions(target: DeployTarget, run: Run, found: _Found) -> None:
+    p = f"--project={target.project}"
     for fn in d.functions(target):
         raw = gcloud_json(run, ["gcloud", "functions", "describe", fn.name, "--gen2", f"--region={target.region}", p])
         if raw is None:
@@ -168,29 +210,11 @@ def observe(target: DeployTarget, run: Run) -> ObservedState:
             subscription = ((trigger or {}).get("transport", {}).get("pubsub", {}) or {}).get("subscription")
             state = msgspec.structs.replace(state, trigger_subscription=subscription)
             if subscription:
-                raw_policy = gcloud_json(run, ["gcloud", "pubsub", "subscriptions", "get-iam-policy", subscription])
-                bindings |= parse_policy(raw_policy, "subscription", subscription)
-        run_policy = gcloud_json(
-            run, ["gcloud", "run", "services", "get-iam-policy", fn.name, f"--region={target.region}", p]
-        )
-        bindings |= parse_policy(run_policy, "run-service", fn.name)
-        functions[fn.name] = state
-
-    job = gcloud_json(
-        run, ["gcloud", "scheduler", "jobs", "describe", d.SCHEDULER_JOB, f"--location={target.region}", p]
-    )
-    return ObservedState(
-        project_number=project_number,
-        enabled_services=enabled,
-        bucket=bucket,
-        topics=topic_names,
-        subscriptions=subscriptions,
-        service_accounts=accounts,
-        bindings=frozenset(bindings),
-        firestore_type=(firestore or {}).get("type"),
-        functions=functions,
-        scheduler_job=parse_scheduler_job(job) if job else None,
-    )
+                policy = gcloud_json(run, ["gcloud", "pubsub", "subscriptions", "get-iam-policy", subscription])
+                found.bindings |= parse_policy(policy, "subscription", subscription)
+        policy = gcloud_json(run, ["gcloud", "run", "services", "get-iam-policy", fn.name, f"--region={target.region}", p])
+        found.bindings |= parse_policy(policy, "run-service", fn.name)
+        found.functions[fn.name] = state
 
 
 def parse_policy(policy: dict | None, scope: str, resource: str) -> set[Binding]:

@@ -602,3 +602,30 @@ def test_a_staged_function_imports_from_its_own_directory(function, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=staged, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).resolve().is_relative_to(staged.resolve())
+
+
+def test_a_new_project_is_read_without_touching_apis_it_has_not_enabled():
+    asked: list[str] = []
+
+    def run(argv):
+        line = " ".join(argv)
+        asked.append(line)
+        argv = tuple(argv)
+        if argv[1:3] == ("projects", "describe"):
+            return CommandResult(0, json.dumps({"projectId": "sample-project", "projectNumber": "42"}), "")
+        if argv[1:3] == ("services", "list"):
+            enabled = ["serviceusage.googleapis.com", "cloudresourcemanager.googleapis.com"]
+            return CommandResult(0, json.dumps([{"config": {"name": n}, "name": f"projects/42/services/{n}"}
+                                                for n in enabled]), "")
+        if argv[1:3] == ("projects", "get-iam-policy"):
+            return CommandResult(0, json.dumps({"bindings": [], "etag": "ACAB"}), "")
+        return CommandResult(1, "", "ERROR: PERMISSION_DENIED: the API has not been used in project 42 or it is disabled")
+
+    state = observe(sample_target(), run)
+    assert len(asked) == 3
+    steps = deploy_plan(sample_target(), state)
+    scratch = deploy_plan(sample_target())
+    assert len(steps) == len(scratch) - 1  # all of it, but the project number is known
+    assert "service-42@gcp-sa-pubsub.iam.gserviceaccount.com" in render_script(steps)
+    enable = next(s for s in steps if s.argv[1:3] == ("services", "enable"))
+    assert "cloudresourcemanager.googleapis.com" not in enable.argv and "pubsub.googleapis.com" in enable.argv
