@@ -329,3 +329,25 @@ def test_cli_shows_the_ledger_and_cancels_a_queued_dataset(stack, events, ledger
     assert shown.exit_code == 0 and "CANCELLED" in shown.output and job_name in shown.output
     missing = runner.invoke(app, ["status", "gs://nowhere/none.jsonl", "--state-dir", str(stack.state_dir)])
     assert missing.exit_code == 1
+
+
+def test_with_500s_injected_every_dataset_still_gets_exactly_one_job(make_local_stack):
+    """A stack of its own where a quarter of the tuning service's answers are 500: submits are
+    redelivered or taken over by the tick, polls retried, and still one job per dataset."""
+    stack = make_local_stack(job_seconds=2.0, tick_seconds=1.0, fault_rate_500=0.25, max_concurrent_jobs=2)
+    listener = stack.listen_events()
+    try:
+        names = [f"incoming/{unique(f'flaky-{i}')}.jsonl" for i in range(4)]
+        for name in names:
+            stack.upload(dataset(name), name)
+        ends = [wait_event(listener, uri(stack, name), *END_EVENTS, timeout=WAIT * 2) for name in names]
+        assert [e.type for e in ends] == [EventType.JOB_SUCCEEDED] * 4
+        tuning = VertexTuningService(stack.config.vertex_endpoint)
+        emulator_control(stack, "faults", {"rate500": 0.0})
+        for end in ends:
+            assert len(jobs_labelled(tuning, stack, end.payload.idempotency_key)) == 1
+        for name in names:
+            assert types_for(listener, uri(stack, name)).count("succeeded") == 1
+    finally:
+        listener.close()
+        stack.stop()

@@ -1,0 +1,46 @@
+"""`autotune status` / `cancel` find a record by whatever the user has at hand."""
+
+from datetime import UTC, datetime
+
+from autotune.cli.jobs import describe_record, find_records, record_json
+from autotune.job_lifecycle import LedgerState, move, new_record
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+JOB = "projects/p/locations/us-central1/tuningJobs/123456"
+
+
+def record(name: str, generation: str, key: str, *, job: str | None = None, at: datetime = NOW):
+    r = new_record(idempotency_key=key, content_key="c", dataset_uri=f"gs://bkt/{name}", generation=generation, now=at, model="gemini-2.5-flash")
+    if job:
+        r = move(move(r, LedgerState.SUBMITTING, at), LedgerState.SUBMITTED, at, job_name=job, reason="job created")
+    return r
+
+
+OLD = record("incoming/a.jsonl", "1", "k1", at=NOW)
+NEW = record("incoming/a.jsonl", "2", "k2", job=JOB, at=NOW.replace(hour=13))
+OTHER = record("incoming/sub/b.jsonl", "3", "k3")
+ALL = [OLD, NEW, OTHER]
+
+
+def test_by_uri_object_or_file_name_newest_first():
+    for query in ("gs://bkt/incoming/a.jsonl", "incoming/a.jsonl", "a.jsonl"):
+        assert [r.idempotency_key for r in find_records(ALL, query)] == ["k2", "k1"]
+
+
+def test_by_job_name_or_id_key_or_version():
+    assert find_records(ALL, JOB) == [NEW]
+    assert find_records(ALL, "123456") == [NEW]
+    assert find_records(ALL, "k3") == [OTHER]
+    assert find_records(ALL, "gs://bkt/incoming/a.jsonl#1") == [OLD]
+
+
+def test_no_match():
+    assert find_records(ALL, "nothing.jsonl") == []
+    assert find_records(ALL, "999") == []
+
+
+def test_describe_and_json():
+    text = describe_record(NEW)
+    assert "SUBMITTED" in text and JOB in text and "job created" in text
+    data = record_json(NEW)
+    assert data["state"] == "SUBMITTED" and "outbox" not in data
