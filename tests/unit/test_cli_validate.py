@@ -123,3 +123,14 @@ def test_models_command_text_and_json():
     doc = json.loads(runner.invoke(app, ["models", "--json"]).stdout)
     assert [m["name"] for m in doc["models"]][:3] == ["gemini-1.5-pro-002", "gemini-1.5-flash-002", "gemini-1.0-pro-002"]
     assert doc["media"]["image"]["max_per_example"] == 30
+
+
+def test_text_output_lists_100_per_code_then_says_how_many_more(tmp_path):
+    path = tmp_path / "many-bad.jsonl"
+    path.write_bytes((EXAMPLES / "classification.jsonl").read_bytes() + b"not json\n" * 130)
+    result = invoke(str(path), "--model", "gemini-3.5-flash")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert "invalid_json (error, 130)" in lines
+    assert sum(1 for line in lines if ": invalid_json: " in line) == 100
+    assert "  ... and 30 more" in lines
