@@ -55,8 +55,12 @@ S = LedgerState
 # key also appears in list filters (labels.KEY="VALUE"), where a dash could read as an operator.
 KEY_LABEL = "autotune_key"
 CLAIM_SECONDS = 300.0  # a submitter that has not recorded its job by then is presumed dead
-MAX_FAILED_ATTEMPTS = 8
-OUTBOX_GRACE_SECONDS = 30.0  # events still unpublished after this were left by a crash  # submit attempts without an answer (crash, 5xx) before giving up
+# Submit attempts without an answer (crash, 5xx, timeout) before the record fails. The first
+# retries are immediate (Pub/Sub's own backoff spaces them); later ones wait longer and longer
+# (30 s doubling, at most 15 min) so an outage of the service of about half an hour is ridden out.
+MAX_FAILED_ATTEMPTS = 10
+IMMEDIATE_RETRIES = 4
+OUTBOX_GRACE_SECONDS = 30.0  # events still unpublished after this were left by a crash
 
 
 # --- the documents a decision reads and writes -------------------------------------------------
@@ -417,10 +421,12 @@ def record_failure(record: LedgerRecord, slots: Slots, *, error: str, now: datet
 
 
 def release_claim(record: LedgerRecord, slots: Slots, *, error: str, now: datetime) -> Change | None:
-    """A transient failure: keep the slot, let the next delivery or tick take over at once."""
+    """A transient failure: keep the slot; the next delivery or tick takes over (after a pause
+    once the immediate retries are used up)."""
     if record.state != S.SUBMITTING:
         return None
-    released = msgspec.structs.replace(record, claim_expires_at=timestamp(now), error=error, updated_at=timestamp(now))
+    pause = 0.0 if record.failed_attempts < IMMEDIATE_RETRIES else min(900.0, 30.0 * 2 ** (record.failed_attempts - IMMEDIATE_RETRIES))
+    released = msgspec.structs.replace(record, claim_expires_at=claim_expiry(now, pause), error=error, updated_at=timestamp(now))
     return Change(Outcome.RELEASED, record=released)
 
 

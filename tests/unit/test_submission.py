@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from autotune.events import EventType
-from autotune.job_lifecycle import LedgerState, event_from_dict
+from autotune.job_lifecycle import LedgerState, event_from_dict, parse_timestamp
 from autotune.submission import (
     KEY_LABEL,
     ErrorKind,
@@ -277,16 +277,23 @@ def test_redelivery_after_the_claim_expired_takes_over_too(world):
 def test_gives_up_after_repeated_attempts_without_an_answer(world):
     pipeline, ledger, service, bus, clock = world
     request = make_request()
-    for _ in range(10):
+    for _ in range(20):
         service.fail_next(ErrorKind.TRANSIENT, "503")
     outcomes = []
-    for _ in range(9):
-        try:
-            outcomes.append(submit(pipeline, request))
-        except TuningServiceError:
-            outcomes.append("raised")
+    for _ in range(5):
+        with pytest.raises(TuningServiceError):
+            submit(pipeline, request)  # Pub/Sub's redeliveries: each takes over at once
+    assert ledger.get(request.idempotency_key).failed_attempts == 4
+    assert submit(pipeline, request) == Outcome.DUPLICATE  # now the claim pauses 30 s
+    pauses = []
+    while ledger.get(request.idempotency_key).state == S.SUBMITTING:
+        pause = (parse_timestamp(ledger.get(request.idempotency_key).claim_expires_at) - clock.now).total_seconds()
+        pauses.append(pause)
+        clock.advance(pause)
+        status_tick(pipeline)
+    assert pauses == [30, 60, 120, 240, 480, 900]
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.FAILED and "gave up after 8" in record.error
+    assert record.state == S.FAILED and "gave up after 10" in record.error and "503" in record.error
     assert bus.types() == ["failed"] and ledger.slots().active == {}
 
 
