@@ -39,7 +39,6 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -540,7 +539,10 @@ def make_handler(service: TuningService) -> type[BaseHTTPRequestHandler]:
             if path == "/healthz" and method == "GET":
                 return 200, {"status": "ok"}
             if path.startswith("/emulator/"):
-                return 200, control(service, method, path, body)
+                try:
+                    return 200, control(service, method, path, body)
+                except (TypeError, ValueError) as exc:
+                    raise invalid(f"{path}: {exc}") from None
             for route_method, pattern, action in _ROUTES:
                 match = pattern.match(path)
                 if not match or route_method != method:
@@ -572,7 +574,7 @@ def make_handler(service: TuningService) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, status: int, answer: Any) -> None:
             data = json.dumps(answer).encode()
-            self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "")
+            self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=UTF-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -506,7 +506,7 @@ def submit(pipeline: Pipeline, request: TuningRequest) -> Outcome:
         ),
     )
     structured_log.info(
-        f"submit: {change.outcome}",
+        _CLAIM_MESSAGES.get(change.outcome, f"submit: {change.outcome}"),
         dataset=request.training.uri,
         idempotency_key=request.idempotency_key,
         state=change.record.state if change.record else None,
@@ -517,6 +517,15 @@ def submit(pipeline: Pipeline, request: TuningRequest) -> Outcome:
         return change.outcome
     assert spec is not None
     return run_submission(pipeline, request.idempotency_key, spec)
+
+
+_CLAIM_MESSAGES = {
+    Outcome.DUPLICATE: "submit: duplicate delivery, nothing to do",
+    Outcome.SKIPPED: "submit: same bytes and settings already tuned, skipped",
+    Outcome.QUEUED: "submit: no free job slot, queued",
+    Outcome.SUBMIT: "submit: claimed, adopting or creating the job",
+    Outcome.FAILED: "submit: cannot be submitted",
+}
 
 
 def run_submission(pipeline: Pipeline, key: str, spec: JobSpec) -> Outcome:

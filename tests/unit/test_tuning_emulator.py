@@ -243,6 +243,8 @@ def test_injected_faults(emulator, client):
     state = requests.post(f"{url}/emulator/faults", json={"rate500": 0.0}, timeout=5).json()
     assert state["faults"]["rate500"] == 0.0 and state["jobs"] == {"JOB_STATE_QUEUED": 1}
     assert requests.post(f"{url}/emulator/faults", json={"rate429": 2}, timeout=5).status_code == 400
+    bad = requests.post(f"{url}/emulator/config", json={"quota": "many"}, timeout=5)
+    assert bad.status_code == 400 and bad.json()["error"]["status"] == "INVALID_ARGUMENT"
 
 
 def test_label_filter_syntax():
