@@ -95,6 +95,17 @@ def stop(processes: Sequence[RunningProcess], *, grace_seconds: float = 5.0) -> 
         time.sleep(0.05)
 
 
+def kill(proc: RunningProcess, *, timeout: float = 5.0) -> None:
+    """SIGKILL the process's group at once, as a crash would (no chance to finish or clean up),
+    and wait until the group is gone so its port is free again."""
+    if group_pids(proc):
+        _signal_group(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _group_alive(proc.pid):
+        _reap([proc])
+        time.sleep(0.05)
+
+
 def wait_ready(proc: RunningProcess, probe: Callable[[], bool], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

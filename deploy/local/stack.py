@@ -17,7 +17,7 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -95,6 +95,16 @@ class LocalStack:
     ports: dict[str, int]
     subscriptions: Subscriptions
     _stopped: bool = False
+    _relaunch: Callable[[str], RunningProcess] | None = None  # set by start_stack
+
+    def restart(self, name: str) -> RunningProcess:
+        """Kill one server as a crash would (SIGKILL to its process group) and start it again on
+        the same port, waiting until it is ready. The Pub/Sub emulator comes back empty: its
+        topics and subscriptions are created again, the messages it held are gone."""
+        if self._relaunch is None or self._stopped:
+            raise RuntimeError("this stack cannot restart its servers (stopped, or not started by start_stack)")
+        processes.kill(next(p for p in self.processes if p.name == name))
+        return self._relaunch(name)
 
     @property
     def project(self) -> str:
@@ -198,8 +208,10 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
     started: list[RunningProcess] = []
     stack = LocalStack(state_dir, config, env, started, ports, _subscription_names(functions))
     atexit.register(stack.stop)
+    recipes: dict[str, tuple[list[str], dict]] = {}
     try:
         def launch(name: str, argv: list[str], **kwargs) -> RunningProcess:
+            recipes[name] = (argv, kwargs)
             proc = processes.launch(name, argv, env=child_env, log_dir=log_dir, port=ports.get(name, 0), **kwargs)
             started.append(proc)
             _record(state_dir, started, env)
@@ -241,6 +253,25 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
                 future.result()
         topology.create_bucket(stack.storage_client(), config.bucket)
         write_env_file(state_dir / ENV_FILE, env)
+        readiness = {proc.name: probe for proc, probe in waits}
+
+        def relaunch(name: str) -> RunningProcess:
+            argv, kwargs = recipes[name]
+            proc = processes.launch(name, argv, env=child_env, log_dir=log_dir, port=ports.get(name, 0), **kwargs)
+            started[[p.name for p in started].index(name)] = proc
+            _record(state_dir, started, env)
+            if name == "pubsub":
+                processes.wait_ready(proc, processes.http_answers(f"http://127.0.0.1:{ports['pubsub']}/"), timeout=READY_TIMEOUT_SECONDS)
+                topology.create_topics_and_subscriptions(
+                    stack.publisher(), stack.subscriber(), config, bridge_url=f"http://127.0.0.1:{ports['bridge']}",
+                    functions=list(functions), storage_topic=STORAGE_NOTIFICATIONS_TOPIC, subscriptions=stack.subscriptions,
+                    options=options,
+                )
+            elif name in readiness:
+                processes.wait_ready(proc, readiness[name], timeout=READY_TIMEOUT_SECONDS)
+            return proc
+
+        stack._relaunch = relaunch
     except BaseException:
         stack.stop()
         raise
