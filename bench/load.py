@@ -1,0 +1,327 @@
+"""Load: N datasets dropped within seconds on the local stack, followed until every one has ended.
+
+Starts a stack of its own (max_concurrent_jobs 4, a short job clock, a tick every second),
+uploads N distinct valid datasets from a few threads at once, and while they drain samples the
+tuning emulator and the ledger for the number of active jobs. Then it prints:
+
+- time to drain (first upload to the last end event) and events per type;
+- jobs created (asked of the tuning emulator: list jobs) and duplicates: jobs per idempotency
+  label above one, datasets with more than one end, and events received more than once (same
+  ce-id: allowed, subscribers drop them) counted apart from distinct events;
+- lost datasets (uploaded, no end state) and ledger records not in an end state;
+- the most active jobs seen at once (emulator) and slots held at once (ledger);
+- datasets whose events arrived out of lifecycle order;
+- p50/p95 of upload -> accepted and upload -> submitted (from the upload's return to the
+  event's ce-time, the moment the pipeline decided; both clocks are this machine's).
+
+    python bench/load.py [--datasets 200] [--max-jobs 4] [--job-seconds 5] [--tick-seconds 1]
+
+The integration test tests/integration/test_load_small.py runs the same code with a small N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import requests
+
+from autotune.events import EventType
+from autotune.job_lifecycle import ENDED_STATES
+from autotune.submission import KEY_LABEL
+
+END_TYPES = frozenset({EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED,
+                       EventType.JOB_CANCELLED, EventType.JOB_SKIPPED})
+ACTIVE_JOB_STATES = frozenset({"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"})
+# Where each event type sits in one dataset's life (queued may come back after a 429: same rank).
+LIFECYCLE_RANK = {
+    EventType.DATASET_ACCEPTED: 0, EventType.DATASET_REJECTED: 0, EventType.JOB_QUEUED: 1, EventType.JOB_SKIPPED: 1,
+    EventType.JOB_SUBMITTED: 2, EventType.JOB_RUNNING: 3, EventType.JOB_SUCCEEDED: 4, EventType.JOB_FAILED: 4,
+    EventType.JOB_CANCELLED: 4,
+}
+
+
+def dataset(tag: str, examples: int = 20) -> bytes:
+    """A valid Gemini dataset whose bytes are its own (distinct content: no dataset is skipped)."""
+    rows = (
+        {"contents": [{"role": "user", "parts": [{"text": f"Load {tag}: question {i}?"}]},
+                      {"role": "model", "parts": [{"text": f"Answer {i} for {tag}."}]}]}
+        for i in range(examples)
+    )
+    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+
+
+@dataclass
+class Figures:
+    uploaded: int
+    drain_seconds: float | None
+    events_per_type: dict[str, int]
+    events_received: int  # every message pulled, copies included
+    distinct_events: int  # by ce-id
+    jobs_created: int
+    duplicate_jobs: int  # jobs beyond the first per idempotency label
+    datasets_with_several_ends: int  # distinct end events (different ce-ids) for one dataset
+    lost: list[str]  # uploaded, no end event
+    unfinished_records: int  # ledger records not in an end state
+    max_active_jobs: int  # seen on the tuning emulator
+    max_slots_held: int  # seen in the ledger's slots document
+    max_concurrent_jobs: int
+    out_of_order: int  # datasets whose events arrived out of lifecycle order
+    accepted_seconds: list[float] = field(default_factory=list)
+    submitted_seconds: list[float] = field(default_factory=list)
+    end_states: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def duplicate_event_copies(self) -> int:
+        return self.events_received - self.distinct_events
+
+
+class ActiveJobSampler:
+    """Polls the tuning emulator and the ledger's slots document while the datasets drain."""
+
+    def __init__(self, stack, interval: float = 0.2) -> None:
+        from autotune.adapters.ledger import FirestoreLedger
+
+        self.endpoint = stack.config.vertex_endpoint
+        self.ledger = FirestoreLedger(stack.firestore_client(), stack.config.ledger_collection)
+        self.interval = interval
+        self.max_active = self.max_slots = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ActiveJobSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                jobs = requests.get(f"{self.endpoint}/emulator/state", timeout=10).json()["jobs"]
+                self.max_active = max(self.max_active, sum(n for state, n in jobs.items() if state in ACTIVE_JOB_STATES))
+                self.max_slots = max(self.max_slots, len(self.ledger.slots().active))
+            except (requests.RequestException, ValueError, KeyError):
+                pass  # a missed sample is not a finding; the next one comes shortly
+            self._stop.wait(self.interval)
+
+
+class EventCollector:
+    """Pulls tuning-events on a thread of its own, noting when each message arrived."""
+
+    def __init__(self, listener) -> None:
+        self.listener = listener
+        self.arrivals: list[tuple[float, object]] = []  # (time.time(), ReceivedEvent)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> EventCollector:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            fresh = self.listener.poll(timeout=1.0)
+            now = time.time()
+            with self._lock:
+                self.arrivals.extend((now, r) for r in fresh)
+
+    def snapshot(self) -> list:
+        with self._lock:
+            return [r for _, r in self.arrivals]
+
+
+def drop(stack, count: int, run_tag: str, workers: int = 8) -> dict[str, float]:
+    """Upload `count` datasets at once; object URI -> time.time() when its upload returned."""
+    names = [f"incoming/load-{run_tag}/{i:04d}.jsonl" for i in range(count)]
+    client = stack.storage_client()
+    bucket = client.bucket(stack.bucket)
+
+    def upload(name: str) -> tuple[str, float]:
+        bucket.blob(name).upload_from_string(dataset(f"{run_tag}-{name}"), content_type="application/jsonl")
+        return f"gs://{stack.bucket}/{name}", time.time()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(pool.map(upload, names))
+
+
+def wait_until_drained(collector: EventCollector, uris: set[str], timeout: float, progress=None) -> None:
+    deadline = time.monotonic() + timeout
+    last_report = 0.0
+    while time.monotonic() < deadline:
+        ended = {r.event.subject for r in collector.snapshot() if r.event.type in END_TYPES} & uris
+        if len(ended) == len(uris):
+            return
+        if progress and time.monotonic() - last_report > 15:
+            progress(f"  {len(ended)} of {len(uris)} datasets ended")
+            last_report = time.monotonic()
+        time.sleep(0.5)
+
+
+def run_load(stack, count: int, *, timeout: float = 1800.0, progress=None) -> Figures:
+    """Drop `count` datasets on `stack` and measure them until they end (or `timeout`)."""
+    run_tag = uuid.uuid4().hex[:8]
+    listener = stack.listen_events()
+    collector = EventCollector(listener).start()
+    try:
+        with ActiveJobSampler(stack) as sampler:
+            began = time.time()
+            uploaded = drop(stack, count, run_tag)
+            if progress:
+                progress(f"  {count} datasets uploaded in {time.time() - began:.1f} s")
+            wait_until_drained(collector, set(uploaded), timeout, progress)
+            time.sleep(2.0)  # late copies of events still count as received copies
+        collector.stop()
+        return measure(stack, collector.snapshot(), uploaded, began, sampler)
+    finally:
+        if collector._thread.is_alive():
+            collector.stop()
+        listener.close()
+
+
+def measure(stack, received: list, uploaded: dict[str, float], began: float, sampler: ActiveJobSampler) -> Figures:
+    mine = [r for r in received if r.event.subject in uploaded]
+    distinct = {r.event.id: r for r in mine}
+    by_dataset: dict[str, list] = defaultdict(list)
+    for r in mine:
+        by_dataset[r.event.subject].append(r)
+    first_time = {}  # (uri, type) -> earliest ce-time
+    for r in distinct.values():
+        key = (r.event.subject, r.event.type)
+        stamp = _seconds(r.event.time)
+        first_time[key] = min(first_time.get(key, stamp), stamp)
+    ends = {uri: {r.event.id for r in rs if r.event.type in END_TYPES} for uri, rs in by_dataset.items()}
+    end_times = [_seconds(r.event.time) for r in distinct.values() if r.event.type in END_TYPES]
+    jobs = list_jobs(stack)
+    per_label = Counter(job.labels.get(KEY_LABEL, "") for job in jobs)
+    records = [r for r in sampler.ledger.records() if r.dataset_uri in uploaded]
+    return Figures(
+        uploaded=len(uploaded),
+        drain_seconds=(max(end_times) - began) if end_times and len(ends) == len(uploaded) else None,
+        events_per_type=dict(sorted(Counter(r.event.type.value for r in distinct.values()).items())),
+        events_received=len(mine),
+        distinct_events=len(distinct),
+        jobs_created=len(jobs),
+        duplicate_jobs=sum(n - 1 for n in per_label.values() if n > 1),
+        datasets_with_several_ends=sum(1 for ids in ends.values() if len(ids) > 1),
+        lost=sorted(uri for uri in uploaded if not ends.get(uri)),
+        unfinished_records=sum(1 for r in records if r.state not in ENDED_STATES),
+        max_active_jobs=sampler.max_active,
+        max_slots_held=sampler.max_slots,
+        max_concurrent_jobs=stack.config.max_concurrent_jobs,
+        out_of_order=sum(1 for rs in by_dataset.values() if not _in_lifecycle_order(rs)),
+        accepted_seconds=_latencies(uploaded, first_time, EventType.DATASET_ACCEPTED),
+        submitted_seconds=_latencies(uploaded, first_time, EventType.JOB_SUBMITTED),
+        end_states=dict(Counter(r.state.value for r in records)),
+    )
+
+
+def list_jobs(stack) -> list:
+    """Every tuning job the emulator holds in the stack's project and default region."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform_v1
+
+    client = aiplatform_v1.GenAiTuningServiceClient(
+        transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()
+    )
+    parent = f"projects/{stack.project}/locations/{stack.config.defaults.region}"
+    return list(client.list_tuning_jobs(request={"parent": parent}))
+
+
+def _in_lifecycle_order(received: list) -> bool:
+    ranks = [LIFECYCLE_RANK[r.event.type] for r in received]
+    return all(a <= b for a, b in zip(ranks, ranks[1:]))
+
+
+def _latencies(uploaded: dict[str, float], first_time: dict, event_type: EventType) -> list[float]:
+    return sorted(first_time[(uri, event_type)] - done for uri, done in uploaded.items() if (uri, event_type) in first_time)
+
+
+def _seconds(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
+
+
+def report(figures: Figures) -> str:
+    def seconds(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f} s"
+
+    lines = [
+        f"datasets uploaded:            {figures.uploaded}",
+        f"time to drain:                {seconds(figures.drain_seconds)} (first upload to the last end event)",
+        "events per type (distinct):   " + ", ".join(f"{k.removeprefix('autotune.')} {v}" for k, v in figures.events_per_type.items()),
+        f"events received:              {figures.events_received} ({figures.distinct_events} distinct ce-ids, "
+        f"{figures.duplicate_event_copies} copies of an already received ce-id)",
+        f"jobs created:                 {figures.jobs_created}",
+        f"duplicate jobs:               {figures.duplicate_jobs} (jobs beyond one per idempotency label)",
+        f"datasets with several ends:   {figures.datasets_with_several_ends}",
+        f"lost datasets:                {len(figures.lost)}" + (f" ({', '.join(figures.lost[:5])}...)" if figures.lost else ""),
+        f"ledger records not ended:     {figures.unfinished_records}; end states: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(figures.end_states.items())),
+        f"max active jobs seen:         {figures.max_active_jobs} on the tuning emulator, {figures.max_slots_held} slots held "
+        f"in the ledger (max_concurrent_jobs {figures.max_concurrent_jobs})",
+        f"events out of lifecycle order: {figures.out_of_order} datasets (arrival order, not ce-time)",
+        f"upload -> accepted:           p50 {seconds(percentile(figures.accepted_seconds, 0.5))}, "
+        f"p95 {seconds(percentile(figures.accepted_seconds, 0.95))} ({len(figures.accepted_seconds)} datasets)",
+        f"upload -> submitted:          p50 {seconds(percentile(figures.submitted_seconds, 0.5))}, "
+        f"p95 {seconds(percentile(figures.submitted_seconds, 0.95))} ({len(figures.submitted_seconds)} datasets)",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=int, default=200)
+    parser.add_argument("--max-jobs", type=int, default=4, help="max_concurrent_jobs (and the emulator's quota)")
+    parser.add_argument("--job-seconds", type=float, default=5.0, help="the tuning emulator's job clock")
+    parser.add_argument("--tick-seconds", type=float, default=1.0, help="status tick period")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for the drain after this")
+    args = parser.parse_args()
+
+    from autotune_local.stack import options_with, start_stack
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        stack = start_stack(options_with(
+            state_dir=Path(tmp) / "stack", max_concurrent_jobs=args.max_jobs, job_seconds=args.job_seconds,
+            tick_seconds=args.tick_seconds,
+        ))
+        try:
+            print(f"stack up in {time.monotonic() - started:.1f} s: max_concurrent_jobs {args.max_jobs}, "
+                  f"job clock {args.job_seconds:g} s, tick every {args.tick_seconds:g} s", flush=True)
+            figures = run_load(stack, args.datasets, timeout=args.timeout, progress=lambda line: print(line, flush=True))
+        finally:
+            stack.stop()
+    print(report(figures))
+    clean = not figures.lost and not figures.duplicate_jobs and not figures.datasets_with_several_ends
+    clean &= figures.max_active_jobs <= args.max_jobs and figures.max_slots_held <= args.max_jobs
+    return 0 if clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
