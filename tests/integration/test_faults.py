@@ -1,0 +1,223 @@
+"""Faults on the local stack: a function process killed mid-flight and restarted, the tuning
+service answering 500 and 429 at a 30% rate, two status ticks at once, the Pub/Sub emulator
+restarted while messages are in flight. After each, every dataset reaches an end state exactly
+once (one distinct end event, one ledger record, at most one tuning job per dataset version).
+
+One stack serves the module: validate and submit run behind thin wrappers
+(tests/integration/functions/holding_*.py) that hold at a chosen moment, so a kill lands
+mid-flight by construction rather than by luck of timing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from google.api_core.exceptions import InternalServerError
+
+from autotune.adapters.bus import PubSubBus
+from autotune.adapters.ledger import FirestoreLedger
+from autotune.adapters.tuning_service import VertexTuningService
+from autotune.events import EventType
+from autotune.job_lifecycle import ENDED_STATES
+from autotune.submission import KEY_LABEL, Pipeline, ProjectCatalog, status_tick
+from autotune_local.stack import FunctionSource
+
+pytestmark = pytest.mark.integration
+
+FUNCTIONS = Path(__file__).resolve().parent / "functions"
+END_TYPES = {EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED,
+             EventType.JOB_SKIPPED}
+WAIT = 240.0  # generous: the machine is shared; nothing here measures speed
+
+
+def dataset(tag: str, n: int = 20) -> bytes:
+    rows = (
+        {"contents": [{"role": "user", "parts": [{"text": f"{tag}: question {i}?"}]}, {"role": "model", "parts": [{"text": f"Answer {i}."}]}]}
+        for i in range(n)
+    )
+    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+
+
+def unique(stem: str) -> str:
+    return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def stack(make_local_stack):
+    return make_local_stack(
+        max_concurrent_jobs=2, job_seconds=3.0, tick_seconds=1.0,
+        functions={
+            "validate": FunctionSource(FUNCTIONS / "holding_validate.py", "validate"),
+            "submit": FunctionSource(FUNCTIONS / "holding_submit.py", "submit"),
+        },
+        extra_env={"AUTOTUNE_TEST_CLAIM_SECONDS": "6", "AUTOTUNE_TEST_HOLD_SECONDS": "3"},
+    )
+
+
+@pytest.fixture
+def events(stack):
+    listener = stack.listen_events()
+    yield listener
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def ledger(stack):
+    return FirestoreLedger(stack.firestore_client(), stack.config.ledger_collection)
+
+
+def upload_all(stack, names: list[str]) -> list[str]:
+    for name in names:
+        stack.upload(dataset(name), name)
+    return [f"gs://{stack.bucket}/{name}" for name in names]
+
+
+def wait_log(stack, process: str, text: str, timeout: float = WAIT) -> None:
+    log = stack.log_dir / f"{process}.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{text!r} never appeared in {log.name}")
+
+
+def jobs_by_label(stack) -> Counter:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform_v1
+
+    client = aiplatform_v1.GenAiTuningServiceClient(
+        transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()
+    )
+    parent = f"projects/{stack.project}/locations/{stack.config.defaults.region}"
+    for attempt in range(20):  # the fault test makes the emulator answer 500 on purpose
+        try:
+            return Counter(job.labels.get(KEY_LABEL, "") for job in client.list_tuning_jobs(request={"parent": parent}))
+        except InternalServerError:
+            if attempt == 19:
+                raise
+    raise AssertionError("unreachable")
+
+
+def assert_each_ends_exactly_once(stack, events, ledger, uris: list[str], *, timeout: float = WAIT) -> dict[str, EventType]:
+    """Every dataset has one end event (distinct ce-ids), one ledger record in an end state and at
+    most one tuning job; returns each dataset's end."""
+    deadline = time.monotonic() + timeout
+    ended: dict[str, set[str]] = {}
+    while time.monotonic() < deadline:
+        events.poll(timeout=1.0)
+        ended = {u: {r.event.id for r in events.events_for(u) if r.event.type in END_TYPES} for u in uris}
+        if all(ended.values()):
+            break
+    missing = [u for u, ids in ended.items() if not ids]
+    assert not missing, f"no end state for {missing}"
+    settle = time.monotonic() + 5.0  # a second end would show up now, if there were one
+    while time.monotonic() < settle:
+        events.poll(timeout=1.0)
+    ends = {}
+    for u in uris:
+        end_events = {r.event.id: r.event for r in events.events_for(u) if r.event.type in END_TYPES}
+        assert len(end_events) == 1, f"{u} ended {len(end_events)} times: {[e.type.value for e in end_events.values()]}"
+        ends[u] = next(iter(end_events.values())).type
+    records = [r for r in ledger.records() if r.dataset_uri in uris]
+    assert Counter(r.dataset_uri for r in records) == Counter({u: 1 for u, t in ends.items() if t != EventType.DATASET_REJECTED})
+    assert all(r.state in ENDED_STATES for r in records), [(r.dataset_uri, r.state) for r in records]
+    per_label = jobs_by_label(stack)
+    assert all(per_label[r.idempotency_key] <= 1 for r in records), "a dataset version has two tuning jobs"
+    return ends
+
+
+def test_validate_killed_mid_flight_is_delivered_again_and_ends_once(stack, events, ledger):
+    name = f"incoming/{unique('hold-validate')}.jsonl"
+    [uri] = upload_all(stack, [name])
+    wait_log(stack, "validate", name)  # the function has the event and holds it
+    stack.restart("validate")
+    ends = assert_each_ends_exactly_once(stack, events, ledger, [uri])
+    assert ends[uri] == EventType.JOB_SUCCEEDED
+    accepted = {r.event.id for r in events.events_for(uri) if r.event.type == EventType.DATASET_ACCEPTED}
+    assert len(accepted) == 1
+
+
+def test_submit_killed_between_job_create_and_ledger_write_adopts_the_job(stack, events, ledger):
+    name = f"incoming/{unique('hold-after-create')}.jsonl"
+    [uri] = upload_all(stack, [name])
+    wait_log(stack, "submit", "fault test: job created, holding")
+    stack.restart("submit")  # the job exists; the ledger still says SUBMITTING
+    ends = assert_each_ends_exactly_once(stack, events, ledger, [uri])
+    assert ends[uri] == EventType.JOB_SUCCEEDED
+    [record] = [r for r in ledger.records() if r.dataset_uri == uri]
+    assert any("adopted" in (t.reason or "") for t in record.history)
+    assert jobs_by_label(stack)[record.idempotency_key] == 1
+
+
+def test_submit_killed_with_a_burst_in_flight_loses_and_doubles_nothing(stack, events, ledger):
+    names = [f"incoming/{unique(f'burst-{i}')}.jsonl" for i in range(6)]
+    uris = upload_all(stack, names)
+    events.wait_for(lambda r: r.event.subject in uris and r.event.type == EventType.JOB_SUBMITTED, timeout=WAIT)
+    stack.restart("submit")
+    ends = assert_each_ends_exactly_once(stack, events, ledger, uris)
+    assert set(ends.values()) == {EventType.JOB_SUCCEEDED}
+
+
+def test_tuning_service_failing_30_percent_with_500_and_429(stack, events, ledger):
+    control = f"{stack.config.vertex_endpoint}/emulator/faults"
+    requests.post(control, json={"rate429": 0.3, "rate500": 0.3}, timeout=10).raise_for_status()
+    try:
+        uris = upload_all(stack, [f"incoming/{unique(f'flaky-service-{i}')}.jsonl" for i in range(8)])
+        ends = assert_each_ends_exactly_once(stack, events, ledger, uris, timeout=WAIT * 2)
+    finally:
+        requests.post(control, json={"rate429": 0.0, "rate500": 0.0}, timeout=10).raise_for_status()
+    # An end is an end (FAILED after MAX_FAILED_ATTEMPTS is allowed); in practice they succeed.
+    assert set(ends.values()) <= {EventType.JOB_SUCCEEDED, EventType.JOB_FAILED}
+    submit_log = (stack.log_dir / "submit.log").read_text(errors="replace")
+    assert "injected" in submit_log  # the faults really were met
+
+
+def test_two_status_ticks_at_once_double_nothing(stack, events, ledger):
+    """The stack's status function and a second instance (this process: another Firestore
+    client, another lock) tick together, over and over, while datasets queue and run."""
+    second_instance = Pipeline(
+        ledger=FirestoreLedger(stack.firestore_client(), stack.config.ledger_collection),
+        service=VertexTuningService(stack.config.vertex_endpoint),
+        publisher=PubSubBus(stack.publisher(), stack.config),
+        catalog=ProjectCatalog(),
+        project=stack.project,
+        max_jobs=stack.config.max_concurrent_jobs,
+    )
+    tick_event = {"ce-specversion": "1.0", "ce-source": "//test", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+                  "Content-Type": "application/json"}
+    body = json.dumps({"message": {"data": "", "messageId": "x"}, "subscription": "test"}).encode()
+    stop = threading.Event()
+
+    def tick_together() -> None:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            while not stop.is_set():
+                futures = [
+                    pool.submit(requests.post, stack.env["AUTOTUNE_STATUS_URL"], headers={**tick_event, "ce-id": uuid.uuid4().hex},
+                                data=body, timeout=120)
+                    for _ in range(2)
+                ]
+                futures.append(pool.submit(status_tick, second_instance))
+                for future in futures:
+                    future.result()
+
+    ticker = threading.Thread(target=tick_together, daemon=True)
+    ticker.start()
+    try:
+        uris = upload_all(stack, [f"incoming/{unique(f'ticks-{i}')}.jsonl" for i in range(6)])
+        ends = assert_each_ends_exactly_once(stack, events, ledger, uris)
+    finally:
+        stop.set()
+        ticker.join()
+    assert set(ends.values()) == {EventType.JOB_SUCCEEDED}
+    for uri in uris:
+        kinds = Counter(r.event.type for r in {r.event.id: r for r in events.events_for(uri)}.values())
+        assert kinds[EventType.JOB_SUBMITTED] == kinds[EventType.JOB_RUNNING] == kinds[EventType.JOB_SUCCEEDED] == 1, (uri, kinds)
