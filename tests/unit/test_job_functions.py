@@ -1,0 +1,88 @@
+"""functions/submit and functions/status as functions-framework serves them, with in-memory
+ledger, service and bus behind them: what the entry points decode, acknowledge and refuse."""
+
+import base64
+import json
+import sys
+
+import pytest
+from functions_framework import create_app
+
+from autotune.config import REPO_ROOT
+from autotune.job_lifecycle import LedgerState
+from autotune.submission import Pipeline
+from autotune.tuning_request import encode_request
+from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
+
+PUBSUB_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
+@pytest.fixture
+def pipeline():
+    return Pipeline(ledger=MemoryLedger(), service=FakeTuningService(), publisher=RecordingPublisher(), catalog=StubCatalog(),
+                    project="p", clock=SteppingClock())
+
+
+def serve(name: str, pipeline: Pipeline):
+    app = create_app(target=name, source=str(REPO_ROOT / "functions" / name / "main.py"), signature_type="cloudevent")
+    sys.modules["main"]._pipeline = lambda: pipeline  # the function's one wiring point
+    return app.test_client()
+
+
+def cloud_event(data: bytes, message_id: str = "m-1") -> tuple[dict, str]:
+    """What Eventarc (or the local event bridge) POSTs for a Pub/Sub message, binary mode."""
+    headers = {
+        "ce-specversion": "1.0", "ce-id": message_id, "ce-type": PUBSUB_TYPE,
+        "ce-source": "//pubsub.googleapis.com/projects/p/topics/tuning-requests", "Content-Type": "application/json",
+    }
+    body = {"message": {"data": base64.b64encode(data).decode(), "attributes": {}, "messageId": message_id},
+            "subscription": "projects/p/subscriptions/submit-push"}
+    return headers, json.dumps(body)
+
+
+def test_submit_acknowledges_a_request_and_creates_the_job(pipeline):
+    client = serve("submit", pipeline)
+    request = make_request()
+    headers, body = cloud_event(encode_request(request))
+    assert client.post("/", headers=headers, data=body).status_code == 200
+    assert client.post("/", headers=headers, data=body).status_code == 200  # redelivery: acknowledged no-op
+    assert pipeline.ledger.get(request.idempotency_key).state == LedgerState.SUBMITTED
+    assert len(pipeline.service.created) == 1
+
+
+def test_submit_refuses_a_poison_message_so_it_is_dead_lettered(pipeline, capsys):
+    client = serve("submit", pipeline)
+    headers, body = cloud_event(b"not json at all", message_id="m-poison")
+    assert client.post("/", headers=headers, data=body).status_code == 500
+    log = capsys.readouterr().out
+    assert "dead-letter" in log and "m-poison" in log and "not JSON" in log
+
+
+def test_submit_also_takes_a_raw_pubsub_push(pipeline):
+    """A push subscription aimed straight at the function: functions-framework turns the push
+    envelope into the same CloudEvent data ({"message": {...}})."""
+    client = serve("submit", pipeline)
+    request = make_request()
+    push = {"message": {"data": base64.b64encode(encode_request(request)).decode(), "messageId": "7", "attributes": {}},
+            "subscription": "projects/p/subscriptions/direct"}
+    assert client.post("/", json=push).status_code == 200
+    assert pipeline.ledger.get(request.idempotency_key).state == LedgerState.SUBMITTED
+
+
+def test_status_tick_records_the_end_and_always_acknowledges(pipeline):
+    submit_client = serve("submit", pipeline)
+    request = make_request()
+    headers, body = cloud_event(encode_request(request))
+    submit_client.post("/", headers=headers, data=body)
+    status_client = serve("status", pipeline)
+    pipeline.service.succeed(pipeline.ledger.get(request.idempotency_key).job_name)
+    tick_headers, tick_body = cloud_event(b'{"time": "2026-11-25T12:00:00Z"}', message_id="tick-1")
+    assert status_client.post("/", headers=tick_headers, data=tick_body).status_code == 200
+    assert pipeline.ledger.get(request.idempotency_key).state == LedgerState.SUCCEEDED
+
+    class BrokenLedger(MemoryLedger):
+        def with_outbox(self):
+            raise ConnectionError("Firestore unavailable")
+
+    pipeline.ledger = BrokenLedger()
+    assert status_client.post("/", headers=tick_headers, data=tick_body).status_code == 200
