@@ -251,8 +251,15 @@ class JobSpec:
     body: dict[str, Any]  # TuningJob in REST JSON (camelCase, enum names)
 
 
-def build_job_spec(request: TuningRequest, *, project: str, catalog: ModelCatalog, service_account: str = "") -> JobSpec:
+def build_job_spec(
+    request: TuningRequest, *, project: str, catalog: ModelCatalog, service_account: str = "", dataset_bucket: str = ""
+) -> JobSpec:
     settings = request.settings
+    # Only validate publishes requests, always for files of the dataset bucket: one naming another
+    # bucket was not validated by us, and the job would read data we never checked.
+    for ref in (request.training, request.validation):
+        if dataset_bucket and ref is not None and ref.bucket != dataset_bucket:
+            raise JobSpecError(f"{ref.uri} is not in the dataset bucket {dataset_bucket}; only datasets autotune validated are tuned")
     model = settings.model
     regions = catalog.regions(model)
     if regions is None:
@@ -472,6 +479,7 @@ class Pipeline:
     service_account: str = ""
     claim_seconds: float = CLAIM_SECONDS
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    dataset_bucket: str = ""  # requests for files elsewhere are refused ("" checks nothing)
 
 
 def submit_message(pipeline: Pipeline, data: bytes, *, message_id: str = "") -> Outcome:
@@ -494,7 +502,10 @@ def submit(pipeline: Pipeline, request: TuningRequest) -> Outcome:
     spec_error = None
     spec = None
     try:
-        spec = build_job_spec(request, project=pipeline.project, catalog=pipeline.catalog, service_account=pipeline.service_account)
+        spec = build_job_spec(
+            request, project=pipeline.project, catalog=pipeline.catalog, service_account=pipeline.service_account,
+            dataset_bucket=pipeline.dataset_bucket,
+        )
     except JobSpecError as exc:
         spec_error = str(exc)
     now = pipeline.clock()
@@ -664,7 +675,10 @@ def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
 def _submit_from_ledger(pipeline: Pipeline, record: LedgerRecord, summary: TickSummary) -> Outcome:
     try:
         request = msgspec.convert(record.request, TuningRequest)
-        spec = build_job_spec(request, project=pipeline.project, catalog=pipeline.catalog, service_account=pipeline.service_account)
+        spec = build_job_spec(
+            request, project=pipeline.project, catalog=pipeline.catalog, service_account=pipeline.service_account,
+            dataset_bucket=pipeline.dataset_bucket,
+        )
     except (msgspec.ValidationError, JobSpecError) as exc:
         now = pipeline.clock()
         change = pipeline.ledger.update(record.idempotency_key, lambda r, s: record_failure(r, s, error=str(exc), now=now))

@@ -24,4 +24,5 @@ def connect_pipeline(config: PipelineConfig) -> Pipeline:
         project=config.project,
         max_jobs=config.max_concurrent_jobs,
         service_account=config.tuning_service_account,
+        dataset_bucket=config.bucket,
     )
