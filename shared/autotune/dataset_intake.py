@@ -44,13 +44,11 @@ PARTS_FOLDER = "parts"
 MANIFEST_MAX_BYTES = 64 * 1024
 MANIFEST_SETTINGS = ("model", "epochs", "adapter_size", "learning_rate_multiplier", "region", "display_name")
 
-# Problems found before any line is read; reported like the validator's codes, in the same document.
+# Problems found before any line is read, reported in the validator's report shape:
+# the manifest is not JSON of the documented shape, or names an object of another bucket;
 INVALID_MANIFEST = "invalid_manifest"
+# a file the manifest or the autotune-validation metadata names does not exist in the bucket.
 OBJECT_NOT_FOUND = "object_not_found"
-INTAKE_CODES = {
-    INVALID_MANIFEST: "The NAME.tuning.json manifest is not JSON of the documented shape, or names an object of another bucket.",
-    OBJECT_NOT_FOUND: "A file the manifest or the autotune-validation metadata names does not exist in the bucket.",
-}
 
 
 class UnreadableEvent(ValueError):
@@ -258,6 +256,8 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
     if kind == "manifest":
         settings = resolve_settings(config, None, uploaded.metadata)
         try:
+            if uploaded.size is not None and uploaded.size > MANIFEST_MAX_BYTES:
+                raise InvalidManifest(f"the manifest is {uploaded.size} bytes; at most {MANIFEST_MAX_BYTES} are read")
             manifest = parse_manifest(deps.store.read_bytes(uploaded.name, uploaded.generation), bucket=uploaded.bucket)
         except InvalidManifest as exc:
             return _reject(verdict, intake_report(settings, INVALID_MANIFEST, f"{uploaded.uri}: {exc}"), deps)

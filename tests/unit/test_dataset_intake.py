@@ -324,6 +324,14 @@ def test_unusable_manifest_is_rejected_with_a_report_about_the_manifest(store: M
     assert report["valid"] is False and report["errors"][0]["code"] == INVALID_MANIFEST
 
 
+def test_oversized_manifest_is_rejected_without_reading(store: MemoryStore, bus: MemoryBus) -> None:
+    manifest = store.put("incoming/x.tuning.json", b"{}")
+    huge = StoredObject(bucket=BUCKET, name=manifest.name, generation="1", size=10**9)  # generation 1 is gone: a read would fail
+    outcome = run(store, bus, huge)
+    assert outcome.decision == "rejected"
+    assert bus.events[0].payload.counts == {INVALID_MANIFEST: 1}
+
+
 def test_manifest_naming_a_missing_training_file_is_rejected(store: MemoryStore, bus: MemoryBus) -> None:
     manifest = store.put("incoming/x.tuning.json", b'{"training": "incoming/x/parts/nope.jsonl"}')
     run(store, bus, manifest)
