@@ -23,6 +23,7 @@ import base64
 import json
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -62,7 +63,7 @@ def cloud_event_for(route: dict, project: str, push: dict) -> tuple[dict[str, st
             "ce-id": message["messageId"],
             "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
             "ce-type": event_type,
-            "ce-subject": f"objects/{name}",
+            "ce-subject": header_value(f"objects/{name}"),
             "ce-time": time,
             "ce-bucket": bucket,
             "Content-Type": "application/json",
@@ -78,6 +79,12 @@ def cloud_event_for(route: dict, project: str, push: dict) -> tuple[dict[str, st
     }
     body = {"message": message, "subscription": push.get("subscription", "")}
     return headers, json.dumps(body).encode()
+
+
+def header_value(text: str) -> str:
+    """A ce-* string as the CloudEvents HTTP binding writes it: percent-encoded outside printable
+    ASCII (and space, '"', '%'). An object name may hold any Unicode; an HTTP header may not."""
+    return urllib.parse.quote(text, safe="!#$&'()*+,/:;<=>?@[\\]^`{|}~")
 
 
 def forward(target: str, headers: dict[str, str], body: bytes) -> int:
