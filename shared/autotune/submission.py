@@ -526,7 +526,10 @@ def submit(pipeline: Pipeline, request: TuningRequest) -> Outcome:
     publish_outbox(pipeline, change.record)
     if change.outcome != Outcome.SUBMIT:
         return change.outcome
-    assert spec is not None
+    if spec is None:  # a take-over of a record whose settings no longer make a job (catalog changed)
+        failed = pipeline.ledger.update(request.idempotency_key, lambda r, s: record_failure(r, s, error=str(spec_error), now=now))
+        publish_outbox(pipeline, failed.record if failed else None)
+        return Outcome.FAILED
     return run_submission(pipeline, request.idempotency_key, spec)
 
 

@@ -441,3 +441,21 @@ def test_cancel_an_ended_dataset_says_why_not(world):
 def test_submit_message_accepts_the_encoded_request(world):
     pipeline, *_ = world
     assert submit_message(pipeline, encode_request(make_request())) == Outcome.SUBMITTED
+
+
+def test_take_over_of_a_request_that_no_longer_makes_a_job_fails_it(world):
+    pipeline, ledger, service, bus, clock = world
+    request = make_request()
+    service.fail_next(ErrorKind.TRANSIENT, "503")
+    with pytest.raises(TuningServiceError):
+        submit(pipeline, request)
+
+    class ShrunkCatalog(StubCatalog):
+        def regions(self, model):
+            return {"europe-west4"}
+
+    pipeline.catalog = ShrunkCatalog()
+    assert submit(pipeline, request) == Outcome.FAILED
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.FAILED and "cannot be tuned in region us-central1" in record.error
+    assert ledger.slots().active == {} and bus.types() == ["failed"]
