@@ -42,6 +42,10 @@ DATASET_SUFFIX = ".jsonl"
 MANIFEST_SUFFIX = ".tuning.json"
 PARTS_FOLDER = "parts"
 MANIFEST_MAX_BYTES = 64 * 1024
+# Cloud Storage names and Pub/Sub attribute values stop at 1024 bytes (UTF-8). A dataset whose
+# report name or gs:// URI (the ce-subject of every event) is longer could never be reported on
+# or announced: every publish would fail and the upload would be retried into the dead-letter topic.
+NAME_LIMIT_BYTES = 1024
 MANIFEST_SETTINGS = ("model", "epochs", "adapter_size", "learning_rate_multiplier", "region", "display_name")
 
 # Problems found before any line is read, reported in the validator's report shape:
@@ -194,6 +198,15 @@ def resolve_settings(config: PipelineConfig, manifest: Manifest | None, metadata
     return settings.overridden_by_metadata(metadata)
 
 
+def name_too_long(uri: str, report_name: str) -> str | None:
+    """Why a dataset's names cannot be used (see NAME_LIMIT_BYTES), or None."""
+    for what, text in (("its gs:// URI (the ce-subject of its events)", uri), ("its report's object name", report_name)):
+        size = len(text.encode())
+        if size > NAME_LIMIT_BYTES:
+            return f"{what} would be {size} bytes; at most {NAME_LIMIT_BYTES} are allowed"
+    return None
+
+
 def report_object_name(reports_prefix: str, object_name: str, generation: str) -> str:
     return f"{reports_prefix}{object_name}/{generation}.json"
 
@@ -235,6 +248,10 @@ def process_upload(uploaded: StoredObject, config: PipelineConfig, deps: IntakeD
     if kind == "ignored":
         return Outcome("ignored", f"not a dataset: {why}", uploaded.uri, {"generation": uploaded.generation})
     report_name = report_object_name(config.reports_prefix, uploaded.name, uploaded.generation)
+    too_long = name_too_long(uploaded.uri, report_name)
+    if too_long:
+        return Outcome("rejected", f"dataset rejected without a report or an event, rename it: {too_long}", uploaded.uri,
+                       {"generation": uploaded.generation, "name_bytes": len(uploaded.name.encode())}, "ERROR")
     verdict = Verdict(uploaded, uploaded, report_name, f"gs://{uploaded.bucket}/{report_name}")
     try:
         return _decide(uploaded, kind, config, deps, verdict)
@@ -265,6 +282,9 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
         if found is None:
             message = f"{uploaded.uri}: training file gs://{uploaded.bucket}/{manifest.training} does not exist"
             return _reject(verdict, intake_report(settings, OBJECT_NOT_FOUND, message, field="training"), deps)
+        if len(found.uri.encode()) > NAME_LIMIT_BYTES:
+            message = f"{uploaded.uri}: the training file's gs:// URI is {len(found.uri.encode())} bytes; events carry it in a Pub/Sub attribute of at most {NAME_LIMIT_BYTES}"
+            return _reject(verdict, intake_report(settings, INVALID_MANIFEST, message, field="training"), deps)
         verdict.dataset = found
     training = verdict.dataset
     settings = resolve_settings(config, manifest, uploaded.metadata)
