@@ -47,7 +47,13 @@ def validate(cloud_event) -> None:
         structured_log.error("unreadable storage event acknowledged", event_id=cloud_event["id"], error=str(exc), trace=trace)
         return
     config, deps = _deps()
-    outcome = process_upload(uploaded, config, deps)
+    try:
+        outcome = process_upload(uploaded, config, deps)
+    except Exception as exc:
+        # Storage or Pub/Sub failed: raising refuses the event, so it is delivered again.
+        structured_log.error("failed; the event will be delivered again", dataset=uploaded.uri, trace=trace, decision="retry",
+                             event_id=cloud_event["id"], generation=uploaded.generation, error=type(exc).__name__)
+        raise
     structured_log.log(outcome.severity, outcome.message, dataset=outcome.dataset, trace=trace, decision=outcome.decision,
                        event_id=cloud_event["id"], **outcome.fields)
 
