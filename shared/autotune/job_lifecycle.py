@@ -116,6 +116,8 @@ class LedgerRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     attempts: int = 0  # times the record entered SUBMITTING
     failed_attempts: int = 0  # submit attempts that ended without an answer (crash, 5xx)
     claim_expires_at: str | None = None  # while SUBMITTING: after this another submitter may take over
+    quota_waits: int = 0  # times the tuning service answered 429 to this dataset's create
+    not_before: str | None = None  # while QUEUED after a 429: not tried again before this
     job_name: str | None = None
     job_state: str | None = None  # the Vertex JobState last seen
     tuned_model: str | None = None
@@ -157,15 +159,18 @@ def check_transition(record: LedgerRecord, target: LedgerState) -> None:
         raise IllegalTransition(f"ledger record {record.idempotency_key} ({record.dataset_uri}): {record.state} -> {target} is not allowed")
 
 
-def move(record: LedgerRecord, target: LedgerState, now: datetime, *, reason: str | None = None, **changes: Any) -> LedgerRecord:
-    """`record` in `target`, its history extended and the arrival's event put in its outbox."""
+def move(
+    record: LedgerRecord, target: LedgerState, now: datetime, *, reason: str | None = None, announce: bool = True, **changes: Any
+) -> LedgerRecord:
+    """`record` in `target`, its history extended and the arrival's event put in its outbox
+    (unless `announce` is False: the same news was told already)."""
     check_transition(record, target)
     stamp = timestamp(now)
     history = (*record.history, Transition(state=target, at=stamp, reason=reason))
     if target != S.SUBMITTING:
         changes.setdefault("claim_expires_at", None)
     moved = msgspec.structs.replace(record, state=target, history=history, updated_at=stamp, reason=reason, **changes)
-    event = event_for(moved, target, now)
+    event = event_for(moved, target, now) if announce else None
     if event is None:
         return moved
     return msgspec.structs.replace(moved, outbox=(*moved.outbox, event_to_dict(event)))

@@ -60,6 +60,10 @@ CLAIM_SECONDS = 300.0  # a submitter that has not recorded its job by then is pr
 # (30 s doubling, at most 15 min) so an outage of the service of about half an hour is ridden out.
 MAX_FAILED_ATTEMPTS = 10
 IMMEDIATE_RETRIES = 4
+# After a 429 the head of the queue waits 5 s, then 10, 20, ... at most 10 min, between tries
+# (the quota is used outside autotune, for who knows how long).
+QUOTA_PAUSE_SECONDS = 5.0
+QUOTA_PAUSE_MAX_SECONDS = 600.0
 OUTBOX_GRACE_SECONDS = 30.0  # events still unpublished after this were left by a crash
 
 
@@ -388,7 +392,7 @@ def take_over(record: LedgerRecord, slots: Slots, *, now: datetime, claim_second
 def promote(record: LedgerRecord, slots: Slots, *, now: datetime, max_jobs: int, claim_seconds: float = CLAIM_SECONDS) -> Change | None:
     """The oldest QUEUED record takes a free slot."""
     key = record.idempotency_key
-    if record.state != S.QUEUED or not slots.free(max_jobs) or slots.head() != key:
+    if record.state != S.QUEUED or not slots.free(max_jobs) or slots.head() != key or waiting_for_quota(record, now):
         return None
     claimed = move(
         record,
@@ -399,6 +403,10 @@ def promote(record: LedgerRecord, slots: Slots, *, now: datetime, max_jobs: int,
         claim_expires_at=claim_expiry(now, claim_seconds),
     )
     return Change(Outcome.SUBMIT, record=claimed, slots=slots.holding(key, timestamp(now)))
+
+
+def waiting_for_quota(record: LedgerRecord, now: datetime) -> bool:
+    return record.not_before is not None and parse_timestamp(record.not_before) > now
 
 
 def record_submitted(record: LedgerRecord, slots: Slots, *, job: JobSnapshot, adopted: bool, now: datetime) -> Change | None:
@@ -414,9 +422,21 @@ def record_submitted(record: LedgerRecord, slots: Slots, *, job: JobSnapshot, ad
 
 
 def record_quota_wait(record: LedgerRecord, slots: Slots, *, message: str, now: datetime) -> Change | None:
+    """Back in the queue (at its old place) after a 429, tried again after a growing pause; the
+    `queued` event is published for the first 429 only, not for every retry of a long wait."""
     if record.state != S.SUBMITTING:
         return None
-    queued = move(record, S.QUEUED, now, reason=f"the tuning service's quota is full (429): {message}")
+    waits = record.quota_waits + 1
+    pause = min(QUOTA_PAUSE_MAX_SECONDS, QUOTA_PAUSE_SECONDS * 2 ** (waits - 1))
+    queued = move(
+        record,
+        S.QUEUED,
+        now,
+        reason=f"the tuning service's quota is full (429): {message}",
+        announce=waits == 1,
+        quota_waits=waits,
+        not_before=claim_expiry(now, pause),
+    )
     return Change(Outcome.QUEUED, record=queued, slots=slots.waiting(record.idempotency_key, record.queue_order))
 
 
@@ -668,7 +688,7 @@ def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
             head, lambda r, s: promote(r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds)
         )
         if change is None or change.outcome != Outcome.SUBMIT:
-            continue  # another tick promoted it, or the queue entry is stale (released below)
+            continue  # another tick promoted it, it waits out a 429, or the entry is stale (released below)
         summary.promoted += 1
         structured_log.info("status: promoting the oldest queued dataset", dataset=change.record.dataset_uri)
         if _submit_from_ledger(pipeline, change.record, summary) == Outcome.QUEUED:

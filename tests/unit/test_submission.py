@@ -133,16 +133,34 @@ def test_reupload_after_a_failed_tuning_is_tuned_again(world):
 
 
 def test_service_quota_429_queues_the_dataset_and_frees_the_slot(world):
-    pipeline, ledger, service, bus, _ = world
+    pipeline, ledger, service, bus, clock = world
     request = make_request()
     service.fail_next(ErrorKind.QUOTA, "Quota exceeded", 429)
     assert submit(pipeline, request) == Outcome.QUEUED
     assert ledger.get(request.idempotency_key).state == S.QUEUED
     assert ledger.slots().active == {} and request.idempotency_key in ledger.slots().queued
     assert bus.types() == ["queued"] and "429" in bus.events[0].payload.reason
-    # The next tick tries again and the job is created.
+    status_tick(pipeline)
+    assert ledger.get(request.idempotency_key).state == S.QUEUED  # waits 5 s before trying again
+    clock.advance(5)
     status_tick(pipeline)
     assert ledger.get(request.idempotency_key).state == S.SUBMITTED
+    assert bus.types() == ["queued", "submitted"]
+
+
+def test_a_long_quota_wait_backs_off_and_is_announced_once(world):
+    pipeline, ledger, service, bus, clock = world
+    request = make_request()
+    for _ in range(6):
+        service.fail_next(ErrorKind.QUOTA, "Quota exceeded", 429)
+    submit(pipeline, request)
+    pauses = []
+    while ledger.get(request.idempotency_key).state != S.SUBMITTED:
+        record = ledger.get(request.idempotency_key)
+        pauses.append((parse_timestamp(record.not_before) - clock.now).total_seconds())
+        clock.advance(pauses[-1])
+        status_tick(pipeline)
+    assert pauses == [5, 10, 20, 40, 80, 160]
     assert bus.types() == ["queued", "submitted"]
 
 
