@@ -5,7 +5,6 @@ moves; one test reads a dataset from a real fake-gcs-server through the emulator
 """
 
 import json
-import subprocess
 import sys
 import threading
 import time
