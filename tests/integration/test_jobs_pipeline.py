@@ -356,3 +356,52 @@ def test_with_500s_injected_every_dataset_still_gets_exactly_one_job(make_local_
     finally:
         listener.close()
         stack.stop()
+
+
+def test_overlapping_status_ticks_double_nothing(stack, events, ledger, tuning):
+    """Ticks fired at the status function all at once, while this process runs the status step
+    too (another process on the same Firestore): every move and event still happens once."""
+    from autotune.submission import status_tick
+
+    names = [f"incoming/{unique(f'overlap-{i}')}.jsonl" for i in range(2)]
+    stack.upload(dataset(names[0]), names[0])
+    wait_event(events, uri(stack, names[0]), EventType.JOB_SUBMITTED)
+    stack.upload(dataset(names[1]), names[1])
+    wait_event(events, uri(stack, names[1]), EventType.JOB_QUEUED, EventType.JOB_SUBMITTED)
+
+    pipeline = Pipeline(
+        ledger=ledger, service=tuning, publisher=PubSubBus(stack.publisher(), stack.config), catalog=ProjectCatalog(),
+        project=stack.project, max_jobs=stack.config.max_concurrent_jobs,
+    )
+    tick_headers = {
+        "ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-source": f"//pubsub.googleapis.com/projects/{stack.project}/topics/{stack.config.ticks_topic}", "Content-Type": "application/json",
+    }
+    tick_body = json.dumps({"message": {"data": base64.b64encode(b"{}").decode(), "messageId": "t"}, "subscription": "test"})
+
+    def burst(i: int) -> None:
+        if i % 3 == 0:
+            status_tick(pipeline)
+        else:
+            requests.post(stack.env["AUTOTUNE_STATUS_URL"], headers={**tick_headers, "ce-id": uuid.uuid4().hex}, data=tick_body, timeout=120)
+
+    import time
+
+    deadline = time.monotonic() + WAIT * 2
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        while not all(ledger_state(ledger, stack, n) in {S.SUCCEEDED, S.FAILED, S.CANCELLED} for n in names):
+            assert time.monotonic() < deadline, [ledger_state(ledger, stack, n) for n in names]
+            list(pool.map(burst, range(6)))
+    for name in names:
+        wait_event(events, uri(stack, name), *END_EVENTS)
+    events.poll(timeout=2.0)  # a duplicate would have been published by now
+    for name in names:
+        kinds = types_for(events, uri(stack, name))
+        assert [kinds.count(k) for k in ("submitted", "running", "succeeded")] == [1, 1, 1], kinds
+    keys = [r.idempotency_key for r in ledger.records() if r.dataset_uri in {uri(stack, n) for n in names}]
+    assert [len(jobs_labelled(tuning, stack, key)) for key in keys] == [1, 1]
+
+
+def ledger_state(ledger, stack, name):
+    found = [r for r in ledger.records() if r.dataset_uri == uri(stack, name)]
+    return found[0].state if found else None
