@@ -129,3 +129,18 @@ def test_demo_finds_the_shipped_examples_and_the_media_they_name() -> None:
     assert placed and all(path.is_file() for path in placed.values())
     text = '{"fileData": {"fileUri": "gs://autotune-datasets/media/x.png"}} {"fileUri": "gs://other/media/x.png"}'
     assert media_objects(text, Path("/nonexistent"), "autotune-datasets") == {}
+
+
+def test_commands_that_need_a_stack_say_how_to_start_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from autotune.cli import app
+
+    runner = CliRunner()
+    down = runner.invoke(app, ["down", "--state-dir", str(tmp_path)])
+    assert down.exit_code == 0 and "no local stack was running" in down.output
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text("{}\n")
+    upload = runner.invoke(app, ["upload", str(dataset), "--state-dir", str(tmp_path)])
+    assert upload.exit_code == 1
+    assert "autotune up --detach" in upload.output
