@@ -176,6 +176,7 @@ def _local_pipeline(config, env: dict[str, str]) -> Pipeline:
         catalog=ProjectCatalog(),
         project=config.project,
         max_jobs=config.max_concurrent_jobs,
+        dataset_bucket=config.bucket,
     )
 
 
