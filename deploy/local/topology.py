@@ -1,8 +1,9 @@
 """The bucket, topics and subscriptions of the local stack.
 
-Each function is wired to its topic by a push subscription to the event bridge, with a retry
-policy and a dead-letter topic of its own; a pull subscription on every dead-letter topic keeps
-what lands there (a topic without subscriptions drops messages), so nothing is lost.
+Each function is wired to its topic by a push subscription to the event bridge, with a
+dead-letter topic of its own (and a retry policy only when asked: see StackOptions.retry_policy).
+A pull subscription on every dead-letter topic keeps what lands there (a topic without
+subscriptions drops messages), so nothing is lost.
 """
 
 from __future__ import annotations
@@ -53,14 +54,14 @@ def create_topics_and_subscriptions(
                 "topic": publisher.topic_path(config.project, source_topics[name]),
                 "push_config": {"push_endpoint": f"{bridge_url}/{name}"},
                 "ack_deadline_seconds": ACK_DEADLINE_SECONDS,
-                "retry_policy": {
-                    "minimum_backoff": duration_pb2.Duration(seconds=options.retry_min_backoff_seconds),
-                    "maximum_backoff": duration_pb2.Duration(seconds=options.retry_max_backoff_seconds),
-                },
                 "dead_letter_policy": {
                     "dead_letter_topic": publisher.topic_path(config.project, dead_letter),
                     "max_delivery_attempts": options.max_delivery_attempts,
                 },
+                **({"retry_policy": {
+                    "minimum_backoff": duration_pb2.Duration(seconds=options.retry_min_backoff_seconds),
+                    "maximum_backoff": duration_pb2.Duration(seconds=options.retry_max_backoff_seconds),
+                }} if options.retry_policy else {}),
             }
         )
 
