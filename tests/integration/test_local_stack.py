@@ -46,6 +46,21 @@ def alive(pids: set[int]) -> set[int]:
     return living
 
 
+def read_until_ready(up: subprocess.Popen) -> str:
+    """The `up` output up to its ready line (a warning printed first must not fail the test)."""
+    seen = []
+    for line in up.stdout:
+        seen.append(line)
+        if "ready" in line:
+            break
+    return "".join(seen)
+
+
+def stop_leftovers(state_dir: Path) -> None:
+    """Whatever a failed test left running, stopped by the PIDs the stack recorded."""
+    processes.stop(recorded_processes(state_dir))
+
+
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
@@ -82,8 +97,8 @@ def test_ctrl_c_on_up_stops_every_process(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     up = subprocess.Popen([*CLI, "up", "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     try:
-        line = up.stdout.readline()
-        assert "ready" in line, line + up.stdout.read() if up.poll() is not None else line
+        output = read_until_ready(up)
+        assert "ready" in output, output
         pids = every_pid(state_dir)
         assert pids
         up.send_signal(signal.SIGINT)
@@ -92,13 +107,21 @@ def test_ctrl_c_on_up_stops_every_process(tmp_path: Path) -> None:
         if up.poll() is None:
             up.kill()
             up.wait()
+        survivors = alive(every_pid(state_dir))
+        stop_leftovers(state_dir)
+    assert survivors == set()
     assert alive(pids) == set()
 
 
 def test_second_up_cleans_a_stack_left_by_a_killed_up_and_reuses_no_data(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     up = subprocess.Popen([*CLI, "up", "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
-    assert "ready" in up.stdout.readline()
+    try:
+        assert "ready" in read_until_ready(up)
+    except BaseException:
+        up.kill()
+        stop_leftovers(state_dir)
+        raise
     first_pids = every_pid(state_dir)
     first_env = json.loads((state_dir / STATE_FILE).read_text())["env"]
     from autotune_local.clients import storage_client, upload_object
