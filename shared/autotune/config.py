@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 
 class TuningDefaults(msgspec.Struct, frozen=True, kw_only=True):
-    model: str = "gemini-2.5-flash"
+    model: str = "gemini-3.5-flash"
     epochs: int = 3
     adapter_size: int = 0  # 0: the model's own default, from the catalog
     learning_rate_multiplier: float = 1.0

@@ -10,7 +10,7 @@ Which objects are datasets (only under the incoming prefix):
 A manifest, at most 64 KiB of JSON:
     {"training": "incoming/support/parts/train.jsonl",           required
      "validation": "incoming/support/parts/validation.jsonl",     optional
-     "settings": {"model": "gemini-2.5-flash", "epochs": 4}}      optional: TuningSettings fields
+     "settings": {"model": "gemini-3.5-flash", "epochs": 4}}      optional: TuningSettings fields
 Object names are in the manifest's bucket (a `gs://` URI of that bucket is accepted too).
 
 Settings, later layers winning: deployment defaults, the manifest's settings, the triggering
