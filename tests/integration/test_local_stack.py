@@ -93,9 +93,18 @@ def test_up_detach_writes_local_env_and_down_leaves_no_process(tmp_path: Path) -
     assert not (state_dir / STATE_FILE).exists()
 
 
+def _sigint_as_a_terminal_sends_it() -> None:
+    # A test runner started in the background of a script inherits SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler: give the child the disposition a terminal has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_on_up_stops_every_process(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
-    up = subprocess.Popen([*CLI, "up", "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    up = subprocess.Popen(
+        [*CLI, "up", "--state-dir", str(state_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, preexec_fn=_sigint_as_a_terminal_sends_it,
+    )
     try:
         output = read_until_ready(up)
         assert "ready" in output, output
