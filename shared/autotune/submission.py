@@ -435,6 +435,9 @@ def record_quota_wait(record: LedgerRecord, slots: Slots, *, message: str, now: 
         reason=f"the tuning service's quota is full (429): {message}",
         announce=waits == 1,
         quota_waits=waits,
+        # A 429 is an answer: the service is up, so earlier failures without one no longer add
+        # up towards giving the dataset up (MAX_FAILED_ATTEMPTS counts an outage, not a lifetime).
+        failed_attempts=0,
         not_before=claim_expiry(now, pause),
     )
     return Change(Outcome.QUEUED, record=queued, slots=slots.waiting(record.idempotency_key, record.queue_order))

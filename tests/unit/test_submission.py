@@ -9,6 +9,7 @@ from autotune.events import EventType
 from autotune.job_lifecycle import LedgerState, parse_timestamp
 from autotune.submission import (
     KEY_LABEL,
+    QUOTA_PAUSE_SECONDS,
     ErrorKind,
     JobSpecError,
     Outcome,
@@ -313,6 +314,24 @@ def test_gives_up_after_repeated_attempts_without_an_answer(world):
     record = ledger.get(request.idempotency_key)
     assert record.state == S.FAILED and "gave up after 10" in record.error and "503" in record.error
     assert bus.types() == ["failed"] and ledger.slots().active == {}
+
+
+def test_a_quota_answer_between_failures_starts_the_count_of_attempts_without_an_answer_again(world):
+    pipeline, ledger, service, bus, clock = world
+    request = make_request()
+    for _ in range(3):
+        service.fail_next(ErrorKind.TRANSIENT, "503")
+    for _ in range(3):
+        with pytest.raises(TuningServiceError):
+            submit(pipeline, request)
+    assert ledger.get(request.idempotency_key).failed_attempts == 2  # counted from the first take-over
+    service.fail_next(ErrorKind.QUOTA, "429")
+    assert submit(pipeline, request) == Outcome.QUEUED
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.QUEUED and record.failed_attempts == 0
+    clock.advance(QUOTA_PAUSE_SECONDS)
+    status_tick(pipeline)
+    assert ledger.get(request.idempotency_key).state == S.SUBMITTED
 
 
 # --- status tick ---------------------------------------------------------------------------------
