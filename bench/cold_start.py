@@ -43,7 +43,7 @@ def heaviest_imports(function: str, count: int = 5) -> list[tuple[int, str]]:
             continue
         name = parts[2].rstrip()
         depth = len(name) - len(name.lstrip())
-        if depth == 1:  # imported by main itself, not by another module
+        if depth == 3:  # imported by main itself (importtime indents each level by two)
             rows.append((int(parts[1].strip()), name.strip()))
     return sorted(rows, reverse=True)[:count]
 
