@@ -30,24 +30,15 @@ from autotune.job_lifecycle import ENDED_STATES
 from autotune.submission import KEY_LABEL, Pipeline, ProjectCatalog, status_tick
 from autotune_local.stack import FunctionSource
 
+from sample_data import unique
+from sample_data import conversation_dataset as dataset
+
 pytestmark = pytest.mark.integration
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
 END_TYPES = {EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED,
              EventType.JOB_SKIPPED}
 WAIT = 240.0  # generous: the machine is shared; nothing here measures speed
-
-
-def dataset(tag: str, n: int = 20) -> bytes:
-    rows = (
-        {"contents": [{"role": "user", "parts": [{"text": f"{tag}: question {i}?"}]}, {"role": "model", "parts": [{"text": f"Answer {i}."}]}]}
-        for i in range(n)
-    )
-    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
-
-
-def unique(stem: str) -> str:
-    return f"{stem}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ from autotune.submission import KEY_LABEL
 from autotune.tuning_request import DatasetRef, TuningRequest, content_key, encode_request, idempotency_key
 from autotune_local.event_bridge import header_value
 
+from sample_data import conversation_dataset, unique
+
 pytestmark = pytest.mark.integration
 
 MARKER = f"Quetzal-Ledger-{uuid.uuid4().hex[:10]}"  # dataset text that must never leave the bucket
@@ -31,16 +33,7 @@ ONE_GB = 1_073_741_824  # the catalog's max_file_bytes
 
 
 def dataset(tag: str, n: int = 20) -> bytes:
-    rows = (
-        {"contents": [{"role": "user", "parts": [{"text": f"{MARKER} {tag}: question {i}?"}]},
-                      {"role": "model", "parts": [{"text": f"{MARKER} answer {i}."}]}]}
-        for i in range(n)
-    )
-    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
-
-
-def unique(stem: str) -> str:
-    return f"{stem}-{uuid.uuid4().hex[:8]}"
+    return conversation_dataset(tag, n, marker=MARKER)
 
 
 @pytest.fixture(scope="module")

@@ -28,23 +28,14 @@ from autotune.settings import TuningSettings
 from autotune.submission import KEY_LABEL, Pipeline, ProjectCatalog, submit
 from autotune.tuning_request import DatasetRef, TuningRequest, content_key, idempotency_key
 
+from sample_data import unique
+from sample_data import conversation_dataset as dataset
+
 pytestmark = pytest.mark.integration
 
 S = LedgerState
 END_EVENTS = {EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED}
 WAIT = 120.0  # generous: the machine is shared; nothing here measures speed
-
-
-def dataset(tag: str, n: int = 20) -> bytes:
-    rows = (
-        {"contents": [{"role": "user", "parts": [{"text": f"{tag}: question {i}?"}]}, {"role": "model", "parts": [{"text": f"Answer {i} for {tag}."}]}]}
-        for i in range(n)
-    )
-    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
-
-
-def unique(stem: str) -> str:
-    return f"{stem}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import pytest
 from autotune.events import EventType
 from autotune.tuning_request import decode_request
 
+from sample_data import unique
+
 pytestmark = pytest.mark.integration
 
 SECRET = "Okapi-Lantern-Secret"  # dataset text that must never show up in an event or a log line
@@ -32,10 +34,6 @@ def jsonl(rows) -> bytes:
 
 def good_dataset(n: int = 20) -> bytes:
     return jsonl(example(i, SECRET) for i in range(n))
-
-
-def unique(stem: str) -> str:
-    return f"{stem}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
