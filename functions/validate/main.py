@@ -17,6 +17,11 @@ from autotune.dataset_intake import IntakeDeps, UnreadableEvent, process_upload,
 
 
 @functools.cache
+def _config() -> PipelineConfig:
+    return PipelineConfig.from_env()
+
+
+@functools.cache
 def _deps() -> tuple[PipelineConfig, IntakeDeps]:
     # Built on the first event and kept for the instance's life: clients are slow to create.
     from google.cloud import pubsub_v1, storage
@@ -26,7 +31,7 @@ def _deps() -> tuple[PipelineConfig, IntakeDeps]:
     from autotune.adapters.storage import GcsDatasetStore
     from autotune.validation import DatasetSource, validate_dataset
 
-    config = PipelineConfig.from_env()
+    config = _config()
     client = storage.Client(project=config.project)
     deps = IntakeDeps(
         store=GcsDatasetStore(client, config.bucket),
@@ -59,8 +64,4 @@ def validate(cloud_event) -> None:
 
 
 def _trace(cloud_event) -> str | None:
-    # W3C traceparent "00-TRACEID-SPANID-FLAGS", set by Eventarc.
-    parts = str(cloud_event.get("traceparent") or "").split("-")
-    if len(parts) < 3 or not parts[1]:
-        return None
-    return f"projects/{PipelineConfig.from_env().project}/traces/{parts[1]}"
+    return structured_log.trace_from_traceparent(cloud_event.get("traceparent"), _config().project)

@@ -36,9 +36,10 @@ def error(message: str, **fields: Any) -> None:
     log("ERROR", message, **fields)
 
 
-def trace_from_header(header: str | None, project: str) -> str | None:
-    """`X-Cloud-Trace-Context: TRACE/SPAN;o=1` -> `projects/P/traces/TRACE`."""
-    if not header:
+def trace_from_traceparent(traceparent: str | None, project: str) -> str | None:
+    """W3C `traceparent` "00-TRACEID-SPANID-FLAGS" (Eventarc sets it) -> `projects/P/traces/TRACEID`,
+    the field Cloud Logging uses to group a request's lines."""
+    parts = str(traceparent or "").split("-")
+    if len(parts) < 3 or not parts[1]:
         return None
-    trace_id = header.split("/", 1)[0].strip()
-    return f"projects/{project}/traces/{trace_id}" if trace_id else None
+    return f"projects/{project}/traces/{parts[1]}"

@@ -126,3 +126,13 @@ def test_event_binary_binding_and_stable_id():
     }
     assert json.loads(data) == {"dataset_uri": "gs://b/incoming/a.jsonl", "generation": "7", "error_count": 0}
     assert from_pubsub_message(data, attributes) == first
+
+
+def test_traceparent_becomes_the_cloud_logging_trace_field():
+    from autotune.structured_log import trace_from_traceparent
+
+    assert trace_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "p") == (
+        "projects/p/traces/4bf92f3577b34da6a3ce929d0e0e4736"
+    )
+    assert trace_from_traceparent(None, "p") is None
+    assert trace_from_traceparent("garbage", "p") is None
