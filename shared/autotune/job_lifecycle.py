@@ -129,6 +129,8 @@ class LedgerRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     forced: bool = False
     retune_reason: str | None = None  # why content seen before is tuned again (forced, or it failed)
     outbox: tuple[dict[str, Any], ...] = ()  # events written with the move, not yet published
+    # While a status tick publishes what a crashed mover left in the outbox: no other tick does.
+    outbox_lease_until: str | None = None
 
     @property
     def holds_slot(self) -> bool:

@@ -16,16 +16,19 @@ Exactly once, step by step:
 2. adopt or create: the Vertex job carries the key in a label; before creating, the jobs with
    that label are listed and an existing one is adopted (a crash between create and step 3).
 3. record: SUBMITTING -> SUBMITTED with the job name, in a transaction.
-Every move writes its event into the record's outbox in the same transaction; the events are
-published after the transaction and removed from the outbox once published, and the status tick
-publishes whatever a crash left behind (same ce-id: subscribers drop copies).
+Every move writes its event into the record's outbox in the same transaction. The caller that
+made the move publishes the events its own move added (never those of an earlier move still in
+the outbox: their own mover is publishing them) and removes them from the outbox. What a crash
+left behind is published by a status tick once it is OUTBOX_GRACE_SECONDS old, under a lease
+taken in a transaction, so two overlapping ticks do not both publish it. Only a crash between
+publishing and removing gives a second copy, with the same ce-id: subscribers drop it.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -126,6 +129,7 @@ class Change:
     record: LedgerRecord | None = None
     slots: Slots | None = None
     content_owner_key: str | None = None  # set the content index entry to this key
+    announced: tuple[dict[str, Any], ...] = ()  # the outbox events this change added: its caller publishes them
 
 
 # --- the protocols the orchestration sees -----------------------------------------------------
@@ -535,8 +539,9 @@ def submit(pipeline: Pipeline, request: TuningRequest) -> Outcome:
     change = pipeline.ledger.claim(
         request.idempotency_key,
         request.content_key,
-        lambda view: decide_claim(
-            view, request, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds, spec_error=spec_error
+        lambda view: with_announced(
+            decide_claim(view, request, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds, spec_error=spec_error),
+            view.record,
         ),
     )
     structured_log.info(
@@ -546,12 +551,12 @@ def submit(pipeline: Pipeline, request: TuningRequest) -> Outcome:
         state=change.record.state if change.record else None,
         reason=change.record.reason if change.record else None,
     )
-    publish_outbox(pipeline, change.record)
+    publish_announced(pipeline, change)
     if change.outcome != Outcome.SUBMIT:
         return change.outcome
     if spec is None:  # a take-over of a record whose settings no longer make a job (catalog changed)
-        failed = pipeline.ledger.update(request.idempotency_key, lambda r, s: record_failure(r, s, error=str(spec_error), now=now))
-        publish_outbox(pipeline, failed.record if failed else None)
+        failed = _update(pipeline, request.idempotency_key, lambda r, s: record_failure(r, s, error=str(spec_error), now=now))
+        publish_announced(pipeline, failed)
         return Outcome.FAILED
     return run_submission(pipeline, request.idempotency_key, spec)
 
@@ -575,7 +580,7 @@ def run_submission(pipeline: Pipeline, key: str, spec: JobSpec) -> Outcome:
             job = service.create(spec.parent, spec.body)
     except TuningServiceError as exc:
         return _after_service_error(pipeline, key, exc)
-    change = ledger.update(key, lambda record, slots: record_submitted(record, slots, job=job, adopted=adopted, now=pipeline.clock()))
+    change = _update(pipeline, key, lambda record, slots: record_submitted(record, slots, job=job, adopted=adopted, now=pipeline.clock()))
     if change is None:
         return Outcome.DUPLICATE
     if change.outcome == Outcome.CONFLICT:
@@ -584,7 +589,7 @@ def run_submission(pipeline: Pipeline, key: str, spec: JobSpec) -> Outcome:
             _cancel_quietly(service, job.name)
         return Outcome.CONFLICT
     structured_log.info("submit: job recorded", idempotency_key=key, job=job.name, adopted=adopted)
-    publish_outbox(pipeline, change.record)
+    publish_announced(pipeline, change)
     return Outcome.SUBMITTED
 
 
@@ -592,28 +597,63 @@ def _after_service_error(pipeline: Pipeline, key: str, exc: TuningServiceError) 
     now = pipeline.clock()
     log_fields = {"idempotency_key": key, "error": exc.message, "code": exc.code, "kind": str(exc.kind)}
     if exc.kind == ErrorKind.QUOTA:
-        change = pipeline.ledger.update(key, lambda r, s: record_quota_wait(r, s, message=exc.message, now=now))
+        change = _update(pipeline, key, lambda r, s: record_quota_wait(r, s, message=exc.message, now=now))
         structured_log.warning("submit: tuning service quota full, dataset queued", **log_fields)
     elif exc.kind in {ErrorKind.PERMANENT, ErrorKind.NOT_FOUND}:
-        change = pipeline.ledger.update(key, lambda r, s: record_failure(r, s, error=exc.message, now=now))
+        change = _update(pipeline, key, lambda r, s: record_failure(r, s, error=exc.message, now=now))
         structured_log.error("submit: tuning service refused the job", **log_fields)
     else:
-        pipeline.ledger.update(key, lambda r, s: release_claim(r, s, error=exc.message, now=now))
+        _update(pipeline, key, lambda r, s: release_claim(r, s, error=exc.message, now=now))
         structured_log.warning("submit: transient tuning service error, will retry", **log_fields)
         raise exc
-    publish_outbox(pipeline, change.record if change else None)
+    publish_announced(pipeline, change)
     return change.outcome if change else Outcome.DUPLICATE
 
 
-def publish_outbox(pipeline: Pipeline, record: LedgerRecord | None) -> None:
-    if record is None or not record.outbox:
+def with_announced(change: Change | None, before: LedgerRecord | None) -> Change | None:
+    """`change`, told which events of its record's outbox it added (those not in `before`'s)."""
+    if change is None or change.record is None or change.announced:
+        return change
+    earlier = {item.get("id") for item in before.outbox} if before is not None else set()
+    added = tuple(item for item in change.record.outbox if item.get("id") not in earlier)
+    return replace(change, announced=added) if added else change
+
+
+def _update(pipeline: Pipeline, key: str, decide: Callable[[LedgerRecord, Slots], Change | None], *, missing_ok: bool = False) -> Change | None:
+    """ledger.update, the change knowing which events it announces (decided in the transaction)."""
+    return pipeline.ledger.update(key, lambda record, slots: with_announced(decide(record, slots), record), missing_ok=missing_ok)
+
+
+def publish_announced(pipeline: Pipeline, change: Change | None) -> None:
+    """Publish the events `change` added, then take them out of the outbox."""
+    if change is None or change.record is None or not change.announced:
         return
     published = []
-    for item in record.outbox:
+    for item in change.announced:
         event = event_from_dict(item)
         pipeline.publisher.publish_event(event)
         published.append(event.id)
-    pipeline.ledger.clear_outbox(record.idempotency_key, published)
+    pipeline.ledger.clear_outbox(change.record.idempotency_key, published)
+
+
+def lease_leftovers(record: LedgerRecord, slots: Slots, *, now: datetime, grace_seconds: float = OUTBOX_GRACE_SECONDS) -> Change | None:
+    """The outbox events older than the grace (their mover died before publishing them), leased to
+    this tick for as long again; None when there are none or another tick holds the lease."""
+    if record.outbox_lease_until is not None and parse_timestamp(record.outbox_lease_until) > now:
+        return None
+    cutoff = now - timedelta(seconds=grace_seconds)
+    leftovers = tuple(item for item in record.outbox if _event_time(item) <= cutoff)
+    if not leftovers:
+        return None
+    leased = msgspec.structs.replace(record, outbox_lease_until=timestamp(now + timedelta(seconds=grace_seconds)))
+    return Change(Outcome.CHANGED, record=leased, announced=leftovers)
+
+
+def _event_time(item: Mapping[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(str(item.get("time", "")).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)  # no readable time: old enough
 
 
 def _cancel_quietly(service: TuningService, name: str) -> None:
@@ -637,10 +677,12 @@ def status_tick(pipeline: Pipeline) -> TickSummary:
     """One poll: publish leftovers, record job changes, take over dead claims, fill free slots."""
     ledger, summary = pipeline.ledger, TickSummary()
     for record in ledger.with_outbox():
-        if parse_timestamp(record.updated_at) + timedelta(seconds=OUTBOX_GRACE_SECONDS) > pipeline.clock():
-            continue  # its mover is probably publishing it right now; a crash leaves it older
-        publish_outbox(pipeline, record)
-        summary.published += len(record.outbox)
+        now = pipeline.clock()
+        if lease_leftovers(record, Slots(), now=now) is None:
+            continue  # too fresh (its mover is publishing it right now) or leased by another tick
+        change = ledger.update(record.idempotency_key, lambda r, s: lease_leftovers(r, s, now=now))
+        publish_announced(pipeline, change)
+        summary.published += len(change.announced) if change else 0
     for record in ledger.records(ACTIVE_JOB_STATES):
         summary.observed += 1
         if not record.job_name:
@@ -655,21 +697,21 @@ def status_tick(pipeline: Pipeline) -> TickSummary:
         now = pipeline.clock()
         if observe(record, Slots(), job=job, now=now) is None:
             continue  # nothing new: no transaction, no contention on the slots document
-        change = ledger.update(record.idempotency_key, lambda r, s: observe(r, s, job=job, now=now))
+        change = _update(pipeline, record.idempotency_key, lambda r, s: observe(r, s, job=job, now=now))
         if change is not None and change.record is not None and change.record.state != record.state:
             summary.changed += 1
             structured_log.info(
                 f"status: {record.state} -> {change.record.state}", dataset=record.dataset_uri, job=job.name, error=change.record.error
             )
-        publish_outbox(pipeline, change.record if change else None)
+        publish_announced(pipeline, change)
     for record in ledger.records({S.SUBMITTING}):
         now = pipeline.clock()
         if not claim_expired(record, now):
             continue
-        change = ledger.update(record.idempotency_key, lambda r, s: take_over(r, s, now=now, claim_seconds=pipeline.claim_seconds))
+        change = _update(pipeline, record.idempotency_key, lambda r, s: take_over(r, s, now=now, claim_seconds=pipeline.claim_seconds))
         if change is None:
             continue
-        publish_outbox(pipeline, change.record)
+        publish_announced(pipeline, change)
         if change.outcome == Outcome.SUBMIT:
             summary.taken_over += 1
             _submit_from_ledger(pipeline, change.record, summary)
@@ -687,7 +729,7 @@ def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
             return
         tried.add(head)
         now = pipeline.clock()
-        change = pipeline.ledger.update(
+        change = _update(pipeline, 
             head, lambda r, s: promote(r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds)
         )
         if change is None or change.outcome != Outcome.SUBMIT:
@@ -707,8 +749,8 @@ def _submit_from_ledger(pipeline: Pipeline, record: LedgerRecord, summary: TickS
         )
     except (msgspec.ValidationError, JobSpecError) as exc:
         now = pipeline.clock()
-        change = pipeline.ledger.update(record.idempotency_key, lambda r, s: record_failure(r, s, error=str(exc), now=now))
-        publish_outbox(pipeline, change.record if change else None)
+        change = _update(pipeline, record.idempotency_key, lambda r, s: record_failure(r, s, error=str(exc), now=now))
+        publish_announced(pipeline, change)
         return Outcome.FAILED
     try:
         return run_submission(pipeline, record.idempotency_key, spec)
@@ -721,7 +763,7 @@ def _release_stale_slots(pipeline: Pipeline) -> None:
     slots = pipeline.ledger.slots()
     for key in [*slots.active, *slots.queued]:
         if release_stale_slot(pipeline.ledger.get(key), key, slots) is not None:
-            pipeline.ledger.update(key, lambda r, s, key=key: release_stale_slot(r, key, s), missing_ok=True)
+            _update(pipeline, key, lambda r, s, key=key: release_stale_slot(r, key, s), missing_ok=True)
 
 
 def cancel(pipeline: Pipeline, key: str) -> Outcome:
@@ -731,8 +773,8 @@ def cancel(pipeline: Pipeline, key: str) -> Outcome:
     if record is None:
         raise LookupError(f"no ledger record {key}")
     if record.state == S.QUEUED:
-        change = pipeline.ledger.update(key, lambda r, s: cancel_queued(r, s, now=pipeline.clock()))
-        publish_outbox(pipeline, change.record if change else None)
+        change = _update(pipeline, key, lambda r, s: cancel_queued(r, s, now=pipeline.clock()))
+        publish_announced(pipeline, change)
         return Outcome.CANCELLED if change else Outcome.DUPLICATE
     if record.state in ACTIVE_JOB_STATES and record.job_name:
         pipeline.service.cancel(record.job_name)

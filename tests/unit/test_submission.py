@@ -497,3 +497,57 @@ def test_take_over_of_a_request_that_no_longer_makes_a_job_fails_it(world):
     record = ledger.get(request.idempotency_key)
     assert record.state == S.FAILED and "cannot be tuned in region us-central1" in record.error
     assert ledger.slots().active == {} and bus.types() == ["failed"]
+
+
+def test_a_mover_publishes_only_the_events_of_its_own_move(world):
+    """Tick A records RUNNING; before A has published, tick B records SUCCEEDED on the same
+    record (whose outbox still holds A's event). Each publishes its own event: none twice."""
+    pipeline, ledger, service, _, _ = world
+    request = make_request()
+    submit(pipeline, request)
+    job_name = ledger.get(request.idempotency_key).job_name
+    service.set_state(job_name, "JOB_STATE_RUNNING")
+    published = []
+
+    class InterleavingBus:
+        """The first publish (A's RUNNING) lets a whole second tick run before it goes out."""
+
+        def publish_event(self, event):
+            if not published:
+                published.append("pending")
+                service.succeed(job_name)
+                status_tick(pipeline)
+            published.append(event.type.value.rsplit(".", 1)[1])
+
+    pipeline.publisher = InterleavingBus()
+    status_tick(pipeline)
+    assert sorted(published[1:]) == ["running", "succeeded"]
+    assert ledger.get(request.idempotency_key).outbox == ()
+
+
+def test_overlapping_ticks_publish_crash_leftovers_once(world):
+    """Two ticks that both find the same leftover in the outbox: one leases it, one publishes."""
+    pipeline, ledger, service, bus, clock = world
+
+    class DeadBus:
+        def publish_event(self, event):
+            raise ConnectionError("bus down")
+
+    pipeline.publisher = DeadBus()
+    request = make_request()
+    with pytest.raises(ConnectionError):
+        submit(pipeline, request)
+    clock.advance(31)
+    published = []
+
+    class InterleavingBus:
+        def publish_event(self, event):
+            if not published:
+                published.append("pending")
+                status_tick(pipeline)  # the overlapping tick: the leftover is leased, not its
+            published.append(event.type.value.rsplit(".", 1)[1])
+
+    pipeline.publisher = InterleavingBus()
+    status_tick(pipeline)
+    assert published[1:] == ["submitted"]
+    assert ledger.get(request.idempotency_key).outbox == ()
