@@ -76,6 +76,10 @@ class StackOptions:
     extra_env: Mapping[str, str] = field(default_factory=dict)  # given to every function process
 
 
+# Locally nothing is lost for long: the emulators lose messages on a restart, and a pass over a
+# small bucket is cheap (Google Cloud keeps the config.toml values).
+LOCAL_RECONCILIATION = {"reconcile_every_seconds": 15, "reconcile_after_seconds": 60}
+
 FUNCTION_NAMES = ("validate", "submit", "status")
 
 
@@ -206,7 +210,7 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
         project=options.project,
         bucket=options.bucket,
         vertex_endpoint=f"http://127.0.0.1:{ports['tuning']}",
-        **dict(options.config_overrides),
+        **{**LOCAL_RECONCILIATION, **dict(options.config_overrides)},
     )
     env = stack_environment(config, ports)
     child_env = {**_clean_parent_env(), **env, **options.extra_env, "PYTHONUNBUFFERED": "1", "GOOGLE_CLOUD_PROJECT": config.project}

@@ -3,6 +3,8 @@
 Vertex AI announces no job end, so Cloud Scheduler (locally, the stack's ticker) publishes a
 tick and this function records every job state change, publishes each job event once, takes
 over submissions whose submitter died, and submits the oldest queued dataset when a slot frees.
+At most once every `reconcile_every_seconds` (across instances) it also takes in again uploads
+whose storage notification or tuning request was lost (autotune.reconciliation).
 A tick is always acknowledged: the ledger holds all state, so the next tick redoes whatever
 this one could not, and a stale tick is not worth a retry.
 """
@@ -16,14 +18,28 @@ import functions_framework
 
 from autotune import structured_log
 from autotune.config import PipelineConfig
+from autotune.reconciliation import LostUpload, reconcile_if_due
 from autotune.submission import Pipeline, status_tick
+
+
+@functools.cache
+def _config() -> PipelineConfig:
+    return PipelineConfig.from_env()
 
 
 @functools.cache
 def _pipeline() -> Pipeline:
     from autotune.adapters.jobs import connect_pipeline
 
-    return connect_pipeline(PipelineConfig.from_env())
+    return connect_pipeline(_config())
+
+
+@functools.cache
+def _intake():
+    # Only on the first reconciliation pass: most ticks never need storage clients.
+    from autotune.adapters.intake import connect_intake
+
+    return connect_intake(_config())
 
 
 @functions_framework.cloud_event
@@ -36,3 +52,17 @@ def status(cloud_event) -> None:
         return
     if summary.changed or summary.promoted or summary.taken_over or summary.published or summary.errors:
         structured_log.info("status tick", event_id=cloud_event["id"], **dataclasses.asdict(summary))
+    pipeline = _pipeline()
+    try:
+        found = reconcile_if_due(_config(), pipeline.ledger, _intake, now=pipeline.clock(), on_outcome=_log_taken_in)
+    except Exception as exc:  # noqa: BLE001 (the next period's pass retries)
+        structured_log.error("reconciliation failed; the next pass will retry", error=f"{type(exc).__name__}: {exc}",
+                             event_id=cloud_event["id"])
+        return
+    if found is not None and (found.lost or found.errors):
+        structured_log.warning("reconciliation: uploads taken in again", event_id=cloud_event["id"], **dataclasses.asdict(found))
+
+
+def _log_taken_in(lost: LostUpload, outcome) -> None:
+    structured_log.log(outcome.severity, f"reconciliation: {outcome.message}", dataset=outcome.dataset, why=lost.why,
+                       decision=outcome.decision, **outcome.fields)

@@ -24,23 +24,10 @@ def _config() -> PipelineConfig:
 @functools.cache
 def _deps() -> tuple[PipelineConfig, IntakeDeps]:
     # Built on the first event and kept for the instance's life: clients are slow to create.
-    from google.cloud import pubsub_v1, storage
-
-    from autotune.adapters.bus import PubSubBus
-    from autotune.adapters.media import GcsMediaInspector
-    from autotune.adapters.storage import GcsDatasetStore
-    from autotune.validation import DatasetSource, validate_dataset
+    from autotune.adapters.intake import connect_intake
 
     config = _config()
-    client = storage.Client(project=config.project)
-    deps = IntakeDeps(
-        store=GcsDatasetStore(client, config.bucket),
-        bus=PubSubBus(pubsub_v1.PublisherClient(), config),
-        validate_dataset=validate_dataset,
-        dataset_source=DatasetSource,
-        media=GcsMediaInspector(client),
-    )
-    return config, deps
+    return config, connect_intake(config)[0]
 
 
 @functions_framework.cloud_event

@@ -45,6 +45,10 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # regional Vertex AI endpoint for the job's region.
     vertex_endpoint: str = ""
     tuning_service_account: str = ""
+    # Reconciliation (autotune.reconciliation): how often the status tick looks for uploads whose
+    # messages were lost (0: never), and how old an upload must be before it counts as lost.
+    reconcile_every_seconds: int = 600
+    reconcile_after_seconds: int = 900
     defaults: TuningDefaults = TuningDefaults()
 
     @classmethod
@@ -79,6 +83,8 @@ _PIPELINE_VARS = {
     "allowed_media_buckets": "AUTOTUNE_ALLOWED_MEDIA_BUCKETS",
     "vertex_endpoint": "AUTOTUNE_VERTEX_ENDPOINT",
     "tuning_service_account": "AUTOTUNE_TUNING_SERVICE_ACCOUNT",
+    "reconcile_every_seconds": "AUTOTUNE_RECONCILE_EVERY_SECONDS",
+    "reconcile_after_seconds": "AUTOTUNE_RECONCILE_AFTER_SECONDS",
 }
 _DEFAULT_VARS = {
     "model": "AUTOTUNE_DEFAULT_MODEL",

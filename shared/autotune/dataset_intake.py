@@ -48,6 +48,9 @@ MANIFEST_MAX_BYTES = 64 * 1024
 NAME_LIMIT_BYTES = 1024
 MANIFEST_SETTINGS = ("model", "epochs", "adapter_size", "learning_rate_multiplier", "region", "display_name")
 
+# Metadata on every report object: "true" (accepted) or "false" (rejected).
+REPORT_VALID_METADATA = "autotune-valid"
+
 # Problems found before any line is read, reported in the validator's report shape:
 # the manifest is not JSON of the documented shape, or names an object of another bucket;
 INVALID_MANIFEST = "invalid_manifest"
@@ -84,7 +87,9 @@ class DatasetStore(Protocol):
     def stat(self, name: str) -> StoredObject | None: ...
     def read_chunks(self, name: str, generation: str) -> Iterator[bytes]: ...  # lazy; raises ObjectGone
     def read_bytes(self, name: str, generation: str) -> bytes: ...  # small objects; raises ObjectGone
-    def write_report(self, name: str, data: bytes) -> None: ...
+    # `valid` goes into the report object's metadata (REPORT_VALID_METADATA), so reconciliation
+    # tells accepted from rejected uploads by listing the reports, without reading each one.
+    def write_report(self, name: str, data: bytes, *, valid: bool) -> None: ...
 
 
 class EventBus(Protocol):
@@ -308,7 +313,7 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
     )
     if not report.valid:
         return _reject(verdict, report.to_dict(), deps, error_count=report.error_count, warning_count=report.warning_count)
-    deps.store.write_report(verdict.report_name, report.to_json())
+    deps.store.write_report(verdict.report_name, report.to_json(), valid=True)
     request = build_request(uploaded, training, validation, settings, report, verdict.report_uri, deps.now())
     # The request first: an "accepted" event must never announce a job nobody was asked to run.
     deps.bus.publish_request(request)
@@ -354,7 +359,7 @@ def build_request(
 
 
 def _reject(verdict: Verdict, doc: dict, deps: IntakeDeps, *, error_count: int | None = None, warning_count: int = 0) -> Outcome:
-    deps.store.write_report(verdict.report_name, msgspec.json.encode(doc))
+    deps.store.write_report(verdict.report_name, msgspec.json.encode(doc), valid=False)
     counts = {str(k): int(v) for k, v in (doc.get("counts") or {}).items()}
     if error_count is None:
         error_count = sum(counts.values())

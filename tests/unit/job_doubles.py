@@ -25,6 +25,7 @@ class MemoryLedger:
         self.slot_doc = Slots()
         self.lock = threading.Lock()
         self.max_active_seen = 0
+        self.turns: dict[str, datetime] = {}
 
     def claim(self, key: str, content_key: str, decide: Callable[[ClaimView], Change]) -> Change:
         with self.lock:
@@ -76,6 +77,17 @@ class MemoryLedger:
 
     def slots(self) -> Slots:
         return self.slot_doc
+
+    def report_uris_since(self, since: str) -> set[str]:
+        with self.lock:
+            return {r.report_uri for r in self.docs.values() if r.report_uri and r.created_at >= since}
+
+    def take_turn(self, name: str, now: datetime, every_seconds: float) -> bool:
+        with self.lock:
+            if self.turns.get(name, now) > now:
+                return False
+            self.turns[name] = now + timedelta(seconds=every_seconds)
+            return True
 
 
 class FakeTuningService:

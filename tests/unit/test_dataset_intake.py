@@ -30,10 +30,9 @@ from autotune.dataset_intake import (
 from autotune.events import EventType
 from autotune.tuning_request import TuningRequest, decode_request, encode_request
 from autotune.validation import DatasetSource, validate_dataset
+from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
-BUCKET = "data-bucket"
 CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-2.5-flash", epochs=3))
-NOW = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
 
 
 def example(i: int) -> dict:
@@ -43,63 +42,6 @@ def example(i: int) -> dict:
 
 def jsonl(n: int = 20) -> bytes:
     return b"".join(json.dumps(example(i)).encode() + b"\n" for i in range(n))
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.objects: dict[str, tuple[StoredObject, bytes]] = {}
-        self.reports: dict[str, bytes] = {}
-        self.chunks_read = 0
-        self.effects: list[str] = []
-        self._generation = 1000
-
-    def put(self, name: str, data: bytes, metadata: dict | None = None) -> StoredObject:
-        self._generation += 1
-        obj = StoredObject(bucket=BUCKET, name=name, generation=str(self._generation), size=len(data), metadata=metadata or {})
-        self.objects[name] = (obj, data)
-        return obj
-
-    def stat(self, name: str) -> StoredObject | None:
-        found = self.objects.get(name)
-        return found[0] if found else None
-
-    def _data(self, name: str, generation: str) -> bytes:
-        found = self.objects.get(name)
-        if not found or found[0].generation != generation:
-            raise ObjectGone(f"{name}#{generation}")
-        return found[1]
-
-    def read_chunks(self, name: str, generation: str) -> Iterator[bytes]:
-        data = self._data(name, generation)
-        for start in range(0, len(data), 7):  # odd chunk size: lines straddle chunks
-            self.chunks_read += 1
-            yield data[start:start + 7]
-
-    def read_bytes(self, name: str, generation: str) -> bytes:
-        return self._data(name, generation)
-
-    def write_report(self, name: str, data: bytes) -> None:
-        self.effects.append(f"report {name}")
-        self.reports[name] = data
-
-
-class MemoryBus:
-    def __init__(self, effects: list[str], fail_requests: bool = False) -> None:
-        self.events = []
-        self.requests: list[TuningRequest] = []
-        self.effects = effects
-        self.fail_requests = fail_requests
-
-    def publish_request(self, request: TuningRequest) -> None:
-        if self.fail_requests:
-            raise ConnectionError("pubsub unavailable")
-        # Round-trip: what submit will decode.
-        self.requests.append(decode_request(encode_request(request)))
-        self.effects.append("request")
-
-    def publish_event(self, event) -> None:
-        self.events.append(event)
-        self.effects.append(f"event {event.type.value}")
 
 
 @pytest.fixture

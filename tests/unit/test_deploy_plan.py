@@ -34,8 +34,9 @@ ALLOWED_ROLES = {
     "autotune-validate": {"roles/storage.objectViewer", "roles/storage.objectUser", "roles/pubsub.publisher"},
     "autotune-submit": {"roles/aiplatform.user", "roles/iam.serviceAccountUser", "roles/datastore.user",
                         "roles/pubsub.publisher"},
+    # status reconciles lost uploads with validate's code, so it also holds validate's storage roles
     "autotune-status": {"roles/aiplatform.user", "roles/iam.serviceAccountUser", "roles/datastore.user",
-                        "roles/pubsub.publisher"},
+                        "roles/pubsub.publisher", "roles/storage.objectViewer", "roles/storage.objectUser"},
     "autotune-invoker": {"roles/eventarc.eventReceiver", "roles/run.invoker"},
     "gcp-sa-aiplatform": {"roles/storage.objectViewer"},
     "gcp-sa-pubsub": {"roles/pubsub.publisher", "roles/pubsub.subscriber", "roles/iam.serviceAccountTokenCreator"},
@@ -163,10 +164,11 @@ def test_no_basic_roles_and_report_writing_is_confined_to_the_reports_prefix():
     assert not roles_granted & {"roles/owner", "roles/editor", "roles/viewer", "roles/storage.admin",
                                 "roles/storage.objectAdmin"}
     writers = [s for s in steps if "--role=roles/storage.objectUser" in s.argv]
-    assert len(writers) == 1
-    assert flag_values(writers[0].argv, "--condition") == [
-        'expression=resource.name.startsWith("projects/_/buckets/sample-project-autotune/objects/reports/"),'
-        "title=autotune-reports-only"]
+    assert sorted(principal_of(flag_values(w.argv, "--member")[0]) for w in writers) == ["autotune-status", "autotune-validate"]
+    for writer in writers:
+        assert flag_values(writer.argv, "--condition") == [
+            'expression=resource.name.startsWith("projects/_/buckets/sample-project-autotune/objects/reports/"),'
+            "title=autotune-reports-only"]
 
 
 def test_the_vertex_ai_agent_reads_the_bucket_and_the_project_number_is_looked_up_first():

@@ -2,6 +2,7 @@
 ledger, service and bus behind them: what the entry points decode, acknowledge and refuse."""
 
 import base64
+from datetime import timedelta
 import json
 import sys
 
@@ -12,6 +13,9 @@ from autotune.config import REPO_ROOT
 from autotune.job_lifecycle import LedgerState
 from autotune.submission import Pipeline
 from autotune.tuning_request import encode_request
+from autotune.dataset_intake import IntakeDeps
+from autotune.validation import DatasetSource, validate_dataset
+from intake_doubles import MemoryBus, MemoryStore
 from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
 
 PUBSUB_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -23,10 +27,17 @@ def pipeline():
                     project="p", clock=SteppingClock())
 
 
-def serve(name: str, pipeline: Pipeline):
+def serve(name: str, pipeline: Pipeline, intake: tuple[IntakeDeps, MemoryStore] | None = None):
     app = create_app(target=name, source=str(REPO_ROOT / "functions" / name / "main.py"), signature_type="cloudevent")
     sys.modules["main"]._pipeline = lambda: pipeline  # the function's one wiring point
+    if name == "status":  # and its reconciliation's
+        store = MemoryStore()
+        sys.modules["main"]._intake = lambda: intake or (memory_intake(store), store)
     return app.test_client()
+
+
+def memory_intake(store: MemoryStore) -> IntakeDeps:
+    return IntakeDeps(store=store, bus=MemoryBus(store.effects), validate_dataset=validate_dataset, dataset_source=DatasetSource)
 
 
 def cloud_event(data: bytes, message_id: str = "m-1") -> tuple[dict, str]:
@@ -86,3 +97,23 @@ def test_status_tick_records_the_end_and_always_acknowledges(pipeline):
 
     pipeline.ledger = BrokenLedger()
     assert status_client.post("/", headers=tick_headers, data=tick_body).status_code == 200
+
+
+def test_a_status_tick_takes_in_an_upload_whose_notification_was_lost(pipeline, monkeypatch):
+    """The status function's reconciliation pass, wired as deployed: once per period."""
+    monkeypatch.setenv("AUTOTUNE_BUCKET", "data-bucket")
+    monkeypatch.setenv("AUTOTUNE_RECONCILE_EVERY_SECONDS", "60")
+    monkeypatch.setenv("AUTOTUNE_RECONCILE_AFTER_SECONDS", "300")
+    store = MemoryStore()
+    store.now = pipeline.clock() - timedelta(seconds=600)
+    example = {"contents": [{"role": "user", "parts": [{"text": "Q?"}]}, {"role": "model", "parts": [{"text": "A."}]}]}
+    upload = store.put("incoming/lost.jsonl", (json.dumps(example) + "\n").encode() * 20)
+    intake = memory_intake(store)
+    status_client = serve("status", pipeline, (intake, store))
+    sys.modules["main"]._config.cache_clear()
+    tick_headers, tick_body = cloud_event(b"{}", message_id="tick-1")
+    assert status_client.post("/", headers=tick_headers, data=tick_body).status_code == 200
+    [request] = intake.bus.requests
+    assert request.training.uri == upload.uri
+    assert status_client.post("/", headers=tick_headers, data=tick_body).status_code == 200
+    assert len(intake.bus.requests) == 1  # the next pass is a period away

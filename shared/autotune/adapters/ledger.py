@@ -4,6 +4,7 @@ Collections (names derived from `ledger_collection`, default "autotune-datasets"
     <collection>/<idempotency key>        the LedgerRecord
     <collection>-content/<content key>    {"idempotency_key": first tuning of these bytes and settings}
     <collection>-slots/slots              {"active": {key: since}, "queued": {key: order}}
+    <collection>-turns/<name>             {"next_at": RFC 3339}: periodic work one instance does
 Every decision reads the documents it depends on inside the transaction, so Firestore
 serialises competing decisions (the slots document is read by every claim and every move that
 frees or takes a slot) and a losing transaction is retried on fresh data.
@@ -15,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
@@ -22,7 +24,7 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from autotune.job_lifecycle import LedgerRecord, LedgerState
+from autotune.job_lifecycle import LedgerRecord, LedgerState, parse_timestamp, timestamp
 from autotune.submission import Change, ClaimView, Slots
 
 # Every decision reads the slots document, so concurrent transactions contend on it. Within one
@@ -42,6 +44,7 @@ class FirestoreLedger:
         self.records_ref = client.collection(collection)
         self.content_ref = client.collection(f"{collection}-content")
         self.slots_ref = client.collection(f"{collection}-slots").document(SLOTS_DOCUMENT)
+        self.turns_ref = client.collection(f"{collection}-turns")
         self._turn = threading.Lock()
 
     @classmethod
@@ -135,6 +138,24 @@ class FirestoreLedger:
 
     def slots(self) -> Slots:
         return _slots(self.slots_ref.get())
+
+    def report_uris_since(self, since: str) -> set[str]:
+        query = self.records_ref.where(filter=FieldFilter("created_at", ">=", since)).select(["report_uri"])
+        return {uri for snap in query.stream() if (uri := (snap.to_dict() or {}).get("report_uri"))}
+
+    def take_turn(self, name: str, now: datetime, every_seconds: float) -> bool:
+        """True for the first caller of each period of `every_seconds`, across instances."""
+        turn_ref = self.turns_ref.document(name)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> bool:
+            next_at = (turn_ref.get(transaction=transaction).to_dict() or {}).get("next_at")
+            if next_at and parse_timestamp(next_at) > now:
+                return False
+            transaction.set(turn_ref, {"next_at": timestamp(now + timedelta(seconds=every_seconds))})
+            return True
+
+        return self._transact(run)
 
 
 def _document(record: LedgerRecord) -> dict[str, Any]:

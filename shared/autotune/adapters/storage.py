@@ -13,7 +13,8 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from autotune.dataset_intake import ObjectGone, StoredObject
+from autotune.dataset_intake import REPORT_VALID_METADATA, ObjectGone, StoredObject
+from autotune.reconciliation import ListedObject
 
 CHUNK_BYTES = 8 * 1024 * 1024
 
@@ -25,8 +26,13 @@ class GcsDatasetStore:
 
     def stat(self, name: str) -> StoredObject | None:
         blob = self._bucket.get_blob(name)
-        if blob is None:
-            return None
+        return None if blob is None else self._stored(blob)
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        for blob in self._bucket.client.list_blobs(self._bucket, prefix=prefix):
+            yield ListedObject(self._stored(blob), blob.updated)
+
+    def _stored(self, blob: storage.Blob) -> StoredObject:
         return StoredObject(
             bucket=self._bucket.name, name=blob.name, generation=str(blob.generation), size=blob.size,
             metadata=dict(blob.metadata or {}),
@@ -47,10 +53,11 @@ class GcsDatasetStore:
         except gexc.NotFound as exc:
             raise ObjectGone(f"gs://{self._bucket.name}/{name}#{generation}") from exc
 
-    def write_report(self, name: str, data: bytes, retry: Retry = DEFAULT_RETRY) -> None:
+    def write_report(self, name: str, data: bytes, *, valid: bool, retry: Retry = DEFAULT_RETRY) -> None:
         # Writing the same report twice is harmless, so the upload is retried even without a
         # generation precondition.
         blob = self._bucket.blob(name)
         blob.cache_control = "no-cache"
+        blob.metadata = {REPORT_VALID_METADATA: "true" if valid else "false"}
         blob.upload_from_string(data, content_type="application/json", retry=retry)
 
