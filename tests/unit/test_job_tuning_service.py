@@ -80,3 +80,26 @@ def test_unknown_job_and_unreachable_service(emulator):
     with pytest.raises(TuningServiceError) as caught:
         nobody.get("projects/p/locations/us-central1/tuningJobs/1")
     assert caught.value.kind == ErrorKind.TRANSIENT
+
+
+def test_a_refused_label_filter_falls_back_to_matching_labels_client_side(emulator):
+    """Should Vertex AI refuse the `labels.KEY="VALUE"` filter (400), adoption still works."""
+    from google.api_core import exceptions as api_exceptions
+
+    _, adapter = emulator
+    job_spec = spec()
+    created = adapter.create(job_spec.parent, job_spec.body)
+    real = adapter._client("us-central1")
+    seen_filters = []
+
+    class FilterRefusingClient:
+        def list_tuning_jobs(self, request):
+            seen_filters.append(request.get("filter"))
+            if request.get("filter"):
+                raise api_exceptions.BadRequest("Unsupported filter")
+            return real.list_tuning_jobs(request=request)
+
+    adapter._clients[adapter.endpoint] = FilterRefusingClient()
+    assert adapter.find_by_label(job_spec.parent, KEY_LABEL, REQUEST.idempotency_key).name == created.name
+    assert adapter.find_by_label(job_spec.parent, KEY_LABEL, "0" * 40) is None
+    assert seen_filters == [f'labels.{KEY_LABEL}="{REQUEST.idempotency_key}"', None, f'labels.{KEY_LABEL}="{"0" * 40}"', None]

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from autotune import structured_log
 from autotune.job_lifecycle import JobSnapshot
 from autotune.submission import ErrorKind, TuningServiceError, classify_error
 
@@ -28,7 +29,16 @@ class VertexTuningService:
 
     def find_by_label(self, parent: str, key: str, value: str) -> JobSnapshot | None:
         client = self._client(_region(parent))
-        found = _call(lambda: list(client.list_tuning_jobs(request={"parent": parent, "filter": f'labels.{key}="{value}"'})))
+        try:
+            found = _call(lambda: list(client.list_tuning_jobs(request={"parent": parent, "filter": f'labels.{key}="{value}"'})))
+        except TuningServiceError as exc:
+            # ListTuningJobs documents only "the standard list filter"; should the service refuse
+            # the label form (400), every job of the region is listed and matched here instead,
+            # rather than failing the dataset: adoption must not depend on that syntax.
+            if exc.kind != ErrorKind.PERMANENT or exc.code != 400:
+                raise
+            structured_log.warning("tuning jobs: label filter refused, matching labels client-side", parent=parent, error=exc.message)
+            found = _call(lambda: list(client.list_tuning_jobs(request={"parent": parent})))
         matching = [job for job in found if job.labels.get(key) == value]
         if not matching:
             return None
