@@ -15,6 +15,12 @@ tuning emulator and the ledger for the number of active jobs. Then it prints:
   event's ce-time, the moment the pipeline decided; both clocks are this machine's).
 
     python bench/load.py [--datasets 200] [--max-jobs 4] [--job-seconds 5] [--tick-seconds 1]
+                         [--rate-500 0.3 --rate-429 0.3]
+
+With --rate-500 / --rate-429 the tuning emulator answers that share of all calls with 500 and of
+job creations with 429 for the whole run: the figures then show what a service failing that
+often for minutes costs (FAILED ends are allowed: a dataset gives up after 10 tries without an
+answer; lost or doubled ones are not).
 
 The integration test tests/integration/test_load_small.py runs the same code with a small N.
 """
@@ -248,7 +254,15 @@ def list_jobs(stack) -> list:
         transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()
     )
     parent = f"projects/{stack.project}/locations/{stack.config.defaults.region}"
-    return list(client.list_tuning_jobs(request={"parent": parent}))
+    from google.api_core.exceptions import InternalServerError
+
+    for attempt in range(30):  # with --rate-500 the emulator fails this call too, on purpose
+        try:
+            return list(client.list_tuning_jobs(request={"parent": parent}))
+        except InternalServerError:
+            if attempt == 29:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _in_lifecycle_order(received: list) -> bool:
@@ -306,6 +320,8 @@ def main() -> int:
     parser.add_argument("--job-seconds", type=float, default=5.0, help="the tuning emulator's job clock")
     parser.add_argument("--tick-seconds", type=float, default=1.0, help="status tick period")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for the drain after this")
+    parser.add_argument("--rate-500", type=float, default=0.0, help="share of tuning service calls answered 500")
+    parser.add_argument("--rate-429", type=float, default=0.0, help="share of job creations answered 429")
     args = parser.parse_args()
 
     from autotune_local.stack import options_with, start_stack
@@ -314,11 +330,12 @@ def main() -> int:
         started = time.monotonic()
         stack = start_stack(options_with(
             state_dir=Path(tmp) / "stack", max_concurrent_jobs=args.max_jobs, job_seconds=args.job_seconds,
-            tick_seconds=args.tick_seconds,
+            tick_seconds=args.tick_seconds, fault_rate_500=args.rate_500, fault_rate_429=args.rate_429,
         ))
         try:
             print(f"stack up in {time.monotonic() - started:.1f} s: max_concurrent_jobs {args.max_jobs}, "
-                  f"job clock {args.job_seconds:g} s, tick every {args.tick_seconds:g} s", flush=True)
+                  f"job clock {args.job_seconds:g} s, tick every {args.tick_seconds:g} s"
+                  + (f", faults 500 {args.rate_500:.0%} 429 {args.rate_429:.0%}" if args.rate_500 or args.rate_429 else ""), flush=True)
             figures = run_load(stack, args.datasets, timeout=args.timeout, progress=lambda line: print(line, flush=True))
         finally:
             stack.stop()
