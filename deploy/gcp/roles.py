@@ -70,6 +70,25 @@ def reports_only(target: DeployTarget) -> Condition:
     )
 
 
+def intake_grants(target: DeployTarget, principal: str, *, purpose: str = "") -> list[Grant]:
+    """What running the intake (validate's code) needs: validate's own, and status's, whose
+    reconciliation takes in again the uploads whose messages were lost."""
+    cfg, bucket = target.config, target.bucket
+    lead = f"{purpose}: " if purpose else ""
+    return [
+        Grant(principal=principal, role="roles/storage.objectViewer", scope="bucket", resource=bucket,
+              why=f"{lead}stream the dataset, its manifest and validation file; check referenced media exist"),
+        Grant(principal=principal, role="roles/storage.objectUser", scope="bucket", resource=bucket,
+              condition=reports_only(target),
+              why=(f"{lead}write (and, on a retried event, overwrite) its report under {cfg.reports_prefix} "
+                   "only: the condition keeps it from writing into incoming/, which would start jobs")),
+        *[Grant(principal=principal, role="roles/storage.objectViewer", scope="bucket", resource=m,
+                why=f"{lead}check that media the dataset references exist") for m in cfg.allowed_media_buckets],
+        Grant(principal=principal, role="roles/pubsub.publisher", scope="topic", resource=cfg.requests_topic,
+              why=f"{lead}hand an accepted dataset to submit"),
+    ]
+
+
 def grants(target: DeployTarget) -> list[Grant]:
     cfg = target.config
     bucket = target.bucket
@@ -77,16 +96,7 @@ def grants(target: DeployTarget) -> list[Grant]:
     validate, submit, status, invoker = (f"{PREFIX}-validate", f"{PREFIX}-submit", f"{PREFIX}-status", INVOKER)
     out: list[Grant] = [
         # validate
-        Grant(principal=validate, role="roles/storage.objectViewer", scope="bucket", resource=bucket,
-              why="stream the dataset, its manifest and validation file; check referenced media exist"),
-        Grant(principal=validate, role="roles/storage.objectUser", scope="bucket", resource=bucket,
-              condition=reports_only(target),
-              why=(f"write (and, on a retried event, overwrite) its report under {cfg.reports_prefix} "
-                   "only: the condition keeps it from writing into incoming/, which would start jobs")),
-        *[Grant(principal=validate, role="roles/storage.objectViewer", scope="bucket", resource=m,
-                why="check that media the dataset references exist") for m in media],
-        Grant(principal=validate, role="roles/pubsub.publisher", scope="topic", resource=cfg.requests_topic,
-              why="hand an accepted dataset to submit"),
+        *intake_grants(target, validate),
         Grant(principal=validate, role="roles/pubsub.publisher", scope="topic", resource=cfg.events_topic,
               why="announce accepted/rejected"),
         # submit
@@ -105,17 +115,8 @@ def grants(target: DeployTarget) -> list[Grant]:
               why="read active records, record state transitions"),
         Grant(principal=status, role="roles/pubsub.publisher", scope="topic", resource=cfg.events_topic,
               why="announce running/succeeded/failed/cancelled, and accepted/rejected for uploads it takes in again"),
-        # status: reconciliation takes in uploads whose messages were lost, with validate's code,
-        # so it needs what validate needs.
-        Grant(principal=status, role="roles/storage.objectViewer", scope="bucket", resource=bucket,
-              why="reconciliation: list uploads and reports, then read a lost upload as validate would"),
-        Grant(principal=status, role="roles/storage.objectUser", scope="bucket", resource=bucket,
-              condition=reports_only(target),
-              why=f"reconciliation: write a lost upload's report under {cfg.reports_prefix} only"),
-        *[Grant(principal=status, role="roles/storage.objectViewer", scope="bucket", resource=m,
-                why="reconciliation: check that media a lost upload references exist") for m in media],
-        Grant(principal=status, role="roles/pubsub.publisher", scope="topic", resource=cfg.requests_topic,
-              why="reconciliation: publish again the tuning request of an accepted upload nobody claimed"),
+        # status: reconciliation runs validate's code on uploads whose messages were lost
+        *intake_grants(target, status, purpose="reconciliation of lost uploads, with validate's code (listing included)"),
         # the triggers' identity
         Grant(principal=invoker, role="roles/eventarc.eventReceiver", scope="project", resource=target.project,
               why="Eventarc requires it of a trigger's service account for Cloud Storage events"),
