@@ -45,6 +45,9 @@ class FirestoreLedger:
         self.content_ref = client.collection(f"{collection}-content")
         self.slots_ref = client.collection(f"{collection}-slots").document(SLOTS_DOCUMENT)
         self.turns_ref = client.collection(f"{collection}-turns")
+        # The next time of each turn as last seen here: a turn's time only moves forward, so until
+        # then the answer is "not yet" without a transaction on every status tick.
+        self._turn_not_before: dict[str, datetime] = {}
         self._turn = threading.Lock()
 
     @classmethod
@@ -145,17 +148,22 @@ class FirestoreLedger:
 
     def take_turn(self, name: str, now: datetime, every_seconds: float) -> bool:
         """True for the first caller of each period of `every_seconds`, across instances."""
+        known = self._turn_not_before.get(name)
+        if known is not None and known > now:
+            return False
         turn_ref = self.turns_ref.document(name)
 
         @firestore.transactional
-        def run(transaction: firestore.Transaction) -> bool:
+        def run(transaction: firestore.Transaction) -> tuple[bool, datetime]:
             next_at = (turn_ref.get(transaction=transaction).to_dict() or {}).get("next_at")
             if next_at and parse_timestamp(next_at) > now:
-                return False
-            transaction.set(turn_ref, {"next_at": timestamp(now + timedelta(seconds=every_seconds))})
-            return True
+                return False, parse_timestamp(next_at)
+            due = now + timedelta(seconds=every_seconds)
+            transaction.set(turn_ref, {"next_at": timestamp(due)})
+            return True, due
 
-        return self._transact(run)
+        taken, self._turn_not_before[name] = self._transact(run)
+        return taken
 
 
 def _document(record: LedgerRecord) -> dict[str, Any]:
