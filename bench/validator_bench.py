@@ -1,27 +1,37 @@
-"""Validator throughput and peak memory, next to a bare json.loads loop over the same file.
+"""The whole `autotune validate` command next to bare decode loops over the same file, each a
+whole process, side by side in one run.
 
     .venv/bin/python bench/validator_bench.py                 # 200,000 text examples (~350 MB)
     .venv/bin/python bench/validator_bench.py --examples 20000
     .venv/bin/python bench/validator_bench.py --long-line-mb 300   # also: one 300 MB line, no newline
     .venv/bin/python bench/validator_bench.py --tiny 2000000       # also: 2M ~100-byte examples
 
-The dataset is generated once into bench/out/ (gitignored) and reused. Each measurement runs
-in a fresh child process that reports its own wall time and peak RSS (getrusage ru_maxrss),
-so the figures do not include this script's memory. Single-threaded: the validator uses one
-core. A script, not a test: the machine is shared and timings vary from run to run.
+Three processes are timed from the outside (wall clock from spawn to exit, so interpreter start
+and imports count for all three), alternating, `--repeat` times each:
+
+- json:     `python -c` a bare `for line in file: json.loads(line)` loop
+- msgspec:  `python -c` a bare `for line in file: msgspec.json.decode(line)` loop
+- validate: `autotune validate FILE --json --model gemini-3.5-flash --epochs 3`, the command a
+            user runs (its report goes to a pipe and is discarded)
+
+Peak RSS is each child's own (os.wait4). The dataset is generated once into bench/out/
+(gitignored) and reused. A script, not a test: the machine is shared and timings vary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
+MODEL = "gemini-3.5-flash"
 
 _WORDS = (
     "the customer asked about a refund for the order placed last week and the agent explained the policy "
@@ -31,33 +41,35 @@ _WORDS = (
     "our model should answer in a friendly tone and cite the relevant section of the handbook when it can"
 ).split()
 
-_CHILD = r"""
-import json, os, resource, sys, time
-mode, path = sys.argv[1], sys.argv[2]
-started = time.perf_counter()
-if mode == "validate":
-    from autotune.settings import TuningSettings
-    from autotune.validation import DatasetSource, file_chunks, validate_dataset
-imported = time.perf_counter()
-if mode == "json":
-    n = 0
-    with open(path, "rb") as handle:
-        for line in handle:
-            json.loads(line)
-            n += 1
-    result = {"examples": n}
-else:
-    report = validate_dataset(
-        DatasetSource(path, file_chunks(path), os.path.getsize(path)),
-        settings=TuningSettings(model="gemini-3.5-flash", epochs=3),
-    )
-    result = {"examples": report.example_count, "valid": report.valid, "counts": report.counts}
-# Throughput excludes the import (reported apart): json is imported at interpreter start.
-result["seconds"] = time.perf_counter() - imported
-result["import_seconds"] = imported - started
-result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps(result))
+_JSON_LOOP = r"""
+import json, sys
+n = 0
+with open(sys.argv[1], "rb") as handle:
+    for line in handle:
+        json.loads(line)
+        n += 1
+print(n)
 """
+
+_MSGSPEC_LOOP = r"""
+import sys, msgspec
+decode = msgspec.json.decode
+n = 0
+with open(sys.argv[1], "rb") as handle:
+    for line in handle:
+        decode(line)
+        n += 1
+print(n)
+"""
+
+
+def _command(mode: str, path: Path) -> list[str]:
+    if mode == "json":
+        return [sys.executable, "-c", _JSON_LOOP, str(path)]
+    if mode == "msgspec":
+        return [sys.executable, "-c", _MSGSPEC_LOOP, str(path)]
+    cli = Path(sys.executable).with_name("autotune")
+    return [str(cli), "validate", str(path), "--json", "--model", MODEL, "--epochs", "3"]
 
 
 def generate(path: Path, examples: int, seed: int = 7) -> None:
@@ -83,10 +95,46 @@ def generate(path: Path, examples: int, seed: int = 7) -> None:
 
 
 def measure(mode: str, path: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, str(path)], check=True, capture_output=True, text=True, cwd=ROOT
-    )
-    return json.loads(out.stdout)
+    started = time.perf_counter()
+    child = subprocess.Popen(_command(mode, path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = child.communicate()
+    seconds = time.perf_counter() - started
+    # communicate() has reaped the child; its rusage comes from the wait status we re-read here.
+    rss_mb = _peak_rss_mb(child)
+    if mode != "validate" and child.returncode != 0:
+        raise SystemExit(f"{mode} loop failed: {err.decode(errors='replace')}")
+    result: dict = {"seconds": seconds, "peak_rss_mb": rss_mb, "exit": child.returncode}
+    if mode == "validate":
+        if child.returncode not in (0, 1):
+            raise SystemExit(f"autotune validate exited {child.returncode}: {err.decode(errors='replace')}{out[:2000]!r}")
+        report = json.loads(out)
+        result.update(examples=report["files"]["train"]["examples"], valid=report["valid"], counts=report["counts"])
+    else:
+        result["examples"] = int(out)
+    return result
+
+
+_rusage: dict[int, float] = {}
+
+
+def _peak_rss_mb(child: subprocess.Popen) -> float:
+    return _rusage.pop(child.pid, float("nan"))
+
+
+def _install_wait4() -> None:
+    """Popen reaps its child with waitpid; route that through wait4 to keep the child's own
+    ru_maxrss (RUSAGE_CHILDREN would give the largest child so far, not this one)."""
+    original = os.waitpid
+
+    def waitpid(pid: int, options: int):
+        if pid > 0:
+            got, status, usage = os.wait4(pid, options)
+            if got:
+                _rusage[got] = usage.ru_maxrss / 1024
+            return got, status
+        return original(pid, options)
+
+    subprocess.os.waitpid = waitpid  # type: ignore[attr-defined]
 
 
 def main() -> None:
@@ -96,6 +144,7 @@ def main() -> None:
     parser.add_argument("--tiny", type=int, default=0, help="also validate this many tiny (~100-byte) examples: the most examples per byte")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating; the best and median are shown")
     args = parser.parse_args()
+    _install_wait4()
 
     path = OUT / f"text-{args.examples}.jsonl"
     if not path.exists():
@@ -103,25 +152,30 @@ def main() -> None:
         generate(path, args.examples)
     size_mb = path.stat().st_size / 1e6
     print(f"dataset: {path.relative_to(ROOT)}  {args.examples:,} examples  {size_mb:,.1f} MB")
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
-    runs: dict[str, list[dict]] = {"json": [], "validate": []}
+    runs: dict[str, list[dict]] = {"json": [], "msgspec": [], "validate": []}
     for _ in range(max(1, args.repeat)):
         for mode in runs:
             runs[mode].append(measure(mode, path))
     best = {mode: min(rs, key=lambda r: r["seconds"]) for mode, rs in runs.items()}
     median = {mode: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2] for mode, rs in runs.items()}
-    for mode, name in (("json", "json.loads loop"), ("validate", "validator")):
+    names = {"json": "json.loads loop", "msgspec": "msgspec loop", "validate": "autotune validate"}
+    for mode, name in names.items():
         r, m = best[mode], median[mode]
         print(
-            f"{name:16s} {size_mb / r['seconds']:8.1f} MB/s  {r['examples'] / r['seconds']:10,.0f} examples/s"
+            f"{name:18s} {size_mb / r['seconds']:8.1f} MB/s  {r['examples'] / r['seconds']:10,.0f} examples/s"
             f"  {r['seconds']:6.2f} s (median of {len(runs[mode])}: {m['seconds']:.2f} s)"
             f"  peak RSS {max(x['peak_rss_mb'] for x in runs[mode]):6.1f} MB"
         )
-    ratio = best["json"]["seconds"] / best["validate"]["seconds"]
-    ratio_median = median["json"]["seconds"] / median["validate"]["seconds"]
-    print(f"validator speed / json.loads speed: {ratio:.2f}x best, {ratio_median:.2f}x median")
+    for base in ("json", "msgspec"):
+        print(
+            f"autotune validate time / {names[base]} time: "
+            f"{best['validate']['seconds'] / best[base]['seconds']:.2f}x best, "
+            f"{median['validate']['seconds'] / median[base]['seconds']:.2f}x median"
+        )
+    print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"validator report: valid={best['validate']['valid']} counts={best['validate']['counts']}")
-    print(f"import of autotune.validation: {best['validate']['import_seconds'] * 1000:.0f} ms (not in the figures above)")
 
     if args.tiny:
         tiny_path = OUT / f"tiny-{args.tiny}.jsonl"
