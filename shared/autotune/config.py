@@ -49,6 +49,9 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # messages were lost (0: never), and how old an upload must be before it counts as lost.
     reconcile_every_seconds: int = 600
     reconcile_after_seconds: int = 900
+    # A models file merged over the shipped catalog (autotune.catalog): a team's own models and
+    # corrected limits. Relative paths are relative to deploy/config.toml's directory; empty: none.
+    models_file: str = ""
     defaults: TuningDefaults = TuningDefaults()
 
     @classmethod
@@ -65,6 +68,16 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
         for field, var in _DEFAULT_VARS.items():
             out[var] = _format(getattr(self.defaults, field))
         return out
+
+    def export_models_file(self) -> None:
+        """Make this configuration's models file the one autotune.catalog loads in this process
+        (the CLI; a function gets AUTOTUNE_MODELS_FILE from its environment)."""
+        from autotune.catalog import MODELS_FILE_VAR
+
+        if self.models_file:
+            os.environ[MODELS_FILE_VAR] = self.models_file
+        else:
+            os.environ.pop(MODELS_FILE_VAR, None)
 
     def topic_path(self, topic: str) -> str:
         return f"projects/{self.project}/topics/{topic}"
@@ -85,6 +98,7 @@ _PIPELINE_VARS = {
     "tuning_service_account": "AUTOTUNE_TUNING_SERVICE_ACCOUNT",
     "reconcile_every_seconds": "AUTOTUNE_RECONCILE_EVERY_SECONDS",
     "reconcile_after_seconds": "AUTOTUNE_RECONCILE_AFTER_SECONDS",
+    "models_file": "AUTOTUNE_MODELS_FILE",
 }
 _DEFAULT_VARS = {
     "model": "AUTOTUNE_DEFAULT_MODEL",
@@ -103,6 +117,9 @@ def load_config_file(path: Path = DEFAULT_CONFIG_FILE) -> PipelineConfig:
     pipeline = dict(raw.get("pipeline", {}))
     if "allowed_media_buckets" in pipeline:
         pipeline["allowed_media_buckets"] = tuple(pipeline["allowed_media_buckets"])
+    models_file = pipeline.get("models_file")
+    if isinstance(models_file, str) and models_file and not Path(models_file).is_absolute():
+        pipeline["models_file"] = str((path.parent / models_file).resolve())
     try:
         defaults = msgspec.convert(raw.get("tuning_defaults", {}), TuningDefaults)
         return msgspec.convert({**pipeline, "defaults": defaults}, PipelineConfig)

@@ -32,7 +32,7 @@ from autotune.tuning_request import TuningRequest, decode_request, encode_reques
 from autotune.validation import DatasetSource, validate_dataset
 from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
-CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-2.5-flash", epochs=3))
+CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3))
 
 
 def example(i: int) -> dict:

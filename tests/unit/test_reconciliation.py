@@ -16,7 +16,7 @@ from autotune.validation import DatasetSource, validate_dataset
 from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 from job_doubles import MemoryLedger
 
-CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-2.5-flash", epochs=3),
+CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3),
                         reconcile_every_seconds=60, reconcile_after_seconds=300)
 SETTLED = timedelta(seconds=CONFIG.reconcile_after_seconds)
 

@@ -1,16 +1,23 @@
 """`autotune validate`: the validator on a laptop, same core as the validate function.
 
 Exit 0 when valid (warnings allowed), 1 when invalid, 2 on a usage error (unknown model,
-missing file, bad flag value). Settings come from deploy/config.toml's tuning defaults
-(AUTOTUNE_DEFAULT_* override them), then the flags.
+missing file, bad flag value, a models file that does not load). Settings come from
+deploy/config.toml's tuning defaults (AUTOTUNE_DEFAULT_* override them), then the flags. A
+retired model is not a usage error: the report is produced (invalid, with model_retired) so it
+shows everything else a current model would need too.
+
+With --json, stdout always holds exactly one JSON document: the report, or on a usage error
+{"valid": false, "usage_error": {"code": ..., "message": ...}}.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -21,17 +28,14 @@ PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 
 @app.command()
 def validate(
-    train: Annotated[
-        Path, typer.Argument(metavar="TRAIN", help="Training JSONL file.", exists=True, dir_okay=False, readable=True)
-    ],
-    validation: Annotated[
-        Path | None,
-        typer.Option("--validation", help="Validation JSONL file.", exists=True, dir_okay=False, readable=True),
-    ] = None,
+    train: Annotated[Path, typer.Argument(metavar="TRAIN", help="Training JSONL file.")],
+    validation: Annotated[Path | None, typer.Option("--validation", help="Validation JSONL file.")] = None,
     model: Annotated[str | None, typer.Option(help="Base model (see `autotune models`; default: deploy/config.toml).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: deploy/config.toml).")] = None,
-    adapter_size: Annotated[int | None, typer.Option(help="Adapter size (default: the model's).")] = None,
-    learning_rate_multiplier: Annotated[float | None, typer.Option(help="Learning-rate multiplier.")] = None,
+    # Numbers are read here, not by the option parser, so a bad value is a usage error this
+    # command reports itself (as JSON with --json) instead of a parser message on stderr.
+    epochs: Annotated[str | None, typer.Option(help="Training epochs (default: deploy/config.toml).")] = None,
+    adapter_size: Annotated[str | None, typer.Option(help="Adapter size (default: the model's).")] = None,
+    learning_rate_multiplier: Annotated[str | None, typer.Option(help="Learning-rate multiplier.")] = None,
     region: Annotated[str | None, typer.Option(help="Region the job will run in (default: deploy/config.toml).")] = None,
     check_files: Annotated[
         bool, typer.Option("--check-files", help="Check that every gs:// file the data references exists (needs Cloud Storage access).")
@@ -39,38 +43,44 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON document.")] = False,
 ) -> None:
     """Check a tuning dataset for a model and its settings; name every bad line."""
-    from autotune.catalog import load_catalog
+    from autotune.catalog import CatalogError, load_catalog
     from autotune.config import ConfigError, PipelineConfig
     from autotune.settings import TuningSettings
     from autotune.validation import DatasetSource, file_chunks, validate_dataset
     from autotune.validation.codes import ErrorCode
     from autotune.validation.settings_rules import check_settings
 
+    fail = functools.partial(_usage_error, as_json=as_json)
+    for flag, path in (("TRAIN", train), ("--validation", validation)):
+        if path is not None and not path.is_file():
+            fail("file_not_readable", f"{flag}: {path} is not a readable file")
     try:
         config = PipelineConfig.from_env()
-    except ConfigError as exc:
-        _usage_error(str(exc))
+        config.export_models_file()
+        catalog = load_catalog()
+    except (ConfigError, CatalogError) as exc:
+        fail("invalid_configuration", str(exc))
     settings = TuningSettings.from_defaults(config.defaults).overridden_by(
         {
             "model": model,
-            "epochs": epochs,
-            "adapter_size": adapter_size,
-            "learning_rate_multiplier": learning_rate_multiplier,
+            "epochs": _number(epochs, int),
+            "adapter_size": _number(adapter_size, int),
+            "learning_rate_multiplier": _number(learning_rate_multiplier, float),
             "region": region,
         }
     )
-    catalog = load_catalog()
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
 
     def collect(code: ErrorCode, field: str, message: str) -> None:
-        if code.severity == "error":
-            problems.append(f"{code.value}: {message}")
+        # A retired model is a finding of the report, not a usage error (see the module doc).
+        if code.severity == "error" and code is not ErrorCode.MODEL_RETIRED:
+            problems.append((code.value, message))
 
     check_settings(settings, catalog.get(settings.model), list(catalog.models), collect)
     if problems:
-        _usage_error("\n".join(problems))
+        fail(problems[0][0], "\n".join(f"{code}: {message}" for code, message in problems))
 
-    media = _media_inspector() if check_files else None
+    media = _media_inspector(fail) if check_files else None
     sources = {"train": train, "validation": validation}
     total = sum(p.stat().st_size for p in sources.values() if p is not None)
     with _progress(total) as progress:
@@ -141,12 +151,26 @@ def render_text(report) -> str:
     return "\n".join(out)
 
 
-def _usage_error(message: str) -> None:
+def _number(text: str | None, kind: type) -> object:
+    """The flag's number, or its text unchanged for check_settings to name as invalid."""
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
+def _usage_error(code: str, message: str, *, as_json: bool) -> NoReturn:
     typer.echo(f"Error: {message}", err=True)
+    if as_json:
+        doc = {"valid": False, "usage_error": {"code": code, "message": message}}
+        sys.stdout.write(json.dumps(doc) + "\n")
+        sys.stdout.flush()
     raise typer.Exit(2)
 
 
-def _media_inspector():
+def _media_inspector(fail):
     from autotune.adapters.media import GcsMediaInspector
 
     try:
@@ -155,7 +179,7 @@ def _media_inspector():
         project = os.environ.get("AUTOTUNE_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
         return GcsMediaInspector(storage.Client(project=project))
     except Exception as exc:  # no credentials, no project: a usage problem, not a crash
-        _usage_error(f"--check-files needs Cloud Storage access (or STORAGE_EMULATOR_HOST): {exc}")
+        fail("no_storage_access", f"--check-files needs Cloud Storage access (or STORAGE_EMULATOR_HOST): {exc}")
 
 
 class _NoProgress:

@@ -18,7 +18,10 @@ class ErrorCode(enum.StrEnum):
     TOO_FEW_EXAMPLES = "too_few_examples"
     FEW_EXAMPLES = "few_examples"
     TOO_MANY_EXAMPLES = "too_many_examples"
+    TOO_MANY_MULTIMODAL_EXAMPLES = "too_many_multimodal_examples"
     VALIDATION_TOO_MANY_EXAMPLES = "validation_too_many_examples"
+    VALIDATION_OVER_TRAINING_FRACTION = "validation_over_training_fraction"
+    MIXED_MEDIA_RESOLUTIONS = "mixed_media_resolutions"
     MIXED_FORMATS = "mixed_formats"
     CRLF_LINE_ENDINGS = "crlf_line_endings"
     # line: bytes and JSON
@@ -41,6 +44,9 @@ class ErrorCode(enum.StrEnum):
     INVALID_PART = "invalid_part"
     EMPTY_TEXT = "empty_text"
     SYSTEM_NOT_FIRST = "system_not_first"
+    INVALID_TOOLS = "invalid_tools"
+    FUNCTION_PART_WRONG_ROLE = "function_part_wrong_role"
+    FUNCTION_CALLING_UNSUPPORTED = "function_calling_unsupported"
     # line: media
     INLINE_DATA_UNSUPPORTED = "inline_data_unsupported"
     UNSUPPORTED_MODALITY = "unsupported_modality"
@@ -50,6 +56,10 @@ class ErrorCode(enum.StrEnum):
     FILE_NOT_FOUND = "file_not_found"
     MEDIA_TOO_LARGE = "media_too_large"
     TOO_MANY_MEDIA = "too_many_media"
+    MEDIA_OUTSIDE_USER_TURN = "media_outside_user_turn"
+    INVALID_VIDEO_METADATA = "invalid_video_metadata"
+    INVALID_MEDIA_RESOLUTION = "invalid_media_resolution"
+    MEDIA_TOO_LONG = "media_too_long"
     # line: size
     TOKEN_LIMIT_EXCEEDED = "token_limit_exceeded"
     TOKEN_LIMIT_RISK = "token_limit_risk"
@@ -88,17 +98,32 @@ CODE_INFO: dict[ErrorCode, tuple[Severity, Scope, str, str]] = {
     C.FILE_TOO_LARGE: (
         "error", "file", "The file is larger than the model accepts (1 GB of JSONL).", "(a 1.2 GB training file)"),
     C.TOO_FEW_EXAMPLES: (
-        "error", "file", "The training file has fewer than 16 examples, the documented minimum.",
-        "(a training file of 10 valid lines)"),
+        "error", "file", "The training file has fewer examples than the model's documented minimum (16 for the 1.x "
+        "models; the current pages give no minimum, so for current models this is never reported).",
+        "(a training file of 10 valid lines for gemini-1.5-flash-002)"),
     C.FEW_EXAMPLES: (
         "warning", "file", "The training file has fewer than the recommended 100 examples.",
         "(a training file of 40 valid lines)"),
+    C.TOO_MANY_MULTIMODAL_EXAMPLES: (
+        "error", "file", "More training examples with media than the model documents as its multimodal maximum "
+        "(300,000 for the current models; text-only examples have their own, larger maximum: too_many_examples).",
+        "(310,000 training examples that each reference an image)"),
     C.TOO_MANY_EXAMPLES: (
-        "error", "file", "The training file has more examples than the model documents as its maximum.",
-        "(more training examples than the catalog's max_training_examples)"),
+        "error", "file", "The training file has more examples than the model documents as its maximum (10 million "
+        "text-only examples for the current models).",
+        "(10,000,001 training examples for gemini-3.5-flash)"),
     C.VALIDATION_TOO_MANY_EXAMPLES: (
         "error", "file", "The validation file has more examples than the model accepts (256 for 1.x models, "
         "5,000 for current ones).", "(a validation file of 300 lines for gemini-1.5-flash-002)"),
+    C.VALIDATION_OVER_TRAINING_FRACTION: (
+        "error", "file", "More than 1,000 validation examples and more than 30% of the number of training examples "
+        "(the current models' rule: at most 5,000, or 30% of the training examples when there are more than 1,000).",
+        "(1,500 validation examples next to 4,000 training examples for gemini-3.5-flash)"),
+    C.MIXED_MEDIA_RESOLUTIONS: (
+        "error", "file", "Examples of one file set different media resolutions, which the model does not accept "
+        "(the Gemini 2.5 line).",
+        '(line 1: {"generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_LOW"}, ...}, '
+        'line 2: {"generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_HIGH"}, ...} for gemini-2.5-flash)'),
     C.MIXED_FORMATS: (
         "error", "file", "Some lines use the Gemini `contents` format and others the legacy `messages` format.",
         '(line 1: {"contents": [...]}, line 2: {"messages": [...]})'),
@@ -132,8 +157,9 @@ CODE_INFO: dict[ErrorCode, tuple[Severity, Scope, str, str]] = {
         '{"systemInstruction": {"parts": [{"text": "Be brief."}]}}'),
     C.EMPTY_CONTENTS: ("error", "line", "`contents` (or `messages`) is an empty list.", '{"contents": []}'),
     C.INVALID_ROLE: (
-        "error", "line", "A turn's role is missing or not one the format allows (`user`/`model`; legacy also "
-        "`system`).", '{"contents": [{"role": "assistant", "parts": [{"text": "Hi"}]}]}'),
+        "error", "line", "A turn's role is not one the format allows: `user`, `model`, or none (a Gemini turn with "
+        "no role is a user turn); legacy: `system`, `user`, `model`, always set.",
+        '{"contents": [{"role": "assistant", "parts": [{"text": "Hi"}]}]}'),
     C.ROLES_NOT_ALTERNATING: (
         "error", "line", "Two consecutive turns have the same role; user and model turns must alternate.",
         '{"contents": [{"role": "user", ...}, {"role": "user", ...}, {"role": "model", ...}]}'),
@@ -155,6 +181,17 @@ CODE_INFO: dict[ErrorCode, tuple[Severity, Scope, str, str]] = {
     C.SYSTEM_NOT_FIRST: (
         "error", "line", "Legacy format: a `system` message that is not the first message.",
         '{"messages": [{"role": "user", "content": "Hi"}, {"role": "system", "content": "Be brief."}, ...]}'),
+    C.INVALID_TOOLS: (
+        "error", "line", "`tools` is not a list of tool objects, or a function declaration has no name.",
+        '{"contents": [...], "tools": [{"functionDeclarations": [{"description": "no name"}]}]}'),
+    C.FUNCTION_PART_WRONG_ROLE: (
+        "error", "line", "A functionCall outside a model turn, or a functionResponse in a model turn (it belongs in a "
+        "user turn or a turn with no role).",
+        '{"contents": [{"role": "user", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]}, ...]}'),
+    C.FUNCTION_CALLING_UNSUPPORTED: (
+        "error", "line", "Function-call parts for a model that does not tune on them (the Gemini 2.5 line: Vertex AI "
+        "refuses the job with \"unsupported modality [function call]\").",
+        '{... {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]} ...}  (gemini-2.5-flash)'),
     C.INLINE_DATA_UNSUPPORTED: (
         "error", "line", "A part carries `inlineData`; tuning data must reference media with `fileData`.",
         '{"contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": "iVBOR..."}}]}, ...]}'),
@@ -162,10 +199,11 @@ CODE_INFO: dict[ErrorCode, tuple[Severity, Scope, str, str]] = {
         "error", "line", "The example has media but the model tunes on text only (gemini-1.0-pro-002).",
         '{"contents": [{"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": "gs://b/cat.png"}}]}, ...]}'),
     C.UNSUPPORTED_MIME_TYPE: (
-        "error", "line", "A `fileData` mimeType the model does not accept (for example video, or a typo).",
-        '{... {"fileData": {"mimeType": "video/mp4", "fileUri": "gs://b/clip.mp4"}} ...}'),
+        "error", "line", "A `fileData` mimeType the model does not accept (not on the catalog's lists, a typo, or a "
+        "kind the model does not tune on).",
+        '{... {"fileData": {"mimeType": "image/gif", "fileUri": "gs://b/cat.gif"}} ...}'),
     C.INVALID_FILE_URI: (
-        "error", "line", "A `fileUri` that is not gs://BUCKET/OBJECT (or https://).",
+        "error", "line", "A `fileUri` that is not gs://BUCKET/OBJECT or a public http:// or https:// URL.",
         '{... {"fileData": {"mimeType": "image/png", "fileUri": "/home/me/cat.png"}} ...}'),
     C.FILE_URI_NOT_ALLOWED: (
         "error", "line", "A gs:// object outside the allowed buckets (default: the dataset's own bucket). Otherwise "
@@ -175,11 +213,30 @@ CODE_INFO: dict[ErrorCode, tuple[Severity, Scope, str, str]] = {
         "error", "line", "A referenced gs:// object does not exist (checked with --check-files, and always in the "
         "validate function).", '{... {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/missing.png"}} ...}'),
     C.MEDIA_TOO_LARGE: (
-        "error", "line", "A referenced object is larger than its kind allows (image 20 MB, audio 100 MB, PDF 20 MB).",
+        "error", "line", "A referenced object is larger than its kind allows (image 20 MB, audio 100 MB, video 100 MB, "
+        "PDF 20 MB).",
         '{... {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/huge.png"}} ...}  (a 25 MB PNG)'),
     C.TOO_MANY_MEDIA: (
-        "error", "line", "More media in one example than allowed (30 images, 1 audio file, 4 PDFs).",
+        "error", "line", "More media in one example than allowed (30 images, 1 audio file, 1 video, 4 PDFs).",
         "(an example with 2 audio parts)"),
+    C.MEDIA_OUTSIDE_USER_TURN: (
+        "error", "line", "A `fileData` part in a model turn. Media belong in user turns: a tuned model answers with text.",
+        '{"contents": [{"role": "user", ...}, {"role": "model", "parts": [{"fileData": {"mimeType": "image/png", '
+        '"fileUri": "gs://b/cat.png"}}]}]}'),
+    C.INVALID_VIDEO_METADATA: (
+        "error", "line", "`videoMetadata` on a part that is not a video, an offset that is not a duration such as "
+        "\"5s\" or \"1.5s\", or a startOffset not before the endOffset.",
+        '{... {"fileData": {"mimeType": "video/mp4", "fileUri": "gs://b/a.mp4"}, '
+        '"videoMetadata": {"startOffset": "10s", "endOffset": "5s"}} ...}'),
+    C.INVALID_MEDIA_RESOLUTION: (
+        "error", "line", "A media resolution (generationConfig.mediaResolution, or a part's mediaResolution) that is not "
+        "one of MEDIA_RESOLUTION_UNSPECIFIED, _LOW, _MEDIUM, _HIGH, _ULTRA_HIGH.",
+        '{"contents": [...], "generationConfig": {"mediaResolution": "LOW"}}'),
+    C.MEDIA_TOO_LONG: (
+        "error", "line", "A clip (its length known from videoMetadata offsets) is longer than its kind allows at the "
+        "example's media resolution (audio: 60 minutes; video: the catalog's max_seconds_by_resolution).",
+        '{... {"fileData": {"mimeType": "video/mp4", ...}, "videoMetadata": {"endOffset": "3600s"}} ...}  '
+        '(with a models file that sets media.video.max_seconds_by_resolution.default = 1800)'),
     C.TOKEN_LIMIT_EXCEEDED: (
         "error", "line", "Even a conservative lower bound of the example's tokens exceeds the model's limit "
         "(32,000 for 1.x models, 131,072 for current ones).", "(an example with 400,000 characters of text, 1.x model)"),
@@ -192,7 +249,8 @@ CODE_INFO: dict[ErrorCode, tuple[Severity, Scope, str, str]] = {
     C.UNSUPPORTED_MODEL: ("error", "settings", "The model is not in the catalog (`autotune models`).",
                           "autotune-model: gemini-9-ultra"),
     C.MODEL_RETIRED: (
-        "warning", "settings", "The catalog lists the model as retired; Vertex AI is likely to refuse the job.",
+        "error", "settings", "The catalog lists the model as retired: Vertex AI refuses the job. The rest of the report is "
+        "still produced, so it shows what else a current model would need.",
         "autotune-model: gemini-1.5-flash-002"),
     C.INVALID_ADAPTER_SIZE: (
         "error", "settings", "An adapter size the model does not accept (1.5 Pro: 1 or 4; 1.5 Flash: 1, 4, 8, 16).",

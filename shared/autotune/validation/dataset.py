@@ -28,6 +28,7 @@ from autotune.validation.tokens import (
     CHARS_PER_TOKEN,
     CHARS_PER_TOKEN_LOWER_BOUND,
     EXACT_BELOW,
+    MEDIA_METHOD,
     METHOD,
     RISK_FRACTION,
     TOKENS_PER_TURN,
@@ -37,8 +38,8 @@ from autotune.validation.tokens import (
 # 16x the largest plausible example (131,072 tokens x ~4 bytes of text, doubled for JSON
 # escaping): a longer line cannot be a valid example, and capping it bounds memory.
 MAX_LINE_BYTES = 8 << 20
-MIN_EXAMPLES = 16  # documented minimum
-RECOMMENDED_EXAMPLES = 100  # documented recommendation ("100 to 500")
+MIN_EXAMPLES = 16  # the 1.x models' documented minimum (the catalog's min_training_examples)
+RECOMMENDED_EXAMPLES = 100  # the current pages: "start with 100 examples"
 DUPLICATE_INDEX_LIMIT = 500_000  # examples whose hash is kept; later ones are still compared
 MEDIA_CHECK_LIMIT = 200_000  # distinct gs:// objects checked for existence and size
 BOM = b"\xef\xbb\xbf"
@@ -123,6 +124,8 @@ def validate_for_model(
         files[role] = scan.summary
         scans[role] = scan
 
+    if "validation" in scans and "train" in scans:
+        _check_validation_fraction(scans["train"].summary.examples, scans["validation"].summary.examples, rules_model, log)
     media_checked = _check_media(refs, media, media_rules, log)
     errors, warnings = log.totals()
     train = scans["train"]
@@ -131,6 +134,10 @@ def validate_for_model(
     stats = {
         "method": METHOD,
         **{role: _file_stats(scan) for role, scan in scans.items()},
+        "media_tokens": {
+            "method": MEDIA_METHOD,
+            "lower_bound_examples": sum(scan.lower_bound for scan in scans.values()),
+        },
         "media": {
             "references": sum(r.count for r in refs.values()),
             "distinct_objects": len(refs),
@@ -161,10 +168,22 @@ class _MediaRef:
 
 
 class _Scan:
-    def __init__(self, summary: FileSummary, tokens: TokenHistogram, duplicates: int) -> None:
+    def __init__(self, summary: FileSummary, tokens: TokenHistogram, duplicates: int, lower_bound: int = 0) -> None:
         self.summary = summary
         self.tokens = tokens
         self.duplicates = duplicates
+        self.lower_bound = lower_bound  # examples whose token count is a lower bound (media of unknown length)
+
+
+class _FileFacts:
+    """What the full path gathers across one file's lines for the file-level rules."""
+
+    __slots__ = ("multimodal", "lower_bound", "resolutions")
+
+    def __init__(self) -> None:
+        self.multimodal = 0
+        self.lower_bound = 0
+        self.resolutions: dict[str, int] = {}  # media resolution -> first line setting it
 
 
 def _scan_file(
@@ -198,6 +217,7 @@ def _scan_file(
     first_of_format: dict[str, int] = {}
     model_format = "legacy" if legacy else "gemini"
 
+    facts = _FileFacts()
     first_fast = 0  # first line the fast path accepted (its format is the model's)
     for first, batch in reader.batches():
         if type(batch) is int:
@@ -249,7 +269,7 @@ def _scan_file(
                 found = "gemini" if "contents" in obj else ("legacy" if "messages" in obj else None)
                 if found is not None and found not in first_of_format:
                     first_of_format[found] = line_no
-                full = _full_check(role, line_no, obj, model, media_rules, add_issue, refs)
+                full = _full_check(role, line_no, obj, model, media_rules, add_issue, refs, facts)
                 chars, turns, media_tokens = full
             examples += 1
             estimate = -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_TURN * turns + media_tokens
@@ -302,11 +322,17 @@ def _scan_file(
     if size == 0 or reader.lines == blank:
         add_issue(role, None, ErrorCode.EMPTY_FILE, f"{source.name} has no examples" + ("" if size else " (0 bytes)"))
     elif role == "train":
-        _check_training_count(examples, model, add_issue)
+        _check_training_count(examples, facts.multimodal, model, add_issue)
     elif examples > model.max_validation_examples:
         add_issue(
             role, None, ErrorCode.VALIDATION_TOO_MANY_EXAMPLES,
             f"{examples:,} validation examples; {model.name} accepts at most {model.max_validation_examples:,}",
+        )
+    if len(facts.resolutions) > 1 and not model.mixed_media_resolution:
+        seen = ", ".join(f"{name} (line {line})" for name, line in sorted(facts.resolutions.items(), key=lambda x: x[1]))
+        add_issue(
+            role, None, ErrorCode.MIXED_MEDIA_RESOLUTIONS,
+            f"this file sets more than one media resolution: {seen}; {model.name} takes one per file",
         )
     formats = sorted(first_of_format)
     summary = FileSummary(
@@ -317,7 +343,7 @@ def _scan_file(
         examples=examples,
         format=formats[0] if len(formats) == 1 else ("mixed" if formats else None),
     )
-    return _Scan(summary, tokens, duplicates)
+    return _Scan(summary, tokens, duplicates, facts.lower_bound)
 
 
 def _full_check(
@@ -328,6 +354,7 @@ def _full_check(
     media_rules: MediaRules,
     add_issue: Callable,
     refs: dict[str, _MediaRef],
+    facts: _FileFacts,
 ) -> tuple[int, int, int]:
     def add(code: ErrorCode, field: str | None, message: str) -> None:
         add_issue(role, line_no, code, message, field)
@@ -335,11 +362,15 @@ def _full_check(
     if model.dataset_format == "legacy":
         shape = legacy_rules.full_check(obj, add, model.name)
     else:
-        shape = gemini_rules.full_check(obj, add, media_rules, model.name)
+        shape = gemini_rules.full_check(obj, add, media_rules, model.name, model.function_calling)
+        for resolution in shape.resolutions:
+            facts.resolutions.setdefault(resolution, line_no)
     media_tokens = 0
     if shape.media:
-        media_tokens = media_rules.check_counts(shape.media, add)
-        for kind, uri, field in shape.media:
+        facts.multimodal += 1
+        media_tokens, lower_bound = media_rules.check_counts(shape.media, add)
+        facts.lower_bound += lower_bound
+        for kind, uri, field, _, _ in shape.media:
             if split_gs_uri(uri) is None:
                 continue
             ref = refs.get(uri)
@@ -350,21 +381,44 @@ def _full_check(
     return shape.chars, shape.turns, media_tokens
 
 
-def _check_training_count(examples: int, model: ModelSpec, add_issue: Callable) -> None:
-    if examples < MIN_EXAMPLES:
+def _check_training_count(examples: int, multimodal: int, model: ModelSpec, add_issue: Callable) -> None:
+    minimum = model.min_training_examples
+    if minimum is not None and examples < minimum:
         add_issue(
             "train", None, ErrorCode.TOO_FEW_EXAMPLES,
-            f"{examples} training examples; at least {MIN_EXAMPLES} are required (100 to 500 recommended)",
+            f"{examples} training examples; {model.name} requires at least {minimum} "
+            f"({RECOMMENDED_EXAMPLES} or more recommended)",
         )
     elif examples < RECOMMENDED_EXAMPLES:
         add_issue(
             "train", None, ErrorCode.FEW_EXAMPLES,
-            f"{examples} training examples; at least {RECOMMENDED_EXAMPLES} are recommended",
+            f"{examples} training examples; starting with at least {RECOMMENDED_EXAMPLES} is recommended",
         )
-    if model.max_training_examples is not None and examples > model.max_training_examples:
+    for limit in (model.max_training_examples, model.max_training_examples_text_only):
+        if limit is not None and examples > limit:
+            add_issue(
+                "train", None, ErrorCode.TOO_MANY_EXAMPLES,
+                f"{examples:,} training examples; {model.name} accepts at most {limit:,}",
+            )
+            break
+    limit = model.max_training_examples_multimodal
+    if limit is not None and multimodal > limit:
         add_issue(
-            "train", None, ErrorCode.TOO_MANY_EXAMPLES,
-            f"{examples:,} training examples; {model.name} accepts at most {model.max_training_examples:,}",
+            "train", None, ErrorCode.TOO_MANY_MULTIMODAL_EXAMPLES,
+            f"{multimodal:,} training examples reference media; {model.name} accepts at most {limit:,} multimodal examples",
+        )
+
+
+def _check_validation_fraction(training: int, validation: int, model: ModelSpec, log: IssueLog) -> None:
+    fraction = model.validation_fraction
+    if fraction is None or validation <= model.validation_fraction_over or validation > model.max_validation_examples:
+        return  # (over the maximum is validation_too_many_examples already)
+    if validation > training * fraction:
+        log.add(
+            "validation", None, ErrorCode.VALIDATION_OVER_TRAINING_FRACTION,
+            f"{validation:,} validation examples next to {training:,} training examples; with more than "
+            f"{model.validation_fraction_over:,} validation examples {model.name} accepts at most "
+            f"{fraction:.0%} of the training examples ({int(training * fraction):,})",
         )
 
 

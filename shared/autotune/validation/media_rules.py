@@ -30,8 +30,9 @@ class MediaRules:
         self._allowed = frozenset(allowed_buckets)
         self.accepted = catalog.accepted_mime_types(model)
 
-    def check_file_data(self, value: object, field: str, add: Add, refs: list[tuple[str, str, str]]) -> None:
-        """Check one fileData value; append (kind, uri, field) for media that passed."""
+    def check_file_data(self, value: object, field: str, add: Add, refs: list, resolution: str = "default") -> None:
+        """Check one fileData value; append (kind, uri, field, seconds, resolution) for media
+        that passed (seconds None: the duration is not known from the line)."""
         if self._model.text_only:
             add(ErrorCode.UNSUPPORTED_MODALITY, field, f"{self._model.name} tunes on text only; this part references media")
             return
@@ -55,9 +56,12 @@ class MediaRules:
                     f"{mime!r} is not a type {self._model.name} tunes on; accepted: {', '.join(self.accepted)}",
                 )
                 kind = None
-        if not isinstance(uri, str) or not (split_gs_uri(uri) or uri.startswith("https://")):
+        if not isinstance(uri, str) or not (split_gs_uri(uri) or _is_web_url(uri)):
             shown = repr(uri) if isinstance(uri, str) else f"a {type_name(uri)}"
-            add(ErrorCode.INVALID_FILE_URI, f"{field}.fileUri", f"fileUri must be gs://BUCKET/OBJECT or https://..., got {shown}")
+            add(
+                ErrorCode.INVALID_FILE_URI, f"{field}.fileUri",
+                f"fileUri must be gs://BUCKET/OBJECT or a public http(s):// URL, got {shown}",
+            )
             return
         gs = split_gs_uri(uri)
         if gs is not None and self._allowed and gs[0] not in self._allowed:
@@ -68,27 +72,54 @@ class MediaRules:
             )
             return
         if kind is not None:
-            refs.append((kind.name, uri, f"{field}.fileUri"))
+            refs.append((kind.name, uri, f"{field}.fileUri", None, resolution))
 
-    def check_counts(self, refs: list[tuple[str, str, str]], add: Add) -> int:
-        """Per-example limits by kind; returns the media's fixed tokens for the estimate."""
+    def check_counts(self, refs: list, add: Add) -> tuple[int, bool]:
+        """Per-example limits by kind, and the length of media whose duration is known.
+        Returns the media's tokens and whether that is a lower bound (audio or video of unknown
+        duration, counted as 0 seconds)."""
         counts: dict[str, int] = {}
-        for kind, _, _ in refs:
-            counts[kind] = counts.get(kind, 0) + 1
         tokens = 0
+        lower_bound = False
+        for kind_name, uri, field, seconds, resolution in refs:
+            counts[kind_name] = counts.get(kind_name, 0) + 1
+            kind = self._catalog.media[kind_name]
+            tokens += kind.tokens_each
+            if not kind.tokens_per_second:
+                continue
+            if seconds is None:
+                lower_bound = True
+                continue
+            rate = kind.tokens_per_second_low if resolution == "low" and kind.tokens_per_second_low else kind.tokens_per_second
+            tokens += int(-(-seconds * rate // 1))
+            limit = kind.max_seconds_by_resolution.get(resolution, kind.max_seconds)
+            if limit is not None and seconds > limit:
+                add(
+                    ErrorCode.MEDIA_TOO_LONG, field,
+                    f"this {kind_name} clip is {seconds:g} s; at {resolution} media resolution a {kind_name} may be "
+                    f"at most {limit:,} s",
+                )
         for kind_name, n in counts.items():
             kind = self._catalog.media[kind_name]
-            tokens += n * kind.tokens_each
             if n > kind.max_per_example:
                 add(
                     ErrorCode.TOO_MANY_MEDIA,
                     None,
                     f"{n} {kind_name} parts in one example; at most {kind.max_per_example} allowed",
                 )
-        return tokens
+        return tokens, lower_bound
 
     def max_bytes(self, kind_name: str) -> int:
         return self._catalog.media[kind_name].max_bytes
+
+
+def _is_web_url(uri: str) -> bool:
+    # The tuning pages allow "a publicly available HTTP or HTTPS URL".
+    for scheme in ("https://", "http://"):
+        if uri[: len(scheme)].lower() == scheme:
+            host = uri[len(scheme):].split("/", 1)[0]
+            return bool(host) and not any(c.isspace() for c in uri)
+    return False
 
 
 _FILE_DATA_KEYS = frozenset({"mimeType", "mime_type", "fileUri", "file_uri", "displayName", "display_name"})

@@ -26,7 +26,7 @@ def check_settings(settings: TuningSettings, model: ModelSpec | None, known_mode
         )
     elif model.lifecycle == "retired":
         when = f" on {model.lifecycle_date}" if model.lifecycle_date else ""
-        add(ErrorCode.MODEL_RETIRED, "model", f"{model.name} was retired{when}; Vertex AI is likely to refuse the job")
+        add(ErrorCode.MODEL_RETIRED, "model", f"{model.name} was retired{when}; Vertex AI refuses tuning jobs for it (`autotune models` lists the current ones)")
 
     epochs = settings.epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= MAX_EPOCHS:

@@ -18,8 +18,14 @@ above 90% of the limit is `token_limit_risk`.
 from __future__ import annotations
 
 METHOD = (
-    "heuristic: ceil(characters/4) + 4 per turn + 258 per image or PDF; lower bound characters/8 "
+    "heuristic: ceil(characters/4) + 4 per turn + media at the catalog's rates (258 per image or PDF page, "
+    "audio 32 per second, video 258 per second at default media resolution); lower bound characters/8 "
     "(no exact Gemini tokenizer runs offline)"
+)
+MEDIA_METHOD = (
+    "images and PDFs: tokens_each per item (a PDF counts as one page); audio and video: tokens_per_second x the "
+    "clip's length, known only from videoMetadata offsets; an example whose audio or video length is unknown "
+    "counts 0 seconds for it, so its token count is a lower bound (lower_bound_examples)"
 )
 CHARS_PER_TOKEN = 4
 CHARS_PER_TOKEN_LOWER_BOUND = 8
