@@ -232,4 +232,11 @@ def topics(target: DeployTarget) -> list[str]:
 
 
 def function_env(target: DeployTarget) -> dict[str, str]:
-    return target.config.to_env()
+    env = target.config.to_env()
+    if target.config.models_file:
+        # The file is staged beside main.py (staging.STAGED_MODELS_FILE); the deploying
+        # machine's path means nothing in the function.
+        from autotune_gcp.staging import STAGED_MODELS_FILE
+
+        env["AUTOTUNE_MODELS_FILE"] = STAGED_MODELS_FILE
+    return env

@@ -9,6 +9,9 @@ staged into its own directory, `<source root>/<function>/`, holding
     autotune/                      copied from shared/autotune/, without cli/ (the command
                                    line is never imported by a function) and caches
     .gcloudignore                  so gcloud uploads exactly this and writes nothing here
+    models-overlay.toml            deploy/config.toml's models_file, when one is set (the
+                                   function's AUTOTUNE_MODELS_FILE names it, relative to its
+                                   source directory)
 
 The staged tree's digest becomes the function's `autotune-source` label: a redeploy happens
 when, and only when, what would be uploaded changed.
@@ -42,8 +45,16 @@ class StagingError(RuntimeError):
     """A function's source is incomplete; the message names the missing file."""
 
 
-def source_files(function: str) -> Iterator[tuple[str, Path]]:
+STAGED_MODELS_FILE = "models-overlay.toml"
+
+
+def source_files(function: str, models_file: str = "") -> Iterator[tuple[str, Path]]:
     """(path inside the staged directory, file it comes from), in a stable order."""
+    if models_file:
+        path = Path(models_file)
+        if not path.is_file():
+            raise StagingError(f"models_file {models_file} (deploy/config.toml) is missing: the catalog could not be staged")
+        yield STAGED_MODELS_FILE, path
     directory = FUNCTIONS_DIR / function
     for name in ("main.py", "requirements.txt"):
         path = directory / name
@@ -56,20 +67,20 @@ def source_files(function: str) -> Iterator[tuple[str, Path]]:
             yield f"{PACKAGE}/{rel.as_posix()}", path
 
 
-def source_digest(function: str) -> str:
+def source_digest(function: str, models_file: str = "") -> str:
     """16 hex digits of SHA-256 over the staged paths and contents (a valid label value)."""
     digest = hashlib.sha256()
-    for rel, path in source_files(function):
+    for rel, path in source_files(function, models_file):
         digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
-def stage(function: str, root: Path) -> Path:
+def stage(function: str, root: Path, models_file: str = "") -> Path:
     """Write the function's upload directory under `root`, replacing any older copy."""
     target = root / function
     if target.exists():
         shutil.rmtree(target)
-    for rel, path in source_files(function):
+    for rel, path in source_files(function, models_file):
         dest = target / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest)

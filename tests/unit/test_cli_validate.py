@@ -18,11 +18,10 @@ runner = CliRunner()
 
 VALID = {
     "classification.jsonl": "gemini-3.5-flash",
-    "summarization.jsonl": "gemini-2.5-flash",
-    "extractive-qa.jsonl": "gemini-1.5-pro-002",
-    "chat-persona.jsonl": "gemini-1.5-flash-002",
+    "summarization.jsonl": "gemini-3.5-flash-lite",
+    "extractive-qa.jsonl": "gemini-3.1-flash-lite",
+    "chat-persona.jsonl": "gemini-3.5-flash",
     "multimodal.jsonl": "gemini-3.1-flash-lite",
-    "legacy-messages.jsonl": "gemini-1.0-pro-002",
 }
 BAD = {
     "bad/broken-lines.jsonl": ("gemini-3.5-flash", {"byte_order_mark", "crlf_line_endings", "invalid_json", "not_an_object",
@@ -32,7 +31,10 @@ BAD = {
                                                           "missing_parts", "empty_parts", "invalid_part", "empty_text"}),
     "bad/media.jsonl": ("gemini-3.5-flash", {"inline_data_unsupported", "unsupported_mime_type", "invalid_file_uri", "too_many_media"}),
     "bad/legacy-shape.jsonl": ("gemini-1.0-pro-002", {"system_not_first", "empty_text", "missing_contents", "mixed_formats"}),
-    "bad/too-few.jsonl": ("gemini-3.5-flash", {"too_few_examples"}),
+    "bad/too-few.jsonl": ("gemini-1.5-flash-002", {"too_few_examples", "model_retired"}),
+    "bad/video-and-functions.jsonl": ("gemini-3.5-flash", {
+        "media_outside_user_turn", "invalid_video_metadata", "function_part_wrong_role", "invalid_tools",
+        "invalid_media_resolution"}),
 }
 
 
@@ -46,7 +48,18 @@ def test_shipped_valid_examples_pass(name, model):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["valid"] and doc["files"]["train"]["examples"] >= 16
-    assert set(doc["counts"]) <= {"few_examples", "model_retired"}
+    assert set(doc["counts"]) <= {"few_examples"}
+
+
+def test_a_retired_model_is_an_error_with_the_whole_report():
+    """Exit 1 (invalid), not a usage error: the report still names every line problem."""
+    result = invoke(str(EXAMPLES / "legacy-messages.jsonl"), "--model", "gemini-1.0-pro-002", "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["valid"] is False and set(doc["counts"]) == {"model_retired", "few_examples"}
+    result = invoke(str(EXAMPLES / "bad" / "video-and-functions.jsonl"), "--model", "gemini-2.5-flash", "--json")
+    counts = json.loads(result.stdout)["counts"]
+    assert result.exit_code == 1 and {"model_retired", "function_calling_unsupported", "media_outside_user_turn"} <= set(counts)
 
 
 @pytest.mark.parametrize(("name", "expected"), BAD.items())
@@ -97,6 +110,28 @@ def test_usage_errors_exit_2(args):
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--model", "gemini-9-ultra"], "unsupported_model"),
+        (["--epochs", "three"], "invalid_epochs"),
+        (["--region", "us-west1"], "unsupported_region"),
+        (["--no-such-flag"], "invalid_arguments"),
+        (["--validation", "/nonexistent/val.jsonl"], "file_not_readable"),
+    ],
+)
+def test_json_usage_errors_are_one_document_with_code_and_message(args, code):
+    """In a real process: stdout holds exactly one JSON document, exit code 2 as without --json."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from autotune.cli import main; main()", "validate",
+         str(EXAMPLES / "classification.jsonl"), "--model", "gemini-3.5-flash", *args, "--json"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 2, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["valid"] is False and doc["usage_error"]["code"] == code and doc["usage_error"]["message"]
+
+
 def test_missing_file_exits_2(tmp_path):
     assert invoke(str(tmp_path / "nope.jsonl")).exit_code == 2
     assert invoke(str(EXAMPLES / "classification.jsonl"), "--validation", str(tmp_path / "nope.jsonl")).exit_code == 2
@@ -110,7 +145,7 @@ def test_unknown_model_message_lists_the_catalog():
 def test_validation_file_and_settings_flags():
     result = invoke(
         str(EXAMPLES / "chat-persona.jsonl"), "--validation", str(EXAMPLES / "extractive-qa.jsonl"),
-        "--model", "gemini-1.5-flash-002", "--epochs", "5", "--adapter-size", "16", "--region", "europe-west4", "--json",
+        "--model", "gemini-3.5-flash", "--epochs", "5", "--adapter-size", "16", "--region", "europe-west4", "--json",
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -123,6 +158,19 @@ def test_models_command_text_and_json():
     doc = json.loads(runner.invoke(app, ["models", "--json"]).stdout)
     assert [m["name"] for m in doc["models"]][:3] == ["gemini-1.5-pro-002", "gemini-1.5-flash-002", "gemini-1.0-pro-002"]
     assert doc["media"]["image"]["max_per_example"] == 30
+    flash_lite = next(m for m in doc["models"] if m["name"] == "gemini-3.5-flash-lite")
+    facts = {f["fact"]: f for f in flash_lite["facts"]}
+    assert facts["max_tokens_per_example"]["url"].startswith("https://") and facts["max_tokens_per_example"]["read_on"]
+    assert facts["function_calling"]["confirmed"] is False
+
+
+def test_models_sources_lists_each_fact_with_its_page_and_marks_unconfirmed_ones():
+    result = runner.invoke(app, ["models", "--sources"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert "model gemini-3.5-flash-lite" in lines
+    assert any(line.startswith("  max_seconds_by_resolution = {}  [UNCONFIRMED]") for line in lines)
+    assert "      source: https://github.com/googleapis/python-aiplatform/issues/6127 (read 2026-12-02)" in lines
 
 
 def test_text_output_lists_100_per_code_then_says_how_many_more(tmp_path):

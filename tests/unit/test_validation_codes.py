@@ -72,12 +72,14 @@ def run(data: bytes, model: str = "gemini-3.5-flash", **kwargs):
 
 
 IMG = "gs://data-bucket/img/cat.png"
+VID = "gs://data-bucket/vid/harbour.mp4"
+CALL = {"functionCall": {"name": "get_weather", "args": {"city": "Lisbon"}}}
 
 # code -> (kwargs for run, expected line of the first occurrence or None)
 CASES: dict[ErrorCode, tuple[dict, int | None]] = {
     ErrorCode.EMPTY_FILE: ({"data": b""}, None),
     ErrorCode.FILE_TOO_LARGE: ({"data": padded([]), "size": 2 * 1024**3}, None),
-    ErrorCode.TOO_FEW_EXAMPLES: ({"data": jsonl([example(i) for i in range(15)])}, None),
+    ErrorCode.TOO_FEW_EXAMPLES: ({"data": jsonl([example(i) for i in range(15)]), "model": "gemini-1.5-flash-002"}, None),
     ErrorCode.FEW_EXAMPLES: ({"data": jsonl([example(i) for i in range(16)])}, None),
     ErrorCode.VALIDATION_TOO_MANY_EXAMPLES: (
         {"data": padded([]), "model": "gemini-1.5-flash-002", "validation": jsonl([example(i) for i in range(257)])},
@@ -120,7 +122,26 @@ CASES: dict[ErrorCode, tuple[dict, int | None]] = {
         {"data": padded([media_example({"inlineData": {"mimeType": "image/png", "data": "iVBOR"}})])}, 1),
     ErrorCode.UNSUPPORTED_MODALITY: (
         {"data": padded([media_example(fd("image/png", IMG))], make=legacy), "model": "gemini-1.0-pro-002"}, 1),
-    ErrorCode.UNSUPPORTED_MIME_TYPE: ({"data": padded([media_example(fd("video/mp4", "gs://data-bucket/a.mp4"))])}, 1),
+    ErrorCode.UNSUPPORTED_MIME_TYPE: ({"data": padded([media_example(fd("image/gif", "gs://data-bucket/a.gif"))])}, 1),
+    ErrorCode.MEDIA_OUTSIDE_USER_TURN: (
+        {"data": padded([{"contents": [turn("user", "Draw"), {"role": "model", "parts": [fd("image/png", IMG)]}]}])}, 1),
+    ErrorCode.INVALID_VIDEO_METADATA: (
+        {"data": padded([media_example({**fd("video/mp4", VID), "videoMetadata": {"startOffset": "9s", "endOffset": "2s"}})])}, 1),
+    ErrorCode.INVALID_MEDIA_RESOLUTION: (
+        {"data": padded([{**media_example(fd("image/png", IMG)), "generationConfig": {"mediaResolution": "LOW"}}])}, 1),
+    ErrorCode.INVALID_TOOLS: ({"data": padded([{**example(1), "tools": {"functionDeclarations": []}}])}, 1),
+    ErrorCode.FUNCTION_PART_WRONG_ROLE: (
+        {"data": padded([{"contents": [{"role": "user", "parts": [CALL]}, turn("model", "ok")]}])}, 1),
+    ErrorCode.FUNCTION_CALLING_UNSUPPORTED: (
+        {"data": padded([{"contents": [turn("user", "Weather?"), {"role": "model", "parts": [CALL]}]}]),
+         "model": "gemini-2.5-flash"}, 1),
+    ErrorCode.MIXED_MEDIA_RESOLUTIONS: (
+        {"data": padded([
+            {**media_example(fd("image/png", IMG)), "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_LOW"}},
+            {**media_example(fd("image/png", IMG)), "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_HIGH"}},
+        ]), "model": "gemini-2.5-flash"}, None),
+    ErrorCode.VALIDATION_OVER_TRAINING_FRACTION: (
+        {"data": padded([]), "validation": jsonl([example(5000 + i) for i in range(1001)])}, None),
     ErrorCode.INVALID_FILE_URI: ({"data": padded([media_example(fd("image/png", "/home/me/cat.png"))])}, 1),
     ErrorCode.FILE_URI_NOT_ALLOWED: (
         {"data": padded([media_example(fd("image/png", "gs://other-bucket/cat.png"))]), "dataset_bucket": "data-bucket"}, 1),
@@ -153,8 +174,11 @@ CASES: dict[ErrorCode, tuple[dict, int | None]] = {
 }
 
 
+ELSEWHERE = {ErrorCode.TOO_MANY_EXAMPLES, ErrorCode.TOO_MANY_MULTIMODAL_EXAMPLES, ErrorCode.MEDIA_TOO_LONG}
+
+
 def test_every_code_has_a_case():
-    assert set(CASES) | {ErrorCode.TOO_MANY_EXAMPLES} == set(ErrorCode)
+    assert set(CASES) | ELSEWHERE == set(ErrorCode)
 
 
 @pytest.mark.parametrize("code", list(CASES), ids=lambda c: c.value)
@@ -197,3 +221,30 @@ def test_every_code_is_documented_with_its_severity_and_example():
         assert code.severity in match.group(0)
         assert code.meaning in doc, f"docs/error-codes.md has a stale meaning for {code.value}"
     assert set(CODE_INFO) == set(ErrorCode)
+
+
+def test_too_many_multimodal_examples_with_a_model_whose_multimodal_maximum_is_small():
+    catalog = load_catalog()
+    model = msgspec.structs.replace(catalog.get("gemini-3.5-flash"), max_training_examples_multimodal=2)
+    data = padded([media_example(fd("image/png", f"gs://data-bucket/{i}.png")) for i in range(3)])
+    report = validate_for_model(
+        DatasetSource("train.jsonl", [data]), settings=TuningSettings(model="gemini-3.5-flash", epochs=3),
+        model=model, catalog=catalog,
+    )
+    assert report.counts.get("too_many_multimodal_examples") == 1 and not report.valid
+    assert "too_many_examples" not in report.counts  # 123 examples in all is far below 10 million
+
+
+def test_media_too_long_when_the_catalog_knows_the_limit_and_the_line_the_length():
+    catalog = load_catalog()
+    video = msgspec.structs.replace(catalog.media["video"], max_seconds_by_resolution={"default": 60, "low": 600})
+    catalog = msgspec.structs.replace(catalog, media={**catalog.media, "video": video})
+    clip = lambda end, res=None: {  # noqa: E731
+        **media_example({**fd("video/mp4", VID), "videoMetadata": {"startOffset": "0s", "endOffset": end}}),
+        **({"generationConfig": {"mediaResolution": res}} if res else {}),
+    }
+    report = validate_for_model(
+        DatasetSource("train.jsonl", [padded([clip("61s"), clip("59.5s"), clip("300s", "MEDIA_RESOLUTION_LOW")])]),
+        settings=TuningSettings(model="gemini-3.5-flash", epochs=3), model=catalog.get("gemini-3.5-flash"), catalog=catalog,
+    )
+    assert [i.line for i in report.errors if i.code == "media_too_long"] == [1]

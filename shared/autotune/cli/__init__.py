@@ -12,15 +12,14 @@ def main() -> None:
     # (an unknown flag): the parser's message goes to stderr and into the document.
     import json
 
-    import click
-
     try:
-        app(standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+        code = app(standalone_mode=False)  # returns the exit code of a typer.Exit
+    except Exception as exc:
+        # The parser's UsageError (typer bundles its own click, so matched by its shape).
+        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
+            raise
         exc.show()
-        sys.stdout.write(json.dumps({"valid": False, "usage_error": {"code": "invalid_arguments", "message": exc.format_message()}}) + "\n")
+        doc = {"valid": False, "usage_error": {"code": "invalid_arguments", "message": exc.format_message()}}
+        sys.stdout.write(json.dumps(doc) + "\n")
         sys.exit(2)
-    except click.exceptions.Abort:
-        sys.exit(1)
-    except SystemExit:
-        raise
+    sys.exit(code if isinstance(code, int) else 0)

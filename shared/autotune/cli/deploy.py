@@ -49,10 +49,19 @@ def _target(project, region, bucket, config, firestore_location=None, tuning_ser
             source_root=source_dir.as_posix(),
         )
         keys = [fn.key for fn in functions(target)]
-        digests = {key: source_digest(key) for key in keys}
+        models_file = pipeline.models_file
+        if models_file:
+            from autotune.catalog import CatalogError, catalog_from_files
+            from autotune.catalog.catalog import CATALOG_FILE
+
+            try:  # a models file that does not load stops the deploy here, not in the function
+                catalog_from_files(CATALOG_FILE.read_text(encoding="utf-8"), Path(models_file))
+            except CatalogError as exc:
+                raise _fail(str(exc)) from exc
+        digests = {key: source_digest(key, models_file) if models_file else source_digest(key) for key in keys}
         if stage:
             for key in keys:
-                stage_source(key, source_dir)
+                stage_source(key, source_dir, models_file)
     except (ConfigError, TargetError, StagingError) as exc:
         raise _fail(str(exc)) from exc
     import msgspec

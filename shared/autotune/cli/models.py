@@ -1,4 +1,5 @@
-"""`autotune models [--json]`: the model catalog (shared/autotune/catalog/models.toml)."""
+"""`autotune models [--json] [--sources]`: the model catalog (shared/autotune/catalog/models.toml,
+with deploy/config.toml's models_file merged over it)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,35 @@ from autotune.cli.app import app
 
 
 @app.command()
-def models(as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False) -> None:
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON, each fact with its source.")] = False,
+    sources: Annotated[bool, typer.Option("--sources", help="List every fact with the page it came from and the date read.")] = False,
+) -> None:
     """List the tunable models with their limits, adapter sizes, regions, price and lifecycle."""
-    from autotune.catalog import load_catalog
+    import msgspec
 
-    catalog = load_catalog()
+    from autotune.catalog import CatalogError, load_catalog
+    from autotune.config import ConfigError, PipelineConfig
+
+    try:
+        PipelineConfig.from_env().export_models_file()
+        catalog = load_catalog()
+    except (ConfigError, CatalogError) as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        if as_json:
+            typer.echo(json.dumps({"usage_error": {"code": "invalid_configuration", "message": str(exc)}}))
+        raise typer.Exit(2) from None
     if as_json:
         doc = {
-            "models": [m.to_dict() for m in catalog.models.values()],
-            "media": {k: {f: getattr(v, f) for f in v.__struct_fields__} for k, v in catalog.media.items()},
+            "files": list(catalog.files),
+            "models": [{**m.to_dict(), "facts": catalog.facts(m)} for m in catalog.models.values()],
+            "media": {k: {**msgspec.to_builtins(v), "facts": catalog.facts(v)} for k, v in catalog.media.items()},
+            "sources": {k: msgspec.to_builtins(v) for k, v in catalog.sources.items()},
         }
         typer.echo(json.dumps(doc, indent=2))
+        return
+    if sources:
+        typer.echo(render_sources(catalog))
         return
 
     from rich.console import Console
@@ -52,3 +71,19 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the catal
     console.print(table)
     for m in catalog.models.values():
         console.print(f"[bold]{m.name}[/bold]: {m.lifecycle_note}", highlight=False)
+
+
+def render_sources(catalog) -> str:
+    """Every fact, its value and where it came from; unconfirmed facts say so."""
+    out = [f"catalog: {' + '.join(catalog.files)}"]
+    items = [(f"model {m.name}", m) for m in catalog.models.values()] + [(f"media {k}", v) for k, v in catalog.media.items()]
+    for title, item in items:
+        out.append("")
+        out.append(title)
+        for fact in catalog.facts(item):
+            mark = "" if fact["confirmed"] else "  [UNCONFIRMED]"
+            out.append(f"  {fact['fact']} = {json.dumps(fact['value'])}{mark}")
+            out.append(f"      source: {fact['url']} (read {fact['read_on']})")
+            if fact["note"]:
+                out.append(f"      note: {fact['note']}")
+    return "\n".join(out)
