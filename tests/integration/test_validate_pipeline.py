@@ -231,6 +231,40 @@ def test_bad_metadata_settings_are_a_rejection_with_a_report(local_stack, events
     assert any(e["field"] and "epochs" in e["field"] for e in report["errors"] if e["code"] == "invalid_epochs")
 
 
+def test_a_retired_model_is_a_rejection_whose_report_names_the_lines_too(local_stack, events, requests_seen) -> None:
+    """Vertex AI refuses jobs for a retired model, so no tuning request goes out; the report still
+    names the line problems a current model would also refuse."""
+    name = f"incoming/{unique('retired')}.jsonl"
+    rows = [example(i) for i in range(20)]
+    rows[3] = {"contents": [{"role": "user", "parts": [{"text": "Weather?"}]},
+                            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]}]}
+    local_stack.upload(jsonl(rows), name, metadata={"autotune-model": "gemini-2.5-flash"})
+    received = verdict_for(events, f"gs://{local_stack.bucket}/{name}")
+    assert received.event.type is EventType.DATASET_REJECTED
+    assert {"model_retired", "function_calling_unsupported"} <= set(received.event.payload.counts)
+    report = read_report(local_stack, received.event.payload.report_uri)
+    assert [e["line"] for e in report["errors"] if e["code"] == "function_calling_unsupported"] == [4]
+    assert not requests_seen.for_uri(f"gs://{local_stack.bucket}/{name}", timeout=5.0)
+
+
+def test_video_and_role_less_turns_are_accepted(local_stack, events) -> None:
+    """Shapes the tuning pages document: a video with videoMetadata, a user turn with no role,
+    an http:// media URL."""
+    name = f"incoming/{unique('video')}.jsonl"
+    video = f"media/{unique('clip')}.mp4"  # outside incoming/: not a dataset
+    local_stack.upload(b"\x00\x00\x00\x18ftypmp42", video)
+    rows = [
+        {"contents": [{"parts": [{"fileData": {"mimeType": "video/mp4", "fileUri": f"gs://{local_stack.bucket}/{video}"},
+                                  "videoMetadata": {"startOffset": "1s", "endOffset": "5.5s"}},
+                                 {"text": f"What happens in clip {i}?"}]},
+                      {"role": "model", "parts": [{"text": f"A ferry leaves, take {i}."}]}]}
+        for i in range(20)
+    ]
+    local_stack.upload(jsonl(rows), name)
+    received = verdict_for(events, f"gs://{local_stack.bucket}/{name}")
+    assert received.event.type is EventType.DATASET_ACCEPTED, received.event.payload.counts
+
+
 def test_unreadable_event_is_acknowledged(local_stack) -> None:
     headers = {
         "ce-specversion": "1.0", "ce-id": "junk-1", "ce-source": "//storage.googleapis.com/projects/_/buckets/x",
