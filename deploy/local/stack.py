@@ -212,6 +212,12 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
         vertex_endpoint=f"http://127.0.0.1:{ports['tuning']}",
         **{**LOCAL_RECONCILIATION, **dict(options.config_overrides)},
     )
+    if config.models_file:
+        # A models file that does not load stops the stack here (CatalogError names the file and
+        # key), not in every validate call; the functions load it through AUTOTUNE_MODELS_FILE.
+        from autotune.catalog import CATALOG_FILE, catalog_from_files
+
+        catalog_from_files(CATALOG_FILE.read_text(encoding="utf-8"), Path(config.models_file))
     env = stack_environment(config, ports)
     child_env = {**_clean_parent_env(), **env, **options.extra_env, "PYTHONUNBUFFERED": "1", "GOOGLE_CLOUD_PROJECT": config.project}
     started: list[RunningProcess] = []

@@ -50,9 +50,11 @@ def up(
     directory = _state_dir(state_dir)
     _stop_on_sigterm()
     began = time.monotonic()
+    from autotune.catalog import CatalogError
+
     try:
         stack = start_stack(options_with(state_dir=directory, **overrides))
-    except (MissingPrerequisite, ProcessFailed) as exc:
+    except (MissingPrerequisite, ProcessFailed, CatalogError) as exc:
         raise _fail(str(exc)) from None
     took = time.monotonic() - began
     env_file = _relative(directory / ENV_FILE)
