@@ -120,10 +120,11 @@ def test_usage_errors_exit_2(args):
         (["--validation", "/nonexistent/val.jsonl"], "file_not_readable"),
     ],
 )
-def test_json_usage_errors_are_one_document_with_code_and_message(args, code):
+@pytest.mark.parametrize("entry", ["autotune.command", "autotune.cli"])  # the executable's fast parser, and typer's
+def test_json_usage_errors_are_one_document_with_code_and_message(args, code, entry):
     """In a real process: stdout holds exactly one JSON document, exit code 2 as without --json."""
     result = subprocess.run(
-        [sys.executable, "-c", "from autotune.cli import main; main()", "validate",
+        [sys.executable, "-c", f"from {entry} import main; main()", "validate",
          str(EXAMPLES / "classification.jsonl"), "--model", "gemini-3.5-flash", *args, "--json"],
         capture_output=True, text=True, cwd=ROOT,
     )
@@ -182,3 +183,27 @@ def test_text_output_lists_100_per_code_then_says_how_many_more(tmp_path):
     assert "invalid_json (error, 130)" in lines
     assert sum(1 for line in lines if ": invalid_json: " in line) == 100
     assert "  ... and 30 more" in lines
+
+
+def test_the_fast_parser_and_the_typer_command_take_the_same_options():
+    """`autotune validate` is parsed without typer (start-up time); `--help` shows the typer
+    declaration. The two must offer the same options."""
+    import typer.main
+
+    from autotune.validate_command import FLAGS, OPTIONS
+
+    command = typer.main.get_command(app).commands["validate"]
+    declared = {opt for param in command.params for opt in param.opts if opt.startswith("--")}
+    assert declared == set(OPTIONS) | set(FLAGS)
+
+
+def test_the_executable_validates_without_importing_typer(tmp_path):
+    code = (
+        "import sys; from autotune.command import main\n"
+        f"sys.argv = ['autotune', 'validate', {str(EXAMPLES / 'classification.jsonl')!r}, '--json']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "assert 'typer' not in sys.modules and 'pydantic' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["valid"] is True

@@ -1,216 +1,44 @@
 """`autotune validate`: the validator on a laptop, same core as the validate function.
 
-Exit 0 when valid (warnings allowed), 1 when invalid, 2 on a usage error (unknown model,
-missing file, bad flag value, a models file that does not load). Settings come from
-deploy/config.toml's tuning defaults (AUTOTUNE_DEFAULT_* override them), then the flags. A
-retired model is not a usage error: the report is produced (invalid, with model_retired) so it
-shows everything else a current model would need too.
-
-With --json, stdout always holds exactly one JSON document: the report, or on a usage error
-{"valid": false, "usage_error": {"code": ..., "message": ...}}.
+The command runs autotune.validate_command (exit codes, --json, usage errors are described
+there); the `autotune` entry point parses this command's arguments itself, without typer, to
+start fast, and this declaration serves `autotune --help` and `autotune validate --help`.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import os
-import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from autotune.cli.app import app
+from autotune.validate_command import FLAGS, OPTIONS, UsageError, ValidateArgs, render_text, report_usage_error, run
 
-PROGRESS_MIN_BYTES = 64 * 1024 * 1024
+__all__ = ["render_text", "validate"]
 
 
 @app.command()
 def validate(
     train: Annotated[Path, typer.Argument(metavar="TRAIN", help="Training JSONL file.")],
-    validation: Annotated[Path | None, typer.Option("--validation", help="Validation JSONL file.")] = None,
-    model: Annotated[str | None, typer.Option(help="Base model (see `autotune models`; default: deploy/config.toml).")] = None,
-    # Numbers are read here, not by the option parser, so a bad value is a usage error this
-    # command reports itself (as JSON with --json) instead of a parser message on stderr.
-    epochs: Annotated[str | None, typer.Option(help="Training epochs (default: deploy/config.toml).")] = None,
-    adapter_size: Annotated[str | None, typer.Option(help="Adapter size (default: the model's).")] = None,
-    learning_rate_multiplier: Annotated[str | None, typer.Option(help="Learning-rate multiplier.")] = None,
-    region: Annotated[str | None, typer.Option(help="Region the job will run in (default: deploy/config.toml).")] = None,
-    check_files: Annotated[
-        bool, typer.Option("--check-files", help="Check that every gs:// file the data references exists (needs Cloud Storage access).")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON document.")] = False,
+    validation: Annotated[Path | None, typer.Option("--validation", help=OPTIONS["--validation"])] = None,
+    model: Annotated[str | None, typer.Option("--model", help=OPTIONS["--model"])] = None,
+    epochs: Annotated[str | None, typer.Option("--epochs", help=OPTIONS["--epochs"])] = None,
+    adapter_size: Annotated[str | None, typer.Option("--adapter-size", help=OPTIONS["--adapter-size"])] = None,
+    learning_rate_multiplier: Annotated[
+        str | None, typer.Option("--learning-rate-multiplier", help=OPTIONS["--learning-rate-multiplier"])
+    ] = None,
+    region: Annotated[str | None, typer.Option("--region", help=OPTIONS["--region"])] = None,
+    check_files: Annotated[bool, typer.Option("--check-files", help=FLAGS["--check-files"])] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=FLAGS["--json"])] = False,
 ) -> None:
     """Check a tuning dataset for a model and its settings; name every bad line."""
-    from autotune.catalog import CatalogError, load_catalog
-    from autotune.config import ConfigError, PipelineConfig
-    from autotune.settings import TuningSettings
-    from autotune.validation import DatasetSource, file_chunks, validate_dataset
-    from autotune.validation.codes import ErrorCode
-    from autotune.validation.settings_rules import check_settings
-
-    fail = functools.partial(_usage_error, as_json=as_json)
-    for flag, path in (("TRAIN", train), ("--validation", validation)):
-        if path is not None and not path.is_file():
-            fail("file_not_readable", f"{flag}: {path} is not a readable file")
+    args = ValidateArgs(
+        train=train, validation=validation, model=model, epochs=epochs, adapter_size=adapter_size,
+        learning_rate_multiplier=learning_rate_multiplier, region=region, check_files=check_files, as_json=as_json,
+    )
     try:
-        config = PipelineConfig.from_env()
-        config.export_models_file()
-        catalog = load_catalog()
-    except (ConfigError, CatalogError) as exc:
-        fail("invalid_configuration", str(exc))
-    settings = TuningSettings.from_defaults(config.defaults).overridden_by(
-        {
-            "model": model,
-            "epochs": _number(epochs, int),
-            "adapter_size": _number(adapter_size, int),
-            "learning_rate_multiplier": _number(learning_rate_multiplier, float),
-            "region": region,
-        }
-    )
-    problems: list[tuple[str, str]] = []
-
-    def collect(code: ErrorCode, field: str, message: str) -> None:
-        # A retired model is a finding of the report, not a usage error (see the module doc).
-        if code.severity == "error" and code is not ErrorCode.MODEL_RETIRED:
-            problems.append((code.value, message))
-
-    check_settings(settings, catalog.get(settings.model), list(catalog.models), collect)
-    if problems:
-        fail(problems[0][0], "\n".join(f"{code}: {message}" for code, message in problems))
-
-    media = _media_inspector(fail) if check_files else None
-    sources = {"train": train, "validation": validation}
-    total = sum(p.stat().st_size for p in sources.values() if p is not None)
-    with _progress(total) as progress:
-        report = validate_dataset(
-            DatasetSource(str(train), file_chunks(str(train)), train.stat().st_size),
-            settings=settings,
-            validation=None
-            if validation is None
-            else DatasetSource(str(validation), file_chunks(str(validation)), validation.stat().st_size),
-            media=media,
-            progress=progress,
-        )
-    if as_json:
-        sys.stdout.buffer.write(report.to_json() + b"\n")
-        sys.stdout.flush()
-    else:
-        typer.echo(render_text(report))
-    raise typer.Exit(0 if report.valid else 1)
-
-
-def render_text(report) -> str:
-    """Verdict and summary first, then `file:line: code: message` grouped by code."""
-    out: list[str] = []
-    verdict = "VALID" if report.valid else "INVALID"
-    cost = report.cost_estimate
-    out.append(
-        f"{verdict}: {report.example_count:,} training examples for {report.model}"
-        f" ({report.error_count:,} errors, {report.warning_count:,} warnings)"
-    )
-    for role, summary in report.files.items():
-        out.append(
-            f"  {role}: {summary.name}  {summary.examples:,} examples, {summary.lines:,} lines, "
-            f"{summary.size:,} bytes, sha256 {summary.sha256[:16]}"
-        )
-        tokens = report.stats.get(role, {}).get("tokens")
-        if tokens and tokens["examples"]:
-            out.append(
-                f"    tokens per example: min {tokens['min']:,}, median {tokens['median']:,}, "
-                f"p95 {tokens['p95']:,}, max {tokens['max']:,}; total {tokens['total']:,}"
-            )
-    out.append(f"  token method: {report.stats['method']}")
-    price = cost["price_per_million_training_tokens"]
-    money = (
-        f"about {cost['currency']} {cost['estimated_cost']:,.2f} at {price:g} per 1M (read {cost['price_read_on']})"
-        if price is not None
-        else "price unknown"
-    )
-    out.append(
-        f"  cost: {cost['billable_tokens']:,} billable tokens ({cost['training_tokens']:,} x {cost['epochs']} epochs), "
-        f"{money}; {cost['note']}"
-    )
-    names = {role: summary.name for role, summary in report.files.items()}
-    by_code: dict[str, list] = {}
-    for issue in report.errors:
-        by_code.setdefault(issue.code, []).append(issue)
-    for code, issues in by_code.items():
-        total = report.counts.get(code, len(issues))
-        out.append("")
-        out.append(f"{code} ({issues[0].severity}, {total:,})")
-        for issue in issues:
-            where = names.get(issue.file, "settings") if issue.file else "settings"
-            if issue.line is not None:
-                where = f"{where}:{issue.line}"
-            field = f" [{issue.field}]" if issue.field and issue.line is not None else ""
-            out.append(f"  {where}: {code}: {issue.message}{field}")
-        if total > len(issues):
-            out.append(f"  ... and {total - len(issues):,} more")
-    return "\n".join(out)
-
-
-def _number(text: str | None, kind: type) -> object:
-    """The flag's number, or its text unchanged for check_settings to name as invalid."""
-    if text is None:
-        return None
-    try:
-        return kind(text)
-    except ValueError:
-        return text
-
-
-def _usage_error(code: str, message: str, *, as_json: bool) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    if as_json:
-        doc = {"valid": False, "usage_error": {"code": code, "message": message}}
-        sys.stdout.write(json.dumps(doc) + "\n")
-        sys.stdout.flush()
-    raise typer.Exit(2)
-
-
-def _media_inspector(fail):
-    from autotune.adapters.media import GcsMediaInspector
-
-    try:
-        from google.cloud import storage
-
-        project = os.environ.get("AUTOTUNE_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
-        return GcsMediaInspector(storage.Client(project=project))
-    except Exception as exc:  # no credentials, no project: a usage problem, not a crash
-        fail("no_storage_access", f"--check-files needs Cloud Storage access (or STORAGE_EMULATOR_HOST): {exc}")
-
-
-class _NoProgress:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
-class _BarProgress:
-    def __init__(self, total: int) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-        self._progress = Progress(
-            "validating", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            console=Console(file=sys.stderr), transient=True,
-        )
-        self._total = total
-
-    def __enter__(self):
-        self._progress.start()
-        task = self._progress.add_task("validate", total=self._total)
-        return lambda done: self._progress.update(task, completed=done)
-
-    def __exit__(self, *exc) -> None:
-        self._progress.stop()
-
-
-def _progress(total: int):
-    if total >= PROGRESS_MIN_BYTES and sys.stderr.isatty():
-        return _BarProgress(total)
-    return _NoProgress()
+        code = run(args)
+    except UsageError as exc:
+        code = report_usage_error(exc, as_json)
+    raise typer.Exit(code)
