@@ -233,3 +233,27 @@ def test_token_limit_thresholds_for_a_32k_model(chars, code):
     )
     found = {c for c in report.counts if c.startswith("token_limit")}
     assert found == ({code} if code else set())
+
+
+def _tokens(example: dict) -> tuple[int, int, str]:
+    data = (json.dumps(example) + "\n").encode()
+    report = validate_dataset(DatasetSource("t", [data]), settings=TuningSettings(model="gemini-3.5-flash", epochs=1))
+    return report.stats["train"]["tokens"]["total"], report.stats["media_tokens"]["lower_bound_examples"], report.stats["method"]
+
+
+def test_media_count_at_their_documented_rates_and_unknown_lengths_are_lower_bounds():
+    text_only = {"contents": [{"role": "user", "parts": [{"text": "Describe it."}]}, {"role": "model", "parts": [{"text": "Grey."}]}]}
+
+    def with_media(mime: str, **extra) -> dict:
+        example = json.loads(json.dumps(text_only))
+        example["contents"][0]["parts"].insert(0, {"fileData": {"mimeType": mime, "fileUri": "gs://b/x"}, **extra})
+        return example
+
+    base, base_lower, method = _tokens(text_only)
+    assert base_lower == 0 and "258 per image" in method
+    assert _tokens(with_media("image/png"))[:2] == (base + 258, 0)
+    assert _tokens(with_media("application/pdf"))[:2] == (base + 258, 1)  # one page at least
+    assert _tokens(with_media("audio/mpeg"))[:2] == (base, 1)  # length unknown offline
+    assert _tokens(with_media("video/mp4"))[:2] == (base, 1)
+    clip = with_media("video/mp4", videoMetadata={"startOffset": "2s", "endOffset": "12s"})
+    assert _tokens(clip)[:2] == (base + 10 * 258, 0)

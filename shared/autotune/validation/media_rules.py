@@ -77,7 +77,7 @@ class MediaRules:
     def check_counts(self, refs: list, add: Add) -> tuple[int, bool]:
         """Per-example limits by kind, and the length of media whose duration is known.
         Returns the media's tokens and whether that is a lower bound (audio or video of unknown
-        duration, counted as 0 seconds)."""
+        duration, counted as 0 seconds; a PDF, counted as one page)."""
         counts: dict[str, int] = {}
         tokens = 0
         lower_bound = False
@@ -85,6 +85,8 @@ class MediaRules:
             counts[kind_name] = counts.get(kind_name, 0) + 1
             kind = self._catalog.media[kind_name]
             tokens += kind.tokens_each
+            if kind_name == "document":
+                lower_bound = True  # tokens_each is one page; the page count is not known offline
             if not kind.tokens_per_second:
                 continue
             if seconds is None:

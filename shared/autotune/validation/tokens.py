@@ -24,8 +24,9 @@ METHOD = (
 )
 MEDIA_METHOD = (
     "images and PDFs: tokens_each per item (a PDF counts as one page); audio and video: tokens_per_second x the "
-    "clip's length, known only from videoMetadata offsets; an example whose audio or video length is unknown "
-    "counts 0 seconds for it, so its token count is a lower bound (lower_bound_examples)"
+    "clip's length, known only from videoMetadata offsets (low media resolution: tokens_per_second_low); an "
+    "example with a PDF, or with audio or video of unknown length (counted as 0 seconds), has a token count "
+    "that is a lower bound (lower_bound_examples)"
 )
 CHARS_PER_TOKEN = 4
 CHARS_PER_TOKEN_LOWER_BOUND = 8
