@@ -99,11 +99,15 @@ class LineReader:
                 line_no += 1
                 skipping = False
                 slice_ = slice_[newline + 1 :]
-            data = pending + slice_ if pending else slice_
-            lines = data.split(b"\n")
+            # Split the slice alone and glue the carried-over tail onto its first line only:
+            # joining tail and slice first would copy every slice once more.
+            lines = slice_.split(b"\n")
+            size = len(pending) + len(slice_)
+            if pending:
+                lines[0] = pending + lines[0]
             pending = lines.pop()
             if lines:
-                if len(data) > self._max:
+                if size > self._max:
                     yield from _split_out_long(line_no, lines, self._max)
                 else:
                     yield line_no, lines
