@@ -116,6 +116,9 @@ class Catalog(msgspec.Struct, frozen=True, kw_only=True):
     kind_by_mime: dict[str, str]  # lowercase mime type -> media kind name
     sources: dict[str, Source] = {}
     files: tuple[str, ...] = ()  # the files merged into this catalog, shipped one first
+    # "models.NAME" / "media.KIND" -> the facts its table sets; the others are the defaults of
+    # ModelSpec / MediaKind, which no source states.
+    stated: dict[str, frozenset[str]] = {}
 
     def get(self, name: str) -> ModelSpec | None:
         return self.models.get(name)
@@ -130,8 +133,19 @@ class Catalog(msgspec.Struct, frozen=True, kw_only=True):
     def facts(self, item: ModelSpec | MediaKind) -> list[dict]:
         """Every fact of a model or media kind with its value, source and whether it is confirmed."""
         out = []
+        table = f"models.{item.name}" if isinstance(item, ModelSpec) else f"media.{item.name}"
+        stated = self.stated.get(table)
         for field in item.__struct_fields__:
             if field in _NOT_FACTS:
+                continue
+            if stated is not None and field not in stated:
+                out.append(
+                    {
+                        "fact": field, "value": msgspec.to_builtins(getattr(item, field)), "source": None, "url": None,
+                        "read_on": None, "confirmed": False,
+                        "note": item.notes.get(field, "not stated by any source: the catalog's default"),
+                    }
+                )
                 continue
             source_id = item.sources.get(field, item.source)
             source = self.sources.get(source_id)
@@ -234,7 +248,11 @@ def _build(raw: dict, file: str) -> Catalog:
             other = kind_by_mime.setdefault(mime.lower(), kind.name)
             if other != kind.name:
                 raise CatalogError(f"{file}: media.{kind.name}.mime_types: {mime!r} is also a {other} type")
-    return Catalog(models=models, media=media, kind_by_mime=kind_by_mime, sources=sources, files=(file,))
+    stated = {f"models.{name}": frozenset(fields) for name, fields in raw["models"].items()}
+    stated.update({f"media.{name}": frozenset(fields) for name, fields in raw["media"].items()})
+    return Catalog(
+        models=models, media=media, kind_by_mime=kind_by_mime, sources=sources, files=(file,), stated=stated
+    )
 
 
 MEDIA_RESOLUTIONS = ("default", "low", "medium", "high")

@@ -83,7 +83,8 @@ def render_sources(catalog) -> str:
         for fact in catalog.facts(item):
             mark = "" if fact["confirmed"] else "  [UNCONFIRMED]"
             out.append(f"  {fact['fact']} = {json.dumps(fact['value'])}{mark}")
-            out.append(f"      source: {fact['url']} (read {fact['read_on']})")
+            if fact["url"]:
+                out.append(f"      source: {fact['url']} (read {fact['read_on']})")
             if fact["note"]:
                 out.append(f"      note: {fact['note']}")
     return "\n".join(out)
