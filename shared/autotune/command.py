@@ -10,7 +10,11 @@ def main() -> None:
     if argv[:1] == ["validate"] and not {"--help", "-h"} & set(argv):
         from autotune.validate_command import main_argv
 
-        sys.exit(main_argv(argv[1:]))
+        try:
+            sys.exit(main_argv(argv[1:]))
+        except KeyboardInterrupt:
+            sys.stderr.write("Aborted.\n")
+            sys.exit(130)
     from autotune.cli import main as typer_main
 
     typer_main()
