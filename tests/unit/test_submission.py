@@ -671,3 +671,23 @@ def test_overlapping_ticks_publish_crash_leftovers_once(world):
     status_tick(pipeline)
     assert published[1:] == ["submitted"]
     assert ledger.get(request.idempotency_key).outbox == ()
+
+
+@pytest.mark.parametrize("state", ["JOB_STATE_NEWLY_ADDED", "42"])
+def test_an_unknown_job_state_is_recorded_as_seen_warned_once_and_polled_on(world, capsys, state):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    submit(pipeline, request)
+    job = ledger.get(request.idempotency_key).job_name
+    service.set_state(job, "JOB_STATE_RUNNING")
+    status_tick(pipeline)
+    capsys.readouterr()
+    service.set_state(job, state)
+    for _ in range(3):
+        assert status_tick(pipeline).errors == []
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.RUNNING and record.job_state == state and bus.types() == ["submitted", "running"]
+    assert capsys.readouterr().out.count("a job state autotune does not know") == 1
+    service.succeed(job)
+    status_tick(pipeline)
+    assert ledger.get(request.idempotency_key).state == S.SUCCEEDED
