@@ -1,7 +1,7 @@
 """A local stand-in for the Vertex AI tuning service (v1 REST), so the pipeline runs offline.
 
     python -m autotune_local.tuning_emulator --host 127.0.0.1 --port PORT \
-        --storage-endpoint http://127.0.0.1:GCSPORT [--quota 1] [--job-seconds 15] \
+        --storage-endpoint http://127.0.0.1:GCSPORT [--quota 1] [--quota-scope project|region] [--job-seconds 15] \
         [--fault-rate-429 0.0] [--fault-rate-500 0.0]
 
 Routes (what the GAPIC `GenAiTuningServiceClient` calls over REST):
@@ -783,6 +783,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--storage-endpoint", required=True, help="fake-gcs-server, e.g. http://127.0.0.1:4443")
     parser.add_argument("--quota", type=int, default=1, help="concurrent tuning jobs per project (default 1)")
+    parser.add_argument("--quota-scope", choices=("project", "region"), default="project",
+                        help="the quota counts a project's jobs in every region (default, as Vertex AI) or per region")
     parser.add_argument("--job-seconds", type=float, default=15.0, help="time from create to the job's end (default 15)")
     parser.add_argument("--fault-rate-429", type=float, default=0.0, help="share of creates answered 429")
     parser.add_argument("--fault-rate-500", type=float, default=0.0, help="share of calls answered 500")
@@ -791,6 +793,7 @@ def main(argv: list[str] | None = None) -> None:
         store=FakeGcsStore(args.storage_endpoint),
         quota=args.quota,
         job_seconds=args.job_seconds,
+        quota_scope=args.quota_scope,
         faults=Faults(rate429=_rate(args.fault_rate_429, "--fault-rate-429"), rate500=_rate(args.fault_rate_500, "--fault-rate-500")),
     )
     server = make_server(service, args.host, args.port)
