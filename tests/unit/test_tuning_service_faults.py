@@ -197,3 +197,15 @@ def _now():
     from datetime import UTC, datetime
 
     return datetime(2026, 12, 2, tzinfo=UTC)
+
+
+def test_a_claim_outlasts_the_longest_lookup_and_create_of_a_live_submitter():
+    """A take-over must not race a create that is still running: a submitter's slowest path (a
+    lookup retried to the end, waiting the longest RetryInfo allowed, then a create that runs to
+    its deadline) ends before its claim expires."""
+    from autotune.adapters import tuning_service as adapter
+    from autotune.submission import CLAIM_SECONDS
+
+    slowest = adapter.CALL_ATTEMPTS * adapter.CALL_TIMEOUT_SECONDS + (adapter.CALL_ATTEMPTS - 1) * adapter.RETRY_MAX_SECONDS
+    slowest += adapter.CALL_TIMEOUT_SECONDS
+    assert slowest < CLAIM_SECONDS
