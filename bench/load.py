@@ -20,7 +20,7 @@ tuning emulator and the ledger for the number of active jobs. Then it prints:
 With --rate-500 / --rate-429 the tuning emulator answers that share of all calls with 500 and of
 job creations with 429 for the whole run: the figures then show what a service failing that
 often for minutes costs (FAILED ends are allowed: a dataset gives up after 10 tries without an
-answer; lost or doubled ones are not).
+answer and a lookup that shows no job of it; lost or doubled ones are not).
 
 With --after-create N the first N job creations make their job and then fail to answer (500,
 503, and a stall past the client's deadline, in turn); --list-lag S keeps new jobs out of lists for
