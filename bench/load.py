@@ -20,7 +20,14 @@ tuning emulator and the ledger for the number of active jobs. Then it prints:
 With --rate-500 / --rate-429 the tuning emulator answers that share of all calls with 500 and of
 job creations with 429 for the whole run: the figures then show what a service failing that
 often for minutes costs (FAILED ends are allowed: a dataset gives up after 10 tries without an
-answer; lost or doubled ones are not).
+answer and a lookup that shows no job of it; lost or doubled ones are not).
+
+With --after-create N the first N job creations make their job and then fail to answer (500,
+503, and a stall past the client's deadline, in turn); --list-lag S keeps new jobs out of lists for
+S seconds and --create-delay S makes every create outlast the deadline by S seconds. The client's
+deadline is --call-timeout (5 s) and a create without an answer is looked for again after
+--create-settle (10 s) in those runs. The report adds the jobs cancelled as orphans (a second job
+of one dataset, found and cancelled) and counts as duplicates only the second jobs left running.
 
 The integration test tests/integration/test_load_small.py runs the same code with a small N.
 """
@@ -88,6 +95,8 @@ class Figures:
     accepted_seconds: list[float] = field(default_factory=list)
     submitted_seconds: list[float] = field(default_factory=list)
     end_states: dict[str, int] = field(default_factory=dict)
+    orphans_cancelled: int = 0  # second jobs of one dataset the pipeline found and cancelled
+    duplicates_not_cancelled: int = 0  # second jobs of one dataset that were not cancelled: paid twice
 
     @property
     def duplicate_event_copies(self) -> int:
@@ -242,7 +251,15 @@ def measure(stack, received: list, uploaded: dict[str, float], began: float, sam
         accepted_seconds=_latencies(uploaded, first_time, EventType.DATASET_ACCEPTED),
         submitted_seconds=_latencies(uploaded, first_time, EventType.JOB_SUBMITTED),
         end_states=dict(Counter(r.state.value for r in records)),
+        orphans_cancelled=sum(len(r.duplicate_jobs) for r in records),
+        duplicates_not_cancelled=_duplicates_not_cancelled(jobs, records),
     )
+
+
+def _duplicates_not_cancelled(jobs: list, records: list) -> int:
+    cancelled = {name for r in records for name in r.duplicate_jobs}
+    kept = Counter(job.labels.get(KEY_LABEL, "") for job in jobs if job.name not in cancelled)
+    return sum(n - 1 for n in kept.values() if n > 1)
 
 
 def list_jobs(stack) -> list:
@@ -298,6 +315,8 @@ def report(figures: Figures) -> str:
         f"{figures.duplicate_event_copies} copies of an already received ce-id)",
         f"jobs created:                 {figures.jobs_created}",
         f"duplicate jobs:               {figures.duplicate_jobs} (jobs beyond one per idempotency label)",
+        f"orphans cancelled:            {figures.orphans_cancelled}; duplicates left running or ended: "
+        f"{figures.duplicates_not_cancelled}",
         f"datasets with several ends:   {figures.datasets_with_several_ends}",
         f"lost datasets:                {len(figures.lost)}" + (f" ({', '.join(figures.lost[:5])}...)" if figures.lost else ""),
         f"ledger records not ended:     {figures.unfinished_records}; end states: "
@@ -322,7 +341,16 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for the drain after this")
     parser.add_argument("--rate-500", type=float, default=0.0, help="share of tuning service calls answered 500")
     parser.add_argument("--rate-429", type=float, default=0.0, help="share of job creations answered 429")
+    parser.add_argument("--after-create", type=int, default=0, help="this many creates make their job, then fail to answer")
+    parser.add_argument("--list-lag", type=float, default=0.0, help="seconds a new job stays out of list results")
+    parser.add_argument("--create-delay", type=float, default=0.0, help="seconds every create outlasts the client's deadline by")
+    parser.add_argument("--call-timeout", type=float, default=5.0, help="client deadline per tuning call, in runs with the faults above")
+    parser.add_argument("--create-settle", type=float, default=10.0, help="pause after a create without an answer, in those runs")
     args = parser.parse_args()
+    after_create_faults = bool(args.after_create or args.list_lag or args.create_delay)
+    extra_env = {
+        "AUTOTUNE_TUNING_CALL_TIMEOUT_SECONDS": str(args.call_timeout), "AUTOTUNE_TUNING_CREATE_SETTLE_SECONDS": str(args.create_settle),
+    } if after_create_faults else {}
 
     from autotune_local.stack import options_with, start_stack
 
@@ -330,9 +358,18 @@ def main() -> int:
         started = time.monotonic()
         stack = start_stack(options_with(
             state_dir=Path(tmp) / "stack", max_concurrent_jobs=args.max_jobs, job_seconds=args.job_seconds,
-            tick_seconds=args.tick_seconds, fault_rate_500=args.rate_500, fault_rate_429=args.rate_429,
+            tick_seconds=args.tick_seconds, fault_rate_500=args.rate_500, fault_rate_429=args.rate_429, extra_env=extra_env,
         ))
         try:
+            if after_create_faults:
+                third, extra = divmod(args.after_create, 3)
+                faults = {
+                    "nextAfterCreate500": third + (extra > 0), "nextAfterCreate503": third + (extra > 1), "nextAfterCreateStall": third,
+                    "stallSeconds": args.call_timeout + 5, "listLagSeconds": args.list_lag,
+                    "createDelaySeconds": args.call_timeout + args.create_delay if args.create_delay else 0.0,
+                }
+                requests.post(f"{stack.config.vertex_endpoint}/emulator/faults", json=faults, timeout=10).raise_for_status()
+                print(f"after-create faults: {faults}", flush=True)
             print(f"stack up in {time.monotonic() - started:.1f} s: max_concurrent_jobs {args.max_jobs}, "
                   f"job clock {args.job_seconds:g} s, tick every {args.tick_seconds:g} s"
                   + (f", faults 500 {args.rate_500:.0%} 429 {args.rate_429:.0%}" if args.rate_500 or args.rate_429 else ""), flush=True)
@@ -340,7 +377,7 @@ def main() -> int:
         finally:
             stack.stop()
     print(report(figures))
-    clean = not figures.lost and not figures.duplicate_jobs and not figures.datasets_with_several_ends
+    clean = not figures.lost and not figures.duplicates_not_cancelled and not figures.datasets_with_several_ends
     clean &= figures.max_active_jobs <= args.max_jobs and figures.max_slots_held <= args.max_jobs
     return 0 if clean else 1
 

@@ -57,6 +57,9 @@ class StackOptions:
     config_overrides: Mapping[str, object] = field(default_factory=dict)
     # The tuning emulator: its quota defaults to the pipeline's max_concurrent_jobs.
     quota: int | None = None
+    # Another server that speaks the v1 REST tuning API (a recorded stub, another emulator) instead
+    # of the built-in tuning emulator, which is then not started; the emulator options are unused.
+    tuning_endpoint: str = ""
     job_seconds: float = 15.0
     fault_rate_429: float = 0.0
     fault_rate_500: float = 0.0
@@ -81,6 +84,9 @@ class StackOptions:
 LOCAL_RECONCILIATION = {"reconcile_every_seconds": 15, "reconcile_after_seconds": 60}
 
 FUNCTION_NAMES = ("validate", "submit", "status")
+# The emulator answers a create at once unless a fault says otherwise: after a create without an
+# answer, the local pipeline looks for its job again after 10 s, not Google Cloud's 5 minutes.
+LOCAL_TUNING_ENV = {"AUTOTUNE_TUNING_CREATE_SETTLE_SECONDS": "10"}
 
 
 def default_functions() -> dict[str, FunctionSource]:
@@ -203,13 +209,14 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
         directory.mkdir(parents=True)
 
     base_config = load_config_file() if (REPO_ROOT / "deploy" / "config.toml").exists() else PipelineConfig()
-    names = ["pubsub", "firestore", "storage", "tuning", "bridge", *functions]
+    own_tuning = not options.tuning_endpoint
+    names = ["pubsub", "firestore", "storage", *(["tuning"] if own_tuning else []), "bridge", *functions]
     ports = {name: processes.free_port() for name in names}
     config = msgspec.structs.replace(
         base_config,
         project=options.project,
         bucket=options.bucket,
-        vertex_endpoint=f"http://127.0.0.1:{ports['tuning']}",
+        vertex_endpoint=f"http://127.0.0.1:{ports['tuning']}" if own_tuning else options.tuning_endpoint.rstrip("/"),
         **{**LOCAL_RECONCILIATION, **dict(options.config_overrides)},
     )
     if config.models_file:
@@ -219,7 +226,7 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
 
         catalog_from_files(CATALOG_FILE.read_text(encoding="utf-8"), Path(config.models_file))
     env = stack_environment(config, ports)
-    child_env = {**_clean_parent_env(), **env, **options.extra_env, "PYTHONUNBUFFERED": "1", "GOOGLE_CLOUD_PROJECT": config.project}
+    child_env = {**_clean_parent_env(), **env, **LOCAL_TUNING_ENV, **options.extra_env, "PYTHONUNBUFFERED": "1", "GOOGLE_CLOUD_PROJECT": config.project}
     started: list[RunningProcess] = []
     stack = LocalStack(state_dir, config, env, started, ports, _subscription_names(functions))
     atexit.register(stack.stop)
@@ -237,7 +244,7 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
             "firestore", [str(executables.firestore_emulator), "start", "--host=127.0.0.1", f"--port={ports['firestore']}"]
         )
         quota = options.quota if options.quota is not None else config.max_concurrent_jobs
-        tuning = launch("tuning", _tuning_argv(ports, quota, options))
+        tuning = launch("tuning", _tuning_argv(ports, quota, options)) if own_tuning else None
         functions_running = {
             name: launch(name, _function_argv(source, ports[name]), cwd=REPO_ROOT) for name, source in functions.items()
         }
@@ -259,7 +266,7 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
         waits = [
             (storage, processes.http_answers(f"http://127.0.0.1:{ports['storage']}/storage/v1/b")),
             (firestore, processes.http_answers(f"http://127.0.0.1:{ports['firestore']}/")),
-            (tuning, processes.http_ok(f"http://127.0.0.1:{ports['tuning']}/healthz")),
+            *([(tuning, processes.http_ok(f"http://127.0.0.1:{ports['tuning']}/healthz"))] if tuning is not None else []),
             (bridge, processes.http_ok(f"http://127.0.0.1:{ports['bridge']}/healthz")),
             *((proc, processes.http_answers(f"http://127.0.0.1:{ports[name]}/")) for name, proc in functions_running.items()),
         ]

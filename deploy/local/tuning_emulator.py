@@ -1,7 +1,7 @@
 """A local stand-in for the Vertex AI tuning service (v1 REST), so the pipeline runs offline.
 
     python -m autotune_local.tuning_emulator --host 127.0.0.1 --port PORT \
-        --storage-endpoint http://127.0.0.1:GCSPORT [--quota 1] [--job-seconds 15] \
+        --storage-endpoint http://127.0.0.1:GCSPORT [--quota 1] [--quota-scope project|region] [--job-seconds 15] \
         [--fault-rate-429 0.0] [--fault-rate-500 0.0]
 
 Routes (what the GAPIC `GenAiTuningServiceClient` calls over REST):
@@ -12,10 +12,27 @@ Routes (what the GAPIC `GenAiTuningServiceClient` calls over REST):
     GET  /healthz                                           200 when ready
 Control routes, for tests and demos (not part of Vertex AI):
     POST /emulator/fail-next   {"message": "..."}           the next created job ends FAILED
-    POST /emulator/faults      {"rate429": F, "rate500": F, "next429": N, "next500": N}
-    POST /emulator/config      {"quota": N, "jobSeconds": S}
+    POST /emulator/faults      {"rate429": F, "rate500": F, "next429": N, "next500": N,     before the call
+                                "rate503": F, "next503": N, "rateLimit429": F,
+                                "nextAfterCreate500": N, "nextAfterCreate503": N,        the job is made,
+                                "nextAfterCreateStall": N, "stallSeconds": S,            then the call fails
+                                "createDelaySeconds": S, "listLagSeconds": S}
+    POST /emulator/config      {"quota": N, "jobSeconds": S, "quotaScope": "project"|"region",
+                                "cancellingSeconds": S, "cancelEndsAnywayShare": F,
+                                "reportState": N|null}
     GET  /emulator/state                                    the settings above and job counts
-A job created with the label `autotune-emulator-fail` (any value) also ends FAILED.
+A job created with the label `autotune-emulator-fail` (any value) also ends FAILED. The same
+routes under /v1beta1/ serve google-genai's client.tunings.
+
+Faults as the real service has them: 429 (create's quota, or a request-rate limit on any call)
+and 503 answer with google.rpc.Status details (ErrorInfo, QuotaFailure, RetryInfo); a create can
+make its job and then answer 500/503 or stall past the client's deadline ("after create"), or
+take longer than that deadline before the job exists ("createDelaySeconds"); a new job can be
+missing from lists for a while ("listLagSeconds"). Cancel is asynchronous: CANCELLING for
+"cancellingSeconds", then CANCELLED, except a share ("cancelEndsAnywayShare") that ends as it
+would have anyway (SUCCEEDED or FAILED). "reportState" makes every running job report that
+JobState number (10 UPDATING, 11 PARTIALLY_SUCCEEDED, or one no client library knows), written
+as a name when the emulator knows one and as the number otherwise.
 
 Like the service it accepts enums as integers or names and answers with names, writes int64
 fields (epochCount) as strings, validates the request (known base model, adapter size allowed
@@ -58,6 +75,8 @@ JOB_STATES = {
     7: "JOB_STATE_CANCELLED",
     8: "JOB_STATE_PAUSED",
     9: "JOB_STATE_EXPIRED",
+    10: "JOB_STATE_UPDATING",
+    11: "JOB_STATE_PARTIALLY_SUCCEEDED",
 }
 ENDED_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
 # Vertex AdapterSize enum (number -> name, name -> size) from the catalog's one mapping.
@@ -74,14 +93,49 @@ _PENDING_UNTIL = 0.25
 
 
 class ApiError(Exception):
-    """An error answered in Google's JSON shape: {"error": {"code", "message", "status"}}."""
+    """An error answered in Google's JSON shape: {"error": {"code", "message", "status", "details"}}."""
 
-    def __init__(self, code: int, status: str, message: str) -> None:
+    def __init__(self, code: int, status: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
-        self.code, self.status, self.message = code, status, message
+        self.code, self.status, self.message, self.details = code, status, message, details or []
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+        error: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+_DETAIL = "type.googleapis.com/google.rpc."
+
+
+def retry_info(seconds: float) -> dict[str, Any]:
+    return {"@type": _DETAIL + "RetryInfo", "retryDelay": f"{seconds:g}s"}
+
+
+def unavailable(message: str = "emulator: injected unavailable", retry_seconds: float = 1.0) -> ApiError:
+    return ApiError(
+        503,
+        "UNAVAILABLE",
+        message,
+        [{"@type": _DETAIL + "ErrorInfo", "reason": "SERVICE_UNAVAILABLE", "domain": "aiplatform.googleapis.com"}, retry_info(retry_seconds)],
+    )
+
+
+def rate_limited(method: str, retry_seconds: float = 1.0) -> ApiError:
+    metric = "aiplatform.googleapis.com/online_prediction_requests_per_base_model"
+    quota = f"aiplatform.googleapis.com/{method}_requests_per_minute"
+    return ApiError(
+        429,
+        "RESOURCE_EXHAUSTED",
+        f"Quota exceeded for quota metric '{metric}' and limit '{quota}' (emulator: injected request-rate limit).",
+        [
+            {"@type": _DETAIL + "ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com",
+             "metadata": {"service": "aiplatform.googleapis.com", "quota_limit": quota}},
+            {"@type": _DETAIL + "QuotaFailure", "violations": [{"subject": "project", "description": f"{quota} exceeded"}]},
+            retry_info(retry_seconds),
+        ],
+    )
 
 
 def invalid(message: str) -> ApiError:
@@ -219,11 +273,26 @@ class Job:
     seconds: float
     stats: dict[str, Any]
     fail_message: str | None = None
-    cancelled_at: float | None = None
+    cancelled_at: float | None = None  # when CANCELLING ends in CANCELLED
+    cancel_requested_at: float | None = None
+    cancel_ignored: bool = False  # the cancel came too late: the job ends as it would have
 
-    def state(self, now: float) -> str:
-        if self.cancelled_at is not None:
-            return "JOB_STATE_CANCELLED"
+    def state(self, now: float, report_state: int | None = None) -> str | int:
+        natural = self._natural_state(now)
+        if self.cancel_requested_at is not None:
+            if self.cancel_ignored:
+                return natural if natural in ENDED_STATES else "JOB_STATE_CANCELLING"
+            if self.cancelled_at is not None and now >= self.cancelled_at:
+                return "JOB_STATE_CANCELLED"
+            return "JOB_STATE_CANCELLING"
+        if report_state is not None and natural == "JOB_STATE_RUNNING":
+            return JOB_STATES.get(report_state, report_state)
+        return natural
+
+    def ended(self, now: float) -> bool:
+        return self.state(now) in ENDED_STATES
+
+    def _natural_state(self, now: float) -> str:
         progress = (now - self.created) / self.seconds if self.seconds > 0 else 1.0
         if progress < _QUEUED_UNTIL:
             return "JOB_STATE_QUEUED"
@@ -233,14 +302,14 @@ class Job:
             return "JOB_STATE_RUNNING"
         return "JOB_STATE_FAILED" if self.fail_message else "JOB_STATE_SUCCEEDED"
 
-    def to_json(self, now: float) -> dict[str, Any]:
-        state = self.state(now)
+    def to_json(self, now: float, report_state: int | None = None) -> dict[str, Any]:
+        state = self.state(now, report_state)
         out = dict(self.body)
         out.update(name=self.name, state=state, createTime=_rfc3339(self.created))
         started = self.created + self.seconds * _PENDING_UNTIL
-        ended = self.cancelled_at if self.cancelled_at is not None else self.created + self.seconds
-        if state in {"JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"} or (
-            state == "JOB_STATE_CANCELLED" and ended >= started
+        ended = self.cancelled_at if state == "JOB_STATE_CANCELLED" and self.cancelled_at is not None else self.created + self.seconds
+        if state not in {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_CANCELLED", "JOB_STATE_CANCELLING"} or (
+            state in {"JOB_STATE_CANCELLED", "JOB_STATE_CANCELLING"} and min(now, ended) >= started
         ):
             out["startTime"] = _rfc3339(started)
             out["tuningDataStats"] = {"supervisedTuningDataStats": self.stats}
@@ -260,10 +329,24 @@ class Job:
 
 @dataclass
 class Faults:
-    rate429: float = 0.0
+    rate429: float = 0.0  # create only: the concurrent-job quota answer
     rate500: float = 0.0
     next429: int = 0
     next500: int = 0
+    rate503: float = 0.0
+    next503: int = 0
+    rateLimit429: float = 0.0  # every call: a request-rate quota
+    nextAfterCreate500: int = 0
+    nextAfterCreate503: int = 0
+    nextAfterCreateStall: int = 0
+    stallSeconds: float = 90.0
+    createDelaySeconds: float = 0.0
+    listLagSeconds: float = 0.0
+
+
+_FAULT_RATES = ("rate429", "rate500", "rate503", "rateLimit429")
+_FAULT_COUNTS = ("next429", "next500", "next503", "nextAfterCreate500", "nextAfterCreate503", "nextAfterCreateStall")
+_FAULT_SECONDS = ("stallSeconds", "createDelaySeconds", "listLagSeconds")
 
 
 @dataclass
@@ -278,15 +361,27 @@ class TuningService:
     fail_next: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=random.Random)
+    quota_scope: str = "project"  # the concurrent-job quota counts the project's jobs in every region, or per "region"
+    cancelling_seconds: float = 0.0
+    cancel_ends_anyway_share: float = 0.0
+    report_state: int | None = None
+    sleep: Callable[[float], None] = time.sleep
 
     # Faults are decided under the lock so a counted fault ("next429": 1) fires exactly once.
-    def inject(self, *, creating: bool) -> None:
+    def inject(self, *, creating: bool, method: str = "create") -> None:
         with self.lock:
             if self.faults.next500 > 0:
                 self.faults.next500 -= 1
                 raise ApiError(500, "INTERNAL", "emulator: injected internal error")
             if self.faults.rate500 and self.rng.random() < self.faults.rate500:
                 raise ApiError(500, "INTERNAL", "emulator: injected internal error")
+            if self.faults.next503 > 0:
+                self.faults.next503 -= 1
+                raise unavailable()
+            if self.faults.rate503 and self.rng.random() < self.faults.rate503:
+                raise unavailable()
+            if self.faults.rateLimit429 and self.rng.random() < self.faults.rateLimit429:
+                raise rate_limited(method)
             if not creating:
                 return
             if self.faults.next429 > 0:
@@ -299,12 +394,21 @@ class TuningService:
         body, training_uri, epochs = self._validated(location, request)
         stats = dataset_stats(self.store.lines(training_uri), epochs)
         with self.lock:
+            delay = self.faults.createDelaySeconds
+        if delay:
+            self.sleep(delay)  # the job exists only after this: a slow create
+        with self.lock:
             now = self.clock()
-            active = sum(1 for job in self.jobs.values() if job.project == project and job.state(now) not in ENDED_STATES)
+            active = sum(
+                1
+                for job in self.jobs.values()
+                if job.project == project and (self.quota_scope != "region" or job.location == location) and not job.ended(now)
+            )
             if active >= self.quota:
+                where = f"project {project}" + (f" in {location}" if self.quota_scope == "region" else "")
                 raise _quota_error(
                     f"Quota exceeded for aiplatform.googleapis.com/concurrent_tuning_jobs: {active} of {self.quota} "
-                    f"concurrent tuning jobs are running in project {project}."
+                    f"concurrent tuning jobs are running in {where}."
                 )
             job_id = str(secrets.randbelow(9 * 10**18) + 10**18)
             fail_message = None
@@ -323,27 +427,40 @@ class TuningService:
                 fail_message=fail_message,
             )
             self.jobs[job.name] = job
-            return job.to_json(now)
+            answer = job.to_json(now, self.report_state)
+            after = next((key for key in ("nextAfterCreate500", "nextAfterCreate503", "nextAfterCreateStall") if getattr(self.faults, key) > 0), None)
+            if after is not None:
+                setattr(self.faults, after, getattr(self.faults, after) - 1)
+            stall = self.faults.stallSeconds
+        if after == "nextAfterCreate500":
+            raise ApiError(500, "INTERNAL", "emulator: injected internal error after the job was created")
+        if after == "nextAfterCreate503":
+            raise unavailable("emulator: injected unavailable after the job was created")
+        if after == "nextAfterCreateStall":
+            self.sleep(stall)  # the client's deadline passes first; the job exists all along
+        return answer
 
     def get(self, name: str) -> dict[str, Any]:
         with self.lock:
             job = self._job(name)
-            return job.to_json(self.clock())
+            return job.to_json(self.clock(), self.report_state)
 
     def list(self, parent: str, filter_text: str, page_size: int, page_token: str) -> dict[str, Any]:
         wanted = parse_label_filter(filter_text)
         with self.lock:
             now = self.clock()
+            lag = self.faults.listLagSeconds
             matching = [
                 job
                 for job in sorted(self.jobs.values(), key=lambda j: j.created, reverse=True)
                 if job.name.startswith(parent + "/tuningJobs/")
+                and now - job.created >= lag
                 and all(job.body.get("labels", {}).get(key) == value for key, value in wanted.items())
             ]
             start = int(page_token) if page_token.isdigit() else 0
             size = page_size if page_size > 0 else 100
             page = matching[start : start + size]
-            out: dict[str, Any] = {"tuningJobs": [job.to_json(now) for job in page]}
+            out: dict[str, Any] = {"tuningJobs": [job.to_json(now, self.report_state) for job in page]}
             if start + size < len(matching):
                 out["nextPageToken"] = str(start + size)
             return out
@@ -355,7 +472,10 @@ class TuningService:
             state = job.state(now)
             if state in ENDED_STATES:
                 raise ApiError(400, "FAILED_PRECONDITION", f"Tuning job {name} is in state {state} and cannot be cancelled.")
-            job.cancelled_at = now
+            if job.cancel_requested_at is None:
+                job.cancel_requested_at = now
+                job.cancelled_at = now + self.cancelling_seconds
+                job.cancel_ignored = bool(self.cancel_ends_anyway_share) and self.rng.random() < self.cancel_ends_anyway_share
             return {}
 
     def _job(self, name: str) -> Job:
@@ -500,7 +620,7 @@ def _rfc3339(stamp: float) -> str:
 
 # --- HTTP ---------------------------------------------------------------------------------------
 
-_PARENT = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/tuningJobs"
+_PARENT = r"/v1(?:beta1)?/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/tuningJobs"
 _ROUTES = [
     ("POST", re.compile(_PARENT + r"$"), "create"),
     ("GET", re.compile(_PARENT + r"$"), "list"),
@@ -549,7 +669,7 @@ def make_handler(service: TuningService) -> type[BaseHTTPRequestHandler]:
                     continue
                 project, location = match["project"], match["location"]
                 parent = f"projects/{project}/locations/{location}"
-                service.inject(creating=action == "create")
+                service.inject(creating=action == "create", method=action)
                 if action == "create":
                     if not isinstance(body, dict):
                         raise invalid("The request body must be a TuningJob JSON object.")
@@ -590,28 +710,46 @@ def control(service: TuningService, method: str, path: str, body: Any) -> dict[s
             service.fail_next.append(str(body.get("message") or "emulator: job failed as asked by POST /emulator/fail-next"))
     elif method == "POST" and path == "/emulator/faults":
         with service.lock:
-            for key in ("rate429", "rate500"):
+            for key in _FAULT_RATES:
                 if key in body:
                     setattr(service.faults, key, _rate(body[key], key))
-            for key in ("next429", "next500"):
+            for key in _FAULT_COUNTS:
                 if key in body:
                     setattr(service.faults, key, int(body[key]))
+            for key in _FAULT_SECONDS:
+                if key in body:
+                    setattr(service.faults, key, _seconds(body[key], key))
     elif method == "POST" and path == "/emulator/config":
         with service.lock:
             if "quota" in body:
                 service.quota = int(body["quota"])
             if "jobSeconds" in body:
                 service.job_seconds = float(body["jobSeconds"])
+            if "quotaScope" in body:
+                if body["quotaScope"] not in {"project", "region"}:
+                    raise ValueError(f"quotaScope must be 'project' or 'region', got {body['quotaScope']!r}")
+                service.quota_scope = body["quotaScope"]
+            if "cancellingSeconds" in body:
+                service.cancelling_seconds = _seconds(body["cancellingSeconds"], "cancellingSeconds")
+            if "cancelEndsAnywayShare" in body:
+                service.cancel_ends_anyway_share = _rate(body["cancelEndsAnywayShare"], "cancelEndsAnywayShare")
+            if "reportState" in body:
+                value = body["reportState"]
+                service.report_state = None if value is None else int(value)
     elif not (method == "GET" and path == "/emulator/state"):
         raise ApiError(404, "NOT_FOUND", f"No route for {method} {path}.")
     with service.lock:
         now = service.clock()
         states: dict[str, int] = {}
         for job in service.jobs.values():
-            state = job.state(now)
+            state = str(job.state(now, service.report_state))
             states[state] = states.get(state, 0) + 1
         return {
             "quota": service.quota,
+            "quotaScope": service.quota_scope,
+            "cancellingSeconds": service.cancelling_seconds,
+            "cancelEndsAnywayShare": service.cancel_ends_anyway_share,
+            "reportState": service.report_state,
             "jobSeconds": service.job_seconds,
             "faults": vars(service.faults).copy(),
             "failNext": len(service.fail_next),
@@ -626,6 +764,13 @@ def _rate(value: Any, key: str) -> float:
     return rate
 
 
+def _seconds(value: Any, key: str) -> float:
+    seconds = float(value)
+    if seconds < 0:
+        raise invalid(f"{key} must not be negative, got {value!r}.")
+    return seconds
+
+
 def make_server(service: TuningService, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((host, port), make_handler(service))
     server.daemon_threads = True
@@ -638,6 +783,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--storage-endpoint", required=True, help="fake-gcs-server, e.g. http://127.0.0.1:4443")
     parser.add_argument("--quota", type=int, default=1, help="concurrent tuning jobs per project (default 1)")
+    parser.add_argument("--quota-scope", choices=("project", "region"), default="project",
+                        help="the quota counts a project's jobs in every region (default, as Vertex AI) or per region")
     parser.add_argument("--job-seconds", type=float, default=15.0, help="time from create to the job's end (default 15)")
     parser.add_argument("--fault-rate-429", type=float, default=0.0, help="share of creates answered 429")
     parser.add_argument("--fault-rate-500", type=float, default=0.0, help="share of calls answered 500")
@@ -646,6 +793,7 @@ def main(argv: list[str] | None = None) -> None:
         store=FakeGcsStore(args.storage_endpoint),
         quota=args.quota,
         job_seconds=args.job_seconds,
+        quota_scope=args.quota_scope,
         faults=Faults(rate429=_rate(args.fault_rate_429, "--fault-rate-429"), rate500=_rate(args.fault_rate_500, "--fault-rate-500")),
     )
     server = make_server(service, args.host, args.port)

@@ -31,6 +31,9 @@ class EventType(enum.StrEnum):
     JOB_CANCELLED = "autotune.job.v1.cancelled"
     # A re-upload of bytes and settings already tuned: no job, and the reason says which tuning it repeats.
     JOB_SKIPPED = "autotune.job.v1.skipped"
+    # A second tuning job carrying the dataset's label (an answer lost, then a list that lagged)
+    # was found and cancelled; job_name is that second job, the dataset keeps its first.
+    JOB_DUPLICATE_CANCELLED = "autotune.job.v1.duplicate_cancelled"
 
 
 class EventPayload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

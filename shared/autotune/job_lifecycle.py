@@ -87,6 +87,62 @@ VERTEX_TO_LEDGER: dict[str, LedgerState | None] = {
 }
 
 
+# supervisedTuningDataStats as the ledger keeps it: counts and token totals only. The service's
+# stats also hold userDatasetExamples (training text) and per-bucket tables that can grow past
+# Firestore's 1 MiB document limit; neither belongs in a ledger record.
+STATS_COUNTS = (
+    "tuningDatasetExampleCount",
+    "totalTuningCharacterCount",
+    "totalBillableCharacterCount",
+    "totalBillableTokenCount",
+    "tuningStepCount",
+    "totalTruncatedExampleCount",
+)
+STATS_DISTRIBUTIONS = ("userInputTokenDistribution", "userOutputTokenDistribution", "userMessagePerExampleDistribution")
+DISTRIBUTION_FIELDS = ("sum", "billableSum", "min", "max", "mean", "median", "p5", "p95")
+# Lists the summary keeps only the length of (a dropped example's reason may quote it).
+STATS_LIST_COUNTS = {"truncatedExampleIndices": "truncatedExampleIndexCount", "droppedExampleReasons": "droppedExampleCount"}
+_NUMBER_TEXT_LIMIT = 32
+
+
+def stats_summary(stats: Any) -> dict[str, Any]:
+    """A bounded summary of supervisedTuningDataStats (REST JSON shape): the counts, token
+    totals and distribution figures, the number of truncated and dropped examples; never example
+    text, never a list. Applying it to its own output changes nothing."""
+    if not isinstance(stats, dict):
+        return {}
+    summary: dict[str, Any] = {}
+    for key in STATS_COUNTS:
+        if _is_number(stats.get(key)):
+            summary[key] = stats[key]
+    for key in STATS_DISTRIBUTIONS:
+        distribution = stats.get(key)
+        if isinstance(distribution, dict):
+            figures = {name: distribution[name] for name in DISTRIBUTION_FIELDS if _is_number(distribution.get(name))}
+            if figures:
+                summary[key] = figures
+    for key, count_key in STATS_LIST_COUNTS.items():
+        if isinstance(stats.get(key), list) and stats[key]:
+            summary[count_key] = len(stats[key])
+        elif _is_number(stats.get(count_key)):
+            summary[count_key] = stats[count_key]
+    return summary
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    if isinstance(value, str) and len(value) <= _NUMBER_TEXT_LIMIT:
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
 class IllegalTransition(ValueError):
     """A move the table above does not allow; the message names both states and the record."""
 
@@ -131,6 +187,11 @@ class LedgerRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     outbox: tuple[dict[str, Any], ...] = ()  # events written with the move, not yet published
     # While a status tick publishes what a crashed mover left in the outbox: no other tick does.
     outbox_lease_until: str | None = None
+    # After a submission that followed an attempt without an answer, the service is asked until
+    # then for a second job with the dataset's label (one the list did not show yet): cancelled.
+    duplicate_watch_until: str | None = None
+    create_unanswered: bool = False  # a create of this record timed out or answered 5xx
+    duplicate_jobs: tuple[str, ...] = ()  # the second jobs found and cancelled
 
     @property
     def holds_slot(self) -> bool:
@@ -245,10 +306,11 @@ def observed(record: LedgerRecord, job: JobSnapshot, now: datetime) -> LedgerRec
     """The record after seeing its Vertex job in `job`, or None when nothing changed."""
     target = VERTEX_TO_LEDGER.get(job.state)
     changes: dict[str, Any] = {"job_state": job.state}
-    if job.stats:
-        changes["tuning_data_stats"] = job.stats
+    stats = stats_summary(job.stats)
+    if stats:
+        changes["tuning_data_stats"] = stats
     if target is None or target == record.state or target not in TRANSITIONS[record.state]:
-        if job.state != record.job_state or (job.stats and job.stats != record.tuning_data_stats):
+        if job.state != record.job_state or (stats and stats != record.tuning_data_stats):
             return msgspec.structs.replace(record, updated_at=timestamp(now), **changes)
         return None
     moved = record
@@ -269,12 +331,12 @@ class JobSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """What the tuning service says about one job, as plain values."""
 
     name: str
-    state: str  # Vertex JobState name, e.g. JOB_STATE_RUNNING
+    state: str  # Vertex JobState name, e.g. JOB_STATE_RUNNING; a number the client library does not know, as digits
     labels: dict[str, str] = {}
     started: bool = False
     error: str = ""
     tuned_model: str = ""
     endpoint: str = ""
-    stats: dict[str, Any] = {}  # supervisedTuningDataStats
+    stats: dict[str, Any] = {}  # supervisedTuningDataStats, summarised (stats_summary)
     create_time: str = ""
     end_time: str = ""

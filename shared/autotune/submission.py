@@ -35,16 +35,19 @@ from typing import Any, Protocol
 import msgspec
 
 from autotune import structured_log
-from autotune.events import TuningEvent
+from autotune.events import EventPayload, EventType, TuningEvent, make_event
 from autotune.job_lifecycle import (
     ACTIVE_JOB_STATES,
+    ENDED_STATES,
     RETRY_ALLOWED_AFTER,
+    VERTEX_TO_LEDGER,
     JobSnapshot,
     LedgerRecord,
     LedgerState,
     claim_expired,
     claim_expiry,
     event_from_dict,
+    event_to_dict,
     move,
     new_record,
     observed,
@@ -68,6 +71,12 @@ IMMEDIATE_RETRIES = 4
 QUOTA_PAUSE_SECONDS = 5.0
 QUOTA_PAUSE_MAX_SECONDS = 600.0
 OUTBOX_GRACE_SECONDS = 30.0  # events still unpublished after this were left by a crash
+# A create that timed out or answered 5xx may still be making its job on the service: nobody
+# looks for the job (and creates one when none shows) before this long after the unanswered call.
+CREATE_SETTLE_SECONDS = 300.0
+# After a submission that followed an unanswered attempt, how long the status tick keeps asking
+# the service for a second job with the dataset's label (a new job can be missing from a list).
+DUPLICATE_WATCH_SECONDS = 900.0
 
 
 # --- the documents a decision reads and writes -------------------------------------------------
@@ -166,10 +175,13 @@ class TuningServiceError(Exception):
     def __init__(self, kind: ErrorKind, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.kind, self.message, self.code = kind, message, code
+        self.retry_after: float | None = None  # seconds, from the error's google.rpc.RetryInfo
 
 
 class TuningService(Protocol):
     def find_by_label(self, parent: str, key: str, value: str) -> JobSnapshot | None: ...
+
+    def jobs_with_label(self, parent: str, key: str, value: str) -> list[JobSnapshot]: ...
 
     def create(self, parent: str, job: Mapping[str, Any]) -> JobSnapshot: ...
 
@@ -377,15 +389,14 @@ def take_over(record: LedgerRecord, slots: Slots, *, now: datetime, claim_second
     if not claim_expired(record, now):
         return Change(Outcome.DUPLICATE)
     failed_attempts = record.failed_attempts + 1
-    if failed_attempts >= MAX_FAILED_ATTEMPTS:
-        error = f"gave up after {failed_attempts} submit attempts without an answer" + (f"; last error: {record.error}" if record.error else "")
-        failed = move(record, S.FAILED, now, reason="submit attempts exhausted", error=error)
-        return Change(Outcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
+    # Attempts exhausted: the record still holds its slot, and gives up only once the service
+    # answers a lookup with no job carrying its label (run_submission); a job found is adopted.
+    last_look = failed_attempts >= MAX_FAILED_ATTEMPTS
     claimed = move(
         record,
         S.SUBMITTING,
         now,
-        reason=f"took over an expired claim (attempt {record.attempts + 1})",
+        reason=f"took over an expired claim (attempt {record.attempts + 1})" + ("; last look before giving up" if last_look else ""),
         attempts=record.attempts + 1,
         failed_attempts=failed_attempts,
         claim_expires_at=claim_expiry(now, claim_seconds),
@@ -413,12 +424,17 @@ def waiting_for_quota(record: LedgerRecord, now: datetime) -> bool:
     return record.not_before is not None and parse_timestamp(record.not_before) > now
 
 
-def record_submitted(record: LedgerRecord, slots: Slots, *, job: JobSnapshot, adopted: bool, now: datetime) -> Change | None:
+def record_submitted(
+    record: LedgerRecord, slots: Slots, *, job: JobSnapshot, adopted: bool, now: datetime, watch_seconds: float = DUPLICATE_WATCH_SECONDS
+) -> Change | None:
     if record.state == S.SUBMITTING:
         reason = "adopted the job found by its label" if adopted else "job created"
         if record.retune_reason:
             reason = f"{reason}; {record.retune_reason}"
-        done = move(record, S.SUBMITTED, now, reason=reason, job_name=job.name, job_state=job.state)
+        # An earlier attempt went unanswered: it may have made a job the lookup did not show yet.
+        unsure = record.failed_attempts > 0 or record.create_unanswered
+        watch = claim_expiry(now, watch_seconds) if unsure else None
+        done = move(record, S.SUBMITTED, now, reason=reason, job_name=job.name, job_state=job.state, duplicate_watch_until=watch)
         return Change(Outcome.SUBMITTED, record=done)
     if record.job_name == job.name:
         return None  # already recorded by another attempt
@@ -447,20 +463,29 @@ def record_quota_wait(record: LedgerRecord, slots: Slots, *, message: str, now: 
     return Change(Outcome.QUEUED, record=queued, slots=slots.waiting(record.idempotency_key, record.queue_order))
 
 
-def record_failure(record: LedgerRecord, slots: Slots, *, error: str, now: datetime) -> Change | None:
+def record_failure(
+    record: LedgerRecord, slots: Slots, *, error: str, now: datetime, reason: str = "the tuning service refused the job"
+) -> Change | None:
     if record.state not in {S.SUBMITTING, S.QUEUED, S.ACCEPTED}:
         return None
-    failed = move(record, S.FAILED, now, reason="the tuning service refused the job", error=error)
+    failed = move(record, S.FAILED, now, reason=reason, error=error)
     return Change(Outcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
 
 
-def release_claim(record: LedgerRecord, slots: Slots, *, error: str, now: datetime) -> Change | None:
+def release_claim(record: LedgerRecord, slots: Slots, *, error: str, now: datetime, min_pause: float = 0.0) -> Change | None:
     """A transient failure: keep the slot; the next delivery or tick takes over (after a pause
-    once the immediate retries are used up)."""
+    once the immediate retries are used up, and never before `min_pause`: a create without an
+    answer may still be making its job)."""
     if record.state != S.SUBMITTING:
         return None
     pause = 0.0 if record.failed_attempts < IMMEDIATE_RETRIES else min(900.0, 30.0 * 2 ** (record.failed_attempts - IMMEDIATE_RETRIES))
-    released = msgspec.structs.replace(record, claim_expires_at=claim_expiry(now, pause), error=error, updated_at=timestamp(now))
+    released = msgspec.structs.replace(
+        record,
+        claim_expires_at=claim_expiry(now, max(pause, min_pause)),
+        error=error,
+        updated_at=timestamp(now),
+        create_unanswered=record.create_unanswered or min_pause > 0,
+    )
     return Change(Outcome.RELEASED, record=released)
 
 
@@ -507,6 +532,8 @@ class Pipeline:
     claim_seconds: float = CLAIM_SECONDS
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     dataset_bucket: str = ""  # requests for files elsewhere are refused ("" checks nothing)
+    create_settle_seconds: float = CREATE_SETTLE_SECONDS
+    duplicate_watch_seconds: float = DUPLICATE_WATCH_SECONDS
 
 
 def submit_message(pipeline: Pipeline, data: bytes, *, message_id: str = "") -> Outcome:
@@ -573,14 +600,36 @@ _CLAIM_MESSAGES = {
 def run_submission(pipeline: Pipeline, key: str, spec: JobSpec) -> Outcome:
     """Adopt the job labelled with `key` or create it, then record it. The caller holds the claim."""
     ledger, service = pipeline.ledger, pipeline.service
+    claimed = ledger.get(key)
+    # Whether an earlier attempt of this record may have made a job (crash or no answer after
+    # its create): then nothing but the service's answer to a lookup frees the slot.
+    unsure = claimed is not None and (claimed.failed_attempts > 0 or claimed.create_unanswered)
+    last_look = claimed is not None and claimed.failed_attempts >= MAX_FAILED_ATTEMPTS
+    creating = False
     try:
         job = service.find_by_label(spec.parent, KEY_LABEL, key)
         adopted = job is not None
+        if job is None and last_look:
+            error = (
+                f"gave up after {claimed.failed_attempts} submit attempts without an answer; the tuning service holds no job "
+                f"labelled {KEY_LABEL}={key}" + (f"; last error: {claimed.error}" if claimed.error else "")
+            )
+            change = _update(pipeline, key, lambda r, s: record_failure(r, s, error=error, now=pipeline.clock(), reason="submit attempts exhausted"))
+            structured_log.error("submit: gave up, no job carries the dataset's label", idempotency_key=key, error=error)
+            publish_announced(pipeline, change)
+            return change.outcome if change else Outcome.DUPLICATE
         if job is None:
+            creating = True
             job = service.create(spec.parent, spec.body)
     except TuningServiceError as exc:
-        return _after_service_error(pipeline, key, exc)
-    change = _update(pipeline, key, lambda record, slots: record_submitted(record, slots, job=job, adopted=adopted, now=pipeline.clock()))
+        return _after_service_error(pipeline, key, exc, creating=creating, unsure=unsure)
+    change = _update(
+        pipeline,
+        key,
+        lambda record, slots: record_submitted(
+            record, slots, job=job, adopted=adopted, now=pipeline.clock(), watch_seconds=pipeline.duplicate_watch_seconds
+        ),
+    )
     if change is None:
         return Outcome.DUPLICATE
     if change.outcome == Outcome.CONFLICT:
@@ -593,18 +642,25 @@ def run_submission(pipeline: Pipeline, key: str, spec: JobSpec) -> Outcome:
     return Outcome.SUBMITTED
 
 
-def _after_service_error(pipeline: Pipeline, key: str, exc: TuningServiceError) -> Outcome:
+def _after_service_error(pipeline: Pipeline, key: str, exc: TuningServiceError, *, creating: bool = False, unsure: bool = False) -> Outcome:
+    """`creating`: the error answered the create (else the label lookup before it). `unsure`: an
+    earlier attempt may have made a job. Only a create's own answer can queue or fail the record
+    (freeing its slot); a lookup's error while a job may exist is a retry, whatever it says."""
     now = pipeline.clock()
-    log_fields = {"idempotency_key": key, "error": exc.message, "code": exc.code, "kind": str(exc.kind)}
-    if exc.kind == ErrorKind.QUOTA:
+    log_fields = {"idempotency_key": key, "error": exc.message, "code": exc.code, "kind": str(exc.kind), "creating": creating}
+    definite = creating or not unsure
+    if exc.kind == ErrorKind.QUOTA and creating:
         change = _update(pipeline, key, lambda r, s: record_quota_wait(r, s, message=exc.message, now=now))
         structured_log.warning("submit: tuning service quota full, dataset queued", **log_fields)
-    elif exc.kind in {ErrorKind.PERMANENT, ErrorKind.NOT_FOUND}:
+    elif exc.kind in {ErrorKind.PERMANENT, ErrorKind.NOT_FOUND} and definite:
         change = _update(pipeline, key, lambda r, s: record_failure(r, s, error=exc.message, now=now))
         structured_log.error("submit: tuning service refused the job", **log_fields)
     else:
-        _update(pipeline, key, lambda r, s: release_claim(r, s, error=exc.message, now=now))
-        structured_log.warning("submit: transient tuning service error, will retry", **log_fields)
+        # A create without an answer (timeout, 5xx) may have made the job, or still be making it:
+        # no lookup, and so no second create, before it has had time to show.
+        settle = pipeline.create_settle_seconds if creating and exc.kind == ErrorKind.TRANSIENT else 0.0
+        _update(pipeline, key, lambda r, s: release_claim(r, s, error=exc.message, now=now, min_pause=settle))
+        structured_log.warning("submit: tuning service error, will retry", settle_seconds=settle, **log_fields)
         raise exc
     publish_announced(pipeline, change)
     return change.outcome if change else Outcome.DUPLICATE
@@ -670,6 +726,7 @@ class TickSummary:
     changed: int = 0
     taken_over: int = 0
     promoted: int = 0
+    duplicates_cancelled: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -695,6 +752,14 @@ def status_tick(pipeline: Pipeline) -> TickSummary:
                 continue
             job = JobSnapshot(name=record.job_name, state="JOB_STATE_FAILED", error=f"the tuning job no longer exists: {exc.message}")
         now = pipeline.clock()
+        if job.state not in VERTEX_TO_LEDGER and job.state != record.job_state:
+            # Recorded as seen, no move: the service added a state this code does not know yet.
+            structured_log.warning(
+                "status: the tuning service reports a job state autotune does not know; recorded as is, still polling",
+                job=job.name, job_state=job.state, ledger_state=record.state,
+            )
+        if record.duplicate_watch_until is not None and parse_timestamp(record.duplicate_watch_until) > now:
+            summary.duplicates_cancelled += _cancel_duplicate_jobs(pipeline, record, summary)
         if observe(record, Slots(), job=job, now=now) is None:
             continue  # nothing new: no transaction, no contention on the slots document
         change = _update(pipeline, record.idempotency_key, lambda r, s: observe(r, s, job=job, now=now))
@@ -718,6 +783,57 @@ def status_tick(pipeline: Pipeline) -> TickSummary:
     _fill_free_slots(pipeline, summary)
     _release_stale_slots(pipeline)
     return summary
+
+
+def _cancel_duplicate_jobs(pipeline: Pipeline, record: LedgerRecord, summary: TickSummary) -> int:
+    """Cancel every job other than the record's own that carries its label: a create whose answer
+    was lost, then a lookup that did not show it yet, made two. Each is recorded and announced."""
+    parent = record.job_name.split("/tuningJobs/")[0] if record.job_name else ""
+    try:
+        jobs = pipeline.service.jobs_with_label(parent, KEY_LABEL, record.idempotency_key)
+    except TuningServiceError as exc:
+        summary.errors.append(f"{record.dataset_uri}: looking for a second job: {exc.message}")
+        return 0
+    cancelled = 0
+    for job in jobs:
+        if job.name == record.job_name or job.name in record.duplicate_jobs or VERTEX_TO_LEDGER.get(job.state) in ENDED_STATES:
+            continue
+        structured_log.error(
+            "status: a second tuning job carries this dataset's label; cancelling it", dataset=record.dataset_uri, job=job.name,
+            kept=record.job_name,
+        )
+        try:
+            pipeline.service.cancel(job.name)
+        except TuningServiceError as exc:
+            summary.errors.append(f"{job.name}: cancelling a second job: {exc.message}")
+            continue
+        now = pipeline.clock()
+        change = _update(pipeline, record.idempotency_key, lambda r, s, name=job.name: record_duplicate_cancelled(r, s, job_name=name, now=now))
+        publish_announced(pipeline, change)
+        cancelled += 1
+    return cancelled
+
+
+def record_duplicate_cancelled(record: LedgerRecord, slots: Slots, *, job_name: str, now: datetime) -> Change | None:
+    if job_name in record.duplicate_jobs:
+        return None
+    event = make_event(
+        EventType.JOB_DUPLICATE_CANCELLED,
+        EventPayload(
+            dataset_uri=record.dataset_uri,
+            generation=record.generation,
+            idempotency_key=record.idempotency_key,
+            model=record.model,
+            job_name=job_name,
+            state=record.state.value,
+            reason=f"a second tuning job carried this dataset's label and was cancelled; the dataset keeps {record.job_name}",
+        ),
+        now=now,
+    )
+    updated = msgspec.structs.replace(
+        record, duplicate_jobs=(*record.duplicate_jobs, job_name), updated_at=timestamp(now), outbox=(*record.outbox, event_to_dict(event))
+    )
+    return Change(Outcome.CHANGED, record=updated)
 
 
 def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:

@@ -98,6 +98,9 @@ class FakeTuningService:
         self.created: list[tuple[str, Mapping[str, Any]]] = []
         self.cancelled: list[str] = []
         self.errors: list[TuningServiceError] = []
+        self.lookup_errors: list[TuningServiceError] = []  # raised by the label lookups
+        self.answers_lost = 0  # creates that make their job and then raise a transient error
+        self.hidden_from_lookup: set[str] = set()  # jobs a label lookup does not show yet (list lag)
         self.quota = quota
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
@@ -110,11 +113,17 @@ class FakeTuningService:
             raise self.errors.pop(0)
 
     def find_by_label(self, parent: str, key: str, value: str) -> JobSnapshot | None:
+        found = self.jobs_with_label(parent, key, value)
+        return found[0] if found else None
+
+    def jobs_with_label(self, parent: str, key: str, value: str) -> list[JobSnapshot]:
         with self.lock:
-            for job in self.jobs.values():
-                if job.name.startswith(parent) and job.labels.get(key) == value:
-                    return job
-            return None
+            if self.lookup_errors:
+                raise self.lookup_errors.pop(0)
+            return [
+                job for job in self.jobs.values()
+                if job.name.startswith(parent) and job.labels.get(key) == value and job.name not in self.hidden_from_lookup
+            ]
 
     def create(self, parent: str, job: Mapping[str, Any]) -> JobSnapshot:
         with self.lock:
@@ -126,6 +135,9 @@ class FakeTuningService:
             snap = JobSnapshot(name=name, state="JOB_STATE_PENDING", labels=dict(job.get("labels", {})))
             self.jobs[name] = snap
             self.created.append((parent, job))
+            if self.answers_lost > 0:
+                self.answers_lost -= 1
+                raise TuningServiceError(ErrorKind.TRANSIENT, "ReadTimeout: the answer to create was lost")
             return snap
 
     def get(self, name: str) -> JobSnapshot:

@@ -271,9 +271,27 @@ def test_cli_says_nothing_to_change(monkeypatch, tmp_path):
     monkeypatch.setattr(staging, "source_digest", lambda key: DIGESTS[key])
     monkeypatch.setattr("autotune.config.load_config_file", lambda path=None: PipelineConfig())
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["deploy", "--project", "sample-project", "--region", "us-central1"])
+    result = CliRunner().invoke(app, ["deploy", "--project", "sample-project", "--region", "us-central1", "--no-smoke"])
     assert result.exit_code == 0, result.output
     assert "nothing to change" in result.output
+
+
+def test_deploy_ends_with_the_smoke_test_and_fails_when_it_does(monkeypatch, tmp_path):
+    from autotune.cli import smoke
+    from autotune_gcp import runner
+
+    run, _ = recorded_run()
+    monkeypatch.setattr(runner, "run_gcloud", run)
+    monkeypatch.setattr(runner, "require_gcloud", lambda: "gcloud")
+    monkeypatch.setattr(staging, "source_digest", lambda key: DIGESTS[key])
+    monkeypatch.setattr("autotune.config.load_config_file", lambda path=None: PipelineConfig())
+    checked = []
+    monkeypatch.setattr(smoke, "google_cloud_clients", lambda project, bucket, config: ("storage", "subscriber", {"project": project, "bucket": bucket}))
+    monkeypatch.setattr(smoke, "run_and_report", lambda storage, subscriber, names, timeout: checked.append(names) or False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["deploy", "--project", "sample-project", "--region", "us-central1"])
+    assert checked == [{"project": "sample-project", "bucket": "sample-project-autotune"}]
+    assert result.exit_code == 1
 
 
 def test_only_what_drifted_is_planned():

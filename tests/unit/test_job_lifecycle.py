@@ -149,6 +149,6 @@ def test_same_state_seen_again_changes_nothing():
 
 def test_new_stats_are_kept_without_an_event():
     seen = observed(
-        record(S.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING", stats={"x": "1"}), NOW
+        record(S.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING", stats={"totalBillableTokenCount": "1"}), NOW
     )
-    assert seen.tuning_data_stats == {"x": "1"} and seen.outbox == () and seen.state == S.RUNNING
+    assert seen.tuning_data_stats == {"totalBillableTokenCount": "1"} and seen.outbox == () and seen.state == S.RUNNING

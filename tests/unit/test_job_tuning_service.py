@@ -93,11 +93,12 @@ def test_a_refused_label_filter_falls_back_to_matching_labels_client_side(emulat
     seen_filters = []
 
     class FilterRefusingClient:
-        def list_tuning_jobs(self, request):
+        def list_tuning_jobs(self, request, timeout):
+            assert timeout == adapter.call_timeout  # a deadline on every page of every list
             seen_filters.append(request.get("filter"))
             if request.get("filter"):
                 raise api_exceptions.BadRequest("Unsupported filter")
-            return real.list_tuning_jobs(request=request)
+            return real.list_tuning_jobs(request=request, timeout=timeout)
 
     adapter._clients[adapter.endpoint] = FilterRefusingClient()
     assert adapter.find_by_label(job_spec.parent, KEY_LABEL, REQUEST.idempotency_key).name == created.name

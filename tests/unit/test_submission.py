@@ -8,7 +8,10 @@ import pytest
 from autotune.events import EventType
 from autotune.job_lifecycle import LedgerState, parse_timestamp
 from autotune.submission import (
+    CREATE_SETTLE_SECONDS,
+    DUPLICATE_WATCH_SECONDS,
     KEY_LABEL,
+    MAX_FAILED_ATTEMPTS,
     QUOTA_PAUSE_SECONDS,
     ErrorKind,
     JobSpecError,
@@ -176,16 +179,110 @@ def test_permanent_error_fails_the_record_with_the_service_message(world):
     assert ledger.slots().active == {}
 
 
-def test_transient_error_raises_for_a_redelivery_which_then_succeeds(world):
-    pipeline, ledger, service, bus, _ = world
+def test_a_create_without_an_answer_holds_the_claim_until_its_job_could_show(world):
+    pipeline, ledger, service, bus, clock = world
     request = make_request()
     service.fail_next(ErrorKind.TRANSIENT, "503 unavailable", 503)
     with pytest.raises(TuningServiceError):
         submit(pipeline, request)
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.SUBMITTING and record.error == "503 unavailable"
-    assert submit(pipeline, request) == Outcome.SUBMITTED  # the redelivery takes the released claim
+    assert record.state == S.SUBMITTING and record.error == "503 unavailable" and record.create_unanswered
+    assert submit(pipeline, request) == Outcome.DUPLICATE  # the create may still be making its job
+    clock.advance(CREATE_SETTLE_SECONDS)
+    assert submit(pipeline, request) == Outcome.SUBMITTED  # then the redelivery looks, finds none, creates
     assert len(service.created) == 1 and bus.types() == ["submitted"]
+    assert ledger.get(request.idempotency_key).duplicate_watch_until is not None
+
+
+def test_a_lookup_error_is_retried_at_once_without_the_settle_pause(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "503 unavailable", 503))
+    with pytest.raises(TuningServiceError):
+        submit(pipeline, request)
+    assert not ledger.get(request.idempotency_key).create_unanswered
+    assert submit(pipeline, request) == Outcome.SUBMITTED
+    assert len(service.created) == 1
+
+
+def test_a_job_made_by_a_create_whose_answer_was_lost_is_adopted_not_made_twice(world):
+    pipeline, ledger, service, bus, clock = world
+    request = make_request()
+    service.answers_lost = 1
+    with pytest.raises(TuningServiceError):
+        submit(pipeline, request)
+    clock.advance(CREATE_SETTLE_SECONDS)
+    assert submit(pipeline, request) == Outcome.SUBMITTED
+    record = ledger.get(request.idempotency_key)
+    assert len(service.created) == 1 and record.job_name in service.jobs and "adopted" in record.reason
+
+
+def test_a_429_on_the_lookup_is_a_retry_not_a_full_quota(world):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    service.lookup_errors.append(TuningServiceError(ErrorKind.QUOTA, "rate limit", 429))
+    with pytest.raises(TuningServiceError):
+        submit(pipeline, request)
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.SUBMITTING and ledger.slots().active  # the slot is kept
+    assert submit(pipeline, request) == Outcome.SUBMITTED
+
+
+def test_a_lookup_refused_while_an_earlier_create_may_have_made_a_job_keeps_the_slot(world):
+    pipeline, ledger, service, bus, clock = world
+    request = make_request()
+    service.answers_lost = 1
+    with pytest.raises(TuningServiceError):
+        submit(pipeline, request)
+    clock.advance(CREATE_SETTLE_SECONDS)
+    service.lookup_errors.append(TuningServiceError(ErrorKind.PERMANENT, "permission denied", 403))
+    with pytest.raises(TuningServiceError):
+        submit(pipeline, request)
+    assert ledger.get(request.idempotency_key).state == S.SUBMITTING and ledger.slots().active
+
+
+def test_a_second_job_hidden_from_the_lookup_is_found_cancelled_recorded_and_announced(world):
+    pipeline, ledger, service, bus, clock = world
+    request = make_request()
+    service.answers_lost = 1
+    with pytest.raises(TuningServiceError):
+        submit(pipeline, request)
+    [first] = service.jobs
+    service.hidden_from_lookup.add(first)  # the list lags past the settle pause
+    clock.advance(CREATE_SETTLE_SECONDS)
+    assert submit(pipeline, request) == Outcome.SUBMITTED
+    kept = ledger.get(request.idempotency_key).job_name
+    assert kept != first and len(service.jobs) == 2
+    service.hidden_from_lookup.clear()
+    summary = status_tick(pipeline)
+    status_tick(pipeline)  # a second tick cancels nothing more and announces nothing more
+    record = ledger.get(request.idempotency_key)
+    assert summary.duplicates_cancelled == 1 and service.cancelled == [first]
+    assert record.duplicate_jobs == (first,) and record.job_name == kept and record.state == S.SUBMITTED
+    assert bus.types() == ["submitted", "duplicate_cancelled"] and bus.events[-1].payload.job_name == first
+
+
+def test_the_watch_for_a_second_job_ends(world):
+    pipeline, ledger, service, bus, clock = world
+    request = make_request()
+    service.answers_lost = 1
+    with pytest.raises(TuningServiceError):
+        submit(pipeline, request)
+    [first] = service.jobs
+    service.hidden_from_lookup.add(first)
+    clock.advance(CREATE_SETTLE_SECONDS)
+    submit(pipeline, request)
+    clock.advance(DUPLICATE_WATCH_SECONDS + 1)
+    service.hidden_from_lookup.clear()
+    status_tick(pipeline)
+    assert service.cancelled == []
+
+
+def test_a_clean_first_submission_is_not_watched(world):
+    pipeline, ledger, *_ = world
+    request = make_request()
+    submit(pipeline, request)
+    assert ledger.get(request.idempotency_key).duplicate_watch_until is None
 
 
 def test_poison_message_raises_with_a_logged_reason(world, capsys):
@@ -289,38 +386,61 @@ def test_redelivery_after_the_claim_expired_takes_over_too(world):
     with pytest.raises(TuningServiceError):
         submit(pipeline, request)
     assert ledger.get(request.idempotency_key).claim_expires_at is not None
+    clock.advance(CREATE_SETTLE_SECONDS)
     assert submit(pipeline, request) == Outcome.SUBMITTED
     assert ledger.get(request.idempotency_key).attempts == 2
 
 
-def test_gives_up_after_repeated_attempts_without_an_answer(world):
+def test_gives_up_after_repeated_attempts_only_when_a_lookup_shows_no_job(world):
     pipeline, ledger, service, bus, clock = world
     request = make_request()
     for _ in range(20):
-        service.fail_next(ErrorKind.TRANSIENT, "503")
-    outcomes = []
+        service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "503"))
     for _ in range(5):
         with pytest.raises(TuningServiceError):
             submit(pipeline, request)  # Pub/Sub's redeliveries: each takes over at once
     assert ledger.get(request.idempotency_key).failed_attempts == 4
     assert submit(pipeline, request) == Outcome.DUPLICATE  # now the claim pauses 30 s
     pauses = []
-    while ledger.get(request.idempotency_key).state == S.SUBMITTING:
+    while ledger.get(request.idempotency_key).state == S.SUBMITTING and len(pauses) < 20:
         pause = (parse_timestamp(ledger.get(request.idempotency_key).claim_expires_at) - clock.now).total_seconds()
         pauses.append(pause)
         clock.advance(pause)
         status_tick(pipeline)
-    assert pauses == [30, 60, 120, 240, 480, 900]
+    # Past MAX_FAILED_ATTEMPTS the record keeps its slot while the lookups fail (a job may exist)...
+    assert pauses[:6] == [30, 60, 120, 240, 480, 900] and len(pauses) > 6
+    assert ledger.get(request.idempotency_key).failed_attempts > MAX_FAILED_ATTEMPTS
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.FAILED and "gave up after 10" in record.error and "503" in record.error
-    assert bus.types() == ["failed"] and ledger.slots().active == {}
+    # ...and gives up once a lookup answers that no job carries its label.
+    assert record.state == S.FAILED and "gave up after" in record.error and "holds no job" in record.error and "503" in record.error
+    assert bus.types() == ["failed"] and ledger.slots().active == {} and service.created == []
+
+
+def test_attempts_exhausted_with_the_job_on_the_service_adopt_it(world):
+    """A submitter died after its create reached the service, then the service answered 500
+    until the attempts ran out: the job it made is adopted, not given up with its slot freed."""
+    pipeline, ledger, service, bus, clock = world
+    request = make_request()
+    service.answers_lost = 1
+    with pytest.raises(TuningServiceError):
+        submit(pipeline, request)
+    [made] = service.jobs
+    for _ in range(MAX_FAILED_ATTEMPTS + 2):
+        service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "500 internal", 500))
+    while ledger.get(request.idempotency_key).state == S.SUBMITTING:
+        clock.advance((parse_timestamp(ledger.get(request.idempotency_key).claim_expires_at) - clock.now).total_seconds())
+        status_tick(pipeline)
+        assert ledger.slots().active  # the slot stays held throughout
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.SUBMITTED and record.job_name == made and record.failed_attempts > MAX_FAILED_ATTEMPTS
+    assert len(service.created) == 1 and bus.types() == ["submitted"]
 
 
 def test_a_quota_answer_between_failures_starts_the_count_of_attempts_without_an_answer_again(world):
     pipeline, ledger, service, bus, clock = world
     request = make_request()
     for _ in range(3):
-        service.fail_next(ErrorKind.TRANSIENT, "503")
+        service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "503"))
     for _ in range(3):
         with pytest.raises(TuningServiceError):
             submit(pipeline, request)
@@ -484,7 +604,7 @@ def test_submit_message_accepts_the_encoded_request(world):
 def test_take_over_of_a_request_that_no_longer_makes_a_job_fails_it(world):
     pipeline, ledger, service, bus, clock = world
     request = make_request()
-    service.fail_next(ErrorKind.TRANSIENT, "503")
+    service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "503"))
     with pytest.raises(TuningServiceError):
         submit(pipeline, request)
 
@@ -551,3 +671,23 @@ def test_overlapping_ticks_publish_crash_leftovers_once(world):
     status_tick(pipeline)
     assert published[1:] == ["submitted"]
     assert ledger.get(request.idempotency_key).outbox == ()
+
+
+@pytest.mark.parametrize("state", ["JOB_STATE_NEWLY_ADDED", "42"])
+def test_an_unknown_job_state_is_recorded_as_seen_warned_once_and_polled_on(world, capsys, state):
+    pipeline, ledger, service, bus, _ = world
+    request = make_request()
+    submit(pipeline, request)
+    job = ledger.get(request.idempotency_key).job_name
+    service.set_state(job, "JOB_STATE_RUNNING")
+    status_tick(pipeline)
+    capsys.readouterr()
+    service.set_state(job, state)
+    for _ in range(3):
+        assert status_tick(pipeline).errors == []
+    record = ledger.get(request.idempotency_key)
+    assert record.state == S.RUNNING and record.job_state == state and bus.types() == ["submitted", "running"]
+    assert capsys.readouterr().out.count("a job state autotune does not know") == 1
+    service.succeed(job)
+    status_tick(pipeline)
+    assert ledger.get(request.idempotency_key).state == S.SUCCEEDED

@@ -92,6 +92,9 @@ def deploy(
         str | None, typer.Option(help="Run tuning jobs as this service account (default: from the config file).")
     ] = None,
     source_dir: SourceDirOption = DEFAULT_SOURCE_DIR,
+    smoke: Annotated[
+        bool, typer.Option(help="At the end, prove the deployment works (`autotune smoke`: an invalid upload, its rejected event).")
+    ] = True,
 ) -> None:
     """Create or update the pipeline in a Google Cloud project; a second run changes nothing."""
     from autotune_gcp.commands import render_script
@@ -109,10 +112,16 @@ def deploy(
         raise _fail(str(exc)) from exc
     if not steps:
         typer.echo(f"nothing to change: project {target.project} already holds the whole deployment")
-        return
-    typer.echo(f"{len(steps)} steps to run in project {target.project}:")
-    _execute(steps)
-    typer.echo("deployed: run `autotune deploy` again to check (it should find nothing to change)")
+    else:
+        typer.echo(f"{len(steps)} steps to run in project {target.project}:")
+        _execute(steps)
+        typer.echo("deployed: run `autotune deploy` again to check (it should find nothing to change)")
+    if smoke:
+        from autotune.cli.smoke import SMOKE_TIMEOUT_SECONDS, google_cloud_clients, run_and_report
+
+        storage, subscriber, names = google_cloud_clients(target.project, target.bucket, config)
+        if not run_and_report(storage, subscriber, names, SMOKE_TIMEOUT_SECONDS):
+            raise typer.Exit(1)
 
 
 @app.command()

@@ -37,6 +37,13 @@ def up(
     max_concurrent_jobs: Annotated[int | None, typer.Option(help="Concurrent tuning jobs (pipeline limit and emulator quota).")] = None,
     job_seconds: Annotated[float, typer.Option(help="How long an emulated tuning job runs.")] = 15.0,
     tick_seconds: Annotated[float, typer.Option(help="Seconds between status ticks (Cloud Scheduler's stand-in).")] = 3.0,
+    tuning_endpoint: Annotated[
+        str,
+        typer.Option(
+            help="Send tuning calls to this server (it must speak the v1 REST tuning API: a recorded stub, another emulator) "
+            "instead of starting the built-in tuning emulator. http:// is called without credentials."
+        ),
+    ] = "",
     state_dir: StateDirOption = None,
 ) -> None:
     """Start the whole pipeline on this machine: emulators, event bridge, tuning emulator, functions."""
@@ -44,7 +51,9 @@ def up(
     from autotune_local.processes import ProcessFailed, log_tail
     from autotune_local.stack import ENV_FILE, options_with, start_stack
 
-    overrides: dict[str, object] = {"job_seconds": job_seconds, "tick_seconds": tick_seconds}
+    if tuning_endpoint and not tuning_endpoint.startswith(("http://", "https://")):
+        raise _fail(f"--tuning-endpoint {tuning_endpoint!r}: give a URL, e.g. http://127.0.0.1:8090")
+    overrides: dict[str, object] = {"job_seconds": job_seconds, "tick_seconds": tick_seconds, "tuning_endpoint": tuning_endpoint}
     if max_concurrent_jobs is not None:
         overrides["max_concurrent_jobs"] = max_concurrent_jobs
     directory = _state_dir(state_dir)

@@ -1,7 +1,9 @@
 """The real submit function with two changes for fault tests: a submitter's claim expires after
 AUTOTUNE_TEST_CLAIM_SECONDS (instead of minutes), and right after the tuning job of a dataset
 named *hold-after-create* is created it logs a line and holds, before the ledger records the
-job: a test kills the process there, the most dangerous moment for a double job."""
+job: a test kills the process there, the most dangerous moment for a double job.
+AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS, when set, makes a record run out of attempts after that many
+(with no pause between them), so a test reaches the give-up path in seconds."""
 
 import dataclasses
 import functools
@@ -49,6 +51,17 @@ def _pipeline():
 
 
 real._pipeline = _pipeline
+
+
+def quick_give_up() -> None:
+    if "AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS" in os.environ:
+        from autotune import submission
+
+        submission.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
+        submission.IMMEDIATE_RETRIES = 10**6
+
+
+quick_give_up()
 
 
 @functions_framework.cloud_event

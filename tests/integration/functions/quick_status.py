@@ -1,0 +1,37 @@
+"""The real status function with a submitter's claim expiring after AUTOTUNE_TEST_CLAIM_SECONDS
+and, when AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS is set, attempts running out after that many (as in
+holding_submit.py), so a take-over and the give-up path happen within a test."""
+
+import dataclasses
+import functools
+import importlib.util
+import os
+from pathlib import Path
+
+import functions_framework
+
+_FUNCTIONS = Path(__file__).resolve().parent
+_REAL = _FUNCTIONS.parents[2] / "functions" / "status" / "main.py"
+_spec = importlib.util.spec_from_file_location("real_status_main", _REAL)
+real = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(real)
+_real_pipeline = real._pipeline
+
+
+@functools.cache
+def _pipeline():
+    return dataclasses.replace(_real_pipeline(), claim_seconds=float(os.environ.get("AUTOTUNE_TEST_CLAIM_SECONDS", "300")))
+
+
+real._pipeline = _pipeline
+
+if "AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS" in os.environ:
+    from autotune import submission
+
+    submission.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
+    submission.IMMEDIATE_RETRIES = 10**6
+
+
+@functions_framework.cloud_event
+def status(cloud_event):
+    return real.status(cloud_event)
