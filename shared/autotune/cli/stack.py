@@ -91,8 +91,9 @@ def down(state_dir: StateDirOption = None) -> None:
 
 @app.command()
 def upload(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A .jsonl dataset, a .tuning.json manifest, or media.")],
-    name: Annotated[str | None, typer.Option(help="Object name in the bucket (default: incoming/FILE).")] = None,
+    files: Annotated[list[Path], typer.Argument(help="Files and folders: .jsonl datasets, .tuning.json manifests, media. A folder keeps its name and inner paths.")],
+    name: Annotated[str | None, typer.Option(help="Object name in the bucket, for a single file (default: PREFIX + its name).")] = None,
+    prefix: Annotated[str | None, typer.Option(help="Folder in the bucket (default: the incoming prefix, incoming/; '/' for the bucket's root).")] = None,
     model: Annotated[str | None, typer.Option(help="autotune-model metadata.")] = None,
     epochs: Annotated[str | None, typer.Option(help="autotune-epochs metadata.")] = None,
     adapter_size: Annotated[str | None, typer.Option(help="autotune-adapter-size metadata.")] = None,
@@ -101,9 +102,17 @@ def upload(
     validation: Annotated[str | None, typer.Option(help="autotune-validation metadata: object name of the validation file.")] = None,
     display_name: Annotated[str | None, typer.Option(help="autotune-display-name metadata.")] = None,
     force: Annotated[bool, typer.Option(help="autotune-force: tune again even if these bytes and settings were tuned before.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow each dataset to its verdict, print the report's summary; exit 0 accepted, 1 rejected.")] = False,
+    until: Annotated[str | None, typer.Option(help="With --wait: 'verdict' (default) or 'ended' (the tuning job's end; exit 1 unless it succeeded or was skipped).")] = None,
+    timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds (exit 3).")] = 600.0,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Upload a file into the local stack's bucket, as a user would into Cloud Storage."""
+    """Upload files and folders into the local stack's bucket, as a user would into Cloud Storage.
+    The settings options become custom metadata on every .jsonl and .tuning.json uploaded."""
+    from autotune.cli.uploads import UploadPlanError, object_prefix, plan_uploads
+
+    if until not in (None, "verdict", "ended"):
+        raise _fail(f"--until takes 'verdict' or 'ended', not {until!r}", 2)
     stack_env = _running_stack_env(_state_dir(state_dir))
     from autotune_local.clients import storage_client, upload_object
 
@@ -113,10 +122,25 @@ def upload(
         "autotune-validation": validation, "autotune-display-name": display_name, "autotune-force": "true" if force else None,
     }
     metadata = {k: v for k, v in values.items() if v is not None}
-    object_name = name or f"{stack_env.get('AUTOTUNE_INCOMING_PREFIX', 'incoming/')}{file.name}"
+    incoming = stack_env.get("AUTOTUNE_INCOMING_PREFIX", "incoming/")
+    try:
+        plan = plan_uploads(files, object_prefix(prefix, incoming), name)
+    except UploadPlanError as exc:
+        raise _fail(str(exc), 2) from None
     bucket = stack_env["AUTOTUNE_BUCKET"]
-    generation = upload_object(storage_client(stack_env), bucket, object_name, file, metadata=metadata)
-    typer.echo(f"uploaded gs://{bucket}/{object_name} (generation {generation})" + (f" with {metadata}" if metadata else ""))
+    client = storage_client(stack_env)
+    uploaded: list[tuple[str, str]] = []
+    for local, object_name in plan:
+        given = metadata if object_name.endswith((".jsonl", ".tuning.json")) else {}
+        generation = upload_object(client, bucket, object_name, local, metadata=given)
+        uploaded.append((object_name, str(generation)))
+        typer.echo(f"uploaded gs://{bucket}/{object_name} (generation {generation})" + (f" with {given}" if given else ""))
+    if len(plan) > 1:
+        typer.echo(f"{len(plan)} files uploaded")
+    if wait or until:
+        from autotune.cli.uploads import follow_uploads
+
+        raise typer.Exit(follow_uploads(uploaded, until=until or "verdict", timeout=timeout, state_dir=state_dir))
 
 
 @app.command()
