@@ -37,9 +37,11 @@ def up(
     max_concurrent_jobs: Annotated[int | None, typer.Option(help="Concurrent tuning jobs (pipeline limit and emulator quota).")] = None,
     job_seconds: Annotated[float, typer.Option(help="How long an emulated tuning job runs.")] = 15.0,
     tick_seconds: Annotated[float, typer.Option(help="Seconds between status ticks (Cloud Scheduler's stand-in).")] = 3.0,
+    replace: Annotated[bool, typer.Option("--replace", help="Stop a stack already running here and start an empty one (its data is lost).")] = False,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Start the whole pipeline on this machine: emulators, event bridge, tuning emulator, functions."""
+    """Start the whole pipeline on this machine: emulators, event bridge, tuning emulator, functions.
+    A stack already running in the state directory is left alone unless --replace."""
     from autotune_local.prerequisites import MissingPrerequisite
     from autotune_local.processes import ProcessFailed, log_tail
     from autotune_local.stack import ENV_FILE, options_with, start_stack
@@ -48,6 +50,8 @@ def up(
     if max_concurrent_jobs is not None:
         overrides["max_concurrent_jobs"] = max_concurrent_jobs
     directory = _state_dir(state_dir)
+    if not replace:
+        _refuse_to_replace(directory)
     _stop_on_sigterm()
     began = time.monotonic()
     try:
@@ -156,14 +160,27 @@ def watch(
     listener = EventListener.create(subscriber_client(stack_env), stack_env["AUTOTUNE_PROJECT"], stack_env["AUTOTUNE_EVENTS_TOPIC"])
     deadline = time.monotonic() + seconds if seconds else None
     typer.echo(f"listening on {stack_env['AUTOTUNE_EVENTS_TOPIC']} (Ctrl-C to stop)")
+    from google.api_core import exceptions as gexc
+
+    from autotune_local.running import events_source_running
+
+    directory = _state_dir(state_dir)
+    stack_gone = False
     try:
         while deadline is None or time.monotonic() < deadline:
-            for received in listener.poll(timeout=1.0):
-                typer.echo(describe_event(received.event))
+            try:
+                for received in listener.poll(timeout=1.0, retry=None):
+                    typer.echo(describe_event(received.event))
+            except gexc.GoogleAPICallError:
+                time.sleep(0.5)  # told apart below: a stack that is gone, or a moment's trouble
+            if not events_source_running(directory):
+                stack_gone = True
+                raise _fail(f"the local stack in {_relative(directory)} has stopped: no more events will come; stopped watching")
     except KeyboardInterrupt:
         pass
     finally:
-        listener.close()
+        if not stack_gone:  # its subscription went with the emulator: nothing to delete, nobody to ask
+            listener.close()
 
 
 @app.command()
@@ -195,6 +212,20 @@ def _running_stack_env(state_dir: Path) -> dict[str, str]:
     if not state or not any(is_running(p) for p in recorded_processes(state_dir)):
         raise _fail(f"no local stack is running (state in {_relative(state_dir)}); start one with `autotune up --detach`")
     return dict(state["env"])
+
+
+def _refuse_to_replace(directory: Path) -> None:
+    from autotune_local.running import running_stack, what_would_be_lost
+
+    running = running_stack(directory)
+    if running is None:
+        return
+    held = "; ".join(what_would_be_lost(running))
+    raise _fail(
+        f"a local stack is already running in {_relative(directory)} (started {running.created or 'at an unknown time'}; "
+        f"{len(running.alive)} process(es) alive: {', '.join(running.alive)}). A new one starts empty, so replacing it loses "
+        f"{held}. Keep it and use it, stop it first with `autotune down`, or replace it with `autotune up --replace`."
+    )
 
 
 def _stop_on_sigterm() -> None:
