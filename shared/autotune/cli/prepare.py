@@ -120,7 +120,7 @@ def _describe(s: dict) -> str:
     lines.append(f"{s['examples']:,} example(s) of {s['input']} converted to {s['format']} for {s['model']}" + (f" (from {kinds})" if kinds else ""))
     for change, n in sorted(s["changes"].items(), key=lambda kv: -kv[1]):
         lines.append(f"  changed: {change} ({n:,} example(s))")
-    if not s["changes"]:
+    if not s["changes"] and s["examples"]:
         lines.append("  changed: nothing but the layout of each line")
     if s["unconvertible"]:
         lines.append(f"  {s['unconvertible']:,} example(s) could not be converted:")
