@@ -96,3 +96,22 @@ def test_a_name_nothing_matches(stack) -> None:
     assert run(stack, "status", f"{unique('never')}.jsonl").exit_code == 1
     missing = run(stack, "report", f"{unique('never')}.jsonl")
     assert missing.exit_code == 1 and "no stored report matches" in missing.output
+
+
+def test_status_answers_for_the_newest_version_even_when_the_ledger_holds_an_older_one(stack, tmp_path: Path) -> None:
+    name = unique("replaced") + ".jsonl"
+    path = tmp_path / name
+    path.write_bytes(conversation_dataset(name))
+    first = run(stack, "upload", str(path), "--wait", "--timeout", WAIT)
+    assert first.exit_code == 0, first.output
+    path.write_bytes(rejected_dataset(name))
+    second = run(stack, "upload", str(path), "--wait", "--timeout", WAIT)
+    assert second.exit_code == 1, second.output
+
+    latest = run(stack, "status", name)
+    assert "REJECTED" in latest.output and "errors:       2" in latest.output
+    first_generation = first.output.split("(generation ", 1)[1].split(")", 1)[0]
+    older = run(stack, "status", f"gs://{stack.bucket}/incoming/{name}#{first_generation}")
+    assert "ledger key:" in older.output and "REJECTED" not in older.output
+    listed = [e for e in json.loads(run(stack, "jobs", "--json").output) if e["dataset_uri"] == f"gs://{stack.bucket}/incoming/{name}"]
+    assert len(listed) == 2 and {e.get("verdict") for e in listed} == {None, "rejected"}

@@ -70,13 +70,14 @@ def status(
 
     bucket = connect_bucket(state_dir)
     records = bucket.records()
-    if not find_records(records, dataset_or_job):
-        # Not in the ledger: a rejected, ignored or not yet validated upload has a fate all the same.
-        fates = newest_first(f for f in bucket.fates(records) if f.record is None and matches(f, dataset_or_job))
-        if fates:
-            typer.echo(json.dumps(fate_json(fates[0]), indent=2) if as_json else describe_fate(fates[0]))
-            return
-    record = _one(records, dataset_or_job)
+    fates = newest_first(f for f in bucket.fates(records) if matches(f, dataset_or_job))
+    # The newest upload of that name may be one the ledger does not hold (rejected, not yet
+    # validated); an ignored file only answers when the ledger knows nothing by that name (a
+    # manifest's training file in parts/ is ignored as an upload, yet in the ledger).
+    if fates and fates[0].record is None and (fates[0].verdict != "ignored" or not find_records(records, dataset_or_job)):
+        typer.echo(json.dumps(fate_json(fates[0]), indent=2) if as_json else describe_fate(fates[0]))
+        return
+    record = fates[0].record if fates and fates[0].record else _one(records, dataset_or_job)
     if as_json:
         typer.echo(json.dumps(record_json(record), indent=2))
         return

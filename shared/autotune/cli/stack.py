@@ -38,6 +38,7 @@ def up(
     job_seconds: Annotated[float, typer.Option(help="How long an emulated tuning job runs.")] = 15.0,
     tick_seconds: Annotated[float, typer.Option(help="Seconds between status ticks (Cloud Scheduler's stand-in).")] = 3.0,
     replace: Annotated[bool, typer.Option("--replace", help="Stop a stack already running here and start an empty one (its data is lost).")] = False,
+    notify_url: Annotated[str | None, typer.Option(help="Push tuning-events to this http(s) URL (a receiver on this machine); the emulator sends no token and every event, not only job ends.")] = None,
     state_dir: StateDirOption = None,
 ) -> None:
     """Start the whole pipeline on this machine: emulators, event bridge, tuning emulator, functions.
@@ -50,6 +51,12 @@ def up(
     if max_concurrent_jobs is not None:
         overrides["max_concurrent_jobs"] = max_concurrent_jobs
     directory = _state_dir(state_dir)
+    if notify_url is not None:
+        from autotune.job_end_notice import notify_url_problem
+
+        problem = notify_url_problem(notify_url, local=True)
+        if problem:
+            raise _fail(problem, 2)
     if not replace:
         _refuse_to_replace(directory)
     _stop_on_sigterm()
@@ -58,6 +65,16 @@ def up(
         stack = start_stack(options_with(state_dir=directory, **overrides))
     except (MissingPrerequisite, ProcessFailed) as exc:
         raise _fail(str(exc)) from None
+    if notify_url:
+        from autotune_local.notify import subscribe_notify_url
+
+        try:
+            subscription = subscribe_notify_url(stack.subscriber(), stack.config, notify_url)
+        except Exception as exc:
+            stack.stop()
+            raise _fail(f"could not subscribe {notify_url} to {stack.config.events_topic}: {exc}") from None
+        typer.echo(f"job end events are pushed to {notify_url} ({subscription}; locally unsigned and unfiltered: "
+                   "every event arrives, filter on the ce-type attribute)")
     took = time.monotonic() - began
     env_file = _relative(directory / ENV_FILE)
     typer.echo(
