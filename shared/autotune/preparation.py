@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,11 +265,3 @@ def split_plan(hashes: Sequence[int], fraction: float, *, max_validation_example
     threshold = drawn[keep] if keep < asked else cut
     validation = sum(1 for h in drawn if h < threshold)
     return SplitPlan(threshold=threshold, validation=validation, training=total - validation, asked=asked, limits=tuple(limits))
-
-
-def count_changes(converted: Iterable[Converted]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in converted:
-        for change in item.changes:
-            counts[change] = counts.get(change, 0) + 1
-    return counts
