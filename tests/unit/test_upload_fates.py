@@ -121,3 +121,20 @@ def test_prefix_defaults_to_incoming_and_slash_is_the_root():
     assert object_prefix(None, "incoming/") == "incoming/"
     assert object_prefix("/", "incoming/") == "" and object_prefix("", "incoming/") == ""
     assert object_prefix("media", "incoming/") == "media/" and object_prefix("/a/b/", "incoming/") == "a/b/"
+
+
+class UnlistableStore:
+    """A bucket these credentials may not list (403), as Cloud Storage answers."""
+
+    def list_objects(self, prefix):
+        from google.api_core import exceptions as gexc
+
+        raise gexc.Forbidden(f"storage.objects.list denied on {prefix}")
+
+
+def test_a_bucket_that_cannot_be_listed_leaves_the_ledger_to_answer(capsys):
+    from autotune.cli.uploads import Bucket
+
+    bucket = Bucket(CONFIG, UnlistableStore(), records=lambda: [])
+    assert bucket.fates() == []
+    assert "cannot list gs://bkt" in capsys.readouterr().err

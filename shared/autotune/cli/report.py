@@ -27,11 +27,22 @@ def report(
     state_dir: Annotated[Path | None, typer.Option("--state-dir", help="The local stack's state directory (default: .autotune/).")] = None,
 ) -> None:
     """Print the validation report stored for an upload (its latest version unless NAME has #GENERATION)."""
-    from autotune.cli.jobs import find_records
+    from google.api_core import exceptions as gexc
+
     from autotune.cli.uploads import connect_bucket, fail
-    from autotune.upload_fates import matches, newest_first, parse_report_name
 
     bucket = connect_bucket(state_dir)
+    try:
+        _print_report(bucket, name, as_json=as_json, as_html=as_html)
+    except gexc.GoogleAPICallError as exc:
+        raise fail(f"cannot read the reports in gs://{bucket.config.bucket}: {exc}") from None
+
+
+def _print_report(bucket, name: str, *, as_json: bool, as_html: bool) -> None:
+    from autotune.cli.jobs import find_records
+    from autotune.cli.uploads import fail
+    from autotune.upload_fates import matches, newest_first, parse_report_name
+
     records = bucket.records()
     fates = [f for f in bucket.fates(records, read_reports=False) if f.report_name and matches(f, name)]
     report_name = newest_first(fates)[0].report_name if fates else None

@@ -38,8 +38,16 @@ class Bucket:
     records: Callable[[], list[LedgerRecord]]
 
     def fates(self, records: list[LedgerRecord] | None = None, *, read_reports: bool = True) -> list[UploadFate]:
-        uploads = self.store.list_objects(self.config.incoming_prefix)
-        reports = self.store.list_objects(self.config.reports_prefix)
+        """Every upload's fate; none, with a warning on stderr, when the bucket cannot be listed
+        (no storage access for these credentials): the ledger's records still answer."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            uploads = list(self.store.list_objects(self.config.incoming_prefix))
+            reports = list(self.store.list_objects(self.config.reports_prefix))
+        except gexc.GoogleAPICallError as exc:
+            typer.echo(f"warning: cannot list gs://{self.config.bucket} ({exc}); rejected and ignored uploads are not shown", err=True)
+            return []
         fates = upload_fates(uploads, reports, self.records() if records is None else records, self.config)
         if not read_reports:
             return fates
@@ -50,12 +58,14 @@ class Bucket:
 
     def report(self, report_name: str) -> dict | None:
         """The stored report, or None when it is missing or not JSON."""
-        stored = self.store.stat(report_name)
-        if stored is None:
-            return None
+        from google.api_core import exceptions as gexc
+
         try:
+            stored = self.store.stat(report_name)
+            if stored is None:
+                return None
             document = json.loads(self.store.read_bytes(report_name, stored.generation))
-        except (ValueError, LookupError):
+        except (ValueError, LookupError, gexc.GoogleAPICallError):
             return None
         return document if isinstance(document, dict) else None
 
@@ -284,8 +294,7 @@ def follow_uploads(uploaded: list[tuple[str, str]], *, until: str, timeout: floa
     """`upload --wait`: each uploaded dataset or manifest to its verdict (and with until="ended"
     its tuning to the end), printing the report's summary. 0: every one accepted (and, to the
     end, succeeded or skipped as already tuned); 1: any rejected (or failed, cancelled); 3: time ran out."""
-    from autotune.dataset_intake import classify, report_object_name
-    from autotune.job_lifecycle import LedgerState
+    from autotune.dataset_intake import classify
 
     bucket = connect_bucket(state_dir)
     config = bucket.config
@@ -294,6 +303,18 @@ def follow_uploads(uploaded: list[tuple[str, str]], *, until: str, timeout: floa
         typer.echo(f"nothing to wait for: no upload is a dataset (.jsonl) or manifest (.tuning.json) under {config.incoming_prefix} "
                    "outside a parts/ folder, so none gets a verdict", err=True)
         return 2
+    try:
+        return _follow(bucket, followed, until=until, timeout=timeout)
+    except KeyboardInterrupt:
+        typer.echo("stopped waiting; the uploads go on in the pipeline (`autotune status NAME` tells where they are)", err=True)
+        return 130
+
+
+def _follow(bucket: Bucket, followed: list[tuple[str, str]], *, until: str, timeout: float) -> int:
+    from autotune.dataset_intake import report_object_name
+    from autotune.job_lifecycle import LedgerState
+
+    config = bucket.config
     deadline = time.monotonic() + timeout
     status = EXIT_ACCEPTED
     for object_name, generation in followed:
