@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 from google.api_core import exceptions as gexc
+from google.api_core import gapic_v1
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import pubsub_v1, storage
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
@@ -81,10 +82,12 @@ class EventListener:
         subscriber.create_subscription(name=subscription, topic=f"projects/{project}/topics/{topic}", ack_deadline_seconds=60)
         return cls(subscriber, subscription)
 
-    def poll(self, timeout: float = 1.0) -> list[ReceivedEvent]:
-        """Pull what is there (waiting up to `timeout`), acknowledge it, and keep it in `received`."""
+    def poll(self, timeout: float = 1.0, *, retry: object = gapic_v1.method.DEFAULT) -> list[ReceivedEvent]:
+        """Pull what is there (waiting up to `timeout`), acknowledge it, and keep it in `received`.
+        The library's default retry rides out an unavailable emulator for up to a minute;
+        `retry=None` fails at once instead (a caller that checks whether the emulator is gone)."""
         try:
-            response = self.subscriber.pull(subscription=self.subscription, max_messages=100, timeout=timeout)
+            response = self.subscriber.pull(subscription=self.subscription, max_messages=100, timeout=timeout, retry=retry)
         except (gexc.DeadlineExceeded, gexc.RetryError):
             return []
         fresh = []

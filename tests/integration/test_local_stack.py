@@ -1,5 +1,6 @@
 """The local stack as a whole: `autotune up`/`down` leave no process behind (checked by PID),
-a second `up` cleans what a killed one left, and the event bridge makes Pub/Sub deliver a
+a second `up` refuses to replace a running stack and, with --replace, cleans what a killed one
+left; `watch` stops once the stack is gone; and the event bridge makes Pub/Sub deliver a
 storage event again when the function fails, then dead-letters it after five attempts."""
 
 from __future__ import annotations
@@ -86,11 +87,28 @@ def test_up_detach_writes_local_env_and_down_leaves_no_process(tmp_path: Path) -
         assert uploaded.returncode == 0, uploaded.stderr
         assert "uploaded gs://autotune-datasets/incoming/classification.jsonl" in uploaded.stdout
         assert "'autotune-epochs': '2'" in uploaded.stdout
+
+        again = cli("up", "--detach", "--state-dir", str(state_dir))
+        assert again.returncode == 1, again.stdout
+        assert "already running" in again.stderr and "--replace" in again.stderr
+        assert "1 upload(s)" in again.stderr and "ledger record(s)" in again.stderr
+        assert alive(pids) == pids  # the running stack was left alone
+
+        watch = subprocess.Popen([*CLI, "watch", "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, cwd=REPO)
+        assert watch.stdout.readline().startswith("listening on tuning-events")
     finally:
         down = cli("down", "--state-dir", str(state_dir))
     assert down.returncode == 0, down.stderr
     assert alive(pids) == set()
     assert not (state_dir / STATE_FILE).exists()
+    try:
+        # A bound on a hang, not a measure of speed: watch notices the stack is gone and stops.
+        watch_out, watch_err = watch.communicate(timeout=120)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == 1 and "has stopped: no more events will come" in watch_err
 
 
 def _sigint_as_a_terminal_sends_it() -> None:
@@ -122,7 +140,7 @@ def test_ctrl_c_on_up_stops_every_process(tmp_path: Path) -> None:
     assert alive(pids) == set()
 
 
-def test_second_up_cleans_a_stack_left_by_a_killed_up_and_reuses_no_data(tmp_path: Path) -> None:
+def test_second_up_refuses_then_with_replace_cleans_a_stack_left_by_a_killed_up_and_reuses_no_data(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     up = subprocess.Popen([*CLI, "up", "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     try:
@@ -140,7 +158,10 @@ def test_second_up_cleans_a_stack_left_by_a_killed_up_and_reuses_no_data(tmp_pat
     up.wait()
     assert alive(first_pids) == first_pids - {up.pid}
 
-    result = cli("up", "--detach", "--state-dir", str(state_dir))
+    refused = cli("up", "--detach", "--state-dir", str(state_dir))
+    assert refused.returncode == 1 and "already running" in refused.stderr
+    assert alive(first_pids) == first_pids - {up.pid}  # a killed `up` left servers holding data: kept unless told
+    result = cli("up", "--detach", "--replace", "--state-dir", str(state_dir))
     try:
         assert result.returncode == 0, result.stderr
         assert alive(first_pids) == set()

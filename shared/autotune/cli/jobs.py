@@ -26,13 +26,18 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 @app.command()
 def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
-    """The ledger: one line per dataset version, its state, its job and why."""
-    records = _pipeline(state_dir).ledger.records()
+    """Every upload: the ledger's datasets (state, job, why), then the uploads it does not hold
+    (rejected with their error count and report, ignored, awaiting their verdict)."""
+    from autotune.cli.uploads import connect_bucket, fate_json, fate_state, fate_why
+
+    bucket = connect_bucket(state_dir)
+    records = bucket.records()
+    others = [f for f in bucket.fates(records) if f.record is None]
     if as_json:
-        typer.echo(json.dumps([record_json(r) for r in records], indent=2))
+        typer.echo(json.dumps([record_json(r) for r in records] + [fate_json(f) for f in others], indent=2))
         return
-    if not records:
-        typer.echo("the ledger is empty: no dataset has been accepted yet.")
+    if not records and not others:
+        typer.echo("nothing uploaded yet: the ledger is empty and the bucket holds no upload.")
         return
     from rich.console import Console
     from rich.table import Table
@@ -46,6 +51,9 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
             f"{_object_name(r.dataset_uri)}#{r.generation[-6:]}", str(r.state), r.model or "", _job_id(r.job_name),
             r.updated_at[5:19].replace("T", " "), r.error or r.reason or "",
         )
+    for f in others:
+        updated = f.updated.strftime("%m-%d %H:%M:%S") if f.updated else ""
+        table.add_row(f"{f.object_name}#{f.generation[-6:]}", fate_state(f), f.model or "", "", updated, fate_why(f))
     Console(width=max(Console().width, 160)).print(table)
 
 
@@ -55,8 +63,21 @@ def status(
     as_json: JsonOption = False,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Everything the ledger knows about one dataset (its latest version) or one job."""
-    record = _one(_pipeline(state_dir).ledger.records(), dataset_or_job)
+    """Everything known about one upload (its latest version) or one job: the ledger's record, or
+    the verdict, error count and report of an upload the ledger does not hold."""
+    from autotune.cli.uploads import connect_bucket, describe_fate, fate_json
+    from autotune.upload_fates import matches, newest_first
+
+    bucket = connect_bucket(state_dir)
+    records = bucket.records()
+    fates = newest_first(f for f in bucket.fates(records) if matches(f, dataset_or_job))
+    # The newest upload of that name may be one the ledger does not hold (rejected, not yet
+    # validated); an ignored file only answers when the ledger knows nothing by that name (a
+    # manifest's training file in parts/ is ignored as an upload, yet in the ledger).
+    if fates and fates[0].record is None and (fates[0].verdict != "ignored" or not find_records(records, dataset_or_job)):
+        typer.echo(json.dumps(fate_json(fates[0]), indent=2) if as_json else describe_fate(fates[0]))
+        return
+    record = fates[0].record if fates and fates[0].record else _one(records, dataset_or_job)
     if as_json:
         typer.echo(json.dumps(record_json(record), indent=2))
         return
@@ -130,7 +151,7 @@ def describe_record(r: LedgerRecord) -> str:
 def _one(records: Iterable[LedgerRecord], query: str) -> LedgerRecord:
     matches = find_records(records, query)
     if not matches:
-        raise _fail(f"nothing in the ledger matches {query!r} (try `autotune jobs`)")
+        raise _fail(f"no upload or ledger record matches {query!r} (try `autotune jobs`)")
     return matches[0]
 
 

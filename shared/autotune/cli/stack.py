@@ -44,9 +44,12 @@ def up(
             "instead of starting the built-in tuning emulator. http:// is called without credentials."
         ),
     ] = "",
+    replace: Annotated[bool, typer.Option("--replace", help="Stop a stack already running here and start an empty one (its data is lost).")] = False,
+    notify_url: Annotated[str | None, typer.Option(help="Push tuning-events to this http(s) URL (a receiver on this machine); the emulator sends no token and every event, not only job ends.")] = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Start the whole pipeline on this machine: emulators, event bridge, tuning emulator, functions."""
+    """Start the whole pipeline on this machine: emulators, event bridge, tuning emulator, functions.
+    A stack already running in the state directory is left alone unless --replace."""
     from autotune_local.prerequisites import MissingPrerequisite
     from autotune_local.processes import ProcessFailed, log_tail
     from autotune_local.stack import ENV_FILE, options_with, start_stack
@@ -57,6 +60,14 @@ def up(
     if max_concurrent_jobs is not None:
         overrides["max_concurrent_jobs"] = max_concurrent_jobs
     directory = _state_dir(state_dir)
+    if notify_url is not None:
+        from autotune.job_end_notice import notify_url_problem
+
+        problem = notify_url_problem(notify_url, local=True)
+        if problem:
+            raise _fail(problem, 2)
+    if not replace:
+        _refuse_to_replace(directory)
     _stop_on_sigterm()
     began = time.monotonic()
     from autotune.catalog import CatalogError
@@ -65,6 +76,16 @@ def up(
         stack = start_stack(options_with(state_dir=directory, **overrides))
     except (MissingPrerequisite, ProcessFailed, CatalogError) as exc:
         raise _fail(str(exc)) from None
+    if notify_url:
+        from autotune_local.notify import subscribe_notify_url
+
+        try:
+            subscription = subscribe_notify_url(stack.subscriber(), stack.config, notify_url)
+        except Exception as exc:
+            stack.stop()
+            raise _fail(f"could not subscribe {notify_url} to {stack.config.events_topic}: {exc}") from None
+        typer.echo(f"job end events are pushed to {notify_url} ({subscription}; locally unsigned and unfiltered: "
+                   "every event arrives, filter on the ce-type attribute)")
     took = time.monotonic() - began
     env_file = _relative(directory / ENV_FILE)
     typer.echo(
@@ -102,8 +123,9 @@ def down(state_dir: StateDirOption = None) -> None:
 
 @app.command()
 def upload(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A .jsonl dataset, a .tuning.json manifest, or media.")],
-    name: Annotated[str | None, typer.Option(help="Object name in the bucket (default: incoming/FILE).")] = None,
+    files: Annotated[list[Path], typer.Argument(help="Files and folders: .jsonl datasets, .tuning.json manifests, media. A folder keeps its name and inner paths.")],
+    name: Annotated[str | None, typer.Option(help="Object name in the bucket, for a single file (default: PREFIX + its name).")] = None,
+    prefix: Annotated[str | None, typer.Option(help="Folder in the bucket (default: the incoming prefix, incoming/; '/' for the bucket's root).")] = None,
     model: Annotated[str | None, typer.Option(help="autotune-model metadata.")] = None,
     epochs: Annotated[str | None, typer.Option(help="autotune-epochs metadata.")] = None,
     adapter_size: Annotated[str | None, typer.Option(help="autotune-adapter-size metadata.")] = None,
@@ -112,9 +134,17 @@ def upload(
     validation: Annotated[str | None, typer.Option(help="autotune-validation metadata: object name of the validation file.")] = None,
     display_name: Annotated[str | None, typer.Option(help="autotune-display-name metadata.")] = None,
     force: Annotated[bool, typer.Option(help="autotune-force: tune again even if these bytes and settings were tuned before.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow each dataset to its verdict, print the report's summary; exit 0 accepted, 1 rejected.")] = False,
+    until: Annotated[str | None, typer.Option(help="With --wait: 'verdict' (default) or 'ended' (the tuning job's end; exit 1 unless it succeeded or was skipped).")] = None,
+    timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds (exit 3).")] = 600.0,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Upload a file into the local stack's bucket, as a user would into Cloud Storage."""
+    """Upload files and folders into the local stack's bucket, as a user would into Cloud Storage.
+    The settings options become custom metadata on every .jsonl and .tuning.json uploaded."""
+    from autotune.cli.uploads import UploadPlanError, object_prefix, plan_uploads
+
+    if until not in (None, "verdict", "ended"):
+        raise _fail(f"--until takes 'verdict' or 'ended', not {until!r}", 2)
     stack_env = _running_stack_env(_state_dir(state_dir))
     from autotune_local.clients import storage_client, upload_object
 
@@ -124,10 +154,25 @@ def upload(
         "autotune-validation": validation, "autotune-display-name": display_name, "autotune-force": "true" if force else None,
     }
     metadata = {k: v for k, v in values.items() if v is not None}
-    object_name = name or f"{stack_env.get('AUTOTUNE_INCOMING_PREFIX', 'incoming/')}{file.name}"
+    incoming = stack_env.get("AUTOTUNE_INCOMING_PREFIX", "incoming/")
+    try:
+        plan = plan_uploads(files, object_prefix(prefix, incoming), name)
+    except UploadPlanError as exc:
+        raise _fail(str(exc), 2) from None
     bucket = stack_env["AUTOTUNE_BUCKET"]
-    generation = upload_object(storage_client(stack_env), bucket, object_name, file, metadata=metadata)
-    typer.echo(f"uploaded gs://{bucket}/{object_name} (generation {generation})" + (f" with {metadata}" if metadata else ""))
+    client = storage_client(stack_env)
+    uploaded: list[tuple[str, str]] = []
+    for local, object_name in plan:
+        given = metadata if object_name.endswith((".jsonl", ".tuning.json")) else {}
+        generation = upload_object(client, bucket, object_name, local, metadata=given)
+        uploaded.append((object_name, str(generation)))
+        typer.echo(f"uploaded gs://{bucket}/{object_name} (generation {generation})" + (f" with {given}" if given else ""))
+    if len(plan) > 1:
+        typer.echo(f"{len(plan)} files uploaded")
+    if wait or until:
+        from autotune.cli.uploads import follow_uploads
+
+        raise typer.Exit(follow_uploads(uploaded, until=until or "verdict", timeout=timeout, state_dir=state_dir))
 
 
 @app.command()
@@ -143,14 +188,27 @@ def watch(
     listener = EventListener.create(subscriber_client(stack_env), stack_env["AUTOTUNE_PROJECT"], stack_env["AUTOTUNE_EVENTS_TOPIC"])
     deadline = time.monotonic() + seconds if seconds else None
     typer.echo(f"listening on {stack_env['AUTOTUNE_EVENTS_TOPIC']} (Ctrl-C to stop)")
+    from google.api_core import exceptions as gexc
+
+    from autotune_local.running import events_source_running
+
+    directory = _state_dir(state_dir)
+    stack_gone = False
     try:
         while deadline is None or time.monotonic() < deadline:
-            for received in listener.poll(timeout=1.0):
-                typer.echo(describe_event(received.event))
+            try:
+                for received in listener.poll(timeout=1.0, retry=None):
+                    typer.echo(describe_event(received.event))
+            except gexc.GoogleAPICallError:
+                time.sleep(0.5)  # told apart below: a stack that is gone, or a moment's trouble
+            if not events_source_running(directory):
+                stack_gone = True
+                raise _fail(f"the local stack in {_relative(directory)} has stopped: no more events will come; stopped watching")
     except KeyboardInterrupt:
         pass
     finally:
-        listener.close()
+        if not stack_gone:  # its subscription went with the emulator: nothing to delete, nobody to ask
+            listener.close()
 
 
 @app.command()
@@ -182,6 +240,20 @@ def _running_stack_env(state_dir: Path) -> dict[str, str]:
     if not state or not any(is_running(p) for p in recorded_processes(state_dir)):
         raise _fail(f"no local stack is running (state in {_relative(state_dir)}); start one with `autotune up --detach`")
     return dict(state["env"])
+
+
+def _refuse_to_replace(directory: Path) -> None:
+    from autotune_local.running import running_stack, what_would_be_lost
+
+    running = running_stack(directory)
+    if running is None:
+        return
+    held = "; ".join(what_would_be_lost(running))
+    raise _fail(
+        f"a local stack is already running in {_relative(directory)} (started {running.created or 'at an unknown time'}; "
+        f"{len(running.alive)} process(es) alive: {', '.join(running.alive)}). A new one starts empty, so replacing it loses "
+        f"{held}. Keep it and use it, stop it first with `autotune down`, or replace it with `autotune up --replace`."
+    )
 
 
 def _stop_on_sigterm() -> None:
