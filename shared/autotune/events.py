@@ -70,7 +70,11 @@ def make_event(event_type: EventType, payload: EventPayload, *, discriminator: s
     `discriminator` tells apart events of one type that are really different (a forced second
     job on the same dataset version, say); leave it empty otherwise.
     """
-    material = "|".join([event_type.value, payload.dataset_uri, payload.generation, payload.job_name or "", discriminator])
+    # The dataset's key too: two manifests on one training file version are two datasets, and a
+    # subscriber dropping repeats by ce-id must not lose either one's events.
+    material = "|".join([
+        event_type.value, payload.dataset_uri, payload.generation, payload.idempotency_key or "", payload.job_name or "", discriminator,
+    ])
     event_id = hashlib.sha256(material.encode()).hexdigest()[:32]
     stamp = (now or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
     return TuningEvent(type=event_type, payload=payload, time=stamp, id=event_id)

@@ -285,9 +285,10 @@ def build_job_spec(
             allowed = ", ".join(str(s) for s in sorted(catalog.adapter_sizes(model))) or "none"
             raise JobSpecError(f"adapter size {size!r} is not allowed for {model}; allowed: {allowed}")
         hyper["adapterSize"] = catalog.adapter_size_enum(size)
-    spec: dict[str, Any] = {"trainingDatasetUri": request.training.uri, "hyperParameters": hyper}
+    # The pinned copies: exactly the bytes the report covers, whatever became of the uploaded names.
+    spec: dict[str, Any] = {"trainingDatasetUri": request.training.training_uri, "hyperParameters": hyper}
     if request.validation is not None:
-        spec["validationDatasetUri"] = request.validation.uri
+        spec["validationDatasetUri"] = request.validation.training_uri
     body: dict[str, Any] = {
         "baseModel": model,
         "supervisedTuningSpec": spec,
@@ -306,8 +307,10 @@ def display_name(request: TuningRequest) -> str:
 
 
 def queue_order(request: TuningRequest) -> str:
-    """Upload order: a Cloud Storage generation is the upload time in microseconds."""
-    generation = request.training.generation
+    """Upload order of the object that started the work (a manifest, or the dataset itself), not of
+    an older training file a manifest names: a Cloud Storage generation is the upload time in
+    microseconds."""
+    generation = request.trigger_generation or request.training.generation
     return f"{int(generation):020d}" if generation.isdigit() else request.requested_at
 
 

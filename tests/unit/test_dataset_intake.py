@@ -146,11 +146,14 @@ def test_good_dataset_is_accepted_request_published_before_event(store: MemorySt
 
     report_name = f"reports/incoming/good.jsonl/{uploaded.generation}.json"
     assert outcome.decision == "accepted"
-    assert store.effects == [f"report {report_name}", "request", "event autotune.dataset.v1.accepted"]
     report = json.loads(store.reports[report_name])
+    pinned_name = f"reports/pinned/{report['files']['train']['sha256']}.jsonl"
+    assert store.effects == [f"pin {pinned_name}", f"report {report_name}", "request", "event autotune.dataset.v1.accepted"]
     assert report["valid"] is True
     (request,) = bus.requests
     assert request.training.uri == f"gs://{BUCKET}/incoming/good.jsonl"
+    assert request.training.training_uri == f"gs://{BUCKET}/{pinned_name}"
+    assert store.objects[pinned_name][1] == store.objects["incoming/good.jsonl"][1]
     assert request.training.generation == uploaded.generation
     assert request.training.sha256 == report["files"]["train"]["sha256"]
     assert request.settings.epochs == 2 and request.force is True
