@@ -50,6 +50,9 @@ MANIFEST_SETTINGS = ("model", "epochs", "adapter_size", "learning_rate_multiplie
 
 # Metadata on every report object: "true" (accepted) or "false" (rejected).
 REPORT_VALID_METADATA = "autotune-valid"
+# In an accepted report: the keys of the request validate published for it, so submit acts only
+# on that request (autotune.request_checks).
+REPORT_REQUEST_FIELD = "accepted_request"
 
 # Problems found before any line is read, reported in the validator's report shape:
 # the manifest is not JSON of the documented shape, or names an object of another bucket;
@@ -435,9 +438,10 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
     encoded = _content_encoded(pinned_training, pinned_validation)
     if encoded:  # the encoding was set on that generation after it was read (a metadata patch)
         return _reject(verdict, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps)
-    deps.store.write_report(verdict.report_name, report.to_json(), valid=True)
     request = build_request(uploaded, training, validation, settings, report, verdict.report_uri, deps.now(),
                             pinned_training=pinned_training, pinned_validation=pinned_validation)
+    accepted = {"idempotency_key": request.idempotency_key, "content_key": request.content_key}
+    deps.store.write_report(verdict.report_name, msgspec.json.encode({**report.to_dict(), REPORT_REQUEST_FIELD: accepted}), valid=True)
     # The request first: an "accepted" event must never announce a job nobody was asked to run.
     deps.bus.publish_request(request)
     event = make_event(

@@ -31,6 +31,9 @@ class EventType(enum.StrEnum):
     JOB_CANCELLED = "autotune.job.v1.cancelled"
     # A re-upload of bytes and settings already tuned: no job, and the reason says which tuning it repeats.
     JOB_SKIPPED = "autotune.job.v1.skipped"
+    # A tuning request submit would not act on (autotune did not validate exactly this, or its
+    # settings are out of limits): no job, no ledger record; `error` says why.
+    JOB_REFUSED = "autotune.job.v1.refused"
 
 
 class EventPayload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

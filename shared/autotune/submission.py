@@ -27,6 +27,7 @@ publishing and removing gives a second copy, with the same ce-id: subscribers dr
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,8 @@ from typing import Any, Protocol
 import msgspec
 
 from autotune import structured_log
-from autotune.events import TuningEvent
+from autotune.dataset_intake import NAME_LIMIT_BYTES, text_problem
+from autotune.events import EventPayload, EventType, TuningEvent, make_event
 from autotune.job_lifecycle import (
     ACTIVE_JOB_STATES,
     RETRY_ALLOWED_AFTER,
@@ -110,6 +112,7 @@ class Outcome(enum.StrEnum):
     CONFLICT = "conflict"  # the record already names another job
     CHANGED = "changed"
     CANCELLED = "cancelled"
+    REFUSED = "refused"  # not a request autotune validated (or out of limits): no record, an event
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,14 @@ class TuningService(Protocol):
 
 class EventPublisher(Protocol):
     def publish_event(self, event: TuningEvent) -> object: ...
+
+
+class ValidatedDatasets(Protocol):
+    """The dataset bucket as submit re-checks it (autotune.request_checks)."""
+
+    def read_report(self, name: str) -> bytes | None: ...
+
+    def generation_of(self, name: str) -> str | None: ...
 
 
 class ModelCatalog(Protocol):
@@ -510,6 +521,9 @@ class Pipeline:
     claim_seconds: float = CLAIM_SECONDS
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     dataset_bucket: str = ""  # requests for files elsewhere are refused ("" checks nothing)
+    # Set: a request is acted on only if the bucket's reports and pinned copies agree with it.
+    datasets: ValidatedDatasets | None = None
+    reports_prefix: str = "reports/"
 
 
 def submit_message(pipeline: Pipeline, data: bytes, *, message_id: str = "") -> Outcome:
@@ -529,6 +543,12 @@ def submit_message(pipeline: Pipeline, data: bytes, *, message_id: str = "") -> 
 
 
 def submit(pipeline: Pipeline, request: TuningRequest) -> Outcome:
+    refusal = request_refusal_now(pipeline, request)
+    if refusal is not None:
+        structured_log.error("submit: tuning request refused, no job", dataset=ascii(request.training.uri[:1100]),
+                             idempotency_key=ascii(request.idempotency_key[:80]), reason=refusal)
+        pipeline.publisher.publish_event(refusal_event(request, refusal, pipeline.clock()))
+        return Outcome.REFUSED
     spec_error = None
     spec = None
     try:
@@ -571,6 +591,43 @@ _CLAIM_MESSAGES = {
     Outcome.SUBMIT: "submit: claimed, adopting or creating the job",
     Outcome.FAILED: "submit: cannot be submitted",
 }
+
+
+def request_refusal_now(pipeline: Pipeline, request: TuningRequest) -> str | None:
+    """Why the pipeline's records do not back `request` (see autotune.request_checks), or None."""
+    if pipeline.datasets is None:
+        return None
+    from autotune.request_checks import catalog_settings_errors, expected_report_name, pinned_names, request_refusal
+
+    report_name = expected_report_name(request, pipeline.reports_prefix)
+    safe = all(text_problem(name) is None for name in (report_name, *pinned_names(request)))
+    return request_refusal(
+        request,
+        bucket=pipeline.dataset_bucket,
+        reports_prefix=pipeline.reports_prefix,
+        report=pipeline.datasets.read_report(report_name) if safe else None,
+        current_generations={name: pipeline.datasets.generation_of(name) for name in pinned_names(request)} if safe else {},
+        settings_errors=catalog_settings_errors,
+    )
+
+
+def refusal_event(request: TuningRequest, refusal: str, now: datetime) -> TuningEvent:
+    """A job.refused event whose every field is bounded and encodable, whatever the request held."""
+    def bounded(text: str | None, limit: int) -> str | None:
+        if text is None:
+            return None
+        return text if text_problem(text, limit=limit) is None else ascii(text)[:limit]
+
+    payload = EventPayload(
+        dataset_uri=bounded(request.training.uri, NAME_LIMIT_BYTES - 100) or "",
+        generation=bounded(request.training.generation, 40) or "",
+        idempotency_key=bounded(request.idempotency_key, 64),
+        report_uri=bounded(request.report_uri, NAME_LIMIT_BYTES),
+        model=bounded(request.settings.model, 128),
+        error=bounded(refusal, 2048),
+    )
+    digest = hashlib.sha256(refusal.encode("utf-8", "backslashreplace")).hexdigest()[:16]
+    return make_event(EventType.JOB_REFUSED, payload, discriminator=f"refused:{digest}", now=now)
 
 
 def run_submission(pipeline: Pipeline, key: str, spec: JobSpec) -> Outcome:
@@ -755,11 +812,26 @@ def _submit_from_ledger(pipeline: Pipeline, record: LedgerRecord, summary: TickS
         change = _update(pipeline, record.idempotency_key, lambda r, s: record_failure(r, s, error=str(exc), now=now))
         publish_announced(pipeline, change)
         return Outcome.FAILED
+    moved = pinned_copy_problem(pipeline, request)
+    if moved is not None:  # written over while the dataset waited: never tune bytes nobody validated
+        now = pipeline.clock()
+        change = _update(pipeline, record.idempotency_key, lambda r, s: record_failure(r, s, error=moved, now=now))
+        publish_announced(pipeline, change)
+        return Outcome.FAILED
     try:
         return run_submission(pipeline, record.idempotency_key, spec)
     except TuningServiceError as exc:
         summary.errors.append(f"{record.dataset_uri}: {exc.message}")
         return Outcome.RELEASED
+
+
+def pinned_copy_problem(pipeline: Pipeline, request: TuningRequest) -> str | None:
+    if pipeline.datasets is None:
+        return None
+    from autotune.request_checks import pinned_names, pinned_problem
+
+    generations = {name: pipeline.datasets.generation_of(name) for name in pinned_names(request)}
+    return pinned_problem(request, pipeline.reports_prefix, generations)
 
 
 def _release_stale_slots(pipeline: Pipeline) -> None:

@@ -16,6 +16,9 @@ import msgspec
 from autotune.settings import TuningSettings
 
 SCHEMA_VERSION = 1
+# What validate publishes is about 2 KB; anything much larger was not published by validate, and
+# every field of it would travel on into ledger records and events.
+MAX_REQUEST_BYTES = 64 * 1024
 
 
 class InvalidTuningRequest(ValueError):
@@ -84,6 +87,8 @@ def encode_request(request: TuningRequest) -> bytes:
 
 
 def decode_request(data: bytes) -> TuningRequest:
+    if len(data) > MAX_REQUEST_BYTES:
+        raise InvalidTuningRequest(f"tuning request is {len(data)} bytes; at most {MAX_REQUEST_BYTES} are read")
     try:
         request = msgspec.json.decode(data, type=TuningRequest)
     except msgspec.ValidationError as exc:

@@ -10,10 +10,11 @@ from autotune.submission import Pipeline, ProjectCatalog
 
 
 def connect_pipeline(config: PipelineConfig) -> Pipeline:
-    from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1, storage
 
     from autotune.adapters.bus import PubSubBus
     from autotune.adapters.ledger import FirestoreLedger
+    from autotune.adapters.storage import GcsDatasetStore
     from autotune.adapters.tuning_service import VertexTuningService
 
     return Pipeline(
@@ -25,4 +26,6 @@ def connect_pipeline(config: PipelineConfig) -> Pipeline:
         max_jobs=config.max_concurrent_jobs,
         service_account=config.tuning_service_account,
         dataset_bucket=config.bucket,
+        datasets=GcsDatasetStore(storage.Client(project=config.project), config.bucket),
+        reports_prefix=config.reports_prefix,
     )
