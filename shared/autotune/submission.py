@@ -40,6 +40,7 @@ from autotune.dataset_intake import NAME_LIMIT_BYTES, text_problem
 from autotune.events import EventPayload, EventType, TuningEvent, make_event
 from autotune.job_lifecycle import (
     ACTIVE_JOB_STATES,
+    ENDED_STATES,
     RETRY_ALLOWED_AFTER,
     JobSnapshot,
     LedgerRecord,
@@ -156,6 +157,11 @@ class Ledger(Protocol):
     def clear_outbox(self, key: str, event_ids: Collection[str]) -> None: ...
 
     def slots(self) -> Slots: ...
+
+
+class UnwritableRecord(Exception):
+    """The ledger refused to write a record for what it holds (e.g. over Firestore's 1 MiB entity
+    limit): retrying can never help; the status tick quarantines it."""
 
 
 class ErrorKind(enum.StrEnum):
@@ -504,6 +510,24 @@ def release_stale_slot(record: LedgerRecord | None, key: str, slots: Slots) -> C
     return Change(Outcome.CHANGED, slots=slots.without(key))
 
 
+QUARANTINE_HISTORY = 20  # transitions a quarantined record keeps (the latest)
+
+
+def quarantine(record: LedgerRecord, slots: Slots, *, error: str, now: datetime) -> Change | None:
+    """A record the ledger could not write (too large, say): FAILED, announced, and slimmed to
+    what can be written (no request, no tuning data stats, its latest history), so the next tick
+    never meets it again and the others move on."""
+    if record.state in ENDED_STATES:
+        return None
+    slim = msgspec.structs.replace(
+        record, request=None, tuning_data_stats=None, outbox=(), outbox_lease_until=None,
+        history=record.history[-QUARANTINE_HISTORY:], error=None, reason=None, retune_reason=None,
+    )
+    why = f"quarantined: the ledger could not write this record ({error[:500]})"
+    failed = move(slim, S.FAILED, now, reason=why, error=why)
+    return Change(Outcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
+
+
 # --- orchestration ------------------------------------------------------------------------------
 
 
@@ -730,54 +754,93 @@ class TickSummary:
     changed: int = 0
     taken_over: int = 0
     promoted: int = 0
+    quarantined: int = 0
     errors: list[str] = field(default_factory=list)
 
 
 def status_tick(pipeline: Pipeline) -> TickSummary:
-    """One poll: publish leftovers, record job changes, take over dead claims, fill free slots."""
+    """One poll: publish leftovers, record job changes, take over dead claims, fill free slots.
+    A record whose step fails for a reason of its own (it cannot be written, say) is quarantined
+    and the tick goes on with the others."""
     ledger, summary = pipeline.ledger, TickSummary()
     for record in ledger.with_outbox():
-        now = pipeline.clock()
-        if lease_leftovers(record, Slots(), now=now) is None:
-            continue  # too fresh (its mover is publishing it right now) or leased by another tick
-        change = ledger.update(record.idempotency_key, lambda r, s: lease_leftovers(r, s, now=now))
-        publish_announced(pipeline, change)
-        summary.published += len(change.announced) if change else 0
+        _isolated(pipeline, summary, record, _publish_leftovers)
     for record in ledger.records(ACTIVE_JOB_STATES):
         summary.observed += 1
-        if not record.job_name:
-            continue
-        try:
-            job = pipeline.service.get(record.job_name)
-        except TuningServiceError as exc:
-            if exc.kind != ErrorKind.NOT_FOUND:
-                summary.errors.append(f"{record.job_name}: {exc.message}")
-                continue
-            job = JobSnapshot(name=record.job_name, state="JOB_STATE_FAILED", error=f"the tuning job no longer exists: {exc.message}")
-        now = pipeline.clock()
-        if observe(record, Slots(), job=job, now=now) is None:
-            continue  # nothing new: no transaction, no contention on the slots document
-        change = _update(pipeline, record.idempotency_key, lambda r, s: observe(r, s, job=job, now=now))
-        if change is not None and change.record is not None and change.record.state != record.state:
-            summary.changed += 1
-            structured_log.info(
-                f"status: {record.state} -> {change.record.state}", dataset=record.dataset_uri, job=job.name, error=change.record.error
-            )
-        publish_announced(pipeline, change)
+        if record.job_name:
+            _isolated(pipeline, summary, record, _observe_job)
     for record in ledger.records({S.SUBMITTING}):
-        now = pipeline.clock()
-        if not claim_expired(record, now):
-            continue
-        change = _update(pipeline, record.idempotency_key, lambda r, s: take_over(r, s, now=now, claim_seconds=pipeline.claim_seconds))
-        if change is None:
-            continue
-        publish_announced(pipeline, change)
-        if change.outcome == Outcome.SUBMIT:
-            summary.taken_over += 1
-            _submit_from_ledger(pipeline, change.record, summary)
+        _isolated(pipeline, summary, record, _take_over_expired)
     _fill_free_slots(pipeline, summary)
     _release_stale_slots(pipeline)
     return summary
+
+
+def _isolated(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord, step: Callable[..., object]) -> object:
+    try:
+        return step(pipeline, summary, record)
+    except TuningServiceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (one record's failure must not stop the tick for the others)
+        error = f"{type(exc).__name__}: {str(exc)[:500]}"
+        summary.errors.append(f"{record.dataset_uri}: {error}")
+        if not isinstance(exc, UnwritableRecord):
+            # An outage is not the record's fault: it is tried again next tick, untouched.
+            structured_log.error("status: a ledger record's step failed; the tick goes on", dataset=record.dataset_uri,
+                                 idempotency_key=record.idempotency_key, state=record.state, error=error)
+            return None
+        structured_log.error("status: the ledger cannot write this record; quarantining it", dataset=record.dataset_uri,
+                             idempotency_key=record.idempotency_key, state=record.state, error=error)
+        try:
+            now = pipeline.clock()
+            change = _update(pipeline, record.idempotency_key, lambda r, s: quarantine(r, s, error=error, now=now))
+            publish_announced(pipeline, change)
+            summary.quarantined += 1 if change else 0
+        except Exception as again:  # noqa: BLE001
+            summary.errors.append(f"{record.dataset_uri}: quarantine failed too: {type(again).__name__}: {str(again)[:300]}")
+        return None
+
+
+def _publish_leftovers(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> None:
+    now = pipeline.clock()
+    if lease_leftovers(record, Slots(), now=now) is None:
+        return  # too fresh (its mover is publishing it right now) or leased by another tick
+    change = pipeline.ledger.update(record.idempotency_key, lambda r, s: lease_leftovers(r, s, now=now))
+    publish_announced(pipeline, change)
+    summary.published += len(change.announced) if change else 0
+
+
+def _observe_job(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> None:
+    try:
+        job = pipeline.service.get(record.job_name)
+    except TuningServiceError as exc:
+        if exc.kind != ErrorKind.NOT_FOUND:
+            summary.errors.append(f"{record.job_name}: {exc.message}")
+            return
+        job = JobSnapshot(name=record.job_name, state="JOB_STATE_FAILED", error=f"the tuning job no longer exists: {exc.message}")
+    now = pipeline.clock()
+    if observe(record, Slots(), job=job, now=now) is None:
+        return  # nothing new: no transaction, no contention on the slots document
+    change = _update(pipeline, record.idempotency_key, lambda r, s: observe(r, s, job=job, now=now))
+    if change is not None and change.record is not None and change.record.state != record.state:
+        summary.changed += 1
+        structured_log.info(
+            f"status: {record.state} -> {change.record.state}", dataset=record.dataset_uri, job=job.name, error=change.record.error
+        )
+    publish_announced(pipeline, change)
+
+
+def _take_over_expired(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> None:
+    now = pipeline.clock()
+    if not claim_expired(record, now):
+        return
+    change = _update(pipeline, record.idempotency_key, lambda r, s: take_over(r, s, now=now, claim_seconds=pipeline.claim_seconds))
+    if change is None:
+        return
+    publish_announced(pipeline, change)
+    if change.outcome == Outcome.SUBMIT:
+        summary.taken_over += 1
+        _submit_from_ledger(pipeline, change.record, summary)
 
 
 def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
@@ -788,16 +851,23 @@ def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
         if head is None or head in tried or not slots.free(pipeline.max_jobs):
             return
         tried.add(head)
-        now = pipeline.clock()
-        change = _update(pipeline, 
-            head, lambda r, s: promote(r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds)
-        )
-        if change is None or change.outcome != Outcome.SUBMIT:
-            continue  # another tick promoted it, it waits out a 429, or the entry is stale (released below)
-        summary.promoted += 1
-        structured_log.info("status: promoting the oldest queued dataset", dataset=change.record.dataset_uri)
-        if _submit_from_ledger(pipeline, change.record, summary) == Outcome.QUEUED:
+        record = pipeline.ledger.get(head)
+        if record is None:
+            continue  # a stale entry: released below
+        if _isolated(pipeline, summary, record, _promote) == Outcome.QUEUED:
             return  # the service's own quota is full: try again next tick
+
+
+def _promote(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> Outcome | None:
+    now = pipeline.clock()
+    change = _update(pipeline,
+        record.idempotency_key, lambda r, s: promote(r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds)
+    )
+    if change is None or change.outcome != Outcome.SUBMIT:
+        return None  # another tick promoted it, it waits out a 429, or the entry is stale (released below)
+    summary.promoted += 1
+    structured_log.info("status: promoting the oldest queued dataset", dataset=change.record.dataset_uri)
+    return _submit_from_ledger(pipeline, change.record, summary)
 
 
 def _submit_from_ledger(pipeline: Pipeline, record: LedgerRecord, summary: TickSummary) -> Outcome:

@@ -388,3 +388,43 @@ def test_two_manifests_on_one_file_have_distinct_event_ids(stack, events, ledger
     for kind in (EventType.JOB_QUEUED, EventType.JOB_CANCELLED):
         ids = [e.id for e in mine if e.type == kind]
         assert len(ids) == 2 and len(set(ids)) == 2, (kind, ids)
+
+
+# --- 4. a record the ledger cannot write is quarantined ------------------------------------------
+
+
+def test_a_record_too_large_to_write_is_quarantined_and_the_queue_moves_on(stack, events, ledger):
+    from datetime import timedelta
+
+    import msgspec
+
+    from autotune.adapters.ledger import _document
+    from autotune.job_lifecycle import move, new_record
+
+    name = f"manual/{unique('oversized')}.jsonl"
+    key = uuid.uuid4().hex[:40]
+    now = datetime.now(UTC) - timedelta(hours=1)
+    record = new_record(idempotency_key=key, content_key=uuid.uuid4().hex[:40], dataset_uri=uri(stack, name), generation="1",
+                        now=now, model=stack.config.defaults.model, region=stack.config.defaults.region)
+    record = move(record, S.SUBMITTING, now, attempts=1, claim_expires_at=record.created_at)  # claim long expired
+    document = ledger.records_ref.document(key)
+
+    def plant(size: int) -> bool:
+        try:
+            document.set(_document(msgspec.structs.replace(record, request={"settings": {"display_name": "n" * size}})))
+            return True
+        except Exception:  # noqa: BLE001 (over the entity limit)
+            return False
+
+    low, high = 1_000_000, 1_048_576  # the largest record the emulator still takes: any later move is too large
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if plant(middle) else (low, middle)
+    assert plant(low)
+
+    other = f"incoming/{unique('behind-oversized')}.jsonl"
+    stack.upload(dataset(other, 20), other)
+    failed = wait_type(events, uri(stack, name), EventType.JOB_FAILED)
+    assert "quarantined" in failed.payload.error
+    assert wait_type(events, uri(stack, other), *END_EVENTS).type == EventType.JOB_SUCCEEDED
+    assert ledger.get(key).state == S.FAILED

@@ -25,7 +25,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from autotune.job_lifecycle import LedgerRecord, LedgerState, parse_timestamp, timestamp
-from autotune.submission import Change, ClaimView, Slots
+from autotune.submission import Change, ClaimView, Slots, UnwritableRecord
 
 # Every decision reads the slots document, so concurrent transactions contend on it. Within one
 # process they take turns (a lock: no point in racing a sibling thread); across processes a
@@ -99,7 +99,12 @@ class FirestoreLedger:
             try:
                 with self._turn:
                     return run(self.client.transaction(max_attempts=1))
+            except api_exceptions.InvalidArgument as exc:
+                # What the record holds, not the moment: over the entity size limit, a bad value.
+                raise UnwritableRecord(str(exc)) from exc
             except (api_exceptions.Aborted, ValueError) as exc:
+                if isinstance(exc.__cause__, api_exceptions.InvalidArgument):
+                    raise UnwritableRecord(str(exc.__cause__)) from exc
                 lost = isinstance(exc, api_exceptions.Aborted) or isinstance(exc.__cause__, api_exceptions.Aborted)
                 if not lost or attempt == TRANSACTION_ATTEMPTS - 1:
                     raise
