@@ -428,3 +428,35 @@ def test_a_record_too_large_to_write_is_quarantined_and_the_queue_moves_on(stack
     assert "quarantined" in failed.payload.error
     assert wait_type(events, uri(stack, other), *END_EVENTS).type == EventType.JOB_SUCCEEDED
     assert ledger.get(key).state == S.FAILED
+
+
+# --- 3. poison cannot starve recovery -------------------------------------------------------------
+
+
+def test_many_poison_manifests_do_not_starve_a_lost_upload(make_local_stack):
+    """No validate function: every upload's notification is lost, and the status function's
+    reconciliation takes them in, oldest first, at most 20 a pass. 22 poison manifests are older
+    than the one genuine upload."""
+    from autotune.reconciliation import MAX_UPLOADS_PER_PASS
+
+    lonely = make_local_stack(functions={"validate": None}, job_seconds=1.0, tick_seconds=1.0,
+                              reconcile_every_seconds=2, reconcile_after_seconds=3)
+    listener = lonely.listen_events()
+    try:
+        stem = unique("poison")
+        part = f"incoming/{stem}/parts/train.jsonl"
+        lonely.upload(dataset(stem, 20), part)
+        manifests = [f"incoming/{stem}-{i:02d}.tuning.json" for i in range(MAX_UPLOADS_PER_PASS + 2)]
+        for i, manifest in enumerate(manifests):
+            lonely.upload(json.dumps({"training": part, "settings": {"display_name": f"n{i}\ud800"}}).encode(), manifest)
+        time.sleep(1.0)  # the genuine upload is the youngest: last in line by age
+        lost = f"incoming/{unique('lost')}.jsonl"
+        lonely.upload(dataset(lost, 20), lost)
+        done = wait_type(listener, uri(lonely, lost), *END_EVENTS, timeout=WAIT * 2)
+        assert done.type == EventType.JOB_SUCCEEDED
+        for manifest in manifests:
+            event = wait_type(listener, uri(lonely, manifest), EventType.DATASET_REJECTED)
+            assert event.payload.counts == {"unusable_text": 1}
+    finally:
+        listener.close()
+        lonely.stop()

@@ -82,6 +82,18 @@ class MemoryLedger:
         with self.lock:
             return {r.report_uri for r in self.docs.values() if r.report_uri and r.created_at >= since}
 
+    def intake_failures(self) -> dict:
+        return dict(self.__dict__.get("failures", {}))
+
+    def record_intake_failure(self, upload: str, error: str, now: datetime):
+        from autotune.reconciliation import IntakeFailure
+
+        failures = self.__dict__.setdefault("failures", {})
+        previous = failures.get(upload)
+        times = previous.times + 1 if previous is not None and previous.error == error else 1
+        failures[upload] = IntakeFailure(error=error, times=times, at=now)
+        return failures[upload]
+
     def take_turn(self, name: str, now: datetime, every_seconds: float) -> bool:
         with self.lock:
             if self.turns.get(name, now) > now:

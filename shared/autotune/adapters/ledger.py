@@ -12,6 +12,7 @@ frees or takes a slot) and a losing transaction is retried on fresh data.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -25,6 +26,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from autotune.job_lifecycle import LedgerRecord, LedgerState, parse_timestamp, timestamp
+from autotune.reconciliation import IntakeFailure
 from autotune.submission import Change, ClaimView, Slots, UnwritableRecord
 
 # Every decision reads the slots document, so concurrent transactions contend on it. Within one
@@ -45,6 +47,7 @@ class FirestoreLedger:
         self.content_ref = client.collection(f"{collection}-content")
         self.slots_ref = client.collection(f"{collection}-slots").document(SLOTS_DOCUMENT)
         self.turns_ref = client.collection(f"{collection}-turns")
+        self.failures_ref = client.collection(f"{collection}-intake-failures")
         # The next time of each turn as last seen here: a turn's time only moves forward, so until
         # then the answer is "not yet" without a transaction on every status tick.
         self._turn_not_before: dict[str, datetime] = {}
@@ -150,6 +153,27 @@ class FirestoreLedger:
     def report_uris_since(self, since: str) -> set[str]:
         query = self.records_ref.where(filter=FieldFilter("created_at", ">=", since)).select(["report_uri"])
         return {uri for snap in query.stream() if (uri := (snap.to_dict() or {}).get("report_uri"))}
+
+    def intake_failures(self) -> dict[str, IntakeFailure]:
+        found = {}
+        for snap in self.failures_ref.stream():
+            data = snap.to_dict() or {}
+            found[str(data.get("upload", ""))] = IntakeFailure(
+                error=str(data.get("error", "")), times=int(data.get("times", 1)), at=parse_timestamp(data["at"]))
+        return found
+
+    def record_intake_failure(self, upload: str, error: str, now: datetime) -> IntakeFailure:
+        # Document id: a hash (an object name may hold any character, a document id may not).
+        failure_ref = self.failures_ref.document(hashlib.sha256(upload.encode()).hexdigest())
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> IntakeFailure:
+            data = failure_ref.get(transaction=transaction).to_dict() or {}
+            times = int(data.get("times", 0)) + 1 if data.get("error") == error else 1
+            transaction.set(failure_ref, {"upload": upload, "error": error, "times": times, "at": timestamp(now)})
+            return IntakeFailure(error=error, times=times, at=now)
+
+        return self._transact(run)
 
     def take_turn(self, name: str, now: datetime, every_seconds: float) -> bool:
         """True for the first caller of each period of `every_seconds`, across instances."""
