@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autotune.cli.app import app
+from autotune.cli.terminal import echo, terminal_text
 
 if TYPE_CHECKING:
     from autotune.job_lifecycle import LedgerRecord
@@ -29,23 +30,27 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
     """The ledger: one line per dataset version, its state, its job and why."""
     records = _pipeline(state_dir).ledger.records()
     if as_json:
-        typer.echo(json.dumps([record_json(r) for r in records], indent=2))
+        echo(json.dumps([record_json(r) for r in records], indent=2))
         return
     if not records:
-        typer.echo("the ledger is empty: no dataset has been accepted yet.")
+        echo("the ledger is empty: no dataset has been accepted yet.")
         return
     from rich.console import Console
     from rich.table import Table
+
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     for column in ("dataset", "state", "model", "job", "updated (UTC)"):
         table.add_column(column, no_wrap=True)
     table.add_column("why", overflow="fold")
     for r in records:
-        table.add_row(
+        # Text cells: no rich markup read into a name ("[bold]..."), control characters escaped.
+        cells = (
             f"{_object_name(r.dataset_uri)}#{r.generation[-6:]}", str(r.state), r.model or "", _job_id(r.job_name),
             r.updated_at[5:19].replace("T", " "), r.error or r.reason or "",
         )
+        table.add_row(*(Text(terminal_text(cell, newlines=False)) for cell in cells))
     Console(width=max(Console().width, 160)).print(table)
 
 
@@ -58,9 +63,9 @@ def status(
     """Everything the ledger knows about one dataset (its latest version) or one job."""
     record = _one(_pipeline(state_dir).ledger.records(), dataset_or_job)
     if as_json:
-        typer.echo(json.dumps(record_json(record), indent=2))
+        echo(json.dumps(record_json(record), indent=2))
         return
-    typer.echo(describe_record(record))
+    echo(describe_record(record))
 
 
 @app.command()
@@ -79,9 +84,9 @@ def cancel(
     except (ValueError, TuningServiceError) as exc:
         raise _fail(f"cannot cancel {record.dataset_uri}: {exc}") from None
     if record.job_name and str(record.state) != "QUEUED":
-        typer.echo(f"cancel requested for {record.job_name} ({record.dataset_uri}); the next status tick records CANCELLED.")
+        echo(f"cancel requested for {record.job_name} ({record.dataset_uri}); the next status tick records CANCELLED.")
     else:
-        typer.echo(f"cancelled {record.dataset_uri} (generation {record.generation}) before it was submitted.")
+        echo(f"cancelled {record.dataset_uri} (generation {record.generation}) before it was submitted.")
 
 
 def find_records(records: Iterable[LedgerRecord], query: str) -> list[LedgerRecord]:
@@ -107,14 +112,15 @@ def record_json(record: LedgerRecord) -> dict:
 
 
 def describe_record(r: LedgerRecord) -> str:
-    lines = [f"{r.dataset_uri} (generation {r.generation}): {r.state}"]
+    value_text = lambda value: terminal_text(value, newlines=False)  # noqa: E731
+    lines = [f"{value_text(r.dataset_uri)} (generation {value_text(r.generation)}): {r.state}"]
     for label, value in (
         ("model", r.model), ("region", r.region), ("job", r.job_name), ("job state", r.job_state), ("tuned model", r.tuned_model),
         ("endpoint", r.endpoint), ("error", r.error), ("reason", r.reason), ("duplicate of", r.duplicate_of),
         ("report", r.report_uri), ("attempts", r.attempts or None), ("ledger key", r.idempotency_key),
     ):
         if value not in (None, ""):
-            lines.append(f"  {label + ':':<13} {value}")
+            lines.append(f"  {label + ':':<13} {value_text(value)}")
     stats = r.tuning_data_stats or {}
     if stats:
         lines.append(
@@ -123,7 +129,7 @@ def describe_record(r: LedgerRecord) -> str:
         )
     lines.append("  history:")
     for step in r.history:
-        lines.append(f"    {step.at}  {step.state}" + (f"  ({step.reason})" if step.reason else ""))
+        lines.append(f"    {step.at}  {step.state}" + (f"  ({value_text(step.reason)})" if step.reason else ""))
     return "\n".join(lines)
 
 
@@ -181,5 +187,5 @@ def _local_pipeline(config, env: dict[str, str]) -> Pipeline:
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
+    echo(message, err=True)
     return typer.Exit(1)

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from autotune.cli.app import app
+from autotune.cli.terminal import echo, terminal_text
 
 StateDirOption = Annotated[
     Path | None, typer.Option("--state-dir", help="Where the stack keeps local.env, logs/ and its PIDs (default: .autotune/).")
@@ -116,7 +117,8 @@ def upload(
     object_name = name or f"{stack_env.get('AUTOTUNE_INCOMING_PREFIX', 'incoming/')}{file.name}"
     bucket = stack_env["AUTOTUNE_BUCKET"]
     generation = upload_object(storage_client(stack_env), bucket, object_name, file, metadata=metadata)
-    typer.echo(f"uploaded gs://{bucket}/{object_name} (generation {generation})" + (f" with {metadata}" if metadata else ""))
+    echo(terminal_text(f"uploaded gs://{bucket}/{object_name} (generation {generation})" + (f" with {metadata}" if metadata else ""),
+                       newlines=False))
 
 
 @app.command()
@@ -135,7 +137,7 @@ def watch(
     try:
         while deadline is None or time.monotonic() < deadline:
             for received in listener.poll(timeout=1.0):
-                typer.echo(describe_event(received.event))
+                echo(terminal_text(describe_event(received.event), newlines=False))
     except KeyboardInterrupt:
         pass
     finally:

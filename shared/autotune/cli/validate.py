@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from autotune.cli.app import app
+from autotune.cli.terminal import echo
 
 PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 
@@ -87,7 +88,7 @@ def validate(
         sys.stdout.buffer.write(report.to_json() + b"\n")
         sys.stdout.flush()
     else:
-        typer.echo(render_text(report))
+        echo(render_text(report))
     raise typer.Exit(0 if report.valid else 1)
 
 
@@ -142,7 +143,7 @@ def render_text(report) -> str:
 
 
 def _usage_error(message: str) -> None:
-    typer.echo(f"Error: {message}", err=True)
+    echo(f"Error: {message}", err=True)
     raise typer.Exit(2)
 
 
