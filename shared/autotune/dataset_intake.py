@@ -66,6 +66,9 @@ CONTENT_ENCODED = "content_encoded"
 # a lone surrogate (\ud800 is valid JSON, not encodable UTF-8), a control character, or more
 # than TEXT_LIMIT_CHARS characters.
 UNUSABLE_TEXT = "unusable_text"
+# an example's fileData names one of the pipeline's own objects (a report, a pinned copy, a
+# manifest or a dataset under the incoming prefix): media, not training data or verdicts.
+MEDIA_IS_PIPELINE_OBJECT = "media_is_pipeline_object"
 # Every text a manifest or metadata hands on (object names, model, region, display name) ends
 # up in ledger records and events: bounded here, so no record grows towards Firestore's 1 MiB.
 TEXT_LIMIT_CHARS = 1024
@@ -417,14 +420,18 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
     encoded = _content_encoded(training, validation)
     if encoded:
         return _reject(verdict, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps)
+    media = OwnObjectsRefused(deps.media, config) if deps.media is not None else None
     report = deps.validate_dataset(
         _source(deps, training),
         settings=settings,
         validation=_source(deps, validation) if validation else None,
-        media=deps.media,
+        media=media,
         dataset_bucket=uploaded.bucket,
         allowed_media_buckets=config.allowed_media_buckets,
     )
+    if media is not None and media.refused:
+        return _reject(verdict, media.rewritten(report.to_dict()), deps, error_count=report.error_count,
+                       warning_count=report.warning_count)
     if not report.valid:
         return _reject(verdict, report.to_dict(), deps, error_count=report.error_count, warning_count=report.warning_count)
     # Pinned before the report says valid: a copy of the very generation read, so what the job
@@ -460,6 +467,52 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
         "idempotency_key": request.idempotency_key, "examples": report.example_count, "warnings": report.warning_count,
         "model": str(settings.model), "force": request.force, "pinned": pinned_training.uri,
     })
+
+
+class OwnObjectsRefused:
+    """The media inspector, except that the pipeline's own objects are not media: they are
+    answered as missing to the validator, and the report then names them for what they are."""
+
+    def __init__(self, inner: Any, config: PipelineConfig) -> None:
+        self.inner, self.config = inner, config
+        self.refused: set[str] = set()
+
+    def is_own(self, uri: str) -> bool:
+        bucket, _, name = uri.removeprefix("gs://").partition("/")
+        if not uri.startswith("gs://") or bucket != self.config.bucket:
+            return False
+        if name.startswith(self.config.reports_prefix):
+            return True
+        return name.startswith(self.config.incoming_prefix) and name.endswith((DATASET_SUFFIX, MANIFEST_SUFFIX))
+
+    def stat(self, uris: Any) -> dict[str, int | None]:
+        uris = list(uris)
+        own = {uri for uri in uris if self.is_own(uri)}
+        self.refused |= own
+        sizes = dict(self.inner.stat([uri for uri in uris if uri not in own]))
+        sizes.update(dict.fromkeys(own))
+        return sizes
+
+    def rewritten(self, doc: dict) -> dict:
+        """The validator's report with the refused URIs' "does not exist" told as what they are."""
+        moved = 0
+        for issue in doc.get("errors", []):
+            uri = next((u for u in self.refused if str(issue.get("message", "")).startswith(f"{u} does not exist")), None)
+            if uri is not None and issue.get("code") == "file_not_found":
+                moved += 1
+                issue["code"] = MEDIA_IS_PIPELINE_OBJECT
+                issue["message"] = (f"{uri} is one of the pipeline's own objects (a report, a pinned copy, a manifest or a "
+                                    "dataset), not media an example may reference")
+        counts = dict(doc.get("counts") or {})
+        if moved:
+            left = counts.get("file_not_found", 0) - moved
+            counts = {code: n for code, n in counts.items() if code != "file_not_found"}
+            if left > 0:
+                counts["file_not_found"] = left
+            counts[MEDIA_IS_PIPELINE_OBJECT] = moved
+        doc["counts"] = counts
+        doc["valid"] = False
+        return doc
 
 
 def _content_encoded(*objects: StoredObject | None) -> str | None:
