@@ -70,6 +70,9 @@ class ReconcileLedger(Protocol):
     # Uploads intake failed on: "gs://bucket/name#generation" -> the last failure.
     def intake_failures(self) -> Mapping[str, IntakeFailure]: ...
     def record_intake_failure(self, upload: str, error: str, now: datetime) -> IntakeFailure: ...
+    # When this ledger began (recorded by the first caller): a report accepted before it cannot
+    # have been claimed in it, so its absence from the ledger says nothing.
+    def started_at(self, now: datetime) -> datetime: ...
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,12 @@ def find_lost_uploads(
     *,
     config: PipelineConfig,
     now: datetime,
+    ledger_started: datetime | None = None,
 ) -> list[LostUpload]:
     """The uploads to take in again, oldest first (pure): `reports` by object name,
-    `claimed_reports` the report URIs the ledger holds."""
+    `claimed_reports` the report URIs the ledger holds, `ledger_started` when that ledger began
+    (an accepted report older than the ledger is history: a ledger that lost its records, like a
+    restarted local emulator, must not resubmit datasets that were cancelled or skipped)."""
     settle = timedelta(seconds=config.reconcile_after_seconds)
     lost: list[tuple[datetime, LostUpload]] = []
     for listed in uploads:
@@ -120,6 +126,8 @@ def find_lost_uploads(
             continue
         accepted = report.stored.metadata.get(REPORT_VALID_METADATA) == "true"
         report_uri = f"gs://{upload.bucket}/{report_name}"
+        if ledger_started is not None and report.updated < ledger_started:
+            continue
         if accepted and report_uri not in claimed_reports and now - report.updated >= settle:
             lost.append((listed.updated, LostUpload(upload, "accepted, but its tuning request was never claimed")))
     return [found for _, found in sorted(lost, key=lambda pair: (pair[0], pair[1].upload.name))]
@@ -151,7 +159,7 @@ def reconcile(
     summary.uploads_listed = len(uploads)
     reports = {listed.stored.name: listed for listed in lister.list_objects(config.reports_prefix)}
     claimed = ledger.report_uris_since(timestamp(now - RECONCILE_WINDOW - timedelta(days=1)))
-    lost_uploads = find_lost_uploads(uploads, reports, claimed, config=config, now=now)
+    lost_uploads = find_lost_uploads(uploads, reports, claimed, config=config, now=now, ledger_started=ledger.started_at(now))
     failures = ledger.intake_failures() if lost_uploads else {}
     fresh = [lost for lost in lost_uploads if upload_id(lost.upload) not in failures]
     retried = [lost for lost in lost_uploads

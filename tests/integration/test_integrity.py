@@ -312,10 +312,17 @@ def post_to_submit(stack, request: TuningRequest) -> requests.Response:
 
 
 def jobs_for(tuning, stack, key: str) -> list:
+    """Every job the tuning service holds with this key's label."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform_v1
+
     from autotune.submission import KEY_LABEL
 
+    client = aiplatform_v1.GenAiTuningServiceClient(
+        transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()
+    )
     parent = f"projects/{stack.project}/locations/{stack.config.defaults.region}"
-    return [job for job in [tuning.find_by_label(parent, KEY_LABEL, key)] if job is not None]
+    return list(client.list_tuning_jobs(request={"parent": parent, "filter": f'labels.{KEY_LABEL}="{key}"'}))
 
 
 def test_forged_request_for_a_rejected_object_on_the_topic_is_refused(stack, events, ledger, tuning):
@@ -406,26 +413,34 @@ def test_a_record_too_large_to_write_is_quarantined_and_the_queue_moves_on(stack
     now = datetime.now(UTC) - timedelta(hours=1)
     record = new_record(idempotency_key=key, content_key=uuid.uuid4().hex[:40], dataset_uri=uri(stack, name), generation="1",
                         now=now, model=stack.config.defaults.model, region=stack.config.defaults.region)
-    record = move(record, S.SUBMITTING, now, attempts=1, claim_expires_at=record.created_at)  # claim long expired
-    document = ledger.records_ref.document(key)
+    expired = move(record, S.SUBMITTING, now, attempts=1, claim_expires_at=record.created_at)  # claim long expired
+    from google.api_core.exceptions import InvalidArgument
 
-    def plant(size: int) -> bool:
+    from autotune.job_lifecycle import timestamp
+
+    # The size is found on a twin whose claim has not expired (no tick touches it), same lengths.
+    twin_key = uuid.uuid4().hex[:40]
+    twin = msgspec.structs.replace(expired, idempotency_key=twin_key, claim_expires_at=timestamp(now + timedelta(days=2)))
+
+    def write(target, key: str, size: int) -> bool:
         try:
-            document.set(_document(msgspec.structs.replace(record, request={"settings": {"display_name": "n" * size}})))
+            ledger.records_ref.document(key).set(_document(msgspec.structs.replace(target, request={"settings": {"display_name": "n" * size}})))
             return True
-        except Exception:  # noqa: BLE001 (over the entity limit)
+        except InvalidArgument as exc:  # over the entity size limit
+            print("TOO LARGE:", exc)
             return False
 
     low, high = 1_000_000, 1_048_576  # the largest record the emulator still takes: any later move is too large
     while high - low > 1:
         middle = (low + high) // 2
-        low, high = (middle, high) if plant(middle) else (low, middle)
-    assert plant(low)
+        low, high = (middle, high) if write(twin, twin_key, middle) else (low, middle)
+    ledger.records_ref.document(twin_key).delete()
+    assert write(expired, key, low)
 
     other = f"incoming/{unique('behind-oversized')}.jsonl"
     stack.upload(dataset(other, 20), other)
     failed = wait_type(events, uri(stack, name), EventType.JOB_FAILED)
-    assert "quarantined" in failed.payload.error
+    assert "quarantined" in failed.payload.error, failed.payload.error
     assert wait_type(events, uri(stack, other), *END_EVENTS).type == EventType.JOB_SUCCEEDED
     assert ledger.get(key).state == S.FAILED
 
@@ -460,3 +475,38 @@ def test_many_poison_manifests_do_not_starve_a_lost_upload(make_local_stack):
     finally:
         listener.close()
         lonely.stop()
+
+
+# --- 7. a ledger that came back empty -------------------------------------------------------------
+
+
+def test_firestore_emulator_restarted_empty_does_not_resubmit_tuned_or_skipped_datasets(stack, events, ledger, tuning):
+    """Last in this module: the restart empties the stack's ledger."""
+    from autotune.job_lifecycle import parse_timestamp
+
+    name, again = f"incoming/{unique('tuned-once')}.jsonl", f"incoming/{unique('same-bytes')}.jsonl"
+    data = dataset(name, 20)
+    stack.upload(data, name)
+    tuned = wait_type(events, uri(stack, name), *END_EVENTS)
+    assert tuned.type == EventType.JOB_SUCCEEDED
+    stack.upload(data, again)
+    skipped = wait_type(events, uri(stack, again), EventType.JOB_SKIPPED, EventType.JOB_SUBMITTED, EventType.JOB_QUEUED)
+    assert skipped.type == EventType.JOB_SKIPPED
+
+    stack.restart("firestore")
+    restarted = datetime.now(UTC)
+    turns = stack.firestore_client().collection(f"{stack.config.ledger_collection}-turns")
+    every = stack.config.reconcile_every_seconds
+    settled = restarted.timestamp() + stack.config.reconcile_after_seconds + 1
+
+    def last_pass_started() -> float:
+        next_at = (turns.document("reconcile").get().to_dict() or {}).get("next_at")
+        return parse_timestamp(next_at).timestamp() - every if next_at else 0.0
+
+    deadline = time.monotonic() + WAIT
+    while last_pass_started() < settled + every:  # two passes at least, both after the uploads settled
+        assert time.monotonic() < deadline, "no reconciliation pass ran after the restart"
+        time.sleep(1.0)
+    assert [job.name for job in jobs_for(tuning, stack, tuned.payload.idempotency_key)] == [tuned.payload.job_name]
+    assert jobs_for(tuning, stack, skipped.payload.idempotency_key) == []
+    assert [r for r in ledger.records() if r.dataset_uri in {uri(stack, name), uri(stack, again)}] == []

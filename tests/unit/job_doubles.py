@@ -82,6 +82,10 @@ class MemoryLedger:
         with self.lock:
             return {r.report_uri for r in self.docs.values() if r.report_uri and r.created_at >= since}
 
+    def started_at(self, now: datetime) -> datetime:
+        # A ledger as old as the tests' uploads unless a test says it began later (a restart).
+        return self.__dict__.setdefault("started", datetime(2000, 1, 1, tzinfo=UTC))
+
     def intake_failures(self) -> dict:
         return dict(self.__dict__.get("failures", {}))
 

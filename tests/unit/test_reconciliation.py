@@ -207,3 +207,17 @@ def test_uploads_that_failed_before_wait_behind_the_others_and_never_starve_a_lo
     twice = next(f for f in ledger.intake_failures().values() if f.times == 2)
     assert not twice.due(NOW + period * 2.5, CONFIG.reconcile_every_seconds)
     assert twice.due(NOW + period * 3, CONFIG.reconcile_every_seconds)
+
+
+def test_a_ledger_that_lost_its_records_does_not_resubmit_what_was_accepted_before_it(world):
+    """The local Firestore emulator restarted empty: datasets accepted (and cancelled, skipped,
+    tuned) before are not the new ledger's to claim; an upload never validated still is."""
+    store, bus, intake, ledger = world
+    store.now = NOW - SETTLED * 3
+    accepted = store.put("incoming/cancelled-before.jsonl", good_jsonl())
+    assert process_upload(accepted, CONFIG, intake).decision == "accepted"
+    never_validated = store.put("incoming/never-seen.jsonl", good_jsonl(22))
+    ledger.started = NOW - SETTLED  # the emulator came back empty after both uploads
+    summary = reconcile(CONFIG, intake, store, ledger, now=NOW)
+    assert summary.lost == 1 and summary.outcomes == {"accepted": 1}
+    assert [r.training.object for r in bus.requests] == ["incoming/cancelled-before.jsonl", "incoming/never-seen.jsonl"]

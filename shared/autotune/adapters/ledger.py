@@ -35,6 +35,7 @@ from autotune.submission import Change, ClaimView, Slots, UnwritableRecord
 # pause so the competitors do not collide again in step.
 TRANSACTION_ATTEMPTS = 30
 SLOTS_DOCUMENT = "slots"
+LEDGER_STARTED = "ledger-started"  # in the turns collection: when this ledger began
 
 
 T = TypeVar("T")
@@ -103,10 +104,11 @@ class FirestoreLedger:
                 with self._turn:
                     return run(self.client.transaction(max_attempts=1))
             except api_exceptions.InvalidArgument as exc:
-                # What the record holds, not the moment: over the entity size limit, a bad value.
-                raise UnwritableRecord(str(exc)) from exc
+                if _unwritable(exc):
+                    raise UnwritableRecord(str(exc)) from exc
+                raise
             except (api_exceptions.Aborted, ValueError) as exc:
-                if isinstance(exc.__cause__, api_exceptions.InvalidArgument):
+                if isinstance(exc.__cause__, api_exceptions.InvalidArgument) and _unwritable(exc.__cause__):
                     raise UnwritableRecord(str(exc.__cause__)) from exc
                 lost = isinstance(exc, api_exceptions.Aborted) or isinstance(exc.__cause__, api_exceptions.Aborted)
                 if not lost or attempt == TRANSACTION_ATTEMPTS - 1:
@@ -154,6 +156,19 @@ class FirestoreLedger:
         query = self.records_ref.where(filter=FieldFilter("created_at", ">=", since)).select(["report_uri"])
         return {uri for snap in query.stream() if (uri := (snap.to_dict() or {}).get("report_uri"))}
 
+    def started_at(self, now: datetime) -> datetime:
+        started_ref = self.turns_ref.document(LEDGER_STARTED)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> datetime:
+            known = (started_ref.get(transaction=transaction).to_dict() or {}).get("at")
+            if known:
+                return parse_timestamp(known)
+            transaction.set(started_ref, {"at": timestamp(now)})
+            return now
+
+        return self._transact(run)
+
     def intake_failures(self) -> dict[str, IntakeFailure]:
         found = {}
         for snap in self.failures_ref.stream():
@@ -193,6 +208,13 @@ class FirestoreLedger:
 
         taken, self._turn_not_before[name] = self._transact(run)
         return taken
+
+
+def _unwritable(exc: api_exceptions.InvalidArgument) -> bool:
+    """A refusal for what the record holds (over the maximum entity size), not for the moment
+    (an emulator restarted under a transaction answers 400 "Transaction is invalid or expired")."""
+    message = str(exc).lower()
+    return "size" in message and "transaction" not in message
 
 
 def _document(record: LedgerRecord) -> dict[str, Any]:
