@@ -27,6 +27,16 @@ from autotune.dataset_intake import (
 )
 from autotune.tuning_request import DatasetRef, TuningRequest, content_key, idempotency_key
 
+def object_name_problem(name: str) -> str | None:
+    """Cloud Storage names may hold control characters (a tab is a fine name), not lone
+    surrogates, and at most 1,024 UTF-8 bytes."""
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        return "is not encodable as UTF-8"
+    return f"is {size} bytes; at most 1024 are allowed" if size > 1024 else None
+
+
 def expected_report_name(request: TuningRequest, reports_prefix: str) -> str:
     trigger = request.trigger_object or request.training.object
     generation = request.trigger_generation or request.training.generation
@@ -49,10 +59,15 @@ def request_refusal(
     """Why submit must not act on `request`, or None. `report`: the stored report object at
     expected_report_name (None: there is none); `current_generations`: pinned object name ->
     its generation now (None: gone)."""
+    for what, name in (
+        ("the training object name", request.training.object),
+        ("the validation object name", request.validation.object if request.validation else ""),
+        ("the trigger object name", request.trigger_object),
+    ):
+        problem = object_name_problem(name)
+        if problem:
+            return f"{what} {problem}"
     for what, text, limit in (
-        ("the training object name", request.training.object, 1024),
-        ("the validation object name", request.validation.object if request.validation else "", 1024),
-        ("the trigger object name", request.trigger_object, 1024),
         ("the model", request.settings.model, 128),
         ("the region", request.settings.region, 64),
         ("the display name", request.settings.display_name or "", DISPLAY_NAME_LIMIT_CHARS),

@@ -621,10 +621,16 @@ def request_refusal_now(pipeline: Pipeline, request: TuningRequest) -> str | Non
     """Why the pipeline's records do not back `request` (see autotune.request_checks), or None."""
     if pipeline.datasets is None:
         return None
-    from autotune.request_checks import catalog_settings_errors, expected_report_name, pinned_names, request_refusal
+    from autotune.request_checks import (
+        catalog_settings_errors,
+        expected_report_name,
+        object_name_problem,
+        pinned_names,
+        request_refusal,
+    )
 
     report_name = expected_report_name(request, pipeline.reports_prefix)
-    safe = all(text_problem(name) is None for name in (report_name, *pinned_names(request)))
+    safe = all(object_name_problem(name) is None for name in (report_name, *pinned_names(request)))
     return request_refusal(
         request,
         bucket=pipeline.dataset_bucket,
@@ -896,10 +902,10 @@ def _submit_from_ledger(pipeline: Pipeline, record: LedgerRecord, summary: TickS
 
 
 def pinned_copy_problem(pipeline: Pipeline, request: TuningRequest) -> str | None:
-    if pipeline.datasets is None:
-        return None
     from autotune.request_checks import pinned_names, pinned_problem
 
+    if pipeline.datasets is None or not pinned_names(request):
+        return None  # a record from before pinned copies (or a pipeline without the bucket): nothing to compare
     generations = {name: pipeline.datasets.generation_of(name) for name in pinned_names(request)}
     return pinned_problem(request, pipeline.reports_prefix, generations)
 

@@ -133,3 +133,12 @@ def test_quarantine_fails_a_record_slimmed_to_what_can_be_written():
     assert [e["type"] for e in change.record.outbox] == ["autotune.job.v1.failed"]
     assert len(msgspec.json.encode(change.record)) < 10_000
     assert quarantine(change.record, change.slots, error="again", now=NOW) is None
+
+
+def test_object_names_with_control_characters_are_names_like_any_other():
+    """Cloud Storage allows a tab in a name; only what cannot be encoded or is too long is refused."""
+    from autotune.request_checks import object_name_problem
+
+    assert object_name_problem("incoming/a\tb.jsonl") is None
+    assert object_name_problem("incoming/\ud800.jsonl") == "is not encodable as UTF-8"
+    assert "1024" in object_name_problem("n" * 1025)
