@@ -29,6 +29,12 @@ deadline is --call-timeout (5 s) and a create without an answer is looked for ag
 --create-settle (10 s) in those runs. The report adds the jobs cancelled as orphans (a second job
 of one dataset, found and cancelled) and counts as duplicates only the second jobs left running.
 
+With --overwrite-during-queue the run attacks the gate instead: each dataset is overwritten under
+the same name right after its upload, while it is validated or waits in the queue (every other
+one with 3 invalid lines, the rest with 25 valid examples instead of 20). It prints the versions
+accepted, the jobs, and the jobs on unvalidated bytes: jobs whose tuning service example count
+is not the count of the version their ledger record names (must be 0).
+
 The integration test tests/integration/test_load_small.py runs the same code with a small N.
 """
 
@@ -332,6 +338,72 @@ def report(figures: Figures) -> str:
     return "\n".join(lines)
 
 
+def invalid_lines(count: int) -> bytes:
+    """Lines the validator rejects (no model turn): what an overwrite slips in if the gate is open."""
+    return b"".join(json.dumps({"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}]}).encode() + b"\n"
+                    for i in range(count))
+
+
+@dataclass
+class OverwriteFigures:
+    versions_uploaded: int
+    versions_accepted: int
+    jobs: int
+    jobs_on_unvalidated_bytes: int  # the job's example count is not its version's
+    unfinished_records: int
+
+
+def run_overwrite_during_queue(stack, count: int, *, timeout: float = 1800.0, progress=None) -> OverwriteFigures:
+    """Upload `count` datasets and overwrite each at once; follow every version to its end."""
+    run_tag = uuid.uuid4().hex[:8]
+    bucket = stack.storage_client().bucket(stack.bucket)
+    examples: dict[tuple[str, str], int] = {}  # (uri, generation) -> examples in that version
+    listener = stack.listen_events()
+    collector = EventCollector(listener).start()
+    try:
+        with ActiveJobSampler(stack) as sampler:
+            for i in range(count):
+                name = f"incoming/overwrite-{run_tag}/{i:04d}.jsonl"
+                uri = f"gs://{stack.bucket}/{name}"
+                for data, n in ((dataset(f"{run_tag}-{i}"), 20),
+                                (invalid_lines(3), 3) if i % 2 == 0 else (dataset(f"{run_tag}-{i}-v2", 25), 25)):
+                    blob = bucket.blob(name)
+                    blob.upload_from_string(data, content_type="application/jsonl")
+                    examples[(uri, str(blob.generation))] = n
+            if progress:
+                progress(f"  {count} datasets uploaded and overwritten")
+            uris = {uri for uri, _ in examples}
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                # Every last version has a verdict and every record of these datasets has ended.
+                received = collector.snapshot()
+                decided = {(r.event.subject, r.event.payload.generation) for r in received if r.event.type in END_TYPES}
+                last = {max(((u, g) for u, g in examples if u == uri), key=lambda v: int(v[1])) for uri in uris}
+                records = [r for r in sampler.ledger.records() if r.dataset_uri in uris]
+                if last <= decided and all(r.state in ENDED_STATES for r in records):
+                    break
+                if progress and int(time.monotonic()) % 15 == 0:
+                    progress(f"  {len(last & decided)} of {len(last)} last versions decided, "
+                             f"{sum(1 for r in records if r.state not in ENDED_STATES)} records not ended")
+                time.sleep(1.0)
+        collector.stop()
+        records = [r for r in sampler.ledger.records() if r.dataset_uri in uris]
+        jobs = [r for r in records if r.job_name]
+        wrong = [r for r in jobs if r.tuning_data_stats
+                 and int(r.tuning_data_stats.get("tuningDatasetExampleCount", -1)) != examples.get((r.dataset_uri, r.generation))]
+        return OverwriteFigures(
+            versions_uploaded=len(examples),
+            versions_accepted=len({(r.event.subject, r.event.payload.generation) for r in collector.snapshot()
+                                   if r.event.type == EventType.DATASET_ACCEPTED and r.event.subject in uris}),
+            jobs=len(jobs), jobs_on_unvalidated_bytes=len(wrong),
+            unfinished_records=sum(1 for r in records if r.state not in ENDED_STATES),
+        )
+    finally:
+        if collector._thread.is_alive():
+            collector.stop()
+        listener.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=200)
@@ -346,6 +418,8 @@ def main() -> int:
     parser.add_argument("--create-delay", type=float, default=0.0, help="seconds every create outlasts the client's deadline by")
     parser.add_argument("--call-timeout", type=float, default=5.0, help="client deadline per tuning call, in runs with the faults above")
     parser.add_argument("--create-settle", type=float, default=10.0, help="pause after a create without an answer, in those runs")
+    parser.add_argument("--overwrite-during-queue", action="store_true",
+                        help="overwrite every dataset right after its upload; count jobs on unvalidated bytes")
     args = parser.parse_args()
     after_create_faults = bool(args.after_create or args.list_lag or args.create_delay)
     extra_env = {
@@ -373,9 +447,20 @@ def main() -> int:
             print(f"stack up in {time.monotonic() - started:.1f} s: max_concurrent_jobs {args.max_jobs}, "
                   f"job clock {args.job_seconds:g} s, tick every {args.tick_seconds:g} s"
                   + (f", faults 500 {args.rate_500:.0%} 429 {args.rate_429:.0%}" if args.rate_500 or args.rate_429 else ""), flush=True)
-            figures = run_load(stack, args.datasets, timeout=args.timeout, progress=lambda line: print(line, flush=True))
+            if args.overwrite_during_queue:
+                attacked = run_overwrite_during_queue(stack, args.datasets, timeout=args.timeout,
+                                                      progress=lambda line: print(line, flush=True))
+            else:
+                figures = run_load(stack, args.datasets, timeout=args.timeout, progress=lambda line: print(line, flush=True))
         finally:
             stack.stop()
+    if args.overwrite_during_queue:
+        print(f"versions uploaded        {attacked.versions_uploaded}\n"
+              f"versions accepted        {attacked.versions_accepted}\n"
+              f"jobs                     {attacked.jobs}\n"
+              f"jobs on unvalidated bytes {attacked.jobs_on_unvalidated_bytes}\n"
+              f"records not ended        {attacked.unfinished_records}")
+        return 0 if attacked.jobs_on_unvalidated_bytes == 0 and attacked.unfinished_records == 0 else 1
     print(report(figures))
     clean = not figures.lost and not figures.duplicates_not_cancelled and not figures.datasets_with_several_ends
     clean &= figures.max_active_jobs <= args.max_jobs and figures.max_slots_held <= args.max_jobs

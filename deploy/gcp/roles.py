@@ -107,6 +107,8 @@ def grants(target: DeployTarget) -> list[Grant]:
               why="the ledger: create-if-absent and transactional updates (Firestore IAM is per database)"),
         Grant(principal=submit, role="roles/pubsub.publisher", scope="topic", resource=cfg.events_topic,
               why="announce queued/submitted"),
+        Grant(principal=submit, role="roles/storage.objectViewer", scope="bucket", resource=bucket,
+              why="re-check a request before acting: read its upload's report and the pinned copies' generations"),
         # status
         Grant(principal=status, role="roles/aiplatform.user", scope="project", resource=target.project,
               why="get and list tuning jobs, and create one: when a slot frees it submits the oldest queued "

@@ -50,12 +50,33 @@ MANIFEST_SETTINGS = ("model", "epochs", "adapter_size", "learning_rate_multiplie
 
 # Metadata on every report object: "true" (accepted) or "false" (rejected).
 REPORT_VALID_METADATA = "autotune-valid"
+# In an accepted report: the keys of the request validate published for it, so submit acts only
+# on that request (autotune.request_checks).
+REPORT_REQUEST_FIELD = "accepted_request"
 
 # Problems found before any line is read, reported in the validator's report shape:
 # the manifest is not JSON of the documented shape, or names an object of another bucket;
 INVALID_MANIFEST = "invalid_manifest"
-# a file the manifest or the autotune-validation metadata names does not exist in the bucket.
+# a file the manifest or the autotune-validation metadata names does not exist in the bucket;
 OBJECT_NOT_FOUND = "object_not_found"
+# a dataset stored with a Content-Encoding (gzip, ...): what a reader gets is not what is stored,
+# and its size says nothing of the decompressed size, so limits and checksums would not hold;
+CONTENT_ENCODED = "content_encoded"
+# text a manifest or the autotune-* metadata carries that no record, event or report can hold:
+# a lone surrogate (\ud800 is valid JSON, not encodable UTF-8), a control character, or more
+# than TEXT_LIMIT_CHARS characters.
+UNUSABLE_TEXT = "unusable_text"
+# an example's fileData names one of the pipeline's own objects (a report, a pinned copy, a
+# manifest or a dataset under the incoming prefix): media, not training data or verdicts.
+MEDIA_IS_PIPELINE_OBJECT = "media_is_pipeline_object"
+# Every text a manifest or metadata hands on (object names, model, region, display name) ends
+# up in ledger records and events: bounded here, so no record grows towards Firestore's 1 MiB.
+TEXT_LIMIT_CHARS = 1024
+DISPLAY_NAME_LIMIT_CHARS = 128  # Vertex AI's tunedModelDisplayName limit
+
+# Validated bytes are copied here, named by their sha256, and the job reads the copy: an overwrite
+# of the uploaded object after validation cannot change what a queued or submitting job trains on.
+PINNED_FOLDER = "pinned/"
 
 
 class UnreadableEvent(ValueError):
@@ -70,6 +91,10 @@ class InvalidManifest(ValueError):
     pass
 
 
+class UnusableText(InvalidManifest):
+    """A manifest string that no report, record or event could carry (UNUSABLE_TEXT)."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     bucket: str
@@ -77,6 +102,9 @@ class StoredObject:
     generation: str
     size: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Content-Encoding as stored ("" for none). Reads are raw (never decompressed), so the
+    # report's sha256 covers the stored bytes; an encoded object is refused (CONTENT_ENCODED).
+    content_encoding: str = ""
 
     @property
     def uri(self) -> str:
@@ -85,8 +113,13 @@ class StoredObject:
 
 class DatasetStore(Protocol):
     def stat(self, name: str) -> StoredObject | None: ...
+    # Both read the stored bytes as they are (no decompressive transcoding).
     def read_chunks(self, name: str, generation: str) -> Iterator[bytes]: ...  # lazy; raises ObjectGone
     def read_bytes(self, name: str, generation: str) -> bytes: ...  # small objects; raises ObjectGone
+    # A copy of exactly that generation under `pinned_name` (server-side, so the bytes are the
+    # ones validated); an existing copy with the same checksums is kept as is. Raises ObjectGone
+    # when that generation was replaced or deleted meanwhile.
+    def pin(self, name: str, generation: str, pinned_name: str) -> StoredObject: ...
     # `valid` goes into the report object's metadata (REPORT_VALID_METADATA), so reconciliation
     # tells accepted from rejected uploads by listing the reports, without reading each one.
     def write_report(self, name: str, data: bytes, *, valid: bool) -> None: ...
@@ -137,13 +170,16 @@ def stored_object_from_event(data: object) -> StoredObject:
         generation=str(generation),
         size=int(size) if size is not None and str(size).isdigit() else None,
         metadata={str(k): str(v) for k, v in metadata.items()},
+        content_encoding=str(data.get("contentEncoding") or ""),
     )
 
 
-def classify(object_name: str, incoming_prefix: str) -> tuple[str, str]:
+def classify(object_name: str, incoming_prefix: str, reports_prefix: str = "") -> tuple[str, str]:
     """("dataset" | "manifest" | "ignored", why)."""
     if not object_name.startswith(incoming_prefix):
         return "ignored", f"outside {incoming_prefix}"
+    if reports_prefix and object_name.startswith(reports_prefix):
+        return "ignored", f"the pipeline's own output under {reports_prefix}"
     if object_name.endswith("/"):
         return "ignored", "a folder placeholder"
     if object_name.endswith(MANIFEST_SUFFIX):
@@ -165,6 +201,9 @@ def parse_manifest(data: bytes, *, bucket: str) -> Manifest:
         raise InvalidManifest(f"the manifest is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise InvalidManifest("the manifest must be a JSON object")
+    problem = unusable_text_in(doc)
+    if problem:
+        raise UnusableText(problem)
     unknown = sorted(set(doc) - {"training", "validation", "settings"})
     if unknown:
         raise InvalidManifest(f"unknown key(s) {', '.join(unknown)}; expected training, validation, settings")
@@ -194,6 +233,66 @@ def object_name_in_bucket(value: object, bucket: str, *, what: str) -> str:
     if not value or value.endswith("/"):
         raise InvalidManifest(f'"{what}": {value!r} is not an object name')
     return value
+
+
+def text_problem(text: str, *, limit: int = TEXT_LIMIT_CHARS) -> str | None:
+    """Why `text` cannot travel through reports, records and events, or None."""
+    if len(text) > limit:
+        return f"is {len(text)} characters long; at most {limit} are allowed"
+    for index, char in enumerate(text):
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            return f"holds a lone surrogate (U+{code:04X}) at character {index}: not encodable as UTF-8"
+        if code < 0x20 or 0x7F <= code < 0xA0:
+            return f"holds the control character U+{code:04X} at character {index}"
+    return None
+
+
+def unusable_text_in(doc: object, where: str = "") -> str | None:
+    """The first string (key or value) of a JSON document that `text_problem` refuses."""
+    if isinstance(doc, str):
+        limit = DISPLAY_NAME_LIMIT_CHARS if where.endswith("display_name") else TEXT_LIMIT_CHARS
+        problem = text_problem(doc, limit=limit)
+        return f"{where or 'the value'} {problem}" if problem else None
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            problem = text_problem(key, limit=64)
+            if problem:
+                return f"a key of {where or 'the manifest'} {problem}"
+            problem = unusable_text_in(value, f"{where}.{key}" if where else f'"{key}"')
+            if problem:
+                return problem
+    if isinstance(doc, list):
+        for index, value in enumerate(doc):
+            problem = unusable_text_in(value, f"{where}[{index}]")
+            if problem:
+                return problem
+    return None
+
+
+def unusable_metadata(metadata: Mapping[str, str]) -> str | None:
+    """The first autotune-* metadata value (the ones that become settings) that cannot travel."""
+    for key, value in metadata.items():
+        if not key.startswith("autotune-"):
+            continue
+        limit = DISPLAY_NAME_LIMIT_CHARS if key == "autotune-display-name" else TEXT_LIMIT_CHARS
+        problem = text_problem(key, limit=64) or text_problem(value, limit=limit)
+        if problem:
+            return f"metadata {ascii(key[:64])} {problem}"
+    return None
+
+
+def name_unusable(name: str) -> str | None:
+    """An object name that cannot even be written into a report's name (only a forged event has one)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return "the object name is not encodable as UTF-8"
+    return None
+
+
+def pinned_object_name(reports_prefix: str, sha256: str) -> str:
+    return f"{reports_prefix}{PINNED_FOLDER}{sha256}{DATASET_SUFFIX}"
 
 
 def resolve_settings(config: PipelineConfig, manifest: Manifest | None, metadata: Mapping[str, str]) -> TuningSettings:
@@ -247,11 +346,15 @@ class IntakeDeps:
 
 
 def process_upload(uploaded: StoredObject, config: PipelineConfig, deps: IntakeDeps) -> Outcome:
-    kind, why = classify(uploaded.name, config.incoming_prefix)
+    kind, why = classify(uploaded.name, config.incoming_prefix, config.reports_prefix)
     if kind != "ignored" and uploaded.bucket != config.bucket:
         kind, why = "ignored", f"bucket {uploaded.bucket} is not the dataset bucket {config.bucket}"
     if kind == "ignored":
         return Outcome("ignored", f"not a dataset: {why}", uploaded.uri, {"generation": uploaded.generation})
+    unusable = name_unusable(uploaded.name)
+    if unusable:
+        return Outcome("rejected", f"dataset rejected without a report or an event: {unusable}", ascii(uploaded.uri),
+                       {"generation": uploaded.generation}, "ERROR")
     report_name = report_object_name(config.reports_prefix, uploaded.name, uploaded.generation)
     too_long = name_too_long(uploaded.uri, report_name)
     if too_long:
@@ -275,14 +378,23 @@ class Verdict:
 
 def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: IntakeDeps, verdict: Verdict) -> Outcome:
     manifest = None
+    unusable = unusable_metadata(uploaded.metadata)
+    if unusable:
+        settings = TuningSettings.from_defaults(config.defaults)
+        return _reject(verdict, intake_report(settings, UNUSABLE_TEXT, f"{uploaded.uri}: {unusable}", field="metadata"), deps)
     if kind == "manifest":
         settings = resolve_settings(config, None, uploaded.metadata)
         try:
             if uploaded.size is not None and uploaded.size > MANIFEST_MAX_BYTES:
                 raise InvalidManifest(f"the manifest is {uploaded.size} bytes; at most {MANIFEST_MAX_BYTES} are read")
             manifest = parse_manifest(deps.store.read_bytes(uploaded.name, uploaded.generation), bucket=uploaded.bucket)
+        except UnusableText as exc:
+            return _reject(verdict, intake_report(settings, UNUSABLE_TEXT, f"{uploaded.uri}: {exc}"), deps)
         except InvalidManifest as exc:
             return _reject(verdict, intake_report(settings, INVALID_MANIFEST, f"{uploaded.uri}: {exc}"), deps)
+        if manifest.training.startswith(config.reports_prefix) or (manifest.validation or "").startswith(config.reports_prefix):
+            message = f"{uploaded.uri}: names an object under {config.reports_prefix}, the pipeline's own output"
+            return _reject(verdict, intake_report(settings, INVALID_MANIFEST, message), deps)
         found = deps.store.stat(manifest.training)
         if found is None:
             message = f"{uploaded.uri}: training file gs://{uploaded.bucket}/{manifest.training} does not exist"
@@ -297,24 +409,46 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
     if settings.validation_object:
         try:
             name = object_name_in_bucket(settings.validation_object, uploaded.bucket, what="validation")
+            if name.startswith(config.reports_prefix):
+                raise InvalidManifest(f"validation file {name} is under {config.reports_prefix}, the pipeline's own output")
             validation = deps.store.stat(name)
             problem = None if validation else f"validation file gs://{uploaded.bucket}/{name} does not exist"
         except InvalidManifest as exc:
             problem = str(exc)
         if problem:
             return _reject(verdict, intake_report(settings, OBJECT_NOT_FOUND, f"{uploaded.uri}: {problem}", field="validation_object"), deps)
+    encoded = _content_encoded(training, validation)
+    if encoded:
+        return _reject(verdict, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps)
+    media = OwnObjectsRefused(deps.media, config) if deps.media is not None else None
     report = deps.validate_dataset(
         _source(deps, training),
         settings=settings,
         validation=_source(deps, validation) if validation else None,
-        media=deps.media,
+        media=media,
         dataset_bucket=uploaded.bucket,
         allowed_media_buckets=config.allowed_media_buckets,
     )
+    if media is not None and media.refused:
+        return _reject(verdict, media.rewritten(report.to_dict()), deps, error_count=report.error_count,
+                       warning_count=report.warning_count)
     if not report.valid:
         return _reject(verdict, report.to_dict(), deps, error_count=report.error_count, warning_count=report.warning_count)
-    deps.store.write_report(verdict.report_name, report.to_json(), valid=True)
-    request = build_request(uploaded, training, validation, settings, report, verdict.report_uri, deps.now())
+    # Pinned before the report says valid: a copy of the very generation read, so what the job
+    # reads is what the report's sha256 covers, whatever happens to the uploaded name later.
+    pinned_training = deps.store.pin(training.name, training.generation,
+                                     pinned_object_name(config.reports_prefix, report.files["train"].sha256))
+    pinned_validation = None
+    if validation is not None:
+        pinned_validation = deps.store.pin(validation.name, validation.generation,
+                                           pinned_object_name(config.reports_prefix, report.files["validation"].sha256))
+    encoded = _content_encoded(pinned_training, pinned_validation)
+    if encoded:  # the encoding was set on that generation after it was read (a metadata patch)
+        return _reject(verdict, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps)
+    request = build_request(uploaded, training, validation, settings, report, verdict.report_uri, deps.now(),
+                            pinned_training=pinned_training, pinned_validation=pinned_validation)
+    accepted = {"idempotency_key": request.idempotency_key, "content_key": request.content_key}
+    deps.store.write_report(verdict.report_name, msgspec.json.encode({**report.to_dict(), REPORT_REQUEST_FIELD: accepted}), valid=True)
     # The request first: an "accepted" event must never announce a job nobody was asked to run.
     deps.bus.publish_request(request)
     event = make_event(
@@ -331,13 +465,68 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
     return Outcome("accepted", "dataset accepted", training.uri, {
         "generation": training.generation, "trigger": uploaded.uri, "report": verdict.report_uri,
         "idempotency_key": request.idempotency_key, "examples": report.example_count, "warnings": report.warning_count,
-        "model": str(settings.model), "force": request.force,
+        "model": str(settings.model), "force": request.force, "pinned": pinned_training.uri,
     })
+
+
+class OwnObjectsRefused:
+    """The media inspector, except that the pipeline's own objects are not media: they are
+    answered as missing to the validator, and the report then names them for what they are."""
+
+    def __init__(self, inner: Any, config: PipelineConfig) -> None:
+        self.inner, self.config = inner, config
+        self.refused: set[str] = set()
+
+    def is_own(self, uri: str) -> bool:
+        bucket, _, name = uri.removeprefix("gs://").partition("/")
+        if not uri.startswith("gs://") or bucket != self.config.bucket:
+            return False
+        if name.startswith(self.config.reports_prefix):
+            return True
+        return name.startswith(self.config.incoming_prefix) and name.endswith((DATASET_SUFFIX, MANIFEST_SUFFIX))
+
+    def stat(self, uris: Any) -> dict[str, int | None]:
+        uris = list(uris)
+        own = {uri for uri in uris if self.is_own(uri)}
+        self.refused |= own
+        sizes = dict(self.inner.stat([uri for uri in uris if uri not in own]))
+        sizes.update(dict.fromkeys(own))
+        return sizes
+
+    def rewritten(self, doc: dict) -> dict:
+        """The validator's report with the refused URIs' "does not exist" told as what they are."""
+        moved = 0
+        for issue in doc.get("errors", []):
+            uri = next((u for u in self.refused if str(issue.get("message", "")).startswith(f"{u} does not exist")), None)
+            if uri is not None and issue.get("code") == "file_not_found":
+                moved += 1
+                issue["code"] = MEDIA_IS_PIPELINE_OBJECT
+                issue["message"] = (f"{uri} is one of the pipeline's own objects (a report, a pinned copy, a manifest or a "
+                                    "dataset), not media an example may reference")
+        counts = dict(doc.get("counts") or {})
+        if moved:
+            left = counts.get("file_not_found", 0) - moved
+            counts = {code: n for code, n in counts.items() if code != "file_not_found"}
+            if left > 0:
+                counts["file_not_found"] = left
+            counts[MEDIA_IS_PIPELINE_OBJECT] = moved
+        doc["counts"] = counts
+        doc["valid"] = False
+        return doc
+
+
+def _content_encoded(*objects: StoredObject | None) -> str | None:
+    for obj in objects:
+        if obj is not None and obj.content_encoding and obj.content_encoding.lower() != "identity":
+            return (f"{obj.uri} is stored with Content-Encoding: {obj.content_encoding[:64]}; upload it uncompressed "
+                    "(limits and checksums apply to the bytes as stored)")
+    return None
 
 
 def build_request(
     uploaded: StoredObject, training: StoredObject, validation: StoredObject | None, settings: TuningSettings,
-    report: Any, report_uri: str, now: datetime,
+    report: Any, report_uri: str, now: datetime, *, pinned_training: StoredObject | None = None,
+    pinned_validation: StoredObject | None = None,
 ) -> TuningRequest:
     train_file = report.files["train"]
     validation_file = report.files.get("validation") if validation else None
@@ -346,9 +535,12 @@ def build_request(
         idempotency_key=idempotency_key(training.bucket, training.name, training.generation, content),
         content_key=content,
         training=DatasetRef(bucket=training.bucket, object=training.name, generation=training.generation,
-                            sha256=train_file.sha256, size=train_file.size),
+                            sha256=train_file.sha256, size=train_file.size, **_pinned_fields(pinned_training)),
         validation=DatasetRef(bucket=validation.bucket, object=validation.name, generation=validation.generation,
-                              sha256=validation_file.sha256, size=validation_file.size) if validation and validation_file else None,
+                              sha256=validation_file.sha256, size=validation_file.size, **_pinned_fields(pinned_validation))
+        if validation and validation_file else None,
+        trigger_object=uploaded.name,
+        trigger_generation=uploaded.generation,
         settings=settings,
         report_uri=report_uri,
         force=is_forced(uploaded.metadata),
@@ -356,6 +548,10 @@ def build_request(
         estimated_billable_tokens=report.estimated_billable_tokens,
         requested_at=now.isoformat().replace("+00:00", "Z"),
     )
+
+
+def _pinned_fields(pinned: StoredObject | None) -> dict[str, str]:
+    return {} if pinned is None else {"pinned_object": pinned.name, "pinned_generation": pinned.generation}
 
 
 def _reject(verdict: Verdict, doc: dict, deps: IntakeDeps, *, error_count: int | None = None, warning_count: int = 0) -> Outcome:

@@ -34,6 +34,9 @@ class EventType(enum.StrEnum):
     # A second tuning job carrying the dataset's label (an answer lost, then a list that lagged)
     # was found and cancelled; job_name is that second job, the dataset keeps its first.
     JOB_DUPLICATE_CANCELLED = "autotune.job.v1.duplicate_cancelled"
+    # A tuning request submit would not act on (autotune did not validate exactly this, or its
+    # settings are out of limits): no job, no ledger record; `error` says why.
+    JOB_REFUSED = "autotune.job.v1.refused"
 
 
 class EventPayload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -73,7 +76,11 @@ def make_event(event_type: EventType, payload: EventPayload, *, discriminator: s
     `discriminator` tells apart events of one type that are really different (a forced second
     job on the same dataset version, say); leave it empty otherwise.
     """
-    material = "|".join([event_type.value, payload.dataset_uri, payload.generation, payload.job_name or "", discriminator])
+    # The dataset's key too: two manifests on one training file version are two datasets, and a
+    # subscriber dropping repeats by ce-id must not lose either one's events.
+    material = "|".join([
+        event_type.value, payload.dataset_uri, payload.generation, payload.idempotency_key or "", payload.job_name or "", discriminator,
+    ])
     event_id = hashlib.sha256(material.encode()).hexdigest()[:32]
     stamp = (now or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
     return TuningEvent(type=event_type, payload=payload, time=stamp, id=event_id)

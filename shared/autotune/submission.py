@@ -27,6 +27,7 @@ publishing and removing gives a second copy, with the same ce-id: subscribers dr
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from typing import Any, Protocol
 import msgspec
 
 from autotune import structured_log
+from autotune.dataset_intake import NAME_LIMIT_BYTES, text_problem
 from autotune.events import EventPayload, EventType, TuningEvent, make_event
 from autotune.job_lifecycle import (
     ACTIVE_JOB_STATES,
@@ -119,6 +121,7 @@ class Outcome(enum.StrEnum):
     CONFLICT = "conflict"  # the record already names another job
     CHANGED = "changed"
     CANCELLED = "cancelled"
+    REFUSED = "refused"  # not a request autotune validated (or out of limits): no record, an event
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,11 @@ class Ledger(Protocol):
     def slots(self) -> Slots: ...
 
 
+class UnwritableRecord(Exception):
+    """The ledger refused to write a record for what it holds (e.g. over Firestore's 1 MiB entity
+    limit): retrying can never help; the status tick quarantines it."""
+
+
 class ErrorKind(enum.StrEnum):
     QUOTA = "quota"  # 429 RESOURCE_EXHAUSTED: wait in the queue
     PERMANENT = "permanent"  # 400 and the like: the request will never work
@@ -192,6 +200,14 @@ class TuningService(Protocol):
 
 class EventPublisher(Protocol):
     def publish_event(self, event: TuningEvent) -> object: ...
+
+
+class ValidatedDatasets(Protocol):
+    """The dataset bucket as submit re-checks it (autotune.request_checks)."""
+
+    def read_report(self, name: str) -> bytes | None: ...
+
+    def generation_of(self, name: str) -> str | None: ...
 
 
 class ModelCatalog(Protocol):
@@ -297,9 +313,10 @@ def build_job_spec(
             allowed = ", ".join(str(s) for s in sorted(catalog.adapter_sizes(model))) or "none"
             raise JobSpecError(f"adapter size {size!r} is not allowed for {model}; allowed: {allowed}")
         hyper["adapterSize"] = catalog.adapter_size_enum(size)
-    spec: dict[str, Any] = {"trainingDatasetUri": request.training.uri, "hyperParameters": hyper}
+    # The pinned copies: exactly the bytes the report covers, whatever became of the uploaded names.
+    spec: dict[str, Any] = {"trainingDatasetUri": request.training.training_uri, "hyperParameters": hyper}
     if request.validation is not None:
-        spec["validationDatasetUri"] = request.validation.uri
+        spec["validationDatasetUri"] = request.validation.training_uri
     body: dict[str, Any] = {
         "baseModel": model,
         "supervisedTuningSpec": spec,
@@ -318,8 +335,10 @@ def display_name(request: TuningRequest) -> str:
 
 
 def queue_order(request: TuningRequest) -> str:
-    """Upload order: a Cloud Storage generation is the upload time in microseconds."""
-    generation = request.training.generation
+    """Upload order of the object that started the work (a manifest, or the dataset itself), not of
+    an older training file a manifest names: a Cloud Storage generation is the upload time in
+    microseconds."""
+    generation = request.trigger_generation or request.training.generation
     return f"{int(generation):020d}" if generation.isdigit() else request.requested_at
 
 
@@ -515,6 +534,24 @@ def release_stale_slot(record: LedgerRecord | None, key: str, slots: Slots) -> C
     return Change(Outcome.CHANGED, slots=slots.without(key))
 
 
+QUARANTINE_HISTORY = 20  # transitions a quarantined record keeps (the latest)
+
+
+def quarantine(record: LedgerRecord, slots: Slots, *, error: str, now: datetime) -> Change | None:
+    """A record the ledger could not write (too large, say): FAILED, announced, and slimmed to
+    what can be written (no request, no tuning data stats, its latest history), so the next tick
+    never meets it again and the others move on."""
+    if record.state in ENDED_STATES:
+        return None
+    slim = msgspec.structs.replace(
+        record, request=None, tuning_data_stats=None, outbox=(), outbox_lease_until=None,
+        history=record.history[-QUARANTINE_HISTORY:], error=None, reason=None, retune_reason=None,
+    )
+    why = f"quarantined: the ledger could not write this record ({error[:500]})"
+    failed = move(slim, S.FAILED, now, reason=why, error=why)
+    return Change(Outcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
+
+
 # --- orchestration ------------------------------------------------------------------------------
 
 
@@ -534,6 +571,9 @@ class Pipeline:
     dataset_bucket: str = ""  # requests for files elsewhere are refused ("" checks nothing)
     create_settle_seconds: float = CREATE_SETTLE_SECONDS
     duplicate_watch_seconds: float = DUPLICATE_WATCH_SECONDS
+    # Set: a request is acted on only if the bucket's reports and pinned copies agree with it.
+    datasets: ValidatedDatasets | None = None
+    reports_prefix: str = "reports/"
 
 
 def submit_message(pipeline: Pipeline, data: bytes, *, message_id: str = "") -> Outcome:
@@ -553,6 +593,12 @@ def submit_message(pipeline: Pipeline, data: bytes, *, message_id: str = "") -> 
 
 
 def submit(pipeline: Pipeline, request: TuningRequest) -> Outcome:
+    refusal = request_refusal_now(pipeline, request)
+    if refusal is not None:
+        structured_log.error("submit: tuning request refused, no job", dataset=ascii(request.training.uri[:1100]),
+                             idempotency_key=ascii(request.idempotency_key[:80]), reason=refusal)
+        pipeline.publisher.publish_event(refusal_event(request, refusal, pipeline.clock()))
+        return Outcome.REFUSED
     spec_error = None
     spec = None
     try:
@@ -595,6 +641,49 @@ _CLAIM_MESSAGES = {
     Outcome.SUBMIT: "submit: claimed, adopting or creating the job",
     Outcome.FAILED: "submit: cannot be submitted",
 }
+
+
+def request_refusal_now(pipeline: Pipeline, request: TuningRequest) -> str | None:
+    """Why the pipeline's records do not back `request` (see autotune.request_checks), or None."""
+    if pipeline.datasets is None:
+        return None
+    from autotune.request_checks import (
+        catalog_settings_errors,
+        expected_report_name,
+        object_name_problem,
+        pinned_names,
+        request_refusal,
+    )
+
+    report_name = expected_report_name(request, pipeline.reports_prefix)
+    safe = all(object_name_problem(name) is None for name in (report_name, *pinned_names(request)))
+    return request_refusal(
+        request,
+        bucket=pipeline.dataset_bucket,
+        reports_prefix=pipeline.reports_prefix,
+        report=pipeline.datasets.read_report(report_name) if safe else None,
+        current_generations={name: pipeline.datasets.generation_of(name) for name in pinned_names(request)} if safe else {},
+        settings_errors=catalog_settings_errors,
+    )
+
+
+def refusal_event(request: TuningRequest, refusal: str, now: datetime) -> TuningEvent:
+    """A job.refused event whose every field is bounded and encodable, whatever the request held."""
+    def bounded(text: str | None, limit: int) -> str | None:
+        if text is None:
+            return None
+        return text if text_problem(text, limit=limit) is None else ascii(text)[:limit]
+
+    payload = EventPayload(
+        dataset_uri=bounded(request.training.uri, NAME_LIMIT_BYTES - 100) or "",
+        generation=bounded(request.training.generation, 40) or "",
+        idempotency_key=bounded(request.idempotency_key, 64),
+        report_uri=bounded(request.report_uri, NAME_LIMIT_BYTES),
+        model=bounded(request.settings.model, 128),
+        error=bounded(refusal, 2048),
+    )
+    digest = hashlib.sha256(refusal.encode("utf-8", "backslashreplace")).hexdigest()[:16]
+    return make_event(EventType.JOB_REFUSED, payload, discriminator=f"refused:{digest}", now=now)
 
 
 def run_submission(pipeline: Pipeline, key: str, spec: JobSpec) -> Outcome:
@@ -727,59 +816,23 @@ class TickSummary:
     taken_over: int = 0
     promoted: int = 0
     duplicates_cancelled: int = 0
+    quarantined: int = 0
     errors: list[str] = field(default_factory=list)
 
 
 def status_tick(pipeline: Pipeline) -> TickSummary:
-    """One poll: publish leftovers, record job changes, take over dead claims, fill free slots."""
+    """One poll: publish leftovers, record job changes, take over dead claims, fill free slots.
+    A record whose step fails for a reason of its own (it cannot be written, say) is quarantined
+    and the tick goes on with the others."""
     ledger, summary = pipeline.ledger, TickSummary()
     for record in ledger.with_outbox():
-        now = pipeline.clock()
-        if lease_leftovers(record, Slots(), now=now) is None:
-            continue  # too fresh (its mover is publishing it right now) or leased by another tick
-        change = ledger.update(record.idempotency_key, lambda r, s: lease_leftovers(r, s, now=now))
-        publish_announced(pipeline, change)
-        summary.published += len(change.announced) if change else 0
+        _isolated(pipeline, summary, record, _publish_leftovers)
     for record in ledger.records(ACTIVE_JOB_STATES):
         summary.observed += 1
-        if not record.job_name:
-            continue
-        try:
-            job = pipeline.service.get(record.job_name)
-        except TuningServiceError as exc:
-            if exc.kind != ErrorKind.NOT_FOUND:
-                summary.errors.append(f"{record.job_name}: {exc.message}")
-                continue
-            job = JobSnapshot(name=record.job_name, state="JOB_STATE_FAILED", error=f"the tuning job no longer exists: {exc.message}")
-        now = pipeline.clock()
-        if job.state not in VERTEX_TO_LEDGER and job.state != record.job_state:
-            # Recorded as seen, no move: the service added a state this code does not know yet.
-            structured_log.warning(
-                "status: the tuning service reports a job state autotune does not know; recorded as is, still polling",
-                job=job.name, job_state=job.state, ledger_state=record.state,
-            )
-        if record.duplicate_watch_until is not None and parse_timestamp(record.duplicate_watch_until) > now:
-            summary.duplicates_cancelled += _cancel_duplicate_jobs(pipeline, record, summary)
-        if observe(record, Slots(), job=job, now=now) is None:
-            continue  # nothing new: no transaction, no contention on the slots document
-        change = _update(pipeline, record.idempotency_key, lambda r, s: observe(r, s, job=job, now=now))
-        if change is not None and change.record is not None and change.record.state != record.state:
-            summary.changed += 1
-            structured_log.info(
-                f"status: {record.state} -> {change.record.state}", dataset=record.dataset_uri, job=job.name, error=change.record.error
-            )
-        publish_announced(pipeline, change)
+        if record.job_name:
+            _isolated(pipeline, summary, record, _observe_job)
     for record in ledger.records({S.SUBMITTING}):
-        now = pipeline.clock()
-        if not claim_expired(record, now):
-            continue
-        change = _update(pipeline, record.idempotency_key, lambda r, s: take_over(r, s, now=now, claim_seconds=pipeline.claim_seconds))
-        if change is None:
-            continue
-        publish_announced(pipeline, change)
-        if change.outcome == Outcome.SUBMIT:
-            summary.taken_over += 1
-            _submit_from_ledger(pipeline, change.record, summary)
+        _isolated(pipeline, summary, record, _take_over_expired)
     _fill_free_slots(pipeline, summary)
     _release_stale_slots(pipeline)
     return summary
@@ -834,6 +887,79 @@ def record_duplicate_cancelled(record: LedgerRecord, slots: Slots, *, job_name: 
         record, duplicate_jobs=(*record.duplicate_jobs, job_name), updated_at=timestamp(now), outbox=(*record.outbox, event_to_dict(event))
     )
     return Change(Outcome.CHANGED, record=updated)
+def _isolated(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord, step: Callable[..., object]) -> object:
+    try:
+        return step(pipeline, summary, record)
+    except TuningServiceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (one record's failure must not stop the tick for the others)
+        error = f"{type(exc).__name__}: {str(exc)[:500]}"
+        summary.errors.append(f"{record.dataset_uri}: {error}")
+        if not isinstance(exc, UnwritableRecord):
+            # An outage is not the record's fault: it is tried again next tick, untouched.
+            structured_log.error("status: a ledger record's step failed; the tick goes on", dataset=record.dataset_uri,
+                                 idempotency_key=record.idempotency_key, state=record.state, error=error)
+            return None
+        structured_log.error("status: the ledger cannot write this record; quarantining it", dataset=record.dataset_uri,
+                             idempotency_key=record.idempotency_key, state=record.state, error=error)
+        try:
+            now = pipeline.clock()
+            change = _update(pipeline, record.idempotency_key, lambda r, s: quarantine(r, s, error=error, now=now))
+            publish_announced(pipeline, change)
+            summary.quarantined += 1 if change else 0
+        except Exception as again:  # noqa: BLE001
+            summary.errors.append(f"{record.dataset_uri}: quarantine failed too: {type(again).__name__}: {str(again)[:300]}")
+        return None
+
+
+def _publish_leftovers(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> None:
+    now = pipeline.clock()
+    if lease_leftovers(record, Slots(), now=now) is None:
+        return  # too fresh (its mover is publishing it right now) or leased by another tick
+    change = pipeline.ledger.update(record.idempotency_key, lambda r, s: lease_leftovers(r, s, now=now))
+    publish_announced(pipeline, change)
+    summary.published += len(change.announced) if change else 0
+
+
+def _observe_job(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> None:
+    try:
+        job = pipeline.service.get(record.job_name)
+    except TuningServiceError as exc:
+        if exc.kind != ErrorKind.NOT_FOUND:
+            summary.errors.append(f"{record.job_name}: {exc.message}")
+            return
+        job = JobSnapshot(name=record.job_name, state="JOB_STATE_FAILED", error=f"the tuning job no longer exists: {exc.message}")
+    now = pipeline.clock()
+    if job.state not in VERTEX_TO_LEDGER and job.state != record.job_state:
+        # Recorded as seen, no move: the service added a state this code does not know yet.
+        structured_log.warning(
+            "status: the tuning service reports a job state autotune does not know; recorded as is, still polling",
+            job=job.name, job_state=job.state, ledger_state=record.state,
+        )
+    if record.duplicate_watch_until is not None and parse_timestamp(record.duplicate_watch_until) > now:
+        summary.duplicates_cancelled += _cancel_duplicate_jobs(pipeline, record, summary)
+    if observe(record, Slots(), job=job, now=now) is None:
+        return  # nothing new: no transaction, no contention on the slots document
+    change = _update(pipeline, record.idempotency_key, lambda r, s: observe(r, s, job=job, now=now))
+    if change is not None and change.record is not None and change.record.state != record.state:
+        summary.changed += 1
+        structured_log.info(
+            f"status: {record.state} -> {change.record.state}", dataset=record.dataset_uri, job=job.name, error=change.record.error
+        )
+    publish_announced(pipeline, change)
+
+
+def _take_over_expired(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> None:
+    now = pipeline.clock()
+    if not claim_expired(record, now):
+        return
+    change = _update(pipeline, record.idempotency_key, lambda r, s: take_over(r, s, now=now, claim_seconds=pipeline.claim_seconds))
+    if change is None:
+        return
+    publish_announced(pipeline, change)
+    if change.outcome == Outcome.SUBMIT:
+        summary.taken_over += 1
+        _submit_from_ledger(pipeline, change.record, summary)
 
 
 def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
@@ -844,16 +970,23 @@ def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
         if head is None or head in tried or not slots.free(pipeline.max_jobs):
             return
         tried.add(head)
-        now = pipeline.clock()
-        change = _update(pipeline, 
-            head, lambda r, s: promote(r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds)
-        )
-        if change is None or change.outcome != Outcome.SUBMIT:
-            continue  # another tick promoted it, it waits out a 429, or the entry is stale (released below)
-        summary.promoted += 1
-        structured_log.info("status: promoting the oldest queued dataset", dataset=change.record.dataset_uri)
-        if _submit_from_ledger(pipeline, change.record, summary) == Outcome.QUEUED:
+        record = pipeline.ledger.get(head)
+        if record is None:
+            continue  # a stale entry: released below
+        if _isolated(pipeline, summary, record, _promote) == Outcome.QUEUED:
             return  # the service's own quota is full: try again next tick
+
+
+def _promote(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> Outcome | None:
+    now = pipeline.clock()
+    change = _update(pipeline,
+        record.idempotency_key, lambda r, s: promote(r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds)
+    )
+    if change is None or change.outcome != Outcome.SUBMIT:
+        return None  # another tick promoted it, it waits out a 429, or the entry is stale (released below)
+    summary.promoted += 1
+    structured_log.info("status: promoting the oldest queued dataset", dataset=change.record.dataset_uri)
+    return _submit_from_ledger(pipeline, change.record, summary)
 
 
 def _submit_from_ledger(pipeline: Pipeline, record: LedgerRecord, summary: TickSummary) -> Outcome:
@@ -868,11 +1001,26 @@ def _submit_from_ledger(pipeline: Pipeline, record: LedgerRecord, summary: TickS
         change = _update(pipeline, record.idempotency_key, lambda r, s: record_failure(r, s, error=str(exc), now=now))
         publish_announced(pipeline, change)
         return Outcome.FAILED
+    moved = pinned_copy_problem(pipeline, request)
+    if moved is not None:  # written over while the dataset waited: never tune bytes nobody validated
+        now = pipeline.clock()
+        change = _update(pipeline, record.idempotency_key, lambda r, s: record_failure(r, s, error=moved, now=now))
+        publish_announced(pipeline, change)
+        return Outcome.FAILED
     try:
         return run_submission(pipeline, record.idempotency_key, spec)
     except TuningServiceError as exc:
         summary.errors.append(f"{record.dataset_uri}: {exc.message}")
         return Outcome.RELEASED
+
+
+def pinned_copy_problem(pipeline: Pipeline, request: TuningRequest) -> str | None:
+    from autotune.request_checks import pinned_names, pinned_problem
+
+    if pipeline.datasets is None or not pinned_names(request):
+        return None  # a record from before pinned copies (or a pipeline without the bucket): nothing to compare
+    generations = {name: pipeline.datasets.generation_of(name) for name in pinned_names(request)}
+    return pinned_problem(request, pipeline.reports_prefix, generations)
 
 
 def _release_stale_slots(pipeline: Pipeline) -> None:

@@ -16,6 +16,9 @@ import msgspec
 from autotune.settings import TuningSettings
 
 SCHEMA_VERSION = 1
+# What validate publishes is about 2 KB; anything much larger was not published by validate, and
+# every field of it would travel on into ledger records and events.
+MAX_REQUEST_BYTES = 64 * 1024
 
 
 class InvalidTuningRequest(ValueError):
@@ -28,10 +31,19 @@ class DatasetRef(msgspec.Struct, frozen=True, kw_only=True):
     generation: str
     sha256: str  # of the object's bytes, computed while validating
     size: int
+    # The copy of exactly the validated bytes (same bucket) that the job reads; the uploaded
+    # object may be overwritten at any time after validation.
+    pinned_object: str | None = None
+    pinned_generation: str | None = None
 
     @property
     def uri(self) -> str:
         return f"gs://{self.bucket}/{self.object}"
+
+    @property
+    def training_uri(self) -> str:
+        """What the tuning job reads: the pinned copy."""
+        return f"gs://{self.bucket}/{self.pinned_object or self.object}"
 
 
 class TuningRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -46,6 +58,9 @@ class TuningRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     example_count: int = 0
     estimated_billable_tokens: int = 0
     requested_at: str  # RFC 3339, when validate accepted the dataset
+    # The upload that started the work (the manifest, or the dataset itself): queue order.
+    trigger_object: str = ""
+    trigger_generation: str = ""
 
     @property
     def dataset_uri(self) -> str:
@@ -72,6 +87,8 @@ def encode_request(request: TuningRequest) -> bytes:
 
 
 def decode_request(data: bytes) -> TuningRequest:
+    if len(data) > MAX_REQUEST_BYTES:
+        raise InvalidTuningRequest(f"tuning request is {len(data)} bytes; at most {MAX_REQUEST_BYTES} are read")
     try:
         request = msgspec.json.decode(data, type=TuningRequest)
     except msgspec.ValidationError as exc:

@@ -27,6 +27,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from autotune.terminal_text import terminal_text
+
 PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 
 
@@ -103,7 +105,7 @@ def main_argv(argv: list[str]) -> int:
 
 
 def report_usage_error(exc: UsageError, as_json: bool) -> int:
-    sys.stderr.write(f"Error: {exc.message}\n")
+    sys.stderr.write(terminal_text(f"Error: {exc.message}") + "\n")
     if as_json:
         sys.stdout.write(json.dumps({"valid": False, "usage_error": {"code": exc.code, "message": exc.message}}) + "\n")
         sys.stdout.flush()
@@ -165,7 +167,7 @@ def run(args: ValidateArgs) -> int:
     if args.as_json:
         sys.stdout.buffer.write(report.to_json() + b"\n")
     else:
-        sys.stdout.write(render_text(report) + "\n")
+        sys.stdout.write(terminal_text(render_text(report)) + "\n")
     sys.stdout.flush()
     return 0 if report.valid else 1
 

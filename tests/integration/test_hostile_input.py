@@ -26,7 +26,7 @@ from sample_data import conversation_dataset, unique
 pytestmark = pytest.mark.integration
 
 MARKER = f"Quetzal-Ledger-{uuid.uuid4().hex[:10]}"  # dataset text that must never leave the bucket
-END_TYPES = {EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED,
+END_TYPES = {EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED, EventType.JOB_REFUSED,
              EventType.JOB_SKIPPED}
 WAIT = 180.0  # generous: the machine is shared; nothing here measures speed
 ONE_GB = 1_073_741_824  # the catalog's max_file_bytes
@@ -154,10 +154,10 @@ def test_hostile_metadata_is_rejected_with_the_matching_code(stack, events, meta
     assert entry["field"] and entry["message"]
 
 
-def test_display_name_of_ten_kilobytes_is_cut_to_what_vertex_accepts(stack, events):
+def test_display_name_of_ten_kilobytes_is_rejected_with_a_report(stack, events):
     """Object metadata cannot hold it (Cloud Storage allows 8 KiB of custom metadata), a
-    manifest can: the job is created with the first 128 characters, the longest Vertex AI
-    accepts, and the long name travels in no event."""
+    manifest can: it is rejected (unusable_text: Vertex AI takes 128 characters, and every text
+    reaching the ledger is bounded at intake), and the long name travels in no event."""
     stem = unique("display")
     training = f"incoming/{stem}/parts/train.jsonl"
     stack.upload(dataset(stem), training)
@@ -165,10 +165,9 @@ def test_display_name_of_ten_kilobytes_is_cut_to_what_vertex_accepts(stack, even
     assert len(long_name.encode()) > 10_000
     manifest = {"training": training, "settings": {"display_name": long_name}}
     stack.upload(json.dumps(manifest).encode(), f"incoming/{stem}.tuning.json")
-    ended = end_of(events, uri(stack, training))
-    assert ended.type == EventType.JOB_SUCCEEDED
-    job = _job(stack, ended.payload.job_name)
-    assert job.tuned_model_display_name == long_name[:128]
+    ended = end_of(events, uri(stack, f"incoming/{stem}.tuning.json"))
+    assert ended.type == EventType.DATASET_REJECTED and ended.payload.counts == {"unusable_text": 1}
+    assert "display_name" in report_of(stack, ended)["errors"][0]["message"]
     assert all(long_name[:200] not in r.data.decode() for r in events.received)
 
 
@@ -205,7 +204,7 @@ def stack_max_delivery_attempts(stack) -> int:
     return push.dead_letter_policy.max_delivery_attempts
 
 
-def test_tuning_request_naming_a_bucket_that_is_not_ours_fails_with_an_event_and_no_job(stack, events):
+def test_tuning_request_naming_a_bucket_that_is_not_ours_is_refused_with_an_event_and_no_job(stack, events):
     settings = TuningSettings(model="gemini-2.5-flash", epochs=1, region=stack.config.defaults.region)
     sha = hashlib.sha256(MARKER.encode()).hexdigest()
     content = content_key(sha, None, settings)
@@ -220,7 +219,7 @@ def test_tuning_request_naming_a_bucket_that_is_not_ours_fails_with_an_event_and
     )
     stack.publisher().publish(stack.config.topic_path(stack.config.requests_topic), encode_request(request)).result(timeout=30)
     ended = end_of(events, f"gs://someone-elses-bucket/{name}")
-    assert ended.type == EventType.JOB_FAILED
+    assert ended.type == EventType.JOB_REFUSED
     assert f"not in the dataset bucket {stack.bucket}" in ended.payload.error
     assert _jobs_labelled(stack, request.idempotency_key) == []
 

@@ -26,9 +26,10 @@ class MemoryStore:
         self.now = NOW
         self._generation = 1000
 
-    def put(self, name: str, data: bytes, metadata: dict | None = None) -> StoredObject:
+    def put(self, name: str, data: bytes, metadata: dict | None = None, content_encoding: str = "") -> StoredObject:
         self._generation += 1
-        obj = StoredObject(bucket=BUCKET, name=name, generation=str(self._generation), size=len(data), metadata=metadata or {})
+        obj = StoredObject(bucket=BUCKET, name=name, generation=str(self._generation), size=len(data), metadata=metadata or {},
+                           content_encoding=content_encoding)
         self.objects[name] = (obj, data)
         self.updated[name] = self.now
         return obj
@@ -51,6 +52,20 @@ class MemoryStore:
 
     def read_bytes(self, name: str, generation: str) -> bytes:
         return self._data(name, generation)
+
+    def pin(self, name: str, generation: str, pinned_name: str) -> StoredObject:
+        data = self._data(name, generation)
+        existing = self.objects.get(pinned_name)
+        if existing is not None and existing[1] == data:
+            return existing[0]
+        self.effects.append(f"pin {pinned_name}")
+        source = self.objects[name][0]
+        self._generation += 1
+        copy = StoredObject(bucket=BUCKET, name=pinned_name, generation=str(self._generation), size=len(data),
+                            content_encoding=source.content_encoding)
+        self.objects[pinned_name] = (copy, data)
+        self.updated[pinned_name] = self.now
+        return copy
 
     def write_report(self, name: str, data: bytes, *, valid: bool) -> None:
         self.effects.append(f"report {name}")

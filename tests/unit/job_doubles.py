@@ -82,6 +82,22 @@ class MemoryLedger:
         with self.lock:
             return {r.report_uri for r in self.docs.values() if r.report_uri and r.created_at >= since}
 
+    def started_at(self, now: datetime) -> datetime:
+        # A ledger as old as the tests' uploads unless a test says it began later (a restart).
+        return self.__dict__.setdefault("started", datetime(2000, 1, 1, tzinfo=UTC))
+
+    def intake_failures(self) -> dict:
+        return dict(self.__dict__.get("failures", {}))
+
+    def record_intake_failure(self, upload: str, error: str, now: datetime):
+        from autotune.reconciliation import IntakeFailure
+
+        failures = self.__dict__.setdefault("failures", {})
+        previous = failures.get(upload)
+        times = previous.times + 1 if previous is not None and previous.error == error else 1
+        failures[upload] = IntakeFailure(error=error, times=times, at=now)
+        return failures[upload]
+
     def take_turn(self, name: str, now: datetime, every_seconds: float) -> bool:
         with self.lock:
             if self.turns.get(name, now) > now:

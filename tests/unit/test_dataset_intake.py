@@ -146,11 +146,14 @@ def test_good_dataset_is_accepted_request_published_before_event(store: MemorySt
 
     report_name = f"reports/incoming/good.jsonl/{uploaded.generation}.json"
     assert outcome.decision == "accepted"
-    assert store.effects == [f"report {report_name}", "request", "event autotune.dataset.v1.accepted"]
     report = json.loads(store.reports[report_name])
+    pinned_name = f"reports/pinned/{report['files']['train']['sha256']}.jsonl"
+    assert store.effects == [f"pin {pinned_name}", f"report {report_name}", "request", "event autotune.dataset.v1.accepted"]
     assert report["valid"] is True
     (request,) = bus.requests
     assert request.training.uri == f"gs://{BUCKET}/incoming/good.jsonl"
+    assert request.training.training_uri == f"gs://{BUCKET}/{pinned_name}"
+    assert store.objects[pinned_name][1] == store.objects["incoming/good.jsonl"][1]
     assert request.training.generation == uploaded.generation
     assert request.training.sha256 == report["files"]["train"]["sha256"]
     assert request.settings.epochs == 2 and request.force is True
@@ -302,3 +305,93 @@ def test_failed_request_publish_raises_and_announces_nothing(store: MemoryStore)
     with pytest.raises(ConnectionError):
         run(store, bus, store.put("incoming/a.jsonl", jsonl(20)))
     assert bus.events == []  # redelivery will redo it all; no "accepted" without a request
+
+
+# --- integrity: what is validated is what is tuned; no text poisons intake -------------------------
+
+
+def codes_of(bus: MemoryBus) -> dict[str, int]:
+    (event,) = bus.events
+    assert event.type is EventType.DATASET_REJECTED
+    return dict(event.payload.counts)
+
+
+def test_an_object_stored_with_a_content_encoding_is_refused_with_its_own_code(store: MemoryStore, bus: MemoryBus) -> None:
+    uploaded = store.put("incoming/zipped.jsonl", jsonl(20), content_encoding="gzip")
+    assert run(store, bus, uploaded).decision == "rejected"
+    assert codes_of(bus) == {"content_encoded": 1}
+    assert store.chunks_read == 0 and not bus.requests
+
+
+def test_content_encoding_set_after_the_read_is_caught_on_the_pinned_copy(store: MemoryStore, bus: MemoryBus) -> None:
+    uploaded = store.put("incoming/patched.jsonl", jsonl(20))
+    original_pin = store.pin
+
+    def pin_after_patch(name, generation, pinned_name):
+        obj, data = store.objects[name]
+        store.objects[name] = (StoredObject(**{**obj.__dict__, "content_encoding": "gzip"}), data)  # a metadata patch
+        return original_pin(name, generation, pinned_name)
+
+    store.pin = pin_after_patch
+    assert run(store, bus, uploaded).decision == "rejected"
+    assert codes_of(bus) == {"content_encoded": 1} and not bus.requests
+
+
+def test_an_overwrite_after_validation_leaves_the_pinned_copy_as_validated(store: MemoryStore, bus: MemoryBus) -> None:
+    uploaded = store.put("incoming/kept.jsonl", jsonl(20))
+    run(store, bus, uploaded)
+    (request,) = bus.requests
+    store.put("incoming/kept.jsonl", b"overwritten\n")
+    pinned, data = store.objects[request.training.pinned_object]
+    assert data == jsonl(20) and pinned.generation == request.training.pinned_generation
+
+
+@pytest.mark.parametrize("field", ["training", "validation", "model", "display_name", "region"])
+def test_a_lone_surrogate_anywhere_in_a_manifest_is_a_rejection_with_a_report(store: MemoryStore, bus: MemoryBus, field: str) -> None:
+    store.put("incoming/s/parts/train.jsonl", jsonl(20))
+    doc: dict = {"training": "incoming/s/parts/train.jsonl", "settings": {}}
+    if field in {"training", "validation"}:
+        doc[field] = "incoming/s/parts/train.jsonl\ud800"
+    else:
+        doc["settings"][field] = "x\ud800"
+    uploaded = store.put("incoming/s.tuning.json", json.dumps(doc).encode())
+    assert run(store, bus, uploaded).decision == "rejected"
+    assert codes_of(bus) == {"unusable_text": 1}
+    report = json.loads(store.reports[f"reports/incoming/s.tuning.json/{uploaded.generation}.json"])
+    assert report["valid"] is False and "surrogate" in report["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("metadata", [{"autotune-display-name": "n" * 129}, {"autotune-model": "gemini\x1b[2J"},
+                                      {"autotune-epochs": "3" * 2000}])
+def test_unusable_metadata_text_is_a_rejection_with_a_report(store: MemoryStore, bus: MemoryBus, metadata: dict) -> None:
+    uploaded = store.put("incoming/meta.jsonl", jsonl(20), metadata)
+    assert run(store, bus, uploaded).decision == "rejected"
+    assert codes_of(bus) == {"unusable_text": 1} and not bus.requests
+
+
+def test_a_manifest_naming_the_pipelines_own_output_is_invalid(store: MemoryStore, bus: MemoryBus) -> None:
+    store.put("reports/pinned/" + "a" * 64 + ".jsonl", jsonl(20))
+    uploaded = store.put("incoming/own.tuning.json", json.dumps({"training": "reports/pinned/" + "a" * 64 + ".jsonl"}).encode())
+    assert run(store, bus, uploaded).decision == "rejected"
+    assert codes_of(bus) == {"invalid_manifest": 1}
+
+
+class MemoryMedia:
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    def stat(self, uris):
+        return {uri: (len(found[1]) if (found := self.store.objects.get(uri.split("/", 3)[3])) else None) for uri in uris}
+
+
+@pytest.mark.parametrize("target", ["reports/incoming/x.jsonl/1.json", "incoming/other.tuning.json", "incoming/media-self.jsonl"])
+def test_media_pointing_at_the_pipelines_own_objects_is_refused(store: MemoryStore, bus: MemoryBus, target: str) -> None:
+    store.put(target, b"{}")
+    rows = [{"contents": [{"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": f"gs://{BUCKET}/{target}"}},
+                                                      {"text": f"q{i}"}]},
+                          {"role": "model", "parts": [{"text": "a"}]}]} for i in range(20)]
+    uploaded = store.put("incoming/media-self.jsonl", b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+    deps = IntakeDeps(store=store, bus=bus, validate_dataset=validate_dataset, dataset_source=DatasetSource, now=lambda: NOW,
+                      media=MemoryMedia(store))
+    assert process_upload(uploaded, CONFIG, deps).decision == "rejected"
+    assert codes_of(bus).get("media_is_pipeline_object") == 1 and "file_not_found" not in codes_of(bus)

@@ -32,8 +32,9 @@ FUNCTIONS = ("validate", "submit", "status")
 # when it promotes a queued dataset (autotune.submission.status_tick), hence aiplatform.user.
 ALLOWED_ROLES = {
     "autotune-validate": {"roles/storage.objectViewer", "roles/storage.objectUser", "roles/pubsub.publisher"},
+    # submit re-checks each request against the bucket's report and pinned copies (read only)
     "autotune-submit": {"roles/aiplatform.user", "roles/iam.serviceAccountUser", "roles/datastore.user",
-                        "roles/pubsub.publisher"},
+                        "roles/pubsub.publisher", "roles/storage.objectViewer"},
     # status reconciles lost uploads with validate's code, so it also holds validate's storage roles
     "autotune-status": {"roles/aiplatform.user", "roles/iam.serviceAccountUser", "roles/datastore.user",
                         "roles/pubsub.publisher", "roles/storage.objectViewer", "roles/storage.objectUser"},

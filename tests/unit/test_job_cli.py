@@ -44,3 +44,38 @@ def test_describe_and_json():
     assert "SUBMITTED" in text and JOB in text and "job created" in text
     data = record_json(NEW)
     assert data["state"] == "SUBMITTED" and "outbox" not in data
+
+
+# An object name an uploader chose: retitles the window, clears the screen, reverses the text.
+HOSTILE = "incoming/\x1b]0;owned\x07\x1b[2J\u202egnp.jsonl"
+
+
+def test_describe_escapes_control_characters_of_names_and_reasons():
+    hostile = move(record(HOSTILE, "4", "k4"), LedgerState.QUEUED, NOW, reason="waiting\x1b[1A\rfake line")
+    text = describe_record(hostile)
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text and "\r" not in text
+    assert "\\x1b]0;owned\\x07" in text and "\\u202e" in text and "\\x1b[1A\\x0dfake line" in text
+
+
+def test_jobs_table_escapes_control_characters_and_reads_no_markup(monkeypatch):
+    from typer.testing import CliRunner
+
+    import autotune.cli.jobs as jobs_cli
+    from autotune.cli import app
+
+    class Ledger:
+        def records(self):
+            return [record(HOSTILE + "[bold]x[/bold]", "5", "k5")]
+
+    monkeypatch.setattr(jobs_cli, "_pipeline", lambda state_dir: type("P", (), {"ledger": Ledger()})())
+    result = CliRunner().invoke(app, ["jobs"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output and "\u202e" not in result.output
+    assert "[bold]x[/bold]" in result.output
+
+
+def test_terminal_text_keeps_our_newlines_and_escapes_theirs():
+    from autotune.cli.terminal import terminal_text
+
+    assert terminal_text("a\nb\x9bc\ud800") == "a\nb\\x9bc\\ud800"
+    assert terminal_text("a\nb", newlines=False) == "a\\x0ab"

@@ -177,3 +177,47 @@ def _record_of(request):
         idempotency_key=request.idempotency_key, content_key=request.content_key, dataset_uri=request.training.uri,
         generation=request.training.generation, now=NOW, report_uri=request.report_uri,
     )
+
+
+def test_uploads_that_failed_before_wait_behind_the_others_and_never_starve_a_lost_one(world):
+    store, bus, intake, ledger = world
+    store.now = NOW - SETTLED - timedelta(seconds=60)
+    for i in range(MAX_UPLOADS_PER_PASS + 2):  # older than the lost upload: first in line by age
+        store.put(f"incoming/poison-{i:02d}.jsonl", good_jsonl())
+    store.now = NOW - SETTLED
+    lost = store.put("incoming/lost.jsonl", good_jsonl(23))
+    original = store.read_chunks
+
+    def read_chunks(name, generation):
+        if "poison" in name:
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        return original(name, generation)
+
+    store.read_chunks = read_chunks
+    first = reconcile(CONFIG, intake, store, ledger, now=NOW)
+    assert first.lost == MAX_UPLOADS_PER_PASS and first.deferred == 3 and not first.outcomes
+    second = reconcile(CONFIG, intake, store, ledger, now=NOW + timedelta(seconds=1))
+    # The two poison uploads never tried and the lost one go first; the failed ones pause.
+    assert second.lost == 3 and second.outcomes == {"accepted": 1} and second.waiting == MAX_UPLOADS_PER_PASS
+    assert [e.type for e in bus.events if e.subject == lost.uri] == [EventType.DATASET_ACCEPTED]
+    # Failed again the same way: each later try waits twice as long.
+    period = timedelta(seconds=CONFIG.reconcile_every_seconds)
+    third = reconcile(CONFIG, intake, store, ledger, now=NOW + period)
+    assert third.errors and third.waiting == 2  # the two tried once, a second ago, still pause
+    twice = next(f for f in ledger.intake_failures().values() if f.times == 2)
+    assert not twice.due(NOW + period * 2.5, CONFIG.reconcile_every_seconds)
+    assert twice.due(NOW + period * 3, CONFIG.reconcile_every_seconds)
+
+
+def test_a_ledger_that_lost_its_records_does_not_resubmit_what_was_accepted_before_it(world):
+    """The local Firestore emulator restarted empty: datasets accepted (and cancelled, skipped,
+    tuned) before are not the new ledger's to claim; an upload never validated still is."""
+    store, bus, intake, ledger = world
+    store.now = NOW - SETTLED * 3
+    accepted = store.put("incoming/cancelled-before.jsonl", good_jsonl())
+    assert process_upload(accepted, CONFIG, intake).decision == "accepted"
+    never_validated = store.put("incoming/never-seen.jsonl", good_jsonl(22))
+    ledger.started = NOW - SETTLED  # the emulator came back empty after both uploads
+    summary = reconcile(CONFIG, intake, store, ledger, now=NOW)
+    assert summary.lost == 1 and summary.outcomes == {"accepted": 1}
+    assert [r.training.object for r in bus.requests] == ["incoming/cancelled-before.jsonl", "incoming/never-seen.jsonl"]

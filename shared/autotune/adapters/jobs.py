@@ -17,10 +17,11 @@ CREATE_SETTLE_VARIABLE = "AUTOTUNE_TUNING_CREATE_SETTLE_SECONDS"
 
 
 def connect_pipeline(config: PipelineConfig) -> Pipeline:
-    from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1, storage
 
     from autotune.adapters.bus import PubSubBus
     from autotune.adapters.ledger import FirestoreLedger
+    from autotune.adapters.storage import GcsDatasetStore
     from autotune.adapters.tuning_service import CALL_TIMEOUT_SECONDS, VertexTuningService
 
     call_timeout = float(os.environ.get(CALL_TIMEOUT_VARIABLE, CALL_TIMEOUT_SECONDS))
@@ -36,4 +37,6 @@ def connect_pipeline(config: PipelineConfig) -> Pipeline:
         service_account=config.tuning_service_account,
         dataset_bucket=config.bucket,
         create_settle_seconds=create_settle,
+        datasets=GcsDatasetStore(storage.Client(project=config.project), config.bucket),
+        reports_prefix=config.reports_prefix,
     )

@@ -12,6 +12,7 @@ frees or takes a slot) and a losing transaction is retried on fresh data.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -25,7 +26,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from autotune.job_lifecycle import LedgerRecord, LedgerState, parse_timestamp, timestamp
-from autotune.submission import Change, ClaimView, Slots
+from autotune.reconciliation import IntakeFailure
+from autotune.submission import Change, ClaimView, Slots, UnwritableRecord
 
 # Every decision reads the slots document, so concurrent transactions contend on it. Within one
 # process they take turns (a lock: no point in racing a sibling thread); across processes a
@@ -33,6 +35,7 @@ from autotune.submission import Change, ClaimView, Slots
 # pause so the competitors do not collide again in step.
 TRANSACTION_ATTEMPTS = 30
 SLOTS_DOCUMENT = "slots"
+LEDGER_STARTED = "ledger-started"  # in the turns collection: when this ledger began
 
 
 T = TypeVar("T")
@@ -45,6 +48,7 @@ class FirestoreLedger:
         self.content_ref = client.collection(f"{collection}-content")
         self.slots_ref = client.collection(f"{collection}-slots").document(SLOTS_DOCUMENT)
         self.turns_ref = client.collection(f"{collection}-turns")
+        self.failures_ref = client.collection(f"{collection}-intake-failures")
         # The next time of each turn as last seen here: a turn's time only moves forward, so until
         # then the answer is "not yet" without a transaction on every status tick.
         self._turn_not_before: dict[str, datetime] = {}
@@ -99,7 +103,13 @@ class FirestoreLedger:
             try:
                 with self._turn:
                     return run(self.client.transaction(max_attempts=1))
+            except api_exceptions.InvalidArgument as exc:
+                if _unwritable(exc):
+                    raise UnwritableRecord(str(exc)) from exc
+                raise
             except (api_exceptions.Aborted, ValueError) as exc:
+                if isinstance(exc.__cause__, api_exceptions.InvalidArgument) and _unwritable(exc.__cause__):
+                    raise UnwritableRecord(str(exc.__cause__)) from exc
                 lost = isinstance(exc, api_exceptions.Aborted) or isinstance(exc.__cause__, api_exceptions.Aborted)
                 if not lost or attempt == TRANSACTION_ATTEMPTS - 1:
                     raise
@@ -146,6 +156,40 @@ class FirestoreLedger:
         query = self.records_ref.where(filter=FieldFilter("created_at", ">=", since)).select(["report_uri"])
         return {uri for snap in query.stream() if (uri := (snap.to_dict() or {}).get("report_uri"))}
 
+    def started_at(self, now: datetime) -> datetime:
+        started_ref = self.turns_ref.document(LEDGER_STARTED)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> datetime:
+            known = (started_ref.get(transaction=transaction).to_dict() or {}).get("at")
+            if known:
+                return parse_timestamp(known)
+            transaction.set(started_ref, {"at": timestamp(now)})
+            return now
+
+        return self._transact(run)
+
+    def intake_failures(self) -> dict[str, IntakeFailure]:
+        found = {}
+        for snap in self.failures_ref.stream():
+            data = snap.to_dict() or {}
+            found[str(data.get("upload", ""))] = IntakeFailure(
+                error=str(data.get("error", "")), times=int(data.get("times", 1)), at=parse_timestamp(data["at"]))
+        return found
+
+    def record_intake_failure(self, upload: str, error: str, now: datetime) -> IntakeFailure:
+        # Document id: a hash (an object name may hold any character, a document id may not).
+        failure_ref = self.failures_ref.document(hashlib.sha256(upload.encode()).hexdigest())
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> IntakeFailure:
+            data = failure_ref.get(transaction=transaction).to_dict() or {}
+            times = int(data.get("times", 0)) + 1 if data.get("error") == error else 1
+            transaction.set(failure_ref, {"upload": upload, "error": error, "times": times, "at": timestamp(now)})
+            return IntakeFailure(error=error, times=times, at=now)
+
+        return self._transact(run)
+
     def take_turn(self, name: str, now: datetime, every_seconds: float) -> bool:
         """True for the first caller of each period of `every_seconds`, across instances."""
         known = self._turn_not_before.get(name)
@@ -164,6 +208,13 @@ class FirestoreLedger:
 
         taken, self._turn_not_before[name] = self._transact(run)
         return taken
+
+
+def _unwritable(exc: api_exceptions.InvalidArgument) -> bool:
+    """A refusal for what the record holds (over the maximum entity size), not for the moment
+    (an emulator restarted under a transaction answers 400 "Transaction is invalid or expired")."""
+    message = str(exc).lower()
+    return "size" in message and "transaction" not in message
 
 
 def _document(record: LedgerRecord) -> dict[str, Any]:

@@ -2,6 +2,10 @@
 
 Reads are pinned to the generation the event announced, so a file replaced while it is being
 validated is never half old, half new: the old generation is gone and `ObjectGone` says so.
+Reads are raw: an object stored with a Content-Encoding is never decompressed on the way (the
+intake refuses it), so sizes and checksums are those of the stored bytes. `pin` copies the
+validated generation server-side (the copy names its source generation, so it is that version or
+nothing): the tuning job reads the copy.
 """
 
 from __future__ import annotations
@@ -35,13 +39,13 @@ class GcsDatasetStore:
     def _stored(self, blob: storage.Blob) -> StoredObject:
         return StoredObject(
             bucket=self._bucket.name, name=blob.name, generation=str(blob.generation), size=blob.size,
-            metadata=dict(blob.metadata or {}),
+            metadata=dict(blob.metadata or {}), content_encoding=blob.content_encoding or "",
         )
 
     def read_chunks(self, name: str, generation: str) -> Iterator[bytes]:
         blob = self._bucket.blob(name, generation=int(generation))
         try:
-            with blob.open("rb", chunk_size=self._chunk_bytes) as reader:
+            with blob.open("rb", chunk_size=self._chunk_bytes, raw_download=True) as reader:
                 while chunk := reader.read(self._chunk_bytes):
                     yield chunk
         except gexc.NotFound as exc:
@@ -49,9 +53,33 @@ class GcsDatasetStore:
 
     def read_bytes(self, name: str, generation: str) -> bytes:
         try:
-            return self._bucket.blob(name, generation=int(generation)).download_as_bytes()
+            return self._bucket.blob(name, generation=int(generation)).download_as_bytes(raw_download=True)
         except gexc.NotFound as exc:
             raise ObjectGone(f"gs://{self._bucket.name}/{name}#{generation}") from exc
+
+    def pin(self, name: str, generation: str, pinned_name: str) -> StoredObject:
+        source = self._bucket.get_blob(name, generation=int(generation))
+        if source is None:
+            raise ObjectGone(f"gs://{self._bucket.name}/{name}#{generation}")
+        existing = self._bucket.get_blob(pinned_name)
+        if existing is not None and _same_bytes(existing, source) and not existing.content_encoding:
+            # Kept, not copied again: a queued dataset's request names this copy's generation.
+            return self._stored(existing)
+        try:
+            copy = self._bucket.copy_blob(source, self._bucket, pinned_name, source_generation=int(generation))
+        except gexc.NotFound as exc:
+            raise ObjectGone(f"gs://{self._bucket.name}/{name}#{generation}") from exc
+        return self._stored(copy)
+
+    def generation_of(self, name: str) -> str | None:
+        blob = self._bucket.get_blob(name)
+        return None if blob is None else str(blob.generation)
+
+    def read_report(self, name: str) -> bytes | None:
+        try:
+            return self._bucket.blob(name).download_as_bytes(raw_download=True)
+        except gexc.NotFound:
+            return None
 
     def write_report(self, name: str, data: bytes, *, valid: bool, retry: Retry = DEFAULT_RETRY) -> None:
         # Writing the same report twice is harmless, so the upload is retried even without a
@@ -61,3 +89,10 @@ class GcsDatasetStore:
         blob.metadata = {REPORT_VALID_METADATA: "true" if valid else "false"}
         blob.upload_from_string(data, content_type="application/json", retry=retry)
 
+
+
+def _same_bytes(existing: storage.Blob, source: storage.Blob) -> bool:
+    # crc32c is on every object (composite ones have no md5); md5 too whenever the source has one.
+    if not existing.crc32c or existing.crc32c != source.crc32c or existing.size != source.size:
+        return False
+    return not source.md5_hash or existing.md5_hash == source.md5_hash

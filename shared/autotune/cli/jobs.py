@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autotune.cli.app import app
+from autotune.cli.terminal import echo, terminal_text
 
 if TYPE_CHECKING:
     from autotune.job_lifecycle import LedgerRecord
@@ -34,26 +35,31 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
     records = bucket.records()
     others = [f for f in bucket.fates(records) if f.record is None]
     if as_json:
-        typer.echo(json.dumps([record_json(r) for r in records] + [fate_json(f) for f in others], indent=2))
+        echo(json.dumps([record_json(r) for r in records] + [fate_json(f) for f in others], indent=2))
         return
     if not records and not others:
-        typer.echo("nothing uploaded yet: the ledger is empty and the bucket holds no upload.")
+        echo("nothing uploaded yet: the ledger is empty and the bucket holds no upload.")
         return
     from rich.console import Console
     from rich.table import Table
+
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     for column in ("dataset", "state", "model", "job", "updated (UTC)"):
         table.add_column(column, no_wrap=True)
     table.add_column("why", overflow="fold")
     for r in records:
-        table.add_row(
+        # Text cells: no rich markup read into a name ("[bold]..."), control characters escaped.
+        cells = (
             f"{_object_name(r.dataset_uri)}#{r.generation[-6:]}", str(r.state), r.model or "", _job_id(r.job_name),
             r.updated_at[5:19].replace("T", " "), r.error or r.reason or "",
         )
+        table.add_row(*(Text(terminal_text(cell, newlines=False)) for cell in cells))
     for f in others:
         updated = f.updated.strftime("%m-%d %H:%M:%S") if f.updated else ""
-        table.add_row(f"{f.object_name}#{f.generation[-6:]}", fate_state(f), f.model or "", "", updated, fate_why(f))
+        cells = (f"{f.object_name}#{f.generation[-6:]}", fate_state(f), f.model or "", "", updated, fate_why(f))
+        table.add_row(*(Text(terminal_text(cell, newlines=False)) for cell in cells))
     Console(width=max(Console().width, 160)).print(table)
 
 
@@ -75,13 +81,13 @@ def status(
     # validated); an ignored file only answers when the ledger knows nothing by that name (a
     # manifest's training file in parts/ is ignored as an upload, yet in the ledger).
     if fates and fates[0].record is None and (fates[0].verdict != "ignored" or not find_records(records, dataset_or_job)):
-        typer.echo(json.dumps(fate_json(fates[0]), indent=2) if as_json else describe_fate(fates[0]))
+        echo(json.dumps(fate_json(fates[0]), indent=2) if as_json else describe_fate(fates[0]))
         return
     record = fates[0].record if fates and fates[0].record else _one(records, dataset_or_job)
     if as_json:
-        typer.echo(json.dumps(record_json(record), indent=2))
+        echo(json.dumps(record_json(record), indent=2))
         return
-    typer.echo(describe_record(record))
+    echo(describe_record(record))
 
 
 @app.command()
@@ -100,9 +106,9 @@ def cancel(
     except (ValueError, TuningServiceError) as exc:
         raise _fail(f"cannot cancel {record.dataset_uri}: {exc}") from None
     if record.job_name and str(record.state) != "QUEUED":
-        typer.echo(f"cancel requested for {record.job_name} ({record.dataset_uri}); the next status tick records CANCELLED.")
+        echo(f"cancel requested for {record.job_name} ({record.dataset_uri}); the next status tick records CANCELLED.")
     else:
-        typer.echo(f"cancelled {record.dataset_uri} (generation {record.generation}) before it was submitted.")
+        echo(f"cancelled {record.dataset_uri} (generation {record.generation}) before it was submitted.")
 
 
 def find_records(records: Iterable[LedgerRecord], query: str) -> list[LedgerRecord]:
@@ -128,14 +134,15 @@ def record_json(record: LedgerRecord) -> dict:
 
 
 def describe_record(r: LedgerRecord) -> str:
-    lines = [f"{r.dataset_uri} (generation {r.generation}): {r.state}"]
+    value_text = lambda value: terminal_text(value, newlines=False)  # noqa: E731
+    lines = [f"{value_text(r.dataset_uri)} (generation {value_text(r.generation)}): {r.state}"]
     for label, value in (
         ("model", r.model), ("region", r.region), ("job", r.job_name), ("job state", r.job_state), ("tuned model", r.tuned_model),
         ("endpoint", r.endpoint), ("error", r.error), ("reason", r.reason), ("duplicate of", r.duplicate_of),
         ("report", r.report_uri), ("attempts", r.attempts or None), ("ledger key", r.idempotency_key),
     ):
         if value not in (None, ""):
-            lines.append(f"  {label + ':':<13} {value}")
+            lines.append(f"  {label + ':':<13} {value_text(value)}")
     stats = r.tuning_data_stats or {}
     if stats:
         lines.append(
@@ -144,7 +151,7 @@ def describe_record(r: LedgerRecord) -> str:
         )
     lines.append("  history:")
     for step in r.history:
-        lines.append(f"    {step.at}  {step.state}" + (f"  ({step.reason})" if step.reason else ""))
+        lines.append(f"    {step.at}  {step.state}" + (f"  ({value_text(step.reason)})" if step.reason else ""))
     return "\n".join(lines)
 
 
@@ -202,5 +209,5 @@ def _local_pipeline(config, env: dict[str, str]) -> Pipeline:
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
+    echo(message, err=True)
     return typer.Exit(1)

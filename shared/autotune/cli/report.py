@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from autotune.cli.app import app
+from autotune.cli.terminal import echo
 
 HTML_SUFFIX = ".html"
 
@@ -78,7 +79,7 @@ def _print_report(bucket, name: str, *, as_json: bool, as_html: bool) -> None:
     except ValueError:
         raise fail(f"the report {uri} is not JSON") from None
     upload = parse_report_name(report_name, bucket.config.reports_prefix)
-    typer.echo(render_stored_report(document, uri, upload))
+    echo(render_stored_report(document, uri, upload))
 
 
 def render_stored_report(document: dict, report_uri: str, upload: tuple[str, str] | None) -> str:

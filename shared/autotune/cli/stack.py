@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from autotune.cli.app import app
+from autotune.cli.terminal import echo, terminal_text
 
 StateDirOption = Annotated[
     Path | None, typer.Option("--state-dir", help="Where the stack keeps local.env, logs/ and its PIDs (default: .autotune/).")
@@ -166,7 +167,8 @@ def upload(
         given = metadata if object_name.endswith((".jsonl", ".tuning.json")) else {}
         generation = upload_object(client, bucket, object_name, local, metadata=given)
         uploaded.append((object_name, str(generation)))
-        typer.echo(f"uploaded gs://{bucket}/{object_name} (generation {generation})" + (f" with {given}" if given else ""))
+        echo(terminal_text(f"uploaded gs://{bucket}/{object_name} (generation {generation})" + (f" with {given}" if given else ""),
+                           newlines=False))
     if len(plan) > 1:
         typer.echo(f"{len(plan)} files uploaded")
     if wait or until:
@@ -198,7 +200,7 @@ def watch(
         while deadline is None or time.monotonic() < deadline:
             try:
                 for received in listener.poll(timeout=1.0, retry=None):
-                    typer.echo(describe_event(received.event))
+                    echo(terminal_text(describe_event(received.event), newlines=False))
             except gexc.GoogleAPICallError:
                 time.sleep(0.5)  # told apart below: a stack that is gone, or a moment's trouble
             if not events_source_running(directory):

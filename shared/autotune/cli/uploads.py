@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from autotune.cli.terminal import echo
 from autotune.upload_fates import ACCEPTED, AWAITING, IGNORED, REJECTED, UploadFate, upload_fates, with_report
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class Bucket:
             uploads = list(self.store.list_objects(self.config.incoming_prefix))
             reports = list(self.store.list_objects(self.config.reports_prefix))
         except gexc.GoogleAPICallError as exc:
-            typer.echo(f"warning: cannot list gs://{self.config.bucket} ({exc}); rejected and ignored uploads are not shown", err=True)
+            echo(f"warning: cannot list gs://{self.config.bucket} ({exc}); rejected and ignored uploads are not shown", err=True)
             return []
         fates = upload_fates(uploads, reports, self.records() if records is None else records, self.config)
         if not read_reports:
@@ -230,7 +231,7 @@ def issue_line(issue: dict, report: dict) -> str:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(message, err=True)
+    echo(message, err=True)
     return typer.Exit(code)
 
 
@@ -300,13 +301,13 @@ def follow_uploads(uploaded: list[tuple[str, str]], *, until: str, timeout: floa
     config = bucket.config
     followed = [(n, g) for n, g in uploaded if classify(n, config.incoming_prefix)[0] != "ignored"]
     if not followed:
-        typer.echo(f"nothing to wait for: no upload is a dataset (.jsonl) or manifest (.tuning.json) under {config.incoming_prefix} "
+        echo(f"nothing to wait for: no upload is a dataset (.jsonl) or manifest (.tuning.json) under {config.incoming_prefix} "
                    "outside a parts/ folder, so none gets a verdict", err=True)
         return 2
     try:
         return _follow(bucket, followed, until=until, timeout=timeout)
     except KeyboardInterrupt:
-        typer.echo("stopped waiting; the uploads go on in the pipeline (`autotune status NAME` tells where they are)", err=True)
+        echo("stopped waiting; the uploads go on in the pipeline (`autotune status NAME` tells where they are)", err=True)
         return 130
 
 
@@ -319,33 +320,33 @@ def _follow(bucket: Bucket, followed: list[tuple[str, str]], *, until: str, time
     status = EXIT_ACCEPTED
     for object_name, generation in followed:
         uri = f"gs://{config.bucket}/{object_name}#{generation}"
-        typer.echo(f"waiting for the verdict on {uri} ...")
+        echo(f"waiting for the verdict on {uri} ...")
         try:
             report = wait_for_verdict(bucket, object_name, generation, timeout=max(0.0, deadline - time.monotonic()))
         except WaitTimedOut as exc:
-            typer.echo(str(exc), err=True)
+            echo(str(exc), err=True)
             return EXIT_TIMED_OUT
         report_uri = f"gs://{config.bucket}/{report_object_name(config.reports_prefix, object_name, generation)}"
-        typer.echo(report_summary(report, report_uri))
+        echo(report_summary(report, report_uri))
         if report.get("valid") is not True:
             status = EXIT_REJECTED
             continue
         if until != "ended":
             continue
-        typer.echo(f"following the tuning of {uri} to its end ...")
+        echo(f"following the tuning of {uri} to its end ...")
         try:
             record = wait_for_end(bucket, report_uri, timeout=max(0.0, deadline - time.monotonic()),
-                                  on_change=lambda r: typer.echo(f"  {r.state}" + (f"  {r.job_name}" if r.job_name else "")
+                                  on_change=lambda r: echo(f"  {r.state}" + (f"  {r.job_name}" if r.job_name else "")
                                                                  + (f"  ({r.reason})" if r.reason else "")))
         except WaitTimedOut as exc:
-            typer.echo(str(exc), err=True)
+            echo(str(exc), err=True)
             return EXIT_TIMED_OUT
         ending = [f"ended {record.state}"]
         for label, value in (("job", record.job_name), ("tuned model", record.tuned_model), ("endpoint", record.endpoint),
                              ("error", record.error), ("duplicate of", record.duplicate_of)):
             if value:
                 ending.append(f"{label} {value}")
-        typer.echo("  " + "; ".join(ending))
+        echo("  " + "; ".join(ending))
         if record.state not in (LedgerState.SUCCEEDED, LedgerState.SKIPPED):
             status = EXIT_REJECTED
     return status
