@@ -60,14 +60,17 @@ def test_describe_escapes_control_characters_of_names_and_reasons():
 def test_jobs_table_escapes_control_characters_and_reads_no_markup(monkeypatch):
     from typer.testing import CliRunner
 
-    import autotune.cli.jobs as jobs_cli
+    import autotune.cli.uploads as uploads_cli
     from autotune.cli import app
 
-    class Ledger:
+    class Bucket:
         def records(self):
             return [record(HOSTILE + "[bold]x[/bold]", "5", "k5")]
 
-    monkeypatch.setattr(jobs_cli, "_pipeline", lambda state_dir: type("P", (), {"ledger": Ledger()})())
+        def fates(self, records):
+            return []
+
+    monkeypatch.setattr(uploads_cli, "connect_bucket", lambda state_dir: Bucket())
     result = CliRunner().invoke(app, ["jobs"])
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\x07" not in result.output and "\u202e" not in result.output
