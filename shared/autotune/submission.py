@@ -887,6 +887,8 @@ def record_duplicate_cancelled(record: LedgerRecord, slots: Slots, *, job_name: 
         record, duplicate_jobs=(*record.duplicate_jobs, job_name), updated_at=timestamp(now), outbox=(*record.outbox, event_to_dict(event))
     )
     return Change(Outcome.CHANGED, record=updated)
+
+
 def _isolated(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord, step: Callable[..., object]) -> object:
     try:
         return step(pipeline, summary, record)
