@@ -510,23 +510,32 @@ RAW_CONTROLS = ("\x1b", "\x07", "\u202e", "\x9b")
 
 def run_command(stack, *args: str) -> subprocess.CompletedProcess:
     command = Path(sys.executable).with_name("autotune")
-    # Wide enough that the table never folds a name: the escaped form is looked for whole.
-    env = {**os.environ, "COLUMNS": "400", "TERM": "xterm-256color"}
+    # Wide enough that the table never folds a name (the escaped form is looked for whole), and
+    # no forced colour: any escape sequence in the output would be the uploader's.
+    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}} | {"COLUMNS": "400"}
     return subprocess.run([str(command), *args, "--state-dir", str(stack.state_dir)], capture_output=True, text=True,
                           env=env, timeout=300, check=False)
 
 
-def test_terminal_escapes_in_an_object_name_reach_no_terminal_raw(stack, events):
-    name = f"incoming/{HOSTILE_STEM}{unique('hostile')}.jsonl"
-    stack.upload(dataset(name, 20), name)
-    wait_type(events, uri(stack, name), *END_EVENTS, EventType.DATASET_REJECTED)
+def test_terminal_escapes_in_object_names_reach_no_terminal_raw(stack, events):
+    """Through the real commands in a process of their own: a tuned dataset (ledger record) and a
+    rejected one (known by its report only) under names that would rewrite the reader's terminal."""
+    tuned, rejected = (f"incoming/{HOSTILE_STEM}{unique(tag)}.jsonl" for tag in ("hostile-tuned", "hostile-rejected"))
+    stack.upload(dataset(tuned, 20), tuned)
+    stack.upload(invalid_lines(3), rejected)
+    assert wait_type(events, uri(stack, tuned), *END_EVENTS).type == EventType.JOB_SUCCEEDED
+    wait_type(events, uri(stack, rejected), EventType.DATASET_REJECTED)
     escaped = "\\x1b]0;owned\\x07\\x1b[2J\\u202e"
-    for args in (("jobs",), ("status", name), ("status", uri(stack, name))):
+    commands = [("jobs",), ("status", tuned), ("status", uri(stack, rejected)), ("report", rejected)]
+    for args in commands:
         result = run_command(stack, *args)
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         for stream in (result.stdout, result.stderr):
             assert not [c for c in RAW_CONTROLS if c in stream], (args, stream)
         assert escaped in result.stdout, (args, result.stdout)
+        if args == ("jobs",):
+            for name in (tuned, rejected):
+                assert name.replace(HOSTILE_STEM, escaped) in result.stdout, (name, result.stdout)
 
 
 @pytest.mark.parametrize("target", ["report", "pinned copy", "manifest", "itself"])
