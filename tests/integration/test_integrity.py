@@ -10,9 +10,13 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import requests
@@ -475,6 +479,97 @@ def test_many_poison_manifests_do_not_starve_a_lost_upload(make_local_stack):
     finally:
         listener.close()
         lonely.stop()
+
+
+# --- 8. queue order, terminal escapes, media that is the pipeline's own -------------------------
+
+
+def test_a_manifest_uploaded_last_on_an_old_training_file_does_not_jump_the_queue(stack, events, ledger, tuning):
+    """The queue is in the order of the uploads that started the work: the manifest's, not its
+    training file's (uploaded before everything else here)."""
+    stem = unique("late-manifest")
+    part, manifest, plain = f"incoming/{stem}/parts/train.jsonl", f"incoming/{stem}.tuning.json", f"incoming/{stem}-a.jsonl"
+    stack.upload(dataset(stem, 20), part)
+    with SlotHolder(stack, events, tuning):
+        stack.upload(dataset(plain, 20), plain)
+        first = wait_type(events, uri(stack, plain), EventType.JOB_QUEUED)
+        stack.upload(json.dumps({"training": part}).encode(), manifest)
+        last = wait_type(events, uri(stack, part), EventType.JOB_QUEUED)
+    for queued in (first, last):
+        assert wait_type(events, queued.subject, *END_EVENTS).type == EventType.JOB_SUCCEEDED
+    [plain_job] = jobs_for(tuning, stack, first.payload.idempotency_key)
+    [manifest_job] = jobs_for(tuning, stack, last.payload.idempotency_key)
+    # One slot: the job created second could only be created after the first one ended.
+    assert plain_job.create_time < manifest_job.create_time, (plain_job.create_time, manifest_job.create_time)
+
+
+# An object name an uploader chose: retitles the window, clears the screen, reverses the text.
+HOSTILE_STEM = "\x1b]0;owned\x07\x1b[2J\u202e"
+RAW_CONTROLS = ("\x1b", "\x07", "\u202e", "\x9b")
+
+
+def run_command(stack, *args: str) -> subprocess.CompletedProcess:
+    command = Path(sys.executable).with_name("autotune")
+    # Wide enough that the table never folds a name (the escaped form is looked for whole), and
+    # no forced colour: any escape sequence in the output would be the uploader's.
+    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}} | {"COLUMNS": "400"}
+    return subprocess.run([str(command), *args, "--state-dir", str(stack.state_dir)], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+
+
+def test_terminal_escapes_in_object_names_reach_no_terminal_raw(stack, events):
+    """Through the real commands in a process of their own: a tuned dataset (ledger record) and a
+    rejected one (known by its report only) under names that would rewrite the reader's terminal."""
+    tuned, rejected = (f"incoming/{HOSTILE_STEM}{unique(tag)}.jsonl" for tag in ("hostile-tuned", "hostile-rejected"))
+    stack.upload(dataset(tuned, 20), tuned)
+    stack.upload(invalid_lines(3), rejected)
+    assert wait_type(events, uri(stack, tuned), *END_EVENTS).type == EventType.JOB_SUCCEEDED
+    wait_type(events, uri(stack, rejected), EventType.DATASET_REJECTED)
+    escaped = "\\x1b]0;owned\\x07\\x1b[2J\\u202e"
+    commands = [("jobs",), ("status", tuned), ("status", uri(stack, rejected)), ("report", rejected)]
+    for args in commands:
+        result = run_command(stack, *args)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        for stream in (result.stdout, result.stderr):
+            assert not [c for c in RAW_CONTROLS if c in stream], (args, stream)
+        assert escaped in result.stdout, (args, result.stdout)
+        if args == ("jobs",):
+            for name in (tuned, rejected):
+                assert name.replace(HOSTILE_STEM, escaped) in result.stdout, (name, result.stdout)
+
+
+@pytest.mark.parametrize("target", ["report", "pinned copy", "manifest", "itself"])
+def test_media_naming_the_pipelines_own_objects_is_refused_on_its_line(stack, events, ledger, target):
+    name = f"incoming/{unique('media-self')}.jsonl"
+    if target == "itself":
+        pointed = name
+    elif target == "manifest":
+        pointed = f"incoming/{unique('some')}.tuning.json"
+        stack.upload(json.dumps({"training": "incoming/elsewhere.jsonl"}).encode(), pointed)
+    else:
+        other = f"incoming/{unique('media-other')}.jsonl"
+        stack.upload(dataset(other, 20), other)
+        accepted = wait_type(events, uri(stack, other), EventType.DATASET_ACCEPTED)
+        if target == "report":
+            pointed = accepted.payload.report_uri.removeprefix(f"gs://{stack.bucket}/")
+        else:
+            wait_type(events, uri(stack, other), EventType.JOB_SUBMITTED, EventType.JOB_QUEUED)  # the record is written
+            pointed = ledger.get(accepted.payload.idempotency_key).request["training"]["pinned_object"]
+    assert stack.storage_client().bucket(stack.bucket).get_blob(pointed) is not None or target == "itself"
+    lines = dataset(name, 20).splitlines(keepends=True)
+    media = {"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": uri(stack, pointed)}},
+                                        {"text": "What is in the picture?"}]}
+    lines[6] = json.dumps({"contents": [media, {"role": "model", "parts": [{"text": "a circle"}]}]}).encode() + b"\n"
+    stack.upload(b"".join(lines), name)
+    rejected = wait_type(events, uri(stack, name), EventType.DATASET_REJECTED, EventType.DATASET_ACCEPTED)
+    assert rejected.type == EventType.DATASET_REJECTED
+    counts = rejected.payload.counts
+    assert counts["media_is_pipeline_object"] == 1 and "file_not_found" not in counts, counts
+    report_name = rejected.payload.report_uri.removeprefix(f"gs://{stack.bucket}/")
+    report = json.loads(stack.storage_client().bucket(stack.bucket).blob(report_name).download_as_bytes())
+    [issue] = [i for i in report["errors"] if i["severity"] == "error"]  # a few-examples warning may come too
+    assert (issue["code"], issue["line"], issue["file"]) == ("media_is_pipeline_object", 7, "train"), issue
+    assert uri(stack, pointed) in issue["message"]
 
 
 # --- 7. a ledger that came back empty -------------------------------------------------------------
