@@ -248,3 +248,16 @@ def test_media_too_long_when_the_catalog_knows_the_limit_and_the_line_the_length
         settings=TuningSettings(model="gemini-3.5-flash", epochs=3), model=catalog.get("gemini-3.5-flash"), catalog=catalog,
     )
     assert [i.line for i in report.errors if i.code == "media_too_long"] == [1]
+
+
+def test_every_intake_code_is_documented_with_an_example():
+    from autotune import dataset_intake
+
+    doc = (ROOT / "docs" / "error-codes.md").read_text(encoding="utf-8")
+    intake = doc.split("## Pipeline intake codes", 1)[1]
+    codes = [dataset_intake.INVALID_MANIFEST, dataset_intake.OBJECT_NOT_FOUND, dataset_intake.CONTENT_ENCODED,
+             dataset_intake.UNUSABLE_TEXT, dataset_intake.MEDIA_IS_PIPELINE_OBJECT]
+    for code in codes:
+        section = re.search(rf"^### `{code}` \(error\)\n(.*?)(?=^### |\Z)", intake, re.M | re.S)
+        assert section, f"{code} missing from the intake codes of docs/error-codes.md"
+        assert "```" in section.group(1), f"{code} has no example"
