@@ -52,6 +52,9 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # A models file merged over the shipped catalog (autotune.catalog): a team's own models and
     # corrected limits. Relative paths are relative to deploy/config.toml's directory; empty: none.
     models_file: str = ""
+    # The fraction of a training file uploaded alone drawn into a validation file when its
+    # metadata does not say (autotune-validation-split); 0: no split.
+    validation_split: float = 0.0
     defaults: TuningDefaults = TuningDefaults()
 
     @classmethod
@@ -99,6 +102,7 @@ _PIPELINE_VARS = {
     "reconcile_every_seconds": "AUTOTUNE_RECONCILE_EVERY_SECONDS",
     "reconcile_after_seconds": "AUTOTUNE_RECONCILE_AFTER_SECONDS",
     "models_file": "AUTOTUNE_MODELS_FILE",
+    "validation_split": "AUTOTUNE_VALIDATION_SPLIT",
 }
 _DEFAULT_VARS = {
     "model": "AUTOTUNE_DEFAULT_MODEL",

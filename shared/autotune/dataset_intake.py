@@ -53,6 +53,8 @@ REPORT_VALID_METADATA = "autotune-valid"
 # In an accepted report: the keys of the request validate published for it, so submit acts only
 # on that request (autotune.request_checks).
 REPORT_REQUEST_FIELD = "accepted_request"
+# In an accepted report of a split upload: the fraction, the counts, the limits applied, the files.
+SPLIT_REPORT_FIELD = "validation_split"
 
 # Problems found before any line is read, reported in the validator's report shape:
 # the manifest is not JSON of the documented shape, or names an object of another bucket;
@@ -66,6 +68,9 @@ CONTENT_ENCODED = "content_encoded"
 # a lone surrogate (\ud800 is valid JSON, not encodable UTF-8), a control character, or more
 # than TEXT_LIMIT_CHARS characters.
 UNUSABLE_TEXT = "unusable_text"
+# the autotune-validation-split metadata is not a fraction in [0, 1), or asks for a split of an
+# upload that already names its validation file (autotune-validation);
+INVALID_VALIDATION_SPLIT = "invalid_validation_split"
 # an example's fileData names one of the pipeline's own objects (a report, a pinned copy, a
 # manifest or a dataset under the incoming prefix): media, not training data or verdicts.
 MEDIA_IS_PIPELINE_OBJECT = "media_is_pipeline_object"
@@ -77,6 +82,13 @@ DISPLAY_NAME_LIMIT_CHARS = 128  # Vertex AI's tunedModelDisplayName limit
 # Validated bytes are copied here, named by their sha256, and the job reads the copy: an overwrite
 # of the uploaded object after validation cannot change what a queued or submitting job trains on.
 PINNED_FOLDER = "pinned/"
+
+# A training file uploaded alone may ask for a validation split (or the deployment's
+# validation_split default does): the two halves are written under PARTS_FOLDER beside the upload,
+# named by its generation, so a second delivery of the same upload finds the same files.
+VALIDATION_SPLIT_METADATA = "autotune-validation-split"
+SPLIT_TRAINING_FILE = "training.jsonl"
+SPLIT_VALIDATION_FILE = "validation.jsonl"
 
 
 class UnreadableEvent(ValueError):
@@ -120,6 +132,9 @@ class DatasetStore(Protocol):
     # ones validated); an existing copy with the same checksums is kept as is. Raises ObjectGone
     # when that generation was replaced or deleted meanwhile.
     def pin(self, name: str, generation: str, pinned_name: str) -> StoredObject: ...
+    # `data` under `name` unless an object of exactly these bytes is already there (then that one
+    # is returned as it is, same generation): the split files of one upload are written once.
+    def write_split_file(self, name: str, data: bytes) -> StoredObject: ...
     # `valid` goes into the report object's metadata (REPORT_VALID_METADATA), so reconciliation
     # tells accepted from rejected uploads by listing the reports, without reading each one.
     def write_report(self, name: str, data: bytes, *, valid: bool) -> None: ...
@@ -311,6 +326,58 @@ def name_too_long(uri: str, report_name: str) -> str | None:
     return None
 
 
+class InvalidValidationSplit(ValueError):
+    pass
+
+
+def validation_split_fraction(metadata: Mapping[str, str], default: float, *, alone: bool) -> float:
+    """The fraction of a training file to draw into a validation file (0: no split).
+    `alone`: the upload is a training file with no validation file named."""
+    text = metadata.get(VALIDATION_SPLIT_METADATA)
+    if text is None:
+        return default if alone else 0.0
+    try:
+        fraction = float(text.strip())
+    except ValueError:
+        fraction = -1.0
+    if not 0.0 <= fraction < 1.0:  # also refuses nan and inf
+        raise InvalidValidationSplit(f"metadata {VALIDATION_SPLIT_METADATA} is {ascii(text[:64])}; give a fraction "
+                                     "from 0 (no split) up to, not including, 1, e.g. 0.1")
+    if fraction and not alone:
+        raise InvalidValidationSplit(f"metadata {VALIDATION_SPLIT_METADATA} splits a training file uploaded alone; this "
+                                     "upload already names its validation file (or is a manifest): drop one of the two")
+    return fraction
+
+
+def split_object_names(object_name: str, generation: str) -> tuple[str, str]:
+    """Where the split of one upload generation goes: beside it, in a parts/ folder the intake ignores."""
+    folder, _, base = object_name.rpartition("/")
+    stem = base.removesuffix(DATASET_SUFFIX)
+    where = f"{folder}/{PARTS_FOLDER}/{stem}/{generation}/" if folder else f"{PARTS_FOLDER}/{stem}/{generation}/"
+    return where + SPLIT_TRAINING_FILE, where + SPLIT_VALIDATION_FILE
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    training: bytes
+    validation: bytes
+    plan: Any  # autotune.preparation.SplitPlan
+
+
+def split_dataset(data: bytes, fraction: float, *, max_validation_examples: int, model: str) -> SplitFiles:
+    """The lines of a JSONL file drawn into training and validation by their content, with the
+    split `autotune prepare` makes: the same file always gives the same two files."""
+    from autotune.preparation import content_hash, split_plan
+
+    lines = [line.strip() for line in data.removeprefix(b"\xef\xbb\xbf").split(b"\n")]
+    lines = [line for line in lines if line]
+    hashes = [content_hash(line) for line in lines]
+    plan = split_plan(hashes, fraction, max_validation_examples=max_validation_examples, model=model)
+    training = b"".join(line + b"\n" for line, h in zip(lines, hashes, strict=True) if h >= plan.threshold)
+    validation = b"".join(line + b"\n" for line, h in zip(lines, hashes, strict=True) if h < plan.threshold)
+    return SplitFiles(training=training, validation=validation, plan=plan)
+
+
 def report_object_name(reports_prefix: str, object_name: str, generation: str) -> str:
     return f"{reports_prefix}{object_name}/{generation}.json"
 
@@ -417,23 +484,49 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
             problem = str(exc)
         if problem:
             return _reject(verdict, intake_report(settings, OBJECT_NOT_FOUND, f"{uploaded.uri}: {problem}", field="validation_object"), deps)
+    try:
+        fraction = validation_split_fraction(uploaded.metadata, config.validation_split,
+                                             alone=kind == "dataset" and validation is None)
+    except InvalidValidationSplit as exc:
+        message = f"{uploaded.uri}: {exc}"
+        return _reject(verdict, intake_report(settings, INVALID_VALIDATION_SPLIT, message, field="metadata"), deps)
     encoded = _content_encoded(training, validation)
     if encoded:
         return _reject(verdict, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps)
     media = OwnObjectsRefused(deps.media, config) if deps.media is not None else None
-    report = deps.validate_dataset(
-        _source(deps, training),
-        settings=settings,
-        validation=_source(deps, validation) if validation else None,
-        media=media,
-        dataset_bucket=uploaded.bucket,
-        allowed_media_buckets=config.allowed_media_buckets,
-    )
-    if media is not None and media.refused:
-        return _reject(verdict, media.rewritten(report.to_dict()), deps, error_count=report.error_count,
-                       warning_count=report.warning_count)
-    if not report.valid:
-        return _reject(verdict, report.to_dict(), deps, error_count=report.error_count, warning_count=report.warning_count)
+
+    def validated(training: StoredObject, validation: StoredObject | None) -> Any:
+        return deps.validate_dataset(
+            _source(deps, training),
+            settings=settings,
+            validation=_source(deps, validation) if validation else None,
+            media=media,
+            dataset_bucket=uploaded.bucket,
+            allowed_media_buckets=config.allowed_media_buckets,
+        )
+
+    report = validated(training, validation)
+    split_summary: dict[str, Any] | None = None
+    for _ in range(2):  # the upload as it is, then (when it is split) its two halves
+        if media is not None and media.refused:
+            return _reject(verdict, media.rewritten(report.to_dict()), deps, error_count=report.error_count,
+                           warning_count=report.warning_count)
+        if not report.valid:
+            return _reject(verdict, report.to_dict(), deps, error_count=report.error_count, warning_count=report.warning_count)
+        if not fraction or split_summary is not None:
+            break
+        # Split only once the upload is valid as a whole: its errors name its own lines.
+        split, parts = _split(training, fraction, str(settings.model), deps)
+        split_summary = {"fraction": fraction, "validation_examples": split.plan.validation,
+                         "training_examples": split.plan.training, "drawn_before_limits": split.plan.asked,
+                         "limits_applied": list(split.plan.limits)}
+        if parts is None:
+            split_summary["files"] = None  # nothing drawn (a small file): tuned without a validation set
+            break
+        training, validation = parts
+        verdict.dataset = training
+        split_summary["files"] = {"training": training.uri, "validation": validation.uri}
+        report = validated(training, validation)
     # Pinned before the report says valid: a copy of the very generation read, so what the job
     # reads is what the report's sha256 covers, whatever happens to the uploaded name later.
     pinned_training = deps.store.pin(training.name, training.generation,
@@ -448,7 +541,10 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
     request = build_request(uploaded, training, validation, settings, report, verdict.report_uri, deps.now(),
                             pinned_training=pinned_training, pinned_validation=pinned_validation)
     accepted = {"idempotency_key": request.idempotency_key, "content_key": request.content_key}
-    deps.store.write_report(verdict.report_name, msgspec.json.encode({**report.to_dict(), REPORT_REQUEST_FIELD: accepted}), valid=True)
+    doc = {**report.to_dict(), REPORT_REQUEST_FIELD: accepted}
+    if split_summary is not None:
+        doc[SPLIT_REPORT_FIELD] = split_summary
+    deps.store.write_report(verdict.report_name, msgspec.json.encode(doc), valid=True)
     # The request first: an "accepted" event must never announce a job nobody was asked to run.
     deps.bus.publish_request(request)
     event = make_event(
@@ -466,7 +562,23 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
         "generation": training.generation, "trigger": uploaded.uri, "report": verdict.report_uri,
         "idempotency_key": request.idempotency_key, "examples": report.example_count, "warnings": report.warning_count,
         "model": str(settings.model), "force": request.force, "pinned": pinned_training.uri,
+        **({"validation_split": split_summary} if split_summary is not None else {}),
     })
+
+
+def _split(training: StoredObject, fraction: float, model: str,
+           deps: IntakeDeps) -> tuple[SplitFiles, tuple[StoredObject, StoredObject] | None]:
+    from autotune.catalog import get_model
+
+    spec = get_model(model)  # the report just found it valid, so the model is in the catalog
+    assert spec is not None
+    split = split_dataset(deps.store.read_bytes(training.name, training.generation), fraction,
+                          max_validation_examples=spec.max_validation_examples, model=spec.name)
+    if not split.plan.validation:
+        return split, None
+    training_name, validation_name = split_object_names(training.name, training.generation)
+    return split, (deps.store.write_split_file(training_name, split.training),
+                   deps.store.write_split_file(validation_name, split.validation))
 
 
 class OwnObjectsRefused:

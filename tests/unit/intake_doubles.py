@@ -67,6 +67,13 @@ class MemoryStore:
         self.updated[pinned_name] = self.now
         return copy
 
+    def write_split_file(self, name: str, data: bytes) -> StoredObject:
+        existing = self.objects.get(name)
+        if existing is not None and existing[1] == data:
+            return existing[0]
+        self.effects.append(f"split {name}")
+        return self.put(name, data)
+
     def write_report(self, name: str, data: bytes, *, valid: bool) -> None:
         self.effects.append(f"report {name}")
         self.reports[name] = data

@@ -10,6 +10,8 @@ nothing): the tuning job reads the copy.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterator
 
 from google.api_core import exceptions as gexc
@@ -70,6 +72,25 @@ class GcsDatasetStore:
         except gexc.NotFound as exc:
             raise ObjectGone(f"gs://{self._bucket.name}/{name}#{generation}") from exc
         return self._stored(copy)
+
+    def write_split_file(self, name: str, data: bytes) -> StoredObject:
+        digest = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        for _ in range(3):
+            existing = self._bucket.get_blob(name)
+            if existing is not None and existing.md5_hash == digest and existing.size == len(data) \
+                    and not existing.content_encoding:
+                # Kept: a second delivery of the upload must name the same generation (one job).
+                return self._stored(existing)
+            blob = self._bucket.blob(name)
+            try:
+                # Only over what was looked at: of two deliveries writing at once, one wins and
+                # the other finds its bytes on the next pass.
+                blob.upload_from_string(data, content_type="application/jsonl",
+                                        if_generation_match=existing.generation if existing is not None else 0)
+            except gexc.PreconditionFailed:
+                continue
+            return self._stored(blob)
+        raise RuntimeError(f"gs://{self._bucket.name}/{name} keeps changing while the split is written")
 
     def generation_of(self, name: str) -> str | None:
         blob = self._bucket.get_blob(name)
