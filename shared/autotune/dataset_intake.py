@@ -335,6 +335,9 @@ def validation_split_fraction(metadata: Mapping[str, str], default: float, *, al
     `alone`: the upload is a training file with no validation file named."""
     text = metadata.get(VALIDATION_SPLIT_METADATA)
     if text is None:
+        if not 0.0 <= default < 1.0:
+            raise InvalidValidationSplit(f"the deployment's validation_split (deploy/config.toml, AUTOTUNE_VALIDATION_SPLIT) "
+                                         f"is {default}; it must be a fraction from 0 (no split) up to, not including, 1")
         return default if alone else 0.0
     try:
         fraction = float(text.strip())
@@ -487,6 +490,11 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
     try:
         fraction = validation_split_fraction(uploaded.metadata, config.validation_split,
                                              alone=kind == "dataset" and validation is None)
+        longest = max(len(f"gs://{training.bucket}/{name}".encode()) for name in split_object_names(training.name, training.generation))
+        if fraction and longest > NAME_LIMIT_BYTES:
+            raise InvalidValidationSplit(f"a split file's gs:// URI (the ce-subject of the events) would be {longest} bytes; at "
+                                         f"most {NAME_LIMIT_BYTES} are allowed: shorten the upload's name, or upload a "
+                                         "validation file and name it (autotune-validation)")
     except InvalidValidationSplit as exc:
         message = f"{uploaded.uri}: {exc}"
         return _reject(verdict, intake_report(settings, INVALID_VALIDATION_SPLIT, message, field="metadata"), deps)

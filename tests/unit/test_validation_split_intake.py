@@ -194,3 +194,19 @@ def test_a_file_too_small_to_split_is_tuned_without_validation_and_says_so(store
     assert request.validation is None
     assert outcome.fields["validation_split"]["files"] is None
     assert outcome.fields["validation_split"]["limits_applied"]
+
+
+def test_a_default_out_of_range_is_refused_naming_the_setting() -> None:
+    with pytest.raises(InvalidValidationSplit, match="AUTOTUNE_VALIDATION_SPLIT"):
+        validation_split_fraction({}, 1.5, alone=True)
+
+
+def test_an_upload_whose_split_file_names_would_be_too_long_is_rejected_before_reading(store: MemoryStore, bus: MemoryBus) -> None:
+    name = "incoming/" + "n" * 980 + ".jsonl"  # fits the limit itself; its split files' names would not
+    uploaded = store.put(name, jsonl(200), SPLIT)
+    outcome = run(store, bus, uploaded)
+
+    assert outcome.decision == "rejected"
+    (issue,) = json.loads(next(iter(store.reports.values())))["errors"]
+    assert issue["code"] == INVALID_VALIDATION_SPLIT and "would be" in issue["message"]
+    assert store.chunks_read == 0 and bus.requests == []
