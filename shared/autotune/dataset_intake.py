@@ -71,6 +71,9 @@ UNUSABLE_TEXT = "unusable_text"
 # the autotune-validation-split metadata is not a fraction in [0, 1), or asks for a split of an
 # upload that already names its validation file (autotune-validation);
 INVALID_VALIDATION_SPLIT = "invalid_validation_split"
+# The split holds the whole training file and its two halves in memory: bounded well under the
+# validate function's 512 MiB, so a large file is refused with a way forward instead of a crash.
+SPLIT_MAX_BYTES = 64 * 1024 * 1024
 # an example's fileData names one of the pipeline's own objects (a report, a pinned copy, a
 # manifest or a dataset under the incoming prefix): media, not training data or verdicts.
 MEDIA_IS_PIPELINE_OBJECT = "media_is_pipeline_object"
@@ -495,6 +498,10 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
             raise InvalidValidationSplit(f"a split file's gs:// URI (the ce-subject of the events) would be {longest} bytes; at "
                                          f"most {NAME_LIMIT_BYTES} are allowed: shorten the upload's name, or upload a "
                                          "validation file and name it (autotune-validation)")
+        if fraction and (training.size or 0) > SPLIT_MAX_BYTES:
+            raise InvalidValidationSplit(f"the pipeline splits files of at most {SPLIT_MAX_BYTES:,} bytes (it holds the file in "
+                                         f"memory) and this one has {training.size:,}: split it with `autotune prepare "
+                                         "--validation-split`, upload both and name the validation file (autotune-validation)")
     except InvalidValidationSplit as exc:
         message = f"{uploaded.uri}: {exc}"
         return _reject(verdict, intake_report(settings, INVALID_VALIDATION_SPLIT, message, field="metadata"), deps)

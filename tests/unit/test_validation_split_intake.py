@@ -210,3 +210,20 @@ def test_an_upload_whose_split_file_names_would_be_too_long_is_rejected_before_r
     (issue,) = json.loads(next(iter(store.reports.values())))["errors"]
     assert issue["code"] == INVALID_VALIDATION_SPLIT and "would be" in issue["message"]
     assert store.chunks_read == 0 and bus.requests == []
+
+
+def test_an_upload_too_large_to_split_in_memory_is_rejected_before_reading(
+    store: MemoryStore, bus: MemoryBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import autotune.dataset_intake as intake
+
+    data = jsonl(200)
+    monkeypatch.setattr(intake, "SPLIT_MAX_BYTES", len(data) - 1)
+    outcome = run(store, bus, store.put("incoming/big.jsonl", data, SPLIT))
+
+    assert outcome.decision == "rejected"
+    (issue,) = json.loads(next(iter(store.reports.values())))["errors"]
+    assert issue["code"] == INVALID_VALIDATION_SPLIT and "autotune prepare" in issue["message"]
+    assert store.chunks_read == 0 and bus.requests == []
+    monkeypatch.setattr(intake, "SPLIT_MAX_BYTES", len(data))
+    assert run(store, bus, store.put("incoming/fits.jsonl", data, SPLIT)).decision == "accepted"
