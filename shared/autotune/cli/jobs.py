@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from autotune.submission import Pipeline
 
 StateDirOption = Annotated[Path | None, typer.Option("--state-dir", help="The local stack's state directory (default: .autotune/).")]
+WHY_MIN_WIDTH = 20  # columns the reason keeps before the dataset name gives way
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -45,22 +46,33 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
 
     from rich.text import Text
 
-    table = Table(box=None, pad_edge=False)
-    for column in ("dataset", "state", "model", "job", "updated (UTC)"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("why", overflow="fold")
+    rows = []
     for r in records:
-        # Text cells: no rich markup read into a name ("[bold]..."), control characters escaped.
-        cells = (
+        rows.append((
             f"{_object_name(r.dataset_uri)}#{r.generation[-6:]}", str(r.state), r.model or "", _job_id(r.job_name),
             r.updated_at[5:19].replace("T", " "), r.error or r.reason or "",
-        )
-        table.add_row(*(Text(terminal_text(cell, newlines=False)) for cell in cells))
+        ))
     for f in others:
         updated = f.updated.strftime("%m-%d %H:%M:%S") if f.updated else ""
-        cells = (f"{f.object_name}#{f.generation[-6:]}", fate_state(f), f.model or "", "", updated, fate_why(f))
-        table.add_row(*(Text(terminal_text(cell, newlines=False)) for cell in cells))
-    Console(width=max(Console().width, 160)).print(table)
+        rows.append((f"{f.object_name}#{f.generation[-6:]}", fate_state(f), f.model or "", "", updated, fate_why(f)))
+    # Text cells: no rich markup read into a name ("[bold]..."), control characters escaped.
+    rows = [tuple(terminal_text(cell, newlines=False) for cell in row) for row in rows]
+    # One line per upload at the terminal's width (80 columns when piped, or COLUMNS): state,
+    # model, job and time keep their width; a long dataset name and the reason share the rest
+    # (the reason keeps WHY_MIN_WIDTH while it can, half when it cannot), each cut with an
+    # ellipsis (`--json` has them whole).
+    console = Console()
+    headers = ("dataset", "state", "model", "job", "updated (UTC)", "why")
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
+    spare = console.width - sum(widths[1:5]) - 2 * (len(headers) - 1)
+    widths[0] = min(widths[0], max(spare - WHY_MIN_WIDTH, spare // 2))
+    widths[5] = max(min(widths[5], spare - widths[0]), len(headers[5]))
+    table = Table(box=None, pad_edge=False)
+    for header, width in zip(headers, widths, strict=True):
+        table.add_column(header, no_wrap=True, overflow="ellipsis", width=width)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)
 
 
 @app.command()
