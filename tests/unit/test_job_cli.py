@@ -91,7 +91,7 @@ def _jobs_output(monkeypatch, columns: int, *args: str) -> str:
     import autotune.cli.uploads as uploads_cli
     from autotune.cli import app
 
-    long = record("incoming/a-rather-long-dataset-name.jsonl", "7", "k7", job=JOB)
+    long = record("incoming/a-long-dataset-name.jsonl", "7", "k7", job=JOB)
     long = move(long, LedgerState.FAILED, NOW, error="the service said: " + "quota exhausted, try later; " * 20 + "THE END")
 
     class Bucket:
@@ -114,7 +114,30 @@ def test_jobs_table_fits_the_terminal_and_cuts_long_reasons(monkeypatch):
         assert all(len(line) <= columns for line in lines), [len(line) for line in lines]
         failed = next(line for line in lines if "FAILED" in line)
         assert "the se" in failed and failed.rstrip().endswith("…") and "THE END" not in failed
-        assert "gemini-2.5-flash" in failed and "123456" in failed
+        assert "incoming/a-long-dataset-name.jsonl#7" in failed and "123456" in failed
+        assert ("gemini-2.5-flash" in failed) == (columns >= 120)  # the model gives way on a narrow terminal
+
+
+def test_jobs_cuts_a_long_dataset_name_from_the_left_keeping_its_file_name(monkeypatch):
+    from typer.testing import CliRunner
+
+    import autotune.cli.uploads as uploads_cli
+    from autotune.cli import app
+
+    deep = record("incoming/" + "nested/" * 12 + "the-file.jsonl", "9", "k9", job=JOB)
+
+    class Bucket:
+        def records(self):
+            return [deep]
+
+        def fates(self, records):
+            return []
+
+    monkeypatch.setattr(uploads_cli, "connect_bucket", lambda state_dir: Bucket())
+    result = CliRunner().invoke(app, ["jobs"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    [header, line] = result.output.splitlines()
+    assert len(line) <= 80 and line.startswith("…") and "nested/the-file.jsonl#9" in line
 
 
 def test_jobs_json_keeps_the_full_reason(monkeypatch):

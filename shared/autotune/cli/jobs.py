@@ -57,21 +57,33 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
         rows.append((f"{f.object_name}#{f.generation[-6:]}", fate_state(f), f.model or "", "", updated, fate_why(f)))
     # Text cells: no rich markup read into a name ("[bold]..."), control characters escaped.
     rows = [tuple(terminal_text(cell, newlines=False) for cell in row) for row in rows]
-    # One line per upload at the terminal's width (80 columns when piped, or COLUMNS): state,
-    # model, job and time keep their width; a long dataset name and the reason share the rest
-    # (the reason keeps WHY_MIN_WIDTH while it can, half when it cannot), each cut with an
-    # ellipsis (`--json` has them whole).
+    # One line per upload at the terminal's width (80 columns when piped, or COLUMNS). The
+    # dataset name is what `status` and `report` take, so it goes whole while it can: the
+    # updated time, then the model give way first (both are in `status`), then the name is cut
+    # from the left (its file name, which `status` also takes, stays), and the reason takes
+    # what is left, cut with an ellipsis. `--json` has everything whole.
     console = Console()
-    headers = ("dataset", "state", "model", "job", "updated (UTC)", "why")
-    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
-    spare = console.width - sum(widths[1:5]) - 2 * (len(headers) - 1)
-    widths[0] = min(widths[0], max(spare - WHY_MIN_WIDTH, spare // 2))
-    widths[5] = max(min(widths[5], spare - widths[0]), len(headers[5]))
+    columns = ["dataset", "state", "model", "job", "updated (UTC)", "why"]
+    widths = {c: max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(columns)}
+    cells = {c: [row[i] for row in rows] for i, c in enumerate(columns)}
+
+    def spare() -> int:  # what the dataset name and the reason share
+        shown = [c for c in columns if c not in ("dataset", "why")]
+        return console.width - sum(widths[c] for c in shown) - 2 * (len(columns) - 1)
+
+    for optional in ("updated (UTC)", "model"):
+        if spare() - widths["dataset"] >= WHY_MIN_WIDTH:
+            break
+        columns.remove(optional)
+    room = spare()
+    widths["dataset"] = min(widths["dataset"], max(room - WHY_MIN_WIDTH, room // 2))
+    widths["why"] = max(min(widths["why"], room - widths["dataset"]), len("why"))
+    cells["dataset"] = [_cut_left(name, widths["dataset"]) for name in cells["dataset"]]
     table = Table(box=None, pad_edge=False)
-    for header, width in zip(headers, widths, strict=True):
-        table.add_column(header, no_wrap=True, overflow="ellipsis", width=width)
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
+    for column in columns:
+        table.add_column(column, no_wrap=True, overflow="ellipsis", width=widths[column])
+    for i in range(len(rows)):
+        table.add_row(*(Text(cells[column][i]) for column in columns))
     console.print(table)
 
 
@@ -176,6 +188,10 @@ def _one(records: Iterable[LedgerRecord], query: str) -> LedgerRecord:
 
 def _object_name(uri: str) -> str:
     return uri.split("/", 3)[-1] if uri.startswith("gs://") else uri
+
+
+def _cut_left(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
 
 
 def _job_id(job_name: str | None) -> str:
