@@ -21,6 +21,7 @@ EXAMPLES_DIR = REPO_ROOT / "examples"
 DEMO_STATE_DIR = REPO_ROOT / ".autotune" / "demo"
 END_TYPES = {EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED}
 _SKIPPED = "autotune.job.v1.skipped"
+SUMMARY_LISTED = 5  # problems per dataset in the closing summary
 
 
 @dataclass(frozen=True)
@@ -134,17 +135,32 @@ def _summary(item: Followed, storage, bucket: str) -> list[str]:
         return lines + ["    no verdict received"]
     p = verdict.payload
     lines.append(f"    {verdict.type.value.rsplit('.', 1)[1]}: {p.error_count or 0} errors, {p.warning_count or 0} warnings; report {p.report_uri}")
-    report = _read_report(storage, bucket, p.report_uri)
-    issues = sorted((report or {}).get("errors", []), key=lambda i: i.get("severity") != "error")
-    for issue in issues[:5]:
-        where = f"line {issue['line']}" if issue.get("line") else (issue.get("file") or "settings")
-        lines.append(f"      {issue['severity']} {issue['code']} ({where}): {issue['message'][:160]}")
+    lines += report_issue_lines(_read_report(storage, bucket, p.report_uri))
     for event in item.events:
         if event.type.value.startswith("autotune.job."):
             q = event.payload
             detail = ", ".join(f"{k} {v}" for k, v in (("job", q.job_name), ("tuned model", q.tuned_model), ("endpoint", q.endpoint),
                                                         ("reason", q.reason), ("error", q.error)) if v)
             lines.append(f"    job {event.type.value.rsplit('.', 1)[1]}" + (f": {detail}" if detail else ""))
+    return lines
+
+
+def report_issue_lines(report: dict | None, listed: int = SUMMARY_LISTED) -> list[str]:
+    """The first `listed` problems of a stored report (errors first), then how many it did not
+    list: the report's totals, or its per-code counts for a report stored without totals."""
+    issues = sorted((report or {}).get("errors", []), key=lambda i: i.get("severity") != "error")
+    lines = []
+    for issue in issues[:listed]:
+        where = f"line {issue['line']}" if issue.get("line") else "whole file" if issue.get("file") else "settings"
+        lines.append(f"      {issue['severity']} {issue['code']} ({where}): {issue['message'][:160]}")
+    totals = (report or {}).get("totals") or {}
+    if totals:
+        total = int(totals.get("errors") or 0) + int(totals.get("warnings") or 0)
+    else:
+        total = sum(n for n in ((report or {}).get("counts") or {}).values() if isinstance(n, int))
+    unlisted = total - len(lines)
+    if unlisted > 0:
+        lines.append(f"      ... and {unlisted:,} more not listed here (the report above has every one)")
     return lines
 
 

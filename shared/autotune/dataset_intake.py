@@ -394,8 +394,10 @@ def intake_report(settings: TuningSettings, code: str, message: str, *, field: s
         "valid": False,
         "model": str(settings.model),
         "files": {},
-        "errors": [{"file": None, "line": None, "code": code, "severity": "error", "field": field, "message": message}],
+        "errors": [{"file": None, "role": None, "line": None, "code": code, "severity": "error", "field": field,
+                    "message": message}],
         "counts": {code: 1},
+        "totals": {"errors": 1, "warnings": 0},
         "stats": {},
         "cost_estimate": {},
     }

@@ -568,7 +568,8 @@ def test_media_naming_the_pipelines_own_objects_is_refused_on_its_line(stack, ev
     report_name = rejected.payload.report_uri.removeprefix(f"gs://{stack.bucket}/")
     report = json.loads(stack.storage_client().bucket(stack.bucket).blob(report_name).download_as_bytes())
     [issue] = [i for i in report["errors"] if i["severity"] == "error"]  # a few-examples warning may come too
-    assert (issue["code"], issue["line"], issue["file"]) == ("media_is_pipeline_object", 7, "train"), issue
+    assert (issue["code"], issue["line"], issue["role"]) == ("media_is_pipeline_object", 7, "train"), issue
+    assert issue["file"] == report["files"]["train"]["name"] and issue["file"].startswith("gs://"), issue
     assert uri(stack, pointed) in issue["message"]
 
 

@@ -394,4 +394,5 @@ def test_media_pointing_at_the_pipelines_own_objects_is_refused(store: MemorySto
     deps = IntakeDeps(store=store, bus=bus, validate_dataset=validate_dataset, dataset_source=DatasetSource, now=lambda: NOW,
                       media=MemoryMedia(store))
     assert process_upload(uploaded, CONFIG, deps).decision == "rejected"
-    assert codes_of(bus).get("media_is_pipeline_object") == 1 and "file_not_found" not in codes_of(bus)
+    # One per referencing line: each of the 20 lines names the object.
+    assert codes_of(bus).get("media_is_pipeline_object") == 20 and "file_not_found" not in codes_of(bus)

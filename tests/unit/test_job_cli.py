@@ -1,5 +1,6 @@
 """`autotune status` / `cancel` find a record by whatever the user has at hand."""
 
+import json
 from datetime import UTC, datetime
 
 from autotune.cli.jobs import describe_record, find_records, record_json
@@ -71,7 +72,7 @@ def test_jobs_table_escapes_control_characters_and_reads_no_markup(monkeypatch):
             return []
 
     monkeypatch.setattr(uploads_cli, "connect_bucket", lambda state_dir: Bucket())
-    result = CliRunner().invoke(app, ["jobs"])
+    result = CliRunner().invoke(app, ["jobs"], env={"COLUMNS": "200"})  # wide enough for the whole name
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\x07" not in result.output and "\u202e" not in result.output
     assert "[bold]x[/bold]" in result.output
@@ -82,3 +83,63 @@ def test_terminal_text_keeps_our_newlines_and_escapes_theirs():
 
     assert terminal_text("a\nb\x9bc\ud800") == "a\nb\\x9bc\\ud800"
     assert terminal_text("a\nb", newlines=False) == "a\\x0ab"
+
+
+def _jobs_output(monkeypatch, columns: int, *args: str) -> str:
+    from typer.testing import CliRunner
+
+    import autotune.cli.uploads as uploads_cli
+    from autotune.cli import app
+
+    long = record("incoming/a-long-dataset-name.jsonl", "7", "k7", job=JOB)
+    long = move(long, LedgerState.FAILED, NOW, error="the service said: " + "quota exhausted, try later; " * 20 + "THE END")
+
+    class Bucket:
+        def records(self):
+            return [long, OTHER]
+
+        def fates(self, records):
+            return []
+
+    monkeypatch.setattr(uploads_cli, "connect_bucket", lambda state_dir: Bucket())
+    result = CliRunner().invoke(app, ["jobs", *args], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_jobs_table_fits_the_terminal_and_cuts_long_reasons(monkeypatch):
+    for columns in (80, 120):
+        lines = _jobs_output(monkeypatch, columns).splitlines()
+        assert len(lines) == 3, lines  # the header and one line per upload
+        assert all(len(line) <= columns for line in lines), [len(line) for line in lines]
+        failed = next(line for line in lines if "FAILED" in line)
+        assert "the se" in failed and failed.rstrip().endswith("…") and "THE END" not in failed
+        assert "incoming/a-long-dataset-name.jsonl#7" in failed and "123456" in failed
+        assert ("gemini-2.5-flash" in failed) == (columns >= 120)  # the model gives way on a narrow terminal
+
+
+def test_jobs_cuts_a_long_dataset_name_from_the_left_keeping_its_file_name(monkeypatch):
+    from typer.testing import CliRunner
+
+    import autotune.cli.uploads as uploads_cli
+    from autotune.cli import app
+
+    deep = record("incoming/" + "nested/" * 12 + "the-file.jsonl", "9", "k9", job=JOB)
+
+    class Bucket:
+        def records(self):
+            return [deep]
+
+        def fates(self, records):
+            return []
+
+    monkeypatch.setattr(uploads_cli, "connect_bucket", lambda state_dir: Bucket())
+    result = CliRunner().invoke(app, ["jobs"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    [header, line] = result.output.splitlines()
+    assert len(line) <= 80 and line.startswith("…") and "nested/the-file.jsonl#9" in line
+
+
+def test_jobs_json_keeps_the_full_reason(monkeypatch):
+    rows = json.loads(_jobs_output(monkeypatch, 80, "--json"))
+    assert any(str(r.get("error") or "").endswith("THE END") for r in rows)

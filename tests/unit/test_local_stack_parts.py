@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from autotune_local import event_bridge, processes
-from autotune_local.demo import media_objects, shipped_examples
+from autotune_local.demo import media_objects, report_issue_lines, shipped_examples
 from autotune_local.prerequisites import MissingPrerequisite, find_executables
 from autotune_local.processes import RunningProcess
 from autotune_local.stack import StackOptions, options_with, stack_environment, write_env_file
@@ -129,6 +129,21 @@ def test_demo_finds_the_shipped_examples_and_the_media_they_name() -> None:
     assert placed and all(path.is_file() for path in placed.values())
     text = '{"fileData": {"fileUri": "gs://autotune-datasets/media/x.png"}} {"fileUri": "gs://other/media/x.png"}'
     assert media_objects(text, Path("/nonexistent"), "autotune-datasets") == {}
+
+
+def test_demo_summary_says_how_many_problems_it_did_not_list() -> None:
+    issues = [{"file": "gs://b/t.jsonl", "role": "train", "line": n, "code": "invalid_json", "severity": "error",
+               "field": None, "message": "not JSON"} for n in range(1, 6)]
+    issues.append({"file": "gs://b/t.jsonl", "role": "train", "line": 9, "code": "blank_line", "severity": "warning",
+                   "field": None, "message": "empty line"})
+    report = {"errors": issues, "counts": {"invalid_json": 11, "blank_line": 1}, "totals": {"errors": 11, "warnings": 1}}
+    lines = report_issue_lines(report, listed=5)
+    assert len(lines) == 6 and all("invalid_json" in line for line in lines[:5])
+    assert "7 more not listed" in lines[5]
+    # A report stored before it carried totals: its counts say the same.
+    assert "7 more not listed" in report_issue_lines({k: v for k, v in report.items() if k != "totals"}, listed=5)[5]
+    assert len(report_issue_lines({"errors": issues[:2], "totals": {"errors": 2, "warnings": 0}}, listed=5)) == 2
+    assert report_issue_lines(None) == []
 
 
 def test_commands_that_need_a_stack_say_how_to_start_one(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import sys
 
 from autotune.settings import TuningSettings
 from autotune.validation import DatasetSource, validate_dataset
+from autotune.validation.codes import ErrorCode
 from autotune.validation.tokens import TokenHistogram
 
 
@@ -27,17 +28,18 @@ def test_json_document_has_the_documented_shape():
         validation=DatasetSource("gs://b/incoming/val.jsonl", [rows(10, "held out")]),
     )
     doc = json.loads(report.to_json())
-    assert set(doc) == {"valid", "model", "files", "errors", "counts", "stats", "cost_estimate"}
+    assert set(doc) == {"valid", "model", "files", "errors", "counts", "totals", "stats", "cost_estimate"}
     assert doc["valid"] is False and doc["model"] == "gemini-3.5-flash"
     assert set(doc["files"]) == {"train", "validation"}
     train = doc["files"]["train"]
     assert train["name"] == "gs://b/incoming/train.jsonl" and train["lines"] == 121 and train["examples"] == 120
     assert len(train["sha256"]) == 64 and train["format"] == "gemini"
     assert doc["errors"] == [
-        {"file": "train", "line": 121, "code": "invalid_json", "severity": "error", "field": None,
-         "message": doc["errors"][0]["message"]}
+        {"file": "gs://b/incoming/train.jsonl", "role": "train", "line": 121, "code": "invalid_json",
+         "severity": "error", "field": None, "message": doc["errors"][0]["message"]}
     ]
     assert doc["counts"] == {"invalid_json": 1}
+    assert doc["totals"] == {"errors": 1, "warnings": 0}
     assert doc["stats"]["method"].startswith("heuristic")
     assert doc["stats"]["validation"]["tokens"]["examples"] == 10
     cost = doc["cost_estimate"]
@@ -56,6 +58,37 @@ def test_listing_is_capped_per_code_but_counts_are_complete():
     listed = [i for i in report.errors if i.code == "invalid_json"]
     assert [i.line for i in listed] == [21, 22, 23, 24, 25]
     assert report.error_count == 253
+
+
+def test_totals_count_every_issue_and_each_issue_names_its_file_path():
+    report = validate_dataset(
+        DatasetSource("gs://b/incoming/train.jsonl", [rows(20) + b"not json\n" * 250]),
+        settings=TuningSettings(model="gemini-3.5-flash", epochs=1, learning_rate_multiplier=-1),
+        validation=DatasetSource("gs://b/incoming/held out.jsonl", [b"[1]\n" + rows(2, "held")]),
+        max_listed_per_code=5,
+    )
+    doc = json.loads(report.to_json())
+    severities = {code: ErrorCode(code).severity for code in doc["counts"]}
+    assert doc["counts"]["invalid_json"] == 250 and "warning" in severities.values()
+    errors = sum(n for code, n in doc["counts"].items() if severities[code] == "error")
+    warnings = sum(n for code, n in doc["counts"].items() if severities[code] == "warning")
+    assert doc["totals"] == {"errors": errors, "warnings": warnings} and errors >= 252
+    by_code: dict[str, list] = {}
+    for issue in doc["errors"]:
+        by_code.setdefault(issue["code"], []).append(issue)
+    assert {(i["file"], i["role"]) for i in by_code["invalid_json"]} == {("gs://b/incoming/train.jsonl", "train")}
+    assert [(i["file"], i["role"], i["line"]) for i in by_code["not_an_object"]] == [
+        ("gs://b/incoming/held out.jsonl", "validation", 1)
+    ]
+    settings_issues = [i for i in doc["errors"] if i["field"] == "learning_rate_multiplier"]
+    assert settings_issues and all(i["file"] is None and i["role"] is None for i in settings_issues)
+
+
+def test_a_duplicate_names_the_line_it_repeats():
+    data = rows(20) + rows(20).splitlines(keepends=True)[6]
+    report = validate_dataset(DatasetSource("t", [data]), settings=TuningSettings(model="gemini-3.5-flash", epochs=1))
+    duplicate = [(i.line, i.message) for i in report.errors if i.code == "duplicate_example"]
+    assert duplicate == [(21, "repeats line 7 byte for byte")]
 
 
 def test_cost_uses_the_catalog_price_and_its_date():

@@ -191,7 +191,7 @@ def test_https_uris_are_accepted_and_not_allow_listed():
     assert found == [] and [r[0] for r in refs] == ["document", "image"]
 
 
-def test_media_are_checked_once_per_distinct_object_and_named_at_first_use():
+def test_media_are_checked_once_per_distinct_object_and_named_on_every_referencing_line():
     class Inspector:
         def __init__(self):
             self.calls = []
@@ -214,10 +214,32 @@ def test_media_are_checked_once_per_distinct_object_and_named_at_first_use():
     )
     assert inspector.calls == [["gs://data-bucket/missing.png", "gs://data-bucket/ok.png"]]
     missing = [i for i in report.errors if i.code == "file_not_found"]
-    assert len(missing) == 1 and missing[0].line == 11 and "10 times" in missing[0].message
+    assert [i.line for i in missing] == list(range(11, 21))
+    assert all("referenced on 10 lines" in i.message for i in missing)
+    assert report.counts["file_not_found"] == 10
     assert report.stats["media"] == {"references": 20, "distinct_objects": 2, "checked": True}
     tokens = report.stats["train"]["tokens"]
     assert tokens["min"] >= 258  # an image counts at least 258 tokens
+
+
+def test_a_missing_object_is_listed_on_its_referencing_lines_up_to_the_per_code_cap():
+    class Inspector:
+        def stat(self, uris):
+            return {u: None for u in uris}
+
+    rows = [{"contents": [{"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": "gs://data-bucket/gone.png"}},
+                                                      {"text": f"q{i}"}]}, {"role": "model", "parts": [{"text": "a"}]}]}
+            for i in range(8)]
+    report = validate_dataset(
+        DatasetSource("t", [b"\n".join(json.dumps(r).encode() for r in rows)]),
+        settings=TuningSettings(model="gemini-3.5-flash", epochs=1),
+        media=Inspector(),
+        dataset_bucket="data-bucket",
+        max_listed_per_code=3,
+    )
+    missing = [i for i in report.errors if i.code == "file_not_found"]
+    assert [i.line for i in missing] == [1, 2, 3]
+    assert "referenced on 8 lines" in missing[0].message
 
 
 @pytest.mark.parametrize(

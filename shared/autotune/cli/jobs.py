@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from autotune.submission import Pipeline
 
 StateDirOption = Annotated[Path | None, typer.Option("--state-dir", help="The local stack's state directory (default: .autotune/).")]
+WHY_MIN_WIDTH = 20  # columns the reason keeps before the dataset name gives way
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -45,22 +46,45 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
 
     from rich.text import Text
 
-    table = Table(box=None, pad_edge=False)
-    for column in ("dataset", "state", "model", "job", "updated (UTC)"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("why", overflow="fold")
+    rows = []
     for r in records:
-        # Text cells: no rich markup read into a name ("[bold]..."), control characters escaped.
-        cells = (
+        rows.append((
             f"{_object_name(r.dataset_uri)}#{r.generation[-6:]}", str(r.state), r.model or "", _job_id(r.job_name),
             r.updated_at[5:19].replace("T", " "), r.error or r.reason or "",
-        )
-        table.add_row(*(Text(terminal_text(cell, newlines=False)) for cell in cells))
+        ))
     for f in others:
         updated = f.updated.strftime("%m-%d %H:%M:%S") if f.updated else ""
-        cells = (f"{f.object_name}#{f.generation[-6:]}", fate_state(f), f.model or "", "", updated, fate_why(f))
-        table.add_row(*(Text(terminal_text(cell, newlines=False)) for cell in cells))
-    Console(width=max(Console().width, 160)).print(table)
+        rows.append((f"{f.object_name}#{f.generation[-6:]}", fate_state(f), f.model or "", "", updated, fate_why(f)))
+    # Text cells: no rich markup read into a name ("[bold]..."), control characters escaped.
+    rows = [tuple(terminal_text(cell, newlines=False) for cell in row) for row in rows]
+    # One line per upload at the terminal's width (80 columns when piped, or COLUMNS). The
+    # dataset name is what `status` and `report` take, so it goes whole while it can: the
+    # updated time, then the model give way first (both are in `status`), then the name is cut
+    # from the left (its file name, which `status` also takes, stays), and the reason takes
+    # what is left, cut with an ellipsis. `--json` has everything whole.
+    console = Console()
+    columns = ["dataset", "state", "model", "job", "updated (UTC)", "why"]
+    widths = {c: max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(columns)}
+    cells = {c: [row[i] for row in rows] for i, c in enumerate(columns)}
+
+    def spare() -> int:  # what the dataset name and the reason share
+        shown = [c for c in columns if c not in ("dataset", "why")]
+        return console.width - sum(widths[c] for c in shown) - 2 * (len(columns) - 1)
+
+    for optional in ("updated (UTC)", "model"):
+        if spare() - widths["dataset"] >= WHY_MIN_WIDTH:
+            break
+        columns.remove(optional)
+    room = spare()
+    widths["dataset"] = min(widths["dataset"], max(room - WHY_MIN_WIDTH, room // 2))
+    widths["why"] = max(min(widths["why"], room - widths["dataset"]), len("why"))
+    cells["dataset"] = [_cut_left(name, widths["dataset"]) for name in cells["dataset"]]
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True, overflow="ellipsis", width=widths[column])
+    for i in range(len(rows)):
+        table.add_row(*(Text(cells[column][i]) for column in columns))
+    console.print(table)
 
 
 @app.command()
@@ -164,6 +188,10 @@ def _one(records: Iterable[LedgerRecord], query: str) -> LedgerRecord:
 
 def _object_name(uri: str) -> str:
     return uri.split("/", 3)[-1] if uri.startswith("gs://") else uri
+
+
+def _cut_left(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
 
 
 def _job_id(job_name: str | None) -> str:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from autotune.cli.app import app
+from autotune.cli.terminal import echo, terminal_text
 
 
 @app.command()
@@ -44,33 +45,78 @@ def models(
         return
 
     from rich.console import Console
+
+    console = Console()
+    rows = [_model_row(m) for m in catalog.models.values()]
+    if console.width >= TABLE_MIN_WIDTH:
+        _print_table(console, rows)
+    else:
+        echo(render_blocks(rows, console.width))
+    echo("")
+    for m in catalog.models.values():
+        echo(_wrapped(terminal_text(f"{m.name}: {m.lifecycle_note}", newlines=False), console.width, ""))
+
+
+MODEL_COLUMNS = ("model", "format", "modalities", "limits", "adapter sizes", "regions", "price / 1M training tokens", "lifecycle")
+TABLE_MIN_WIDTH = 150  # narrower terminals get one block per model: eight columns do not fit
+
+
+def _model_row(m) -> tuple[str, ...]:
+    adapters = ", ".join(str(s) for s in m.adapter_sizes) or "none"
+    if m.adapter_sizes:
+        adapters += f" (default {m.default_adapter_size})" if m.default_adapter_size else " (service default)"
+    regions = ", ".join(m.regions) if len(m.regions) <= 3 else f"{len(m.regions)} regions incl. {', '.join(m.regions[:2])}"
+    price = (
+        "unknown"
+        if m.price_per_million_training_tokens is None
+        else f"USD {m.price_per_million_training_tokens:g} (read {m.price_read_on})"
+    )
+    if m.price_note:
+        price += f"; {m.price_note}"
+    limits = (
+        f"{m.max_tokens_per_example:,} tokens/example, {m.max_validation_examples:,} validation examples, "
+        f"{m.max_file_bytes / 2**30:g} GB file"
+    )
+    lifecycle = m.lifecycle + (f" {m.lifecycle_date}" if m.lifecycle_date else "")
+    cells = (m.name, m.dataset_format, ", ".join(m.modalities), limits, adapters, regions, price, lifecycle)
+    return tuple(terminal_text(cell, newlines=False) for cell in cells)
+
+
+def _print_table(console, rows: list[tuple[str, ...]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="Tunable models (shared/autotune/catalog/models.toml)", show_lines=True)
-    for column in ("model", "format", "modalities", "limits", "adapter sizes", "regions", "price / 1M training tokens", "lifecycle"):
-        table.add_column(column, overflow="fold")
-    for m in catalog.models.values():
-        adapters = ", ".join(str(s) for s in m.adapter_sizes) or "none"
-        if m.adapter_sizes:
-            adapters += f" (default {m.default_adapter_size})" if m.default_adapter_size else " (service default)"
-        regions = ", ".join(m.regions) if len(m.regions) <= 3 else f"{len(m.regions)} regions incl. {', '.join(m.regions[:2])}"
-        price = (
-            "unknown"
-            if m.price_per_million_training_tokens is None
-            else f"USD {m.price_per_million_training_tokens:g} (read {m.price_read_on})"
-        )
-        if m.price_note:
-            price += f"\n{m.price_note}"
-        limits = (
-            f"{m.max_tokens_per_example:,} tokens/example\n{m.max_validation_examples:,} validation examples\n"
-            f"{m.max_file_bytes / 2**30:g} GB file"
-        )
-        lifecycle = m.lifecycle + (f" {m.lifecycle_date}" if m.lifecycle_date else "")
-        table.add_row(m.name, m.dataset_format, ", ".join(m.modalities), limits, adapters, regions, price, lifecycle)
-    console = Console()
+    for i, column in enumerate(MODEL_COLUMNS):
+        if i == 0:  # a model name is never broken across lines
+            table.add_column(column, no_wrap=True, min_width=max(len(r[0]) for r in rows))
+        else:
+            table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
     console.print(table)
-    for m in catalog.models.values():
-        console.print(f"[bold]{m.name}[/bold]: {m.lifecycle_note}", highlight=False)
+
+
+def render_blocks(rows: list[tuple[str, ...]], width: int) -> str:
+    """One block per model for terminals too narrow for the table: the name on a line of its
+    own, then each fact wrapped at the width on its own label."""
+    out = ["Tunable models (shared/autotune/catalog/models.toml)"]
+    labels = [f"  {label + ':':<12} " for label in ("format", "modalities", "limits", "adapters", "regions", "price", "lifecycle")]
+    for row in rows:
+        out.append("")
+        out.append(row[0])
+        for label, value in zip(labels, row[1:], strict=True):
+            out.append(_wrapped(value, width, label))
+    return "\n".join(out)
+
+
+def _wrapped(text: str, width: int, label: str) -> str:
+    import textwrap
+
+    indent = " " * len(label)
+    lines = textwrap.wrap(text, width=max(width, len(label) + 20), initial_indent=label, subsequent_indent=indent,
+                          break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines) or label.rstrip()
 
 
 def render_sources(catalog) -> str:

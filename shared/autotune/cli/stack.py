@@ -180,16 +180,33 @@ def upload(
 @app.command()
 def watch(
     seconds: Annotated[float, typer.Option(help="Stop after this many seconds (0: until Ctrl-C).")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event and line: the CloudEvent, data included.")] = False,
+    types: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only events of this type (rejected, succeeded, ... or the full type); repeat for more."),
+    ] = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Print the local stack's tuning-events as they arrive (a subscription of its own)."""
+    """Print the local stack's tuning-events as they arrive (a subscription of its own), one line
+    each within the terminal's width."""
+    from autotune.event_lines import fitted_line, json_line, wanted_types
+
+    try:
+        wanted = wanted_types(types or [])
+    except ValueError as exc:
+        raise _fail(f"--type: {exc}", 2) from None
     stack_env = _running_stack_env(_state_dir(state_dir))
+    from rich.console import Console
+
     from autotune_local.clients import EventListener, subscriber_client
     from autotune_local.demo import describe_event
 
+    width = Console().width
+
     listener = EventListener.create(subscriber_client(stack_env), stack_env["AUTOTUNE_PROJECT"], stack_env["AUTOTUNE_EVENTS_TOPIC"])
     deadline = time.monotonic() + seconds if seconds else None
-    typer.echo(f"listening on {stack_env['AUTOTUNE_EVENTS_TOPIC']} (Ctrl-C to stop)")
+    # With --json, stdout holds nothing but the events' JSON lines.
+    typer.echo(f"listening on {stack_env['AUTOTUNE_EVENTS_TOPIC']} (Ctrl-C to stop)", err=as_json)
     from google.api_core import exceptions as gexc
 
     from autotune_local.running import events_source_running
@@ -200,7 +217,9 @@ def watch(
         while deadline is None or time.monotonic() < deadline:
             try:
                 for received in listener.poll(timeout=1.0, retry=None):
-                    echo(terminal_text(describe_event(received.event), newlines=False))
+                    if received.event.type not in wanted:
+                        continue
+                    echo(json_line(received.event) if as_json else fitted_line(describe_event(received.event), width))
             except gexc.GoogleAPICallError:
                 time.sleep(0.5)  # told apart below: a stack that is gone, or a moment's trouble
             if not events_source_running(directory):

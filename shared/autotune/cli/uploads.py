@@ -223,8 +223,9 @@ def report_summary(report: dict, report_uri: str, *, listed: int = 5) -> str:
 
 def issue_line(issue: dict, report: dict) -> str:
     files = report.get("files") or {}
-    role = issue.get("file")
-    where = (files.get(role) or {}).get("name") or role or "settings"
+    # "file" holds the path; reports stored before "role" existed hold the role there instead.
+    role = issue.get("role") or issue.get("file")
+    where = (files.get(role) or {}).get("name") or issue.get("file") or "settings"
     if issue.get("line") is not None:
         where = f"{where}:{issue['line']}"
     return f"{where}: {issue.get('code')} ({issue.get('severity')}): {issue.get('message')}"

@@ -4,8 +4,8 @@ every line against the model's rules, and return a ValidationReport.
 Memory stays bounded whatever the file size: lines are read in batches (lines.py), a
 too-long line is skipped without being kept, the report keeps at most N issues per code, the
 token distribution lives in a fixed histogram, and duplicate detection keeps one 64-bit
-hash per example for the first DUPLICATE_INDEX_LIMIT examples (about 60 bytes each: ~12 MB
-per 200,000 examples, at most ~30 MB).
+hash and the line that first held it per example for the first DUPLICATE_INDEX_LIMIT
+examples (about 100 bytes each: ~20 MB per 200,000 examples, at most ~50 MB).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ MIN_EXAMPLES = 16  # the 1.x models' documented minimum (the catalog's min_train
 RECOMMENDED_EXAMPLES = 100  # the current pages: "start with 100 examples"
 DUPLICATE_INDEX_LIMIT = 500_000  # examples whose hash is kept; later ones are still compared
 MEDIA_CHECK_LIMIT = 200_000  # distinct gs:// objects checked for existence and size
+MEDIA_EXTRA_PLACES_LIMIT = 100_000  # referencing lines kept beyond each object's first (~7 MB)
 BOM = b"\xef\xbb\xbf"
 
 
@@ -112,7 +113,7 @@ def validate_for_model(
     rules_model = model if model is not None else _stand_in_model(catalog, settings.model)
     allowed = set(allowed_media_buckets) | ({dataset_bucket} if dataset_bucket else set())
     media_rules = MediaRules(catalog, rules_model, allowed)
-    refs: dict[str, _MediaRef] = {}
+    refs = _MediaRefs()
     on_bytes = _cumulative(progress)
 
     files: dict[str, FileSummary] = {}
@@ -160,11 +161,22 @@ def validate_for_model(
     )
 
 
+class _MediaRefs(dict):
+    """gs:// URI -> _MediaRef, with a bound on the places kept beyond each object's first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.extra_places = 0
+
+
 class _MediaRef:
-    __slots__ = ("kind", "file", "line", "field", "count")
+    """One gs:// object the examples name: where it is named (the first `places_cap` places,
+    so a missing object can be reported on each line that needs it) and how often."""
+
+    __slots__ = ("kind", "places", "count")
 
     def __init__(self, kind: str, file: FileRole, line: int, field: str) -> None:
-        self.kind, self.file, self.line, self.field, self.count = kind, file, line, field, 1
+        self.kind, self.places, self.count = kind, [(file, line, field)], 1
 
 
 class _Scan:
@@ -211,7 +223,7 @@ def _scan_file(
     add_issue = log.add
     limit = model.max_tokens_per_example
     risk_at = int(limit * RISK_FRACTION)
-    seen: set[int] = set()
+    seen: dict[int, int] = {}
     duplicates = examples = crlf = blank = 0
     first_crlf = 0
     first_of_format: dict[str, int] = {}
@@ -269,7 +281,7 @@ def _scan_file(
                 found = "gemini" if "contents" in obj else ("legacy" if "messages" in obj else None)
                 if found is not None and found not in first_of_format:
                     first_of_format[found] = line_no
-                full = _full_check(role, line_no, obj, model, media_rules, add_issue, refs, facts)
+                full = _full_check(role, line_no, obj, model, media_rules, add_issue, refs, facts, log.cap)
                 chars, turns, media_tokens = full
             examples += 1
             estimate = -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_TURN * turns + media_tokens
@@ -291,15 +303,15 @@ def _scan_file(
                         f"about {estimate:,} tokens, near or over the {limit:,} limit of {model.name}; "
                         "the service may truncate or drop it",
                     )
+            # The index maps each example's hash to the first line that held it, so a
+            # duplicate can name the line it repeats.
             if indexing:
-                before = len(seen)
-                seen.add(hash(line))
-                repeated = len(seen) == before
+                original = seen.setdefault(hash(line), line_no)
             else:
-                repeated = hash(line) in seen
-            if repeated:
+                original = seen.get(hash(line), line_no)
+            if original != line_no:
                 duplicates += 1
-                add_issue(role, line_no, ErrorCode.DUPLICATE_EXAMPLE, "repeats an earlier example byte for byte")
+                add_issue(role, line_no, ErrorCode.DUPLICATE_EXAMPLE, f"repeats line {original} byte for byte")
 
     if first_fast and first_fast < first_of_format.get(model_format, first_fast + 1):
         first_of_format[model_format] = first_fast
@@ -353,8 +365,9 @@ def _full_check(
     model: ModelSpec,
     media_rules: MediaRules,
     add_issue: Callable,
-    refs: dict[str, _MediaRef],
+    refs: _MediaRefs,
     facts: _FileFacts,
+    places_cap: int,
 ) -> tuple[int, int, int]:
     def add(code: ErrorCode, field: str | None, message: str) -> None:
         add_issue(role, line_no, code, message, field)
@@ -376,6 +389,9 @@ def _full_check(
             ref = refs.get(uri)
             if ref is not None:
                 ref.count += 1
+                if len(ref.places) < places_cap and refs.extra_places < MEDIA_EXTRA_PLACES_LIMIT:
+                    refs.extra_places += 1
+                    ref.places.append((role, line_no, field))
             elif len(refs) < MEDIA_CHECK_LIMIT:
                 refs[uri] = _MediaRef(kind, role, line_no, field)
     return shape.chars, shape.turns, media_tokens
@@ -432,16 +448,19 @@ def _check_media(
         if uri not in sizes:
             continue
         size = sizes[uri]
-        times = f" (referenced {ref.count} times; first here)" if ref.count > 1 else ""
         if size is None:
-            log.add(ref.file, ref.line, ErrorCode.FILE_NOT_FOUND, f"{uri} does not exist{times}", ref.field)
+            code, problem = ErrorCode.FILE_NOT_FOUND, f"{uri} does not exist"
         elif size > media_rules.max_bytes(ref.kind):
             limit = media_rules.max_bytes(ref.kind)
-            log.add(
-                ref.file, ref.line, ErrorCode.MEDIA_TOO_LARGE,
-                f"{uri} is {size / 1e6:,.1f} MB; a {ref.kind} may be at most {limit / 1e6:,.0f} MB{times}",
-                ref.field,
-            )
+            code = ErrorCode.MEDIA_TOO_LARGE
+            problem = f"{uri} is {size / 1e6:,.1f} MB; a {ref.kind} may be at most {limit / 1e6:,.0f} MB"
+        else:
+            continue
+        # One issue per referencing line (up to the per-code cap), each saying how many
+        # lines name the object, so every line to fix is listed.
+        times = f" (referenced on {ref.count:,} lines)" if ref.count > 1 else ""
+        for file, line, field in ref.places:
+            log.add(file, line, code, problem + times, field)
     return True
 
 

@@ -1,10 +1,12 @@
 """The validation report: plain values, one JSON document (the shape of issue 2).
 
 {"valid", "model", "files": {"train": {...}, "validation": {...}}, "errors": [...],
- "counts": {code: n}, "stats": {...}, "cost_estimate": {...}}
+ "counts": {code: n}, "totals": {"errors": n, "warnings": n}, "stats": {...}, "cost_estimate": {...}}
 
 "errors" lists warnings too (each has a severity); at most `max_listed_per_code` entries
-per code are listed, while "counts" counts every occurrence.
+per code are listed, while "counts" and "totals" count every occurrence. Each listed issue's
+"file" is the path of the file it is in and its "role" says which file that is ("train" or
+"validation"); reports stored before "role" existed carry the role in "file".
 """
 
 from __future__ import annotations
@@ -40,14 +42,14 @@ class IssueLog:
     """Counts every issue; keeps the first `max_listed_per_code` of each code."""
 
     def __init__(self, max_listed_per_code: int) -> None:
-        self._cap = max_listed_per_code
+        self.cap = max_listed_per_code
         self.listed: list[Issue] = []
         self.counts: dict[str, int] = {}
 
     def add(self, file: FileRole | None, line: int | None, code: ErrorCode, message: str, field: str | None = None) -> None:
         n = self.counts.get(code.value, 0) + 1
         self.counts[code.value] = n
-        if n <= self._cap:
+        if n <= self.cap:
             self.listed.append(
                 Issue(file=file, line=line, code=code.value, severity=code.severity, field=field, message=message)
             )
@@ -80,11 +82,21 @@ class ValidationReport(msgspec.Struct, kw_only=True):
             "valid": self.valid,
             "model": self.model,
             "files": {k: msgspec.to_builtins(v) for k, v in self.files.items()},
-            "errors": [msgspec.to_builtins(i) for i in self.errors],
+            "errors": [self._issue_dict(i) for i in self.errors],
             "counts": dict(self.counts),
+            "totals": {"errors": self.error_count, "warnings": self.warning_count},
             "stats": self.stats,
             "cost_estimate": self.cost_estimate,
         }
+
+    def _issue_dict(self, issue: Issue) -> dict:
+        """An issue for scripts: "file" is the file's path (what a person can open), "role" is
+        which of the two files it is ("train" / "validation"); both None for the settings."""
+        doc = msgspec.to_builtins(issue)
+        summary = self.files.get(issue.file) if issue.file else None
+        doc["file"] = summary.name if summary is not None else issue.file
+        doc["role"] = issue.file
+        return doc
 
     def to_json(self) -> bytes:
         return msgspec.json.encode(self.to_dict())
