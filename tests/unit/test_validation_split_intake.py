@@ -161,7 +161,9 @@ def test_an_invalid_upload_is_rejected_on_its_own_lines_and_not_split(store: Mem
 
     assert outcome.decision == "rejected"
     report = json.loads(store.reports[f"reports/incoming/bad.jsonl/{uploaded.generation}.json"])
-    assert [(issue["file"], issue["line"]) for issue in report["errors"]] == [("train", 101)]  # the upload's line 101
+    assert [(issue["file"], issue["role"], issue["line"]) for issue in report["errors"]] == [
+        ("gs://data-bucket/incoming/bad.jsonl", "train", 101)  # the upload's own line 101
+    ]
     assert not any(effect.startswith("split ") for effect in store.effects)
     assert bus.requests == []
 
