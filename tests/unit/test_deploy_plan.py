@@ -150,7 +150,7 @@ def test_topics_come_from_the_config():
 def test_no_identity_holds_a_role_outside_its_list(tuning_sa):
     config = msgspec.structs.replace(PipelineConfig(), allowed_media_buckets=("media-a", "media-b"),
                                      tuning_service_account=tuning_sa)
-    steps = deploy_plan(sample_target(config=config))
+    steps = deploy_plan(sample_target(config=config, notify_url="https://hooks.example.com/autotune"))
     held: dict[str, set[str]] = {}
     for step in steps:
         if "add-iam-policy-binding" in step.argv:
