@@ -102,7 +102,7 @@ def make_target(
     tuning_service_account: str | None = None,
     source_root: str = ".autotune/gcp-source",
     source_digests: dict[str, str] | None = None,
-    notify_url: str = "",
+    notify_url: str | None = None,
 ) -> DeployTarget:
     _check("--project", project, r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "6-30 lowercase letters, digits or hyphens")
     _check("--region", region, r"[a-z]+(-[a-z]+)+[0-9]+", "a Google Cloud region such as us-central1")
@@ -123,7 +123,7 @@ def make_target(
         )
     for media in config.allowed_media_buckets:
         _check("allowed_media_buckets", media, r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", "a bucket name")
-    if notify_url:
+    if notify_url is not None:
         problem = notify_url_problem(notify_url, local=False)
         if not problem and "$" in notify_url:
             # The plan writes values that exist only at run time as ${NAME}: a URL holding
@@ -142,7 +142,7 @@ def make_target(
         firestore_location=location,
         source_root=source_root,
         source_digests=dict(source_digests or {}),
-        notify_url=notify_url,
+        notify_url=notify_url or "",
     )
 
 

@@ -58,7 +58,7 @@ CAPTURED = {
 NOTIFY_URL = "https://hooks.example.com/autotune?team=ml&kind=job-end"
 
 
-def target(config: PipelineConfig | None = None, notify_url: str = ""):
+def target(config: PipelineConfig | None = None, notify_url: str | None = None):
     return make_target(project="sample-project", region="us-central1", bucket=None,
                        config=config or PipelineConfig(), source_digests=DIGESTS, notify_url=notify_url)
 

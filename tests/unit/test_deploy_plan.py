@@ -510,6 +510,7 @@ def test_a_missing_token_creator_grant_on_the_notifier_is_the_only_change():
 
 
 @pytest.mark.parametrize("url", [
+    "",  # given, but empty: not the same as not asking
     "http://hooks.example.com/autotune",  # Google Cloud pushes to https only
     "hooks.example.com/autotune",
     "https:///autotune",

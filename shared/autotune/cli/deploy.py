@@ -35,7 +35,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _target(project, region, bucket, config, firestore_location=None, tuning_service_account=None,
-            source_dir=DEFAULT_SOURCE_DIR, stage=False, notify_url=""):
+            source_dir=DEFAULT_SOURCE_DIR, stage=False, notify_url=None):
     from autotune.config import DEFAULT_CONFIG_FILE, ConfigError, load_config_file
     from autotune_gcp.deployment import TargetError, functions, make_target
     from autotune_gcp.staging import StagingError, source_digest
@@ -108,7 +108,7 @@ def deploy(
     from autotune_gcp.plan import PlanConflict, deploy_plan
 
     target = _target(project, region, bucket, config, firestore_location, tuning_service_account,
-                     source_dir, stage=True, notify_url=notify_url or "")
+                     source_dir, stage=True, notify_url=notify_url)
     if dry_run:
         typer.echo(dry_run_header(target, "deploy") + render_script(deploy_plan(target)), nl=False)
         return
