@@ -14,6 +14,7 @@ import re
 import msgspec
 
 from autotune.config import PipelineConfig
+from autotune.job_end_notice import NOTIFY_SUBSCRIPTION, notify_url_problem
 
 PREFIX = "autotune"
 RUNTIME = "python312"
@@ -84,6 +85,7 @@ class DeployTarget(msgspec.Struct, frozen=True, kw_only=True):
     source_root: str = ".autotune/gcp-source"  # where each function's source is staged
     source_digests: dict[str, str] = {}  # function key -> digest of its staged source
     bucket_location: str = ""  # an existing bucket's location, when it differs from region
+    notify_url: str = ""  # `--notify-url`: push the job end events there (none when empty)
 
     @property
     def trigger_location(self) -> str:
@@ -100,6 +102,7 @@ def make_target(
     tuning_service_account: str | None = None,
     source_root: str = ".autotune/gcp-source",
     source_digests: dict[str, str] | None = None,
+    notify_url: str | None = None,
 ) -> DeployTarget:
     _check("--project", project, r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "6-30 lowercase letters, digits or hyphens")
     _check("--region", region, r"[a-z]+(-[a-z]+)+[0-9]+", "a Google Cloud region such as us-central1")
@@ -120,6 +123,14 @@ def make_target(
         )
     for media in config.allowed_media_buckets:
         _check("allowed_media_buckets", media, r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", "a bucket name")
+    if notify_url is not None:
+        problem = notify_url_problem(notify_url, local=False)
+        if not problem and "$" in notify_url:
+            # The plan writes values that exist only at run time as ${NAME}: a URL holding
+            # "$" could be mistaken for one, printed or run.
+            problem = f"{notify_url!r}: the URL contains '$' (percent-encode it as %24)"
+        if problem:
+            raise TargetError(f"--notify-url {problem}")
     filled = msgspec.structs.replace(
         config, project=project, bucket=bucket, vertex_endpoint="", tuning_service_account=tuning_sa
     )
@@ -131,6 +142,7 @@ def make_target(
         firestore_location=location,
         source_root=source_root,
         source_digests=dict(source_digests or {}),
+        notify_url=notify_url or "",
     )
 
 
@@ -151,6 +163,15 @@ SERVICE_ACCOUNTS: dict[str, str] = {
     f"{PREFIX}-invoker": "autotune triggers: Eventarc invokes the functions as this identity",
 }
 INVOKER = f"{PREFIX}-invoker"
+# `--notify-url` only: the push subscription signs its requests with an OIDC token of this
+# account, so the receiver can tell Pub/Sub sent them. It holds no role: the token only names it.
+NOTIFIER = f"{PREFIX}-notifier"
+NOTIFIER_DESCRIPTION = "autotune job end notices: identity in the OIDC token of each push"
+NOTIFY_ACK_DEADLINE_SECONDS = 60
+
+
+def notify_subscription(target: DeployTarget) -> str:
+    return f"projects/{target.project}/subscriptions/{NOTIFY_SUBSCRIPTION}"
 
 
 def functions(target: DeployTarget) -> list[FunctionSpec]:

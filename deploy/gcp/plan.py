@@ -7,13 +7,15 @@ plan from scratch, which is what `--dry-run` prints. `destroy_plan` is the rever
 Order matters and is fixed: APIs, then the bucket, topics, database and identities, then the
 grants on them, then the functions (which need their identities and triggers' topics), then
 what only exists once a function does (its invoker grant, its trigger's subscription), then
-the schedule that sets everything going.
+the push subscription of `--notify-url` (when given), then the schedule that sets
+everything going.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from autotune.job_end_notice import NOTIFY_SUBSCRIPTION, job_end_filter
 from autotune_gcp import deployment as d
 from autotune_gcp import roles
 from autotune_gcp.commands import Step
@@ -78,6 +80,13 @@ def deploy_plan(target: DeployTarget, state: ObservedState = NOTHING) -> list[St
                       f"--display-name={description}", p),
                 why=f"identity {account_id}",
             ))
+    notifier = d.service_account_email(target, d.NOTIFIER)
+    if target.notify_url and notifier not in state.service_accounts:
+        steps.append(Step(
+            argv=("gcloud", "iam", "service-accounts", "create", d.NOTIFIER,
+                  f"--display-name={d.NOTIFIER_DESCRIPTION}", p),
+            why=f"identity {d.NOTIFIER}",
+        ))
 
     steps += [
         Step(argv=("gcloud", "beta", "services", "identity", "create", "--service=pubsub.googleapis.com", p),
@@ -99,8 +108,42 @@ def deploy_plan(target: DeployTarget, state: ObservedState = NOTHING) -> list[St
     for fn in d.functions(target):
         steps += _function_steps(target, state, fn, grants, number)
 
+    steps += _notify_steps(target, state)
     steps += _scheduler_steps(target, state)
     return _drop_unused_support(steps)
+
+
+def _notify_steps(target: DeployTarget, state: ObservedState) -> list[Step]:
+    """The push subscription of `--notify-url`. Without the flag an existing one is left alone:
+    a re-deploy that forgot the flag should not silence the person who asked to be told."""
+    if not target.notify_url:
+        return []
+    p = f"--project={target.project}"
+    url = target.notify_url
+    # The audience is the URL itself, stated rather than left to the default, so the receiver
+    # knows exactly which `aud` to check.
+    push = (f"--push-endpoint={url}", f"--push-auth-service-account={d.service_account_email(target, d.NOTIFIER)}",
+            f"--push-auth-token-audience={url}")
+    create = Step(
+        argv=("gcloud", "pubsub", "subscriptions", "create", NOTIFY_SUBSCRIPTION,
+              f"--topic={target.config.events_topic}", *push, f"--message-filter={job_end_filter()}",
+              f"--ack-deadline={d.NOTIFY_ACK_DEADLINE_SECONDS}", p),
+        why=f"push the job end events of {target.config.events_topic} to {url}, signed with an OIDC token",
+    )
+    found = state.subscriptions.get(d.notify_subscription(target))
+    if found is None:
+        return [create]
+    topic = f"projects/{target.project}/topics/{target.config.events_topic}"
+    if found.topic != topic or found.filter != job_end_filter():
+        # Pub/Sub cannot change a subscription's topic or filter: it is made again.
+        return [Step(argv=("gcloud", "pubsub", "subscriptions", "delete", NOTIFY_SUBSCRIPTION, p, "--quiet"),
+                     why=f"{NOTIFY_SUBSCRIPTION} has another topic or filter, which cannot be changed in place"),
+                create]
+    wanted = (url, d.service_account_email(target, d.NOTIFIER), url)
+    if (found.push_endpoint, found.push_service_account, found.push_audience) != wanted:
+        return [Step(argv=("gcloud", "pubsub", "subscriptions", "update", NOTIFY_SUBSCRIPTION, *push, p),
+                     why=f"point {NOTIFY_SUBSCRIPTION} at {url}, signed with an OIDC token")]
+    return []
 
 
 def _bucket_steps(target: DeployTarget, state: ObservedState) -> list[Step]:
@@ -315,6 +358,10 @@ def destroy_plan(target: DeployTarget, state: ObservedState | None = None, *, ke
         if everything or f"projects/{target.project}/subscriptions/{hold}" in state.subscriptions:
             steps.append(Step(argv=("gcloud", "pubsub", "subscriptions", "delete", hold, p, "--quiet"),
                               why=f"dead-letter subscription {hold} (and any messages in it)"))
+    # Made only with --notify-url: a dry run (which reads nothing) lists it only with the flag.
+    if (everything and target.notify_url) or d.notify_subscription(target) in state.subscriptions:
+        steps.append(Step(argv=("gcloud", "pubsub", "subscriptions", "delete", NOTIFY_SUBSCRIPTION, p, "--quiet"),
+                          why=f"the job end notices' push subscription {NOTIFY_SUBSCRIPTION}"))
     for topic in d.topics(target) + [d.dead_letter_topic(fn) for fn in d.functions(target)]:
         if everything or topic in state.topics:
             steps.append(Step(argv=("gcloud", "pubsub", "topics", "delete", topic, p, "--quiet"),
@@ -343,6 +390,10 @@ def destroy_plan(target: DeployTarget, state: ObservedState | None = None, *, ke
         if everything or email in state.service_accounts:
             steps.append(Step(argv=("gcloud", "iam", "service-accounts", "delete", email, p, "--quiet"),
                               why=f"identity {account_id}"))
+    notifier = d.service_account_email(target, d.NOTIFIER)
+    if (everything and target.notify_url) or notifier in state.service_accounts:
+        steps.append(Step(argv=("gcloud", "iam", "service-accounts", "delete", notifier, p, "--quiet"),
+                          why=f"identity {d.NOTIFIER} (its token creator grant goes with it)"))
     if not keep_data and (everything or state.firestore_type):
         steps.append(Step(
             argv=("gcloud", "firestore", "bulk-delete", f"--collection-ids={target.config.ledger_collection}",

@@ -13,6 +13,7 @@ import msgspec
 
 from autotune_gcp.deployment import (
     INVOKER,
+    NOTIFIER,
     PREFIX,
     DeployTarget,
     dead_letter_topic,
@@ -145,6 +146,13 @@ def grants(target: DeployTarget) -> list[Grant]:
         out.append(Grant(principal="pubsub-agent", role="roles/pubsub.subscriber", scope="subscription",
                          resource=fn.key,
                          why=f"acknowledge the dead-lettered message on {fn.name}'s trigger subscription"))
+    if target.notify_url:
+        out.append(Grant(
+            principal="pubsub-agent", role="roles/iam.serviceAccountTokenCreator", scope="service-account",
+            resource=service_account_email(target, NOTIFIER),
+            why="sign each job end notice pushed to --notify-url with an OIDC token of that account (needed "
+                "in projects whose Pub/Sub agent predates April 2021; scoped to that one account)",
+        ))
     if cfg.tuning_service_account:
         out += [
             *[Grant(principal=creator, role="roles/iam.serviceAccountUser", scope="service-account",

@@ -52,6 +52,10 @@ class SubscriptionState(msgspec.Struct, frozen=True, kw_only=True):
     topic: str
     dead_letter_topic: str | None = None
     max_delivery_attempts: int | None = None
+    push_endpoint: str | None = None
+    push_service_account: str | None = None  # the OIDC token's account
+    push_audience: str | None = None
+    filter: str = ""
 
 
 class FunctionState(msgspec.Struct, frozen=True, kw_only=True):
@@ -187,10 +191,10 @@ def _read_service_accounts(target: DeployTarget, run: Run, found: _Found) -> Non
     p = f"--project={target.project}"
     listed = gcloud_json(run, ["gcloud", "iam", "service-accounts", "list", p], absent_ok=False) or []
     found.accounts = {a["email"] for a in listed}
-    # Grants are made on two accounts: our invoker, and the tuning account (which may live
+    # Grants are made on our invoker and notifier, and on the tuning account (which may live
     # in another project, so it is read whether or not it is listed here).
-    invoker = d.service_account_email(target, d.INVOKER)
-    emails = [invoker] if invoker in found.accounts else []
+    ours = [d.service_account_email(target, account) for account in (d.INVOKER, d.NOTIFIER)]
+    emails = [email for email in ours if email in found.accounts]
     if target.config.tuning_service_account:
         emails.append(target.config.tuning_service_account)
     for email in emails:
@@ -237,10 +241,16 @@ def parse_bucket(raw: dict) -> BucketState:
 
 def parse_subscription(raw: dict) -> SubscriptionState:
     policy = raw.get("deadLetterPolicy") or {}
+    push = raw.get("pushConfig") or {}
+    oidc = push.get("oidcToken") or {}
     return SubscriptionState(
         topic=raw.get("topic", ""),
         dead_letter_topic=policy.get("deadLetterTopic"),
         max_delivery_attempts=policy.get("maxDeliveryAttempts"),
+        push_endpoint=push.get("pushEndpoint"),
+        push_service_account=oidc.get("serviceAccountEmail"),
+        push_audience=oidc.get("audience"),
+        filter=raw.get("filter", ""),
     )
 
 

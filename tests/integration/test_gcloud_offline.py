@@ -23,12 +23,13 @@ import msgspec
 import pytest
 
 from autotune.config import PipelineConfig
+from autotune.job_end_notice import job_end_filter
 from autotune_gcp import deployment as d
 from autotune_gcp import staging
 from autotune_gcp.commands import substitute
 from autotune_gcp.deployment import make_target
 from autotune_gcp.plan import deploy_plan, destroy_plan
-from autotune_gcp.state import CommandResult, observe
+from autotune_gcp.state import CommandResult, SubscriptionState, observe
 
 pytestmark = [
     pytest.mark.integration,
@@ -54,9 +55,12 @@ CAPTURED = {
 }
 
 
-def target(config: PipelineConfig | None = None):
+NOTIFY_URL = "https://hooks.example.com/autotune?team=ml&kind=job-end"
+
+
+def target(config: PipelineConfig | None = None, notify_url: str | None = None):
     return make_target(project="sample-project", region="us-central1", bucket=None,
-                       config=config or PipelineConfig(), source_digests=DIGESTS)
+                       config=config or PipelineConfig(), source_digests=DIGESTS, notify_url=notify_url)
 
 
 def inspection_commands() -> list[tuple[str, ...]]:
@@ -84,7 +88,18 @@ def every_command() -> list[tuple[str, ...]]:
         bucket=msgspec.structs.replace(deployed.bucket, uniform_access=False),
         scheduler_job=msgspec.structs.replace(deployed.scheduler_job, schedule="0 * * * *"),
     )
+    # --notify-url: the subscription made, pointed elsewhere, made again with another filter, removed
+    notifying = target(notify_url=NOTIFY_URL)
+    notify_path = d.notify_subscription(notifying)
+    pushing = SubscriptionState(topic="projects/sample-project/topics/tuning-events",
+                                push_endpoint="https://old.example.com/hook", filter="")
+    with_notify = msgspec.structs.replace(deployed, subscriptions={**deployed.subscriptions, notify_path: pushing})
     plans = [
+        deploy_plan(notifying),
+        deploy_plan(notifying, with_notify),
+        deploy_plan(notifying, msgspec.structs.replace(with_notify, subscriptions={
+            **deployed.subscriptions, notify_path: msgspec.structs.replace(pushing, filter=job_end_filter())})),
+        destroy_plan(notifying),
         deploy_plan(target()),
         deploy_plan(target(variant)),
         deploy_plan(target(), drifted),
@@ -169,5 +184,7 @@ def test_every_planned_command_fails_only_for_lack_of_credentials(offline_gcloud
                                          "functions", "eventarc", "run", "scheduler", "beta"}
     with ThreadPoolExecutor(WORKERS) as pool:
         results = list(pool.map(offline_gcloud, commands))
+    assert any(c[3:5] == ("update", "autotune-notify") for c in commands)
+    assert any(c[3:5] == ("delete", "autotune-notify") for c in commands)
     problems = [f"{' '.join(c)}\n    -> {v}" for c, r in zip(commands, results, strict=True) if (v := verdict(r))]
     assert not problems, f"{len(problems)} of {len(commands)} commands were rejected:\n" + "\n".join(problems)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from autotune.cli import app
 from autotune.config import PipelineConfig, load_config_file
+from autotune.job_end_notice import job_end_filter
 from autotune_gcp import deployment as d
 from autotune_gcp import roles, staging
 from autotune_gcp.commands import REFERENCE, Step, render_script, render_step, substitute
@@ -39,6 +40,8 @@ ALLOWED_ROLES = {
     "autotune-status": {"roles/aiplatform.user", "roles/iam.serviceAccountUser", "roles/datastore.user",
                         "roles/pubsub.publisher", "roles/storage.objectViewer", "roles/storage.objectUser"},
     "autotune-invoker": {"roles/eventarc.eventReceiver", "roles/run.invoker"},
+    # --notify-url: its OIDC token only names the account, which needs no access to anything
+    "autotune-notifier": set(),
     "gcp-sa-aiplatform": {"roles/storage.objectViewer"},
     "gcp-sa-pubsub": {"roles/pubsub.publisher", "roles/pubsub.subscriber", "roles/iam.serviceAccountTokenCreator"},
     "gs-project-accounts": {"roles/pubsub.publisher"},
@@ -147,7 +150,7 @@ def test_topics_come_from_the_config():
 def test_no_identity_holds_a_role_outside_its_list(tuning_sa):
     config = msgspec.structs.replace(PipelineConfig(), allowed_media_buckets=("media-a", "media-b"),
                                      tuning_service_account=tuning_sa)
-    steps = deploy_plan(sample_target(config=config))
+    steps = deploy_plan(sample_target(config=config, notify_url="https://hooks.example.com/autotune"))
     held: dict[str, set[str]] = {}
     for step in steps:
         if "add-iam-policy-binding" in step.argv:
@@ -382,6 +385,171 @@ def test_cli_reports_a_bad_option_without_a_traceback(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["deploy", "--project", "X", "--region", "us-central1", "--dry-run"])
     assert result.exit_code == 2
     assert "--project 'X'" in result.output and "Traceback" not in result.output
+
+
+# --- --notify-url: job end notices pushed to a person's URL --------------------------------------
+
+NOTIFY_URL = "https://hooks.example.com/autotune?team=ml&kind=job-end"
+NOTIFIER = "autotune-notifier@sample-project.iam.gserviceaccount.com"
+NOTIFY_PATH = "projects/sample-project/subscriptions/autotune-notify"
+PUBSUB_AGENT = "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+
+def notify_subscription_json(**changes) -> dict:
+    """`gcloud pubsub subscriptions list` as it shows the subscription deploy made."""
+    raw = {
+        "name": NOTIFY_PATH, "topic": "projects/sample-project/topics/tuning-events",
+        "ackDeadlineSeconds": 60, "filter": job_end_filter(),
+        "pushConfig": {"pushEndpoint": NOTIFY_URL,
+                       "oidcToken": {"serviceAccountEmail": NOTIFIER, "audience": NOTIFY_URL}},
+        "state": "ACTIVE",
+    }
+    raw.update(changes)
+    return raw
+
+
+def recorded_run_with_notify(subscription: dict | None = None):
+    """The deployed project after `deploy --notify-url`, read through the same gcloud commands."""
+    outputs = json.loads(FIXTURE.read_text())["outputs"]
+    p = "--project=sample-project --format=json"
+    outputs[f"gcloud pubsub subscriptions list {p}"].append(subscription or notify_subscription_json())
+    outputs[f"gcloud iam service-accounts list {p}"].append(
+        {"email": NOTIFIER, "name": f"projects/sample-project/serviceAccounts/{NOTIFIER}"})
+    outputs[f"gcloud iam service-accounts get-iam-policy {NOTIFIER} {p}"] = {
+        "bindings": [{"role": "roles/iam.serviceAccountTokenCreator", "members": [PUBSUB_AGENT]}]}
+
+    def run(argv):
+        line = " ".join(argv)
+        if line in outputs:
+            return CommandResult(0, json.dumps(outputs[line]), "")
+        return CommandResult(1, "", f"ERROR: (gcloud) NOT_FOUND: {line}")
+
+    return run
+
+
+def notify_state(subscription: dict | None = None):
+    return observe(sample_target(notify_url=NOTIFY_URL), recorded_run_with_notify(subscription))
+
+
+def test_without_notify_url_nothing_pushes_anywhere():
+    steps = deploy_plan(sample_target())
+    assert not any("--push-endpoint" in arg for s in steps for arg in s.argv)
+    assert not any("autotune-notifier" in arg for s in steps for arg in s.argv)
+
+
+def test_notify_url_adds_a_filtered_push_subscription_signed_as_an_account_of_its_own():
+    steps = deploy_plan(sample_target(notify_url=NOTIFY_URL))
+    [create] = [s for s in steps if s.argv[:4] == ("gcloud", "pubsub", "subscriptions", "create")
+                and s.argv[4] == "autotune-notify"]
+    assert flag_values(create.argv, "--topic") == ["tuning-events"]
+    assert flag_values(create.argv, "--push-endpoint") == [NOTIFY_URL]
+    assert flag_values(create.argv, "--push-auth-service-account") == [NOTIFIER]
+    assert flag_values(create.argv, "--push-auth-token-audience") == [NOTIFY_URL]
+    assert flag_values(create.argv, "--message-filter") == [
+        'attributes.ce-type = "autotune.job.v1.succeeded" OR attributes.ce-type = "autotune.job.v1.failed" '
+        'OR attributes.ce-type = "autotune.job.v1.cancelled"']
+    argvs = [s.argv for s in steps]
+    account = argvs.index(("gcloud", "iam", "service-accounts", "create", "autotune-notifier",
+                           f"--display-name={d.NOTIFIER_DESCRIPTION}", "--project=sample-project"))
+    token = argvs.index(("gcloud", "iam", "service-accounts", "add-iam-policy-binding", NOTIFIER,
+                         "--member=serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com",
+                         "--role=roles/iam.serviceAccountTokenCreator", "--project=sample-project"))
+    assert account < token < argvs.index(create.argv)
+    # no role for the notifier itself: the token names it, it reaches nothing
+    assert not any(f"--member=serviceAccount:{NOTIFIER}" in s.argv for s in steps)
+    # the URL's "?" and "&" survive the printed plan
+    assert shlex.split(render_step(create)) == list(create.argv)
+
+
+def test_a_second_deploy_with_notify_url_has_nothing_to_do():
+    state = notify_state()
+    assert state.subscriptions[NOTIFY_PATH].push_service_account == NOTIFIER
+    assert deploy_plan(sample_target(notify_url=NOTIFY_URL), state) == []
+
+
+def test_redeploy_without_notify_url_leaves_the_subscription_alone():
+    assert deploy_plan(sample_target(), notify_state()) == []
+
+
+def test_a_new_notify_url_updates_the_push_endpoint_in_place():
+    other = "https://other.example.com/hook"
+    steps = deploy_plan(sample_target(notify_url=other), notify_state())
+    assert [s.argv for s in steps] == [(
+        "gcloud", "pubsub", "subscriptions", "update", "autotune-notify", f"--push-endpoint={other}",
+        f"--push-auth-service-account={NOTIFIER}", f"--push-auth-token-audience={other}",
+        "--project=sample-project")]
+
+
+@pytest.mark.parametrize("change", [
+    {"filter": ""},
+    {"filter": 'attributes.ce-type = "autotune.job.v1.succeeded"'},
+    {"topic": "projects/sample-project/topics/elsewhere"},
+])
+def test_a_subscription_with_another_filter_or_topic_is_made_again(change):
+    steps = deploy_plan(sample_target(notify_url=NOTIFY_URL), notify_state(notify_subscription_json(**change)))
+    assert [s.argv[:5] for s in steps] == [("gcloud", "pubsub", "subscriptions", "delete", "autotune-notify"),
+                                           ("gcloud", "pubsub", "subscriptions", "create", "autotune-notify")]
+
+
+def test_an_unsigned_push_subscription_gets_its_token_back():
+    unsigned = notify_subscription_json(pushConfig={"pushEndpoint": NOTIFY_URL})
+    steps = deploy_plan(sample_target(notify_url=NOTIFY_URL), notify_state(unsigned))
+    assert [s.argv[3] for s in steps] == ["update"]
+    assert flag_values(steps[0].argv, "--push-auth-service-account") == [NOTIFIER]
+
+
+def test_a_missing_token_creator_grant_on_the_notifier_is_the_only_change():
+    state = notify_state()
+    without = frozenset(b for b in state.bindings if b.resource != NOTIFIER)
+    steps = deploy_plan(sample_target(notify_url=NOTIFY_URL), msgspec.structs.replace(state, bindings=without))
+    # making sure the Pub/Sub agent exists precedes any grant to it
+    assert [s.argv[:5] for s in steps] == [
+        ("gcloud", "beta", "services", "identity", "create"),
+        ("gcloud", "iam", "service-accounts", "add-iam-policy-binding", NOTIFIER)]
+    assert f"--member={PUBSUB_AGENT}" in steps[1].argv
+
+
+@pytest.mark.parametrize("url", [
+    "",  # given, but empty: not the same as not asking
+    "http://hooks.example.com/autotune",  # Google Cloud pushes to https only
+    "hooks.example.com/autotune",
+    "https:///autotune",
+    "https://hooks.example.com/a b",
+    "https://hooks.example.com/${PROJECT_NUMBER}",  # would be read as a plan variable
+])
+def test_a_notify_url_google_cannot_push_to_is_named(url):
+    with pytest.raises(TargetError, match="--notify-url"):
+        sample_target(notify_url=url)
+
+
+def test_cli_deploy_dry_run_with_notify_url_prints_the_subscription(monkeypatch, tmp_path):
+    monkeypatch.setattr(staging, "source_digest", lambda key: DIGESTS[key])
+    monkeypatch.setattr("autotune.config.load_config_file", lambda path=None: PipelineConfig())
+    monkeypatch.chdir(tmp_path)
+    base = ["deploy", "--project", "sample-project", "--region", "us-central1", "--dry-run"]
+    result = CliRunner().invoke(app, [*base, "--notify-url", NOTIFY_URL])
+    assert result.exit_code == 0, result.output
+    assert "gcloud pubsub subscriptions create autotune-notify" in result.output
+    refused = CliRunner().invoke(app, [*base, "--notify-url", "http://hooks.example.com/x"])
+    assert refused.exit_code == 2
+    assert "--notify-url" in refused.output and "https" in refused.output
+    assert "Traceback" not in refused.output
+
+
+def test_destroy_removes_the_notify_subscription_and_its_account():
+    steps = destroy_plan(sample_target(), notify_state())
+    argvs = [s.argv for s in steps]
+    delete_subscription = ("gcloud", "pubsub", "subscriptions", "delete", "autotune-notify",
+                           "--project=sample-project", "--quiet")
+    assert delete_subscription in argvs
+    assert argvs.index(delete_subscription) < argvs.index(
+        ("gcloud", "pubsub", "topics", "delete", "tuning-events", "--project=sample-project", "--quiet"))
+    assert ("gcloud", "iam", "service-accounts", "delete", NOTIFIER, "--project=sample-project", "--quiet") in argvs
+    # not made, not removed
+    assert not any("autotune-notif" in arg for s in destroy_plan(sample_target(), deployed_state()) for arg in s.argv)
+    assert not any("autotune-notif" in arg for s in destroy_plan(sample_target()) for arg in s.argv)
+    assert sum("autotune-notif" in " ".join(s.argv)
+               for s in destroy_plan(sample_target(notify_url=NOTIFY_URL))) == 2
 
 
 # --- destroy -------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _target(project, region, bucket, config, firestore_location=None, tuning_service_account=None,
-            source_dir=DEFAULT_SOURCE_DIR, stage=False):
+            source_dir=DEFAULT_SOURCE_DIR, stage=False, notify_url=None):
     from autotune.config import DEFAULT_CONFIG_FILE, ConfigError, load_config_file
     from autotune_gcp.deployment import TargetError, functions, make_target
     from autotune_gcp.staging import StagingError, source_digest
@@ -46,7 +46,7 @@ def _target(project, region, bucket, config, firestore_location=None, tuning_ser
         target = make_target(
             project=project, region=region, bucket=bucket, config=pipeline,
             firestore_location=firestore_location, tuning_service_account=tuning_service_account,
-            source_root=source_dir.as_posix(),
+            source_root=source_dir.as_posix(), notify_url=notify_url,
         )
         keys = [fn.key for fn in functions(target)]
         models_file = pipeline.models_file
@@ -92,6 +92,13 @@ def deploy(
         str | None, typer.Option(help="Run tuning jobs as this service account (default: from the config file).")
     ] = None,
     source_dir: SourceDirOption = DEFAULT_SOURCE_DIR,
+    notify_url: Annotated[
+        str | None, typer.Option(
+            "--notify-url",
+            help="Push each job end event (succeeded, failed, cancelled) to this https URL, "
+                 "with an OIDC token the receiver can verify.",
+        ),
+    ] = None,
     smoke: Annotated[
         bool, typer.Option(help="At the end, prove the deployment works (`autotune smoke`: an invalid upload, its rejected event).")
     ] = True,
@@ -101,7 +108,7 @@ def deploy(
     from autotune_gcp.plan import PlanConflict, deploy_plan
 
     target = _target(project, region, bucket, config, firestore_location, tuning_service_account,
-                     source_dir, stage=True)
+                     source_dir, stage=True, notify_url=notify_url)
     if dry_run:
         typer.echo(dry_run_header(target, "deploy") + render_script(deploy_plan(target)), nl=False)
         return
