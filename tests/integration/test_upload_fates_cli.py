@@ -23,8 +23,8 @@ def stack(local_stack):
     return local_stack
 
 
-def run(stack, *args: str):
-    result = CliRunner().invoke(app, [*args, "--state-dir", str(stack.state_dir)])
+def run(stack, *args: str, columns: int = 80):
+    result = CliRunner().invoke(app, [*args, "--state-dir", str(stack.state_dir)], env={"COLUMNS": str(columns)})
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result
 
@@ -53,7 +53,9 @@ def test_a_rejected_upload_is_waited_for_listed_shown_and_its_report_printed(sta
     assert listed.exit_code == 0, listed.output
     [entry] = [e for e in json.loads(listed.output) if e["dataset_uri"] == f"gs://{stack.bucket}/incoming/{name}"]
     assert (entry["state"], entry["verdict"], entry["error_count"]) == ("REJECTED", "rejected", 2)
-    table = run(stack, "jobs")
+    # Wide enough for the whole name: at 80 columns the table cuts names from the left (tested in
+    # tests/unit/test_job_cli.py), and this shared stack's other rows set the column widths.
+    table = run(stack, "jobs", columns=250)
     assert f"incoming/{name}" in table.output and "REJECTED" in table.output
 
     text = run(stack, "report", name)
