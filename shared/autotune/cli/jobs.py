@@ -60,7 +60,8 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
     # One line per upload at the terminal's width (80 columns when piped, or COLUMNS). The
     # dataset name is what `status` and `report` take, so it goes whole while it can: the
     # updated time, then the model give way first (both are in `status`), then the name is cut
-    # from the left (its file name, which `status` also takes, stays), and the reason takes
+    # from the left, keeping its end (the file name, which `status` also takes, as far as the
+    # width allows: at 80 columns a long file name loses its start too), and the reason takes
     # what is left, cut with an ellipsis. `--json` has everything whole.
     console = Console()
     columns = ["dataset", "state", "model", "job", "updated (UTC)", "why"]
