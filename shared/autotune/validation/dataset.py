@@ -24,6 +24,7 @@ from autotune.validation.lines import LineReader
 from autotune.validation.media_rules import MediaRules, split_gs_uri
 from autotune.validation.report import FileRole, FileSummary, IssueLog, ValidationReport
 from autotune.validation.settings_rules import check_settings
+from autotune.validation.video_header import VideoHeaderError, is_readable_type
 from autotune.validation.tokens import (
     CHARS_PER_TOKEN,
     CHARS_PER_TOKEN_LOWER_BOUND,
@@ -57,6 +58,16 @@ class MediaInspector(Protocol):
     def stat(self, uris: Collection[str]) -> Mapping[str, int | None]:
         """gs:// URI -> size in bytes, or None when the object does not exist. Called once per
         report with every distinct gs:// URI; implementations check them concurrently."""
+        ...
+
+
+class VideoDurations(Protocol):
+    """Optionally also offered by a MediaInspector: the playing time of video objects, read
+    from their container headers (video_header.video_duration over ranged reads)."""
+
+    def durations(self, videos: Mapping[str, tuple[str, int]]) -> Mapping[str, float | None | VideoHeaderError]:
+        """gs:// URI -> (mime type, size) in; URI -> seconds, None when the container does not
+        record its length, or the VideoHeaderError saying why the header could not be read."""
         ...
 
 
@@ -127,7 +138,9 @@ def validate_for_model(
 
     if "validation" in scans and "train" in scans:
         _check_validation_fraction(scans["train"].summary.examples, scans["validation"].summary.examples, rules_model, log)
-    media_checked = _check_media(refs, media, media_rules, log)
+    media_checked, durations_read = _check_media(refs, media, media_rules, log, scans)
+    for role, scan in scans.items():
+        _check_dropped(role, scan, media_rules, log)
     errors, warnings = log.totals()
     train = scans["train"]
     epochs = settings.epochs if isinstance(settings.epochs, int) and not isinstance(settings.epochs, bool) else 0
@@ -143,6 +156,7 @@ def validate_for_model(
             "references": sum(r.count for r in refs.values()),
             "distinct_objects": len(refs),
             "checked": media_checked,
+            "video_durations_read": durations_read,
         },
         "duplicates": {"indexed_examples_limit": DUPLICATE_INDEX_LIMIT},
     }
@@ -173,28 +187,33 @@ class _MediaRef:
     """One gs:// object the examples name: where it is named (the first `places_cap` places,
     so a missing object can be reported on each line that needs it) and how often."""
 
-    __slots__ = ("kind", "places", "count")
+    __slots__ = ("kind", "mime", "places", "count")
 
-    def __init__(self, kind: str, file: FileRole, line: int, field: str) -> None:
-        self.kind, self.places, self.count = kind, [(file, line, field)], 1
+    def __init__(self, kind: str, mime: str, place: tuple) -> None:
+        # a place: (file, line, field, seconds known from the line or None, media resolution)
+        self.kind, self.mime, self.places, self.count = kind, mime, [place], 1
 
 
 class _Scan:
-    def __init__(self, summary: FileSummary, tokens: TokenHistogram, duplicates: int, lower_bound: int = 0) -> None:
+    def __init__(
+        self, summary: FileSummary, tokens: TokenHistogram, duplicates: int, lower_bound: int = 0, dropped: int = 0
+    ) -> None:
         self.summary = summary
         self.tokens = tokens
         self.duplicates = duplicates
         self.lower_bound = lower_bound  # examples whose token count is a lower bound (media of unknown length)
+        self.dropped = dropped  # examples Vertex AI drops (a video over its maximum length)
 
 
 class _FileFacts:
     """What the full path gathers across one file's lines for the file-level rules."""
 
-    __slots__ = ("multimodal", "lower_bound", "resolutions")
+    __slots__ = ("multimodal", "lower_bound", "dropped", "resolutions")
 
     def __init__(self) -> None:
         self.multimodal = 0
         self.lower_bound = 0
+        self.dropped = 0
         self.resolutions: dict[str, int] = {}  # media resolution -> first line setting it
 
 
@@ -355,7 +374,7 @@ def _scan_file(
         examples=examples,
         format=formats[0] if len(formats) == 1 else ("mixed" if formats else None),
     )
-    return _Scan(summary, tokens, duplicates, facts.lower_bound)
+    return _Scan(summary, tokens, duplicates, facts.lower_bound, facts.dropped)
 
 
 def _full_check(
@@ -381,19 +400,21 @@ def _full_check(
     media_tokens = 0
     if shape.media:
         facts.multimodal += 1
-        media_tokens, lower_bound = media_rules.check_counts(shape.media, add)
+        media_tokens, lower_bound, dropped = media_rules.check_counts(shape.media, add)
         facts.lower_bound += lower_bound
-        for kind, uri, field, _, _ in shape.media:
+        facts.dropped += dropped
+        for kind, uri, field, seconds, resolution, mime in shape.media:
             if split_gs_uri(uri) is None:
                 continue
+            place = (role, line_no, field, seconds, resolution)
             ref = refs.get(uri)
             if ref is not None:
                 ref.count += 1
                 if len(ref.places) < places_cap and refs.extra_places < MEDIA_EXTRA_PLACES_LIMIT:
                     refs.extra_places += 1
-                    ref.places.append((role, line_no, field))
+                    ref.places.append(place)
             elif len(refs) < MEDIA_CHECK_LIMIT:
-                refs[uri] = _MediaRef(kind, role, line_no, field)
+                refs[uri] = _MediaRef(kind, mime, place)
     return shape.chars, shape.turns, media_tokens
 
 
@@ -439,11 +460,16 @@ def _check_validation_fraction(training: int, validation: int, model: ModelSpec,
 
 
 def _check_media(
-    refs: dict[str, _MediaRef], media: MediaInspector | None, media_rules: MediaRules, log: IssueLog
-) -> bool:
+    refs: dict[str, _MediaRef], media: MediaInspector | None, media_rules: MediaRules, log: IssueLog,
+    scans: Mapping[str, _Scan],
+) -> tuple[bool, int]:
+    """Existence and size of every gs:// object; with an inspector that reads durations, the
+    length of each video whose length no referencing line gives. Returns (checked, number of
+    video lengths read)."""
     if media is None or not refs:
-        return False
+        return False, 0
     sizes = media.stat(list(refs))
+    videos: dict[str, tuple[str, int]] = {}
     for uri, ref in refs.items():
         if uri not in sizes:
             continue
@@ -455,13 +481,45 @@ def _check_media(
             code = ErrorCode.MEDIA_TOO_LARGE
             problem = f"{uri} is {size / 1e6:,.1f} MB; a {ref.kind} may be at most {limit / 1e6:,.0f} MB"
         else:
+            if ref.kind == "video" and is_readable_type(ref.mime) and any(p[3] is None for p in ref.places):
+                videos[uri] = (ref.mime, size)
             continue
         # One issue per referencing line (up to the per-code cap), each saying how many
         # lines name the object, so every line to fix is listed.
         times = f" (referenced on {ref.count:,} lines)" if ref.count > 1 else ""
-        for file, line, field in ref.places:
+        for file, line, field, *_ in ref.places:
             log.add(file, line, code, problem + times, field)
-    return True
+    read_durations = getattr(media, "durations", None)
+    if not videos or read_durations is None:
+        return True, 0
+    found = read_durations(videos)
+    read = 0
+    for uri, seconds in found.items():
+        ref = refs[uri]
+        for file, line, field, known, resolution in ref.places:
+            if known is not None:
+                continue  # the line's videoMetadata gives the clip's own length
+            def add(code: ErrorCode, at: str | None, message: str, file=file, line=line) -> None:
+                log.add(file, line, code, message, at)
+
+            if isinstance(seconds, VideoHeaderError):
+                add(ErrorCode.VIDEO_DURATION_UNREADABLE, field, f"{uri}: cannot read the video's length: {seconds}")
+            elif seconds is not None and media_rules.too_long("video", seconds, resolution, field, f"({uri})", add):
+                scans[file].dropped += 1
+        read += isinstance(seconds, float | int) and not isinstance(seconds, bool)
+    return True, read
+
+
+def _check_dropped(role: FileRole, scan: _Scan, media_rules: MediaRules, log: IssueLog) -> None:
+    fraction = media_rules.max_dropped_fraction("video")
+    examples = scan.summary.examples
+    if fraction is None or not scan.dropped or scan.dropped <= examples * fraction:
+        return
+    log.add(
+        role, None, ErrorCode.TOO_MANY_DROPPED_EXAMPLES,
+        f"{scan.dropped:,} of {examples:,} examples hold a video over its maximum length (media_too_long); Vertex AI "
+        f"drops them, and with more than {fraction:.0%} of the dataset dropped it fails the job before training",
+    )
 
 
 def _report_undecodable(role: FileRole, line_no: int, line: bytes, exc: BaseException, add_issue: Callable) -> None:
