@@ -11,8 +11,7 @@ examples (about 100 bytes each: ~20 MB per 200,000 examples, at most ~50 MB).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgspec
 
@@ -24,7 +23,6 @@ from autotune.validation.lines import LineReader
 from autotune.validation.media_rules import MediaRules, split_gs_uri
 from autotune.validation.report import FileRole, FileSummary, IssueLog, ValidationReport
 from autotune.validation.settings_rules import check_settings
-from autotune.validation.video_header import VideoHeaderError, is_readable_type
 from autotune.validation.tokens import (
     CHARS_PER_TOKEN,
     CHARS_PER_TOKEN_LOWER_BOUND,
@@ -47,8 +45,7 @@ MEDIA_EXTRA_PLACES_LIMIT = 100_000  # referencing lines kept beyond each object'
 BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True)
-class DatasetSource:
+class DatasetSource(NamedTuple):
     name: str  # shown in messages: a path or a gs:// URI
     chunks: Iterable[bytes]  # the file, streamed in pieces of any size
     size: int | None = None  # known size: file_too_large is reported without reading
@@ -65,7 +62,7 @@ class VideoDurations(Protocol):
     """Optionally also offered by a MediaInspector: the playing time of video objects, read
     from their container headers (video_header.video_duration over ranged reads)."""
 
-    def durations(self, videos: Mapping[str, tuple[str, int]]) -> Mapping[str, float | None | VideoHeaderError]:
+    def durations(self, videos: Mapping[str, tuple[str, int]]) -> Mapping[str, float | None | Exception]:
         """gs:// URI -> (mime type, size) in; URI -> seconds, None when the container does not
         record its length, or the VideoHeaderError saying why the header could not be read."""
         ...
@@ -263,24 +260,28 @@ def _scan_file(
         # The duplicate index stops growing at its limit (checked per batch, to keep the
         # per-line work to one set operation); later examples are still compared against it.
         indexing = len(seen) < DUPLICATE_INDEX_LIMIT
+        if reader.batch_has_cr:
+            # \r\n endings are read as \n; only batches whose bytes hold a \r pay for the test.
+            for i, line in enumerate(batch):
+                if line.endswith(b"\r"):
+                    if not crlf:
+                        first_crlf = first + i
+                    crlf += 1
+                    batch[i] = line[:-1]
         line_no = first - 1
         for line in batch:
             line_no += 1
-            if line.endswith(b"\r"):
-                if not crlf:
-                    first_crlf = line_no
-                crlf += 1
-                line = line[:-1]
-            if not line or line.isspace():
-                blank += 1
-                add_issue(role, line_no, ErrorCode.BLANK_LINE, "empty line; every line must hold one example")
-                continue
             try:
                 example = fast_decode(line)
             except msgspec.ValidationError:
                 example = None
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-                _report_undecodable(role, line_no, line, exc, add_issue)
+                # A blank line is not JSON either: it is told apart here, off the hot path.
+                if not line or line.isspace():
+                    blank += 1
+                    add_issue(role, line_no, ErrorCode.BLANK_LINE, "empty line; every line must hold one example")
+                else:
+                    _report_undecodable(role, line_no, line, exc, add_issue)
                 continue
             shape = fast_check(example) if example is not None else None
             if shape is not None:
@@ -468,6 +469,8 @@ def _check_media(
     video lengths read)."""
     if media is None or not refs:
         return False, 0
+    from autotune.validation.video_header import VideoHeaderError, is_readable_type  # only with --check-files
+
     sizes = media.stat(list(refs))
     videos: dict[str, tuple[str, int]] = {}
     for uri, ref in refs.items():
