@@ -498,19 +498,22 @@ def _check_media(
     found = read_durations(videos)
     read = 0
     for uri, seconds in found.items():
-        ref = refs[uri]
-        for file, line, field, known, resolution in ref.places:
+        unreadable = isinstance(seconds, VideoHeaderError)
+        read += seconds is not None and not unreadable
+        for file, line, field, known, resolution in refs[uri].places:
             if known is not None:
                 continue  # the line's videoMetadata gives the clip's own length
-            def add(code: ErrorCode, at: str | None, message: str, file=file, line=line) -> None:
-                log.add(file, line, code, message, at)
-
-            if isinstance(seconds, VideoHeaderError):
-                add(ErrorCode.VIDEO_DURATION_UNREADABLE, field, f"{uri}: cannot read the video's length: {seconds}")
-            elif seconds is not None and media_rules.too_long("video", seconds, resolution, field, f"({uri})", add):
-                scans[file].dropped += 1
-        read += isinstance(seconds, float | int) and not isinstance(seconds, bool)
+            if unreadable:
+                problem = f"{uri}: cannot read the video's length: {seconds}"
+                log.add(file, line, ErrorCode.VIDEO_DURATION_UNREADABLE, problem, field)
+            elif seconds is not None:
+                add = _adder(log, file, line)
+                scans[file].dropped += media_rules.too_long("video", seconds, resolution, field, f"({uri})", add)
     return True, read
+
+
+def _adder(log: IssueLog, file: FileRole, line: int) -> Callable[[ErrorCode, str | None, str], None]:
+    return lambda code, field, message: log.add(file, line, code, message, field)
 
 
 def _check_dropped(role: FileRole, scan: _Scan, media_rules: MediaRules, log: IssueLog) -> None:

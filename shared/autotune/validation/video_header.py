@@ -81,7 +81,7 @@ def _iso_duration(read: Read, size: int) -> float | None:
         box_type, box_size, header = _box_header(read(offset, 16), offset, size)
         if box_type == b"moov":
             body = read(offset + header, min(box_size - header, MOOV_BYTES))
-            return _mvhd_duration(body, offset + header, offset + box_size)
+            return _mvhd_duration(body, offset + header, offset + box_size, offset)
         offset += box_size
     else:
         raise VideoHeaderError(f"more than {MAX_TOP_LEVEL_BOXES} top-level boxes before a moov box")
@@ -114,7 +114,7 @@ def _box_header(data: bytes, offset: int, limit: int) -> tuple[bytes, int, int]:
     return box_type, declared, header
 
 
-def _mvhd_duration(body: bytes, base: int, end: int) -> float | None:
+def _mvhd_duration(body: bytes, base: int, end: int, moov_at: int) -> float | None:
     position = 0
     while position + 8 <= len(body):
         box_type, box_size, header = _box_header(body[position:position + 16], base + position, end)
@@ -122,7 +122,7 @@ def _mvhd_duration(body: bytes, base: int, end: int) -> float | None:
             return _parse_mvhd(body[position + header:position + box_size], base + position)
         position += box_size
     raise VideoHeaderError(
-        f"no mvhd box in the first {len(body):,} bytes of the moov box at byte {base - 8:,}: the file is truncated or corrupt"
+        f"no mvhd box in the first {len(body):,} bytes of the moov box at byte {moov_at:,}: the file is truncated or corrupt"
     )
 
 
