@@ -14,7 +14,8 @@ and imports count for all three), alternating, `--repeat` times each:
 - validate: `autotune validate FILE --json --model gemini-3.5-flash --epochs 3`, the command a
             user runs (its report goes to a pipe and is discarded)
 
-Peak RSS is each child's own (os.wait4). The dataset is generated once into bench/out/
+Peak RSS and CPU time (user + system, all threads) are each child's own (os.wait4): on a shared
+machine the CPU time wanders much less than the wall clock. The dataset is generated once into bench/out/
 (gitignored) and reused. A script, not a test: the machine is shared and timings vary.
 """
 
@@ -100,10 +101,10 @@ def measure(mode: str, path: Path) -> dict:
     out, err = child.communicate()
     seconds = time.perf_counter() - started
     # communicate() has reaped the child; its rusage comes from the wait status we re-read here.
-    rss_mb = _peak_rss_mb(child)
+    rss_mb, cpu = _rusage.pop(child.pid, (float("nan"), float("nan")))
     if mode != "validate" and child.returncode != 0:
         raise SystemExit(f"{mode} loop failed: {err.decode(errors='replace')}")
-    result: dict = {"seconds": seconds, "peak_rss_mb": rss_mb, "exit": child.returncode}
+    result: dict = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": rss_mb, "exit": child.returncode}
     if mode == "validate":
         if child.returncode not in (0, 1):
             raise SystemExit(f"autotune validate exited {child.returncode}: {err.decode(errors='replace')}{out[:2000]!r}")
@@ -114,11 +115,7 @@ def measure(mode: str, path: Path) -> dict:
     return result
 
 
-_rusage: dict[int, float] = {}
-
-
-def _peak_rss_mb(child: subprocess.Popen) -> float:
-    return _rusage.pop(child.pid, float("nan"))
+_rusage: dict[int, tuple[float, float]] = {}  # pid -> (peak RSS in MB, user + system CPU seconds)
 
 
 def _install_wait4() -> None:
@@ -130,7 +127,7 @@ def _install_wait4() -> None:
         if pid > 0:
             got, status, usage = os.wait4(pid, options)
             if got:
-                _rusage[got] = usage.ru_maxrss / 1024
+                _rusage[got] = (usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
             return got, status
         return original(pid, options)
 
@@ -166,13 +163,15 @@ def main() -> None:
         print(
             f"{name:18s} {size_mb / r['seconds']:8.1f} MB/s  {r['examples'] / r['seconds']:10,.0f} examples/s"
             f"  {r['seconds']:6.2f} s (median of {len(runs[mode])}: {m['seconds']:.2f} s)"
+            f"  cpu {min(x['cpu_seconds'] for x in runs[mode]):5.2f} s"
             f"  peak RSS {max(x['peak_rss_mb'] for x in runs[mode]):6.1f} MB"
         )
     for base in ("json", "msgspec"):
         print(
             f"autotune validate time / {names[base]} time: "
             f"{best['validate']['seconds'] / best[base]['seconds']:.2f}x best, "
-            f"{median['validate']['seconds'] / median[base]['seconds']:.2f}x median"
+            f"{median['validate']['seconds'] / median[base]['seconds']:.2f}x median, "
+            f"{min(x['cpu_seconds'] for x in runs['validate']) / min(x['cpu_seconds'] for x in runs[base]):.2f}x CPU time"
         )
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"validator report: valid={best['validate']['valid']} counts={best['validate']['counts']}")

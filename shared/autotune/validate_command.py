@@ -28,8 +28,8 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from autotune.terminal_text import terminal_text
 
@@ -43,8 +43,7 @@ class UsageError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class ValidateArgs:
+class ValidateArgs(NamedTuple):  # a NamedTuple, not a dataclass: `dataclasses` costs 5 ms a start
     train: Path
     validation: Path | None = None
     model: str | None = None

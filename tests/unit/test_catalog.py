@@ -122,7 +122,10 @@ def test_every_fact_has_a_source_with_url_and_date_and_unconfirmed_ones_say_so()
     seed_facts = {f["fact"]: f for f in catalog.facts(catalog.get("gemini-1.5-pro-002"))}
     assert seed_facts["function_calling"]["source"] is None and not seed_facts["function_calling"]["confirmed"]
     facts = {f["fact"]: f for f in catalog.facts(catalog.media["video"])}
-    assert facts["max_seconds_by_resolution"]["confirmed"] is False
+    assert facts["max_seconds_by_resolution"]["confirmed"] is True
+    assert facts["max_seconds_by_resolution"]["value"] == {"low": 1200, "medium": 300, "high": 300}
+    assert facts["max_seconds_by_resolution"]["url"].endswith("/models/tuning/video")
+    assert facts["mime_types"]["confirmed"] is False
 
 
 def test_a_fact_without_a_known_source_is_refused():

@@ -207,11 +207,11 @@ def test_google_example_gets_the_documented_verdict(case: Case):
 
 
 def test_the_video_example_counts_its_clip_at_the_low_resolution_rate():
-    """15 s of video at MEDIA_RESOLUTION_LOW: 15 x 66 tokens, on top of the text."""
+    """15 s of video at MEDIA_RESOLUTION_LOW: 15 x 64 tokens (the video tuning page), on top of the text."""
     one = validate_dataset(DatasetSource("v", [rows(VIDEO_EXAMPLE, 100)]), settings=TuningSettings(model="gemini-3.5-flash", epochs=1))
     no_offsets = copy.deepcopy(VIDEO_EXAMPLE)
     del no_offsets["contents"][0]["parts"][0]["videoMetadata"]
     other = validate_dataset(DatasetSource("v", [rows(no_offsets, 100)]), settings=TuningSettings(model="gemini-3.5-flash", epochs=1))
-    assert one.stats["train"]["tokens"]["total"] - other.stats["train"]["tokens"]["total"] == 100 * 15 * 66
+    assert one.stats["train"]["tokens"]["total"] - other.stats["train"]["tokens"]["total"] == 100 * 15 * 64
     assert one.stats["media_tokens"]["lower_bound_examples"] == 0
     assert other.stats["media_tokens"]["lower_bound_examples"] == 100

@@ -174,7 +174,10 @@ CASES: dict[ErrorCode, tuple[dict, int | None]] = {
 }
 
 
-ELSEWHERE = {ErrorCode.TOO_MANY_EXAMPLES, ErrorCode.TOO_MANY_MULTIMODAL_EXAMPLES, ErrorCode.MEDIA_TOO_LONG}
+ELSEWHERE = {
+    ErrorCode.TOO_MANY_EXAMPLES, ErrorCode.TOO_MANY_MULTIMODAL_EXAMPLES, ErrorCode.MEDIA_TOO_LONG,
+    ErrorCode.TOO_MANY_DROPPED_EXAMPLES, ErrorCode.VIDEO_DURATION_UNREADABLE,
+}
 
 
 def test_every_code_has_a_case():
@@ -248,6 +251,109 @@ def test_media_too_long_when_the_catalog_knows_the_limit_and_the_line_the_length
         settings=TuningSettings(model="gemini-3.5-flash", epochs=3), model=catalog.get("gemini-3.5-flash"), catalog=catalog,
     )
     assert [i.line for i in report.errors if i.code == "media_too_long"] == [1]
+
+
+def video_clip(end: str | None, resolution: str | None = None, uri: str = VID) -> dict:
+    part = fd("video/mp4", uri)
+    if end is not None:
+        part["videoMetadata"] = {"startOffset": "0s", "endOffset": end}
+    row = media_example(part)
+    if resolution:
+        row["generationConfig"] = {"mediaResolution": resolution}
+    return row
+
+
+def test_video_length_limits_are_the_documented_ones_and_only_warn():
+    rows = [
+        video_clip("301s", "MEDIA_RESOLUTION_MEDIUM"),  # over 5 minutes
+        video_clip("300s", "MEDIA_RESOLUTION_HIGH"),  # exactly 5 minutes
+        video_clip("1199s", "MEDIA_RESOLUTION_LOW"),  # under 20 minutes
+        video_clip("1201s", "MEDIA_RESOLUTION_LOW"),
+        video_clip("301s", "MEDIA_RESOLUTION_ULTRA_HIGH"),  # read as high
+        video_clip("400s"),  # no media resolution: no documented maximum
+    ]
+    report = run(padded(rows), model="gemini-3.5-flash")
+    long = [i for i in report.errors if i.code == "media_too_long"]
+    assert [(i.line, i.severity) for i in long] == [(1, "warning"), (4, "warning"), (5, "warning")]
+    assert "at most 300 s" in long[0].message and "drops this example" in long[0].message
+    assert long[0].field == "contents[0].parts[0].fileData.fileUri"
+    assert "at most 1,200 s" in long[1].message
+    assert "too_many_dropped_examples" not in report.counts  # 3 of 126 examples
+    assert report.valid
+
+
+def test_more_than_a_tenth_of_a_file_dropped_for_video_length_is_an_error():
+    def rows(over: int, total: int) -> bytes:
+        clips = [video_clip("400s", "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/v{i}.mp4") for i in range(over)]
+        return jsonl(clips + [video_clip("10s", "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/ok{i}.mp4") for i in range(total - over)])
+
+    at_limit = run(rows(12, 120), dataset_bucket="data-bucket")  # 10% exactly: the job still runs
+    assert at_limit.counts.get("media_too_long") == 12 and "too_many_dropped_examples" not in at_limit.counts
+    over = run(rows(13, 120), dataset_bucket="data-bucket")
+    dropped = [i for i in over.errors if i.code == "too_many_dropped_examples"]
+    assert [(i.file, i.line, i.severity) for i in dropped] == [("train", None, "error")]
+    assert "13 of 120" in dropped[0].message and not over.valid
+
+
+class VideoStore:
+    """In-memory objects with real bytes: stat gives their sizes, durations reads each video's
+    header through the real parser with ranged reads of the stored bytes."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+        self.asked: list[str] = []
+
+    def stat(self, uris):
+        return {u: (len(self.objects[u]) if u in self.objects else None) for u in uris}
+
+    def durations(self, videos):
+        from autotune.validation.video_header import VideoHeaderError, video_duration
+
+        out = {}
+        for uri, (mime, size) in videos.items():
+            self.asked.append(uri)
+            data = self.objects[uri]
+            try:
+                out[uri] = video_duration(lambda o, n, data=data: data[o:o + n], size, mime)
+            except VideoHeaderError as exc:
+                out[uri] = exc
+        return out
+
+
+def test_check_files_reads_each_video_length_from_its_header():
+    from video_files import mp4
+
+    short, long, broken, clipped = (f"gs://data-bucket/{n}.mp4" for n in ("short", "long", "broken", "clipped"))
+    store = VideoStore({short: mp4(42), long: mp4(400, moov_first=False), broken: mp4(42)[:40], clipped: mp4(4000)})
+    rows = [
+        video_clip(None, "MEDIA_RESOLUTION_MEDIUM", short),
+        video_clip(None, "MEDIA_RESOLUTION_MEDIUM", long),
+        video_clip(None, "MEDIA_RESOLUTION_MEDIUM", broken),
+        video_clip("30s", "MEDIA_RESOLUTION_MEDIUM", clipped),  # the clip's own length counts, not the file's
+        video_clip(None, "MEDIA_RESOLUTION_LOW", long),  # 400 s is within the 20 minutes of low resolution
+    ]
+    rows += [video_clip("10s", "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/ok{i}.mp4") for i in range(120)]
+    store.objects.update({f"gs://data-bucket/ok{i}.mp4": mp4(10) for i in range(120)})
+    report = run(jsonl(rows), media=store, dataset_bucket="data-bucket")
+    assert sorted(store.asked) == sorted([short, long, broken])
+    long_lines = [(i.line, i.field, i.severity) for i in report.errors if i.code == "media_too_long"]
+    assert long_lines == [(2, "contents[0].parts[0].fileData.fileUri", "warning")]
+    unreadable = [i for i in report.errors if i.code == "video_duration_unreadable"]
+    assert [(i.line, i.field, i.severity) for i in unreadable] == [(3, "contents[0].parts[0].fileData.fileUri", "warning")]
+    assert "truncated" in unreadable[0].message and broken in unreadable[0].message
+    assert report.valid and report.stats["media"]["video_durations_read"] == 2
+
+
+def test_videos_over_the_limit_found_in_headers_count_towards_the_dropped_tenth():
+    from video_files import mp4
+
+    store = VideoStore({f"gs://data-bucket/v{i}.mp4": mp4(400 if i < 20 else 60) for i in range(120)})
+    rows = [video_clip(None, "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/v{i}.mp4") for i in range(120)]
+    report = run(jsonl(rows), media=store, dataset_bucket="data-bucket")
+    assert report.counts["media_too_long"] == 20 and report.counts.get("too_many_dropped_examples") == 1
+    assert not report.valid
+    without = run(jsonl(rows), dataset_bucket="data-bucket")  # no --check-files: lengths unknown
+    assert "media_too_long" not in without.counts and without.valid
 
 
 def test_every_intake_code_is_documented_with_an_example():

@@ -163,7 +163,7 @@ def test_snake_case_field_names_are_accepted():
         ],
     }
     issues, shape = full_issues(obj, legacy=False)
-    assert issues == [] and shape.media == [("image", "gs://b/a.png", "contents[0].parts[0].file_data.fileUri", None, "default")]
+    assert issues == [] and shape.media == [("image", "gs://b/a.png", "contents[0].parts[0].file_data.fileUri", None, "default", "image/png")]
 
 
 def test_function_call_parts_and_tools_are_accepted():
@@ -217,7 +217,7 @@ def test_media_are_checked_once_per_distinct_object_and_named_on_every_referenci
     assert [i.line for i in missing] == list(range(11, 21))
     assert all("referenced on 10 lines" in i.message for i in missing)
     assert report.counts["file_not_found"] == 10
-    assert report.stats["media"] == {"references": 20, "distinct_objects": 2, "checked": True}
+    assert report.stats["media"] == {"references": 20, "distinct_objects": 2, "checked": True, "video_durations_read": 0}
     tokens = report.stats["train"]["tokens"]
     assert tokens["min"] >= 258  # an image counts at least 258 tokens
 

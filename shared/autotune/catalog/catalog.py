@@ -55,6 +55,9 @@ class MediaKind(msgspec.Struct, frozen=True, kw_only=True):
     tokens_per_second_low: int | None = None  # video at MEDIA_RESOLUTION_LOW
     max_seconds: int | None = None
     max_seconds_by_resolution: dict[str, int] = {}  # "default"/"low"/"medium"/"high" -> seconds
+    # Vertex AI drops an example whose clip is over its maximum length, and fails the job when
+    # more than this fraction of a file's examples is dropped.
+    max_dropped_fraction: float | None = None
     source: str = ""
     sources: dict[str, str] = {}
     unconfirmed: tuple[str, ...] = ()
@@ -237,6 +240,9 @@ def _build(raw: dict, file: str) -> Catalog:
                 f"{file}: media.{kind_name}.max_seconds_by_resolution has unknown resolution(s) {bad}; "
                 f"expected {', '.join(MEDIA_RESOLUTIONS)}"
             )
+        fraction = kind.max_dropped_fraction
+        if fraction is not None and not 0 <= fraction <= 1:
+            raise CatalogError(f"{file}: media.{kind_name}.max_dropped_fraction must be from 0 to 1, got {fraction}")
         media[kind_name] = kind
     for name, model in models.items():
         missing = [m for m in model.modalities if m != "text" and m not in media]

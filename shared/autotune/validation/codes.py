@@ -22,6 +22,7 @@ class ErrorCode(enum.StrEnum):
     VALIDATION_TOO_MANY_EXAMPLES = "validation_too_many_examples"
     VALIDATION_OVER_TRAINING_FRACTION = "validation_over_training_fraction"
     MIXED_MEDIA_RESOLUTIONS = "mixed_media_resolutions"
+    TOO_MANY_DROPPED_EXAMPLES = "too_many_dropped_examples"
     MIXED_FORMATS = "mixed_formats"
     CRLF_LINE_ENDINGS = "crlf_line_endings"
     # line: bytes and JSON
@@ -60,6 +61,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_VIDEO_METADATA = "invalid_video_metadata"
     INVALID_MEDIA_RESOLUTION = "invalid_media_resolution"
     MEDIA_TOO_LONG = "media_too_long"
+    VIDEO_DURATION_UNREADABLE = "video_duration_unreadable"
     # line: size
     TOKEN_LIMIT_EXCEEDED = "token_limit_exceeded"
     TOKEN_LIMIT_RISK = "token_limit_risk"
@@ -124,6 +126,11 @@ CODE_INFO: dict[ErrorCode, tuple[Severity, Scope, str, str]] = {
         "(the Gemini 2.5 line).",
         '(line 1: {"generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_LOW"}, ...}, '
         'line 2: {"generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_HIGH"}, ...} for gemini-2.5-flash)'),
+    C.TOO_MANY_DROPPED_EXAMPLES: (
+        "error", "file", "More than 10% of the file's examples hold a video longer than the maximum at their media "
+        "resolution (media_too_long): Vertex AI drops those examples and, past 10% of the dataset, fails the job before "
+        "training.",
+        "(20 examples, 3 of them with a 6-minute video at MEDIA_RESOLUTION_MEDIUM)"),
     C.MIXED_FORMATS: (
         "error", "file", "Some lines use the Gemini `contents` format and others the legacy `messages` format.",
         '(line 1: {"contents": [...]}, line 2: {"messages": [...]})'),
@@ -233,10 +240,18 @@ CODE_INFO: dict[ErrorCode, tuple[Severity, Scope, str, str]] = {
         "one of MEDIA_RESOLUTION_UNSPECIFIED, _LOW, _MEDIUM, _HIGH, _ULTRA_HIGH.",
         '{"contents": [...], "generationConfig": {"mediaResolution": "LOW"}}'),
     C.MEDIA_TOO_LONG: (
-        "error", "line", "A clip (its length known from videoMetadata offsets) is longer than its kind allows at the "
-        "example's media resolution (audio: 60 minutes; video: the catalog's max_seconds_by_resolution).",
-        '{... {"fileData": {"mimeType": "video/mp4", ...}, "videoMetadata": {"endOffset": "3600s"}} ...}  '
-        '(with a models file that sets media.video.max_seconds_by_resolution.default = 1800)'),
+        "warning", "line", "A video longer than the maximum at the example's media resolution (5 minutes at MEDIUM or "
+        "HIGH, 20 minutes at LOW), its length known from videoMetadata offsets or, with --check-files, from the file's "
+        "header: Vertex AI drops the example (not billed, not trained on). Also an audio clip over 60 minutes (a limit "
+        "the current pages no longer show, so a warning only).",
+        '{"contents": [... {"fileData": {"mimeType": "video/mp4", ...}, "videoMetadata": {"endOffset": "400s"}} ...], '
+        '"generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_MEDIUM"}}'),
+    C.VIDEO_DURATION_UNREADABLE: (
+        "warning", "line", "With --check-files: a referenced MP4, QuickTime, 3GPP or WebM video whose header does not "
+        "give its length (truncated, corrupt, or not the container its type says). Its length, and so its tokens and the "
+        "length limit, stay unchecked.",
+        '{... {"fileData": {"mimeType": "video/mp4", "fileUri": "gs://b/half-uploaded.mp4"}} ...}  '
+        '(an object cut off before its moov box)'),
     C.TOKEN_LIMIT_EXCEEDED: (
         "error", "line", "Even a conservative lower bound of the example's tokens exceeds the model's limit "
         "(32,000 for 1.x models, 131,072 for current ones).", "(an example with 400,000 characters of text, 1.x model)"),

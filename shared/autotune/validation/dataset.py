@@ -11,8 +11,7 @@ examples (about 100 bytes each: ~20 MB per 200,000 examples, at most ~50 MB).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgspec
 
@@ -47,8 +46,7 @@ MEDIA_EXTRA_PLACES_LIMIT = 100_000  # referencing lines kept beyond each object'
 BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True)
-class DatasetSource:
+class DatasetSource(NamedTuple):
     name: str  # shown in messages: a path or a gs:// URI
     chunks: Iterable[bytes]  # the file, streamed in pieces of any size
     size: int | None = None  # known size: file_too_large is reported without reading
@@ -58,6 +56,16 @@ class MediaInspector(Protocol):
     def stat(self, uris: Collection[str]) -> Mapping[str, int | None]:
         """gs:// URI -> size in bytes, or None when the object does not exist. Called once per
         report with every distinct gs:// URI; implementations check them concurrently."""
+        ...
+
+
+class VideoDurations(Protocol):
+    """Optionally also offered by a MediaInspector: the playing time of video objects, read
+    from their container headers (video_header.video_duration over ranged reads)."""
+
+    def durations(self, videos: Mapping[str, tuple[str, int]]) -> Mapping[str, float | None | Exception]:
+        """gs:// URI -> (mime type, size) in; URI -> seconds, None when the container does not
+        record its length, or the VideoHeaderError saying why the header could not be read."""
         ...
 
 
@@ -132,7 +140,9 @@ def validate_for_model(
 
     if "validation" in scans and "train" in scans:
         _check_validation_fraction(scans["train"].summary.examples, scans["validation"].summary.examples, rules_model, log)
-    media_checked = _check_media(refs, media, media_rules, log)
+    media_checked, durations_read = _check_media(refs, media, media_rules, log, scans)
+    for role, scan in scans.items():
+        _check_dropped(role, scan, media_rules, log)
     errors, warnings = log.totals()
     train = scans["train"]
     epochs = settings.epochs if isinstance(settings.epochs, int) and not isinstance(settings.epochs, bool) else 0
@@ -148,6 +158,7 @@ def validate_for_model(
             "references": sum(r.count for r in refs.values()),
             "distinct_objects": len(refs),
             "checked": media_checked,
+            "video_durations_read": durations_read,
         },
         "duplicates": {"indexed_examples_limit": DUPLICATE_INDEX_LIMIT},
     }
@@ -179,28 +190,33 @@ class _MediaRef:
     """One gs:// object the examples name: where it is named (the first `places_cap` places,
     so a missing object can be reported on each line that needs it) and how often."""
 
-    __slots__ = ("kind", "places", "count")
+    __slots__ = ("kind", "mime", "places", "count")
 
-    def __init__(self, kind: str, file: FileRole, line: int, field: str) -> None:
-        self.kind, self.places, self.count = kind, [(file, line, field)], 1
+    def __init__(self, kind: str, mime: str, place: tuple) -> None:
+        # a place: (file, line, field, seconds known from the line or None, media resolution)
+        self.kind, self.mime, self.places, self.count = kind, mime, [place], 1
 
 
 class _Scan:
-    def __init__(self, summary: FileSummary, tokens: TokenHistogram, duplicates: int, lower_bound: int = 0) -> None:
+    def __init__(
+        self, summary: FileSummary, tokens: TokenHistogram, duplicates: int, lower_bound: int = 0, dropped: int = 0
+    ) -> None:
         self.summary = summary
         self.tokens = tokens
         self.duplicates = duplicates
         self.lower_bound = lower_bound  # examples whose token count is a lower bound (media of unknown length)
+        self.dropped = dropped  # examples Vertex AI drops (a video over its maximum length)
 
 
 class _FileFacts:
     """What the full path gathers across one file's lines for the file-level rules."""
 
-    __slots__ = ("multimodal", "lower_bound", "resolutions")
+    __slots__ = ("multimodal", "lower_bound", "dropped", "resolutions")
 
     def __init__(self) -> None:
         self.multimodal = 0
         self.lower_bound = 0
+        self.dropped = 0
         self.resolutions: dict[str, int] = {}  # media resolution -> first line setting it
 
 
@@ -250,24 +266,28 @@ def _scan_file(
         # The duplicate index stops growing at its limit (checked per batch, to keep the
         # per-line work to one set operation); later examples are still compared against it.
         indexing = len(seen) < DUPLICATE_INDEX_LIMIT
+        if reader.batch_has_cr:
+            # \r\n endings are read as \n; only batches whose bytes hold a \r pay for the test.
+            for i, line in enumerate(batch):
+                if line.endswith(b"\r"):
+                    if not crlf:
+                        first_crlf = first + i
+                    crlf += 1
+                    batch[i] = line[:-1]
         line_no = first - 1
         for line in batch:
             line_no += 1
-            if line.endswith(b"\r"):
-                if not crlf:
-                    first_crlf = line_no
-                crlf += 1
-                line = line[:-1]
-            if not line or line.isspace():
-                blank += 1
-                add_issue(role, line_no, ErrorCode.BLANK_LINE, "empty line; every line must hold one example")
-                continue
             try:
                 example = fast_decode(line)
             except msgspec.ValidationError:
                 example = None
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-                _report_undecodable(role, line_no, line, exc, add_issue)
+                # A blank line is not JSON either: it is told apart here, off the hot path.
+                if not line or line.isspace():
+                    blank += 1
+                    add_issue(role, line_no, ErrorCode.BLANK_LINE, "empty line; every line must hold one example")
+                else:
+                    _report_undecodable(role, line_no, line, exc, add_issue)
                 continue
             shape = fast_check(example) if example is not None else None
             if shape is not None:
@@ -361,7 +381,7 @@ def _scan_file(
         examples=examples,
         format=formats[0] if len(formats) == 1 else ("mixed" if formats else None),
     )
-    return _Scan(summary, tokens, duplicates, facts.lower_bound)
+    return _Scan(summary, tokens, duplicates, facts.lower_bound, facts.dropped)
 
 
 def _full_check(
@@ -387,19 +407,21 @@ def _full_check(
     media_tokens = 0
     if shape.media:
         facts.multimodal += 1
-        media_tokens, lower_bound = media_rules.check_counts(shape.media, add)
+        media_tokens, lower_bound, dropped = media_rules.check_counts(shape.media, add)
         facts.lower_bound += lower_bound
-        for kind, uri, field, _, _ in shape.media:
+        facts.dropped += dropped
+        for kind, uri, field, seconds, resolution, mime in shape.media:
             if split_gs_uri(uri) is None:
                 continue
+            place = (role, line_no, field, seconds, resolution)
             ref = refs.get(uri)
             if ref is not None:
                 ref.count += 1
                 if len(ref.places) < places_cap and refs.extra_places < MEDIA_EXTRA_PLACES_LIMIT:
                     refs.extra_places += 1
-                    ref.places.append((role, line_no, field))
+                    ref.places.append(place)
             elif len(refs) < MEDIA_CHECK_LIMIT:
-                refs[uri] = _MediaRef(kind, role, line_no, field)
+                refs[uri] = _MediaRef(kind, mime, place)
     return shape.chars, shape.turns, media_tokens
 
 
@@ -445,11 +467,18 @@ def _check_validation_fraction(training: int, validation: int, model: ModelSpec,
 
 
 def _check_media(
-    refs: dict[str, _MediaRef], media: MediaInspector | None, media_rules: MediaRules, log: IssueLog
-) -> bool:
+    refs: dict[str, _MediaRef], media: MediaInspector | None, media_rules: MediaRules, log: IssueLog,
+    scans: Mapping[str, _Scan],
+) -> tuple[bool, int]:
+    """Existence and size of every gs:// object; with an inspector that reads durations, the
+    length of each video whose length no referencing line gives. Returns (checked, number of
+    video lengths read)."""
     if media is None or not refs:
-        return False
+        return False, 0
+    from autotune.validation.video_header import VideoHeaderError, is_readable_type  # only with --check-files
+
     sizes = media.stat(list(refs))
+    videos: dict[str, tuple[str, int]] = {}
     for uri, ref in refs.items():
         if uri not in sizes:
             continue
@@ -461,13 +490,48 @@ def _check_media(
             code = ErrorCode.MEDIA_TOO_LARGE
             problem = f"{uri} is {size / 1e6:,.1f} MB; a {ref.kind} may be at most {limit / 1e6:,.0f} MB"
         else:
+            if ref.kind == "video" and is_readable_type(ref.mime) and any(p[3] is None for p in ref.places):
+                videos[uri] = (ref.mime, size)
             continue
         # One issue per referencing line (up to the per-code cap), each saying how many
         # lines name the object, so every line to fix is listed.
         times = f" (referenced on {ref.count:,} lines)" if ref.count > 1 else ""
-        for file, line, field in ref.places:
+        for file, line, field, *_ in ref.places:
             log.add(file, line, code, problem + times, field)
-    return True
+    read_durations = getattr(media, "durations", None)
+    if not videos or read_durations is None:
+        return True, 0
+    found = read_durations(videos)
+    read = 0
+    for uri, seconds in found.items():
+        unreadable = isinstance(seconds, VideoHeaderError)
+        read += seconds is not None and not unreadable
+        for file, line, field, known, resolution in refs[uri].places:
+            if known is not None:
+                continue  # the line's videoMetadata gives the clip's own length
+            if unreadable:
+                problem = f"{uri}: cannot read the video's length: {seconds}"
+                log.add(file, line, ErrorCode.VIDEO_DURATION_UNREADABLE, problem, field)
+            elif seconds is not None:
+                add = _adder(log, file, line)
+                scans[file].dropped += media_rules.too_long("video", seconds, resolution, field, f"({uri})", add)
+    return True, read
+
+
+def _adder(log: IssueLog, file: FileRole, line: int) -> Callable[[ErrorCode, str | None, str], None]:
+    return lambda code, field, message: log.add(file, line, code, message, field)
+
+
+def _check_dropped(role: FileRole, scan: _Scan, media_rules: MediaRules, log: IssueLog) -> None:
+    fraction = media_rules.max_dropped_fraction("video")
+    examples = scan.summary.examples
+    if fraction is None or not scan.dropped or scan.dropped <= examples * fraction:
+        return
+    log.add(
+        role, None, ErrorCode.TOO_MANY_DROPPED_EXAMPLES,
+        f"{scan.dropped:,} of {examples:,} examples hold a video over its maximum length (media_too_long); Vertex AI "
+        f"drops them, and with more than {fraction:.0%} of the dataset dropped it fails the job before training",
+    )
 
 
 def _report_undecodable(role: FileRole, line_no: int, line: bytes, exc: BaseException, add_issue: Callable) -> None:

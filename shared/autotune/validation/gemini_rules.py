@@ -120,7 +120,7 @@ class ExampleShape:
     def __init__(self) -> None:
         self.chars = 0
         self.turns = 0
-        # (kind, uri, field, seconds or None when unknown, resolution short name)
+        # (kind, uri, field, seconds or None when unknown, resolution short name, mime type)
         self.media: list[tuple[str, str, str, float | None, str]] = []
         self.resolutions: set[str] = set()  # media resolutions set explicitly in this example
 
@@ -364,8 +364,8 @@ def _check_media_part(
     if video_metadata is not None:
         seconds = _check_video_metadata(part[video_metadata], f"{field}.{video_metadata}", add, added)
         if added and seconds is not None:
-            kind, uri, ref_field, _, res = added[0]
-            context.shape.media[before] = (kind, uri, ref_field, seconds, res)
+            kind, uri, ref_field, _, res, mime = added[0]
+            context.shape.media[before] = (kind, uri, ref_field, seconds, res, mime)
 
 
 def _check_video_metadata(metadata: object, field: str, add: Add, refs: list) -> float | None:

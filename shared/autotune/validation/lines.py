@@ -66,6 +66,9 @@ class LineReader:
         self._sha = _BackgroundSha256()
         self.bytes_read = 0
         self.lines = 0  # lines seen, including blank and too-long ones
+        # Whether the batch just yielded may hold a line ending in \r (its slice had a \r):
+        # lets the caller skip a per-line test on the common \n-only file.
+        self.batch_has_cr = False
 
     @property
     def sha256(self) -> str:
@@ -103,6 +106,7 @@ class LineReader:
             # joining tail and slice first would copy every slice once more.
             lines = slice_.split(b"\n")
             size = len(pending) + len(slice_)
+            self.batch_has_cr = b"\r" in slice_ or pending.endswith(b"\r")
             if pending:
                 lines[0] = pending + lines[0]
             pending = lines.pop()
@@ -118,6 +122,7 @@ class LineReader:
             yield line_no, skipped
             line_no += 1
         elif pending:
+            self.batch_has_cr = pending.endswith(b"\r")
             yield line_no, [pending]
             line_no += 1
         self.lines = line_no - 1

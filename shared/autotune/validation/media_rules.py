@@ -31,8 +31,8 @@ class MediaRules:
         self.accepted = catalog.accepted_mime_types(model)
 
     def check_file_data(self, value: object, field: str, add: Add, refs: list, resolution: str = "default") -> None:
-        """Check one fileData value; append (kind, uri, field, seconds, resolution) for media
-        that passed (seconds None: the duration is not known from the line)."""
+        """Check one fileData value; append (kind, uri, field, seconds, resolution, mime type)
+        for media that passed (seconds None: the duration is not known from the line)."""
         if self._model.text_only:
             add(ErrorCode.UNSUPPORTED_MODALITY, field, f"{self._model.name} tunes on text only; this part references media")
             return
@@ -72,16 +72,17 @@ class MediaRules:
             )
             return
         if kind is not None:
-            refs.append((kind.name, uri, f"{field}.fileUri", None, resolution))
+            refs.append((kind.name, uri, f"{field}.fileUri", None, resolution, mime.strip().lower()))
 
-    def check_counts(self, refs: list, add: Add) -> tuple[int, bool]:
+    def check_counts(self, refs: list, add: Add) -> tuple[int, bool, bool]:
         """Per-example limits by kind, and the length of media whose duration is known.
-        Returns the media's tokens and whether that is a lower bound (audio or video of unknown
-        duration, counted as 0 seconds; a PDF, counted as one page)."""
+        Returns the media's tokens, whether that is a lower bound (audio or video of unknown
+        duration, counted as 0 seconds; a PDF, counted as one page), and whether Vertex AI
+        drops the example (a video over its maximum length)."""
         counts: dict[str, int] = {}
         tokens = 0
-        lower_bound = False
-        for kind_name, uri, field, seconds, resolution in refs:
+        lower_bound = dropped = False
+        for kind_name, uri, field, seconds, resolution, _ in refs:
             counts[kind_name] = counts.get(kind_name, 0) + 1
             kind = self._catalog.media[kind_name]
             tokens += kind.tokens_each
@@ -94,13 +95,8 @@ class MediaRules:
                 continue
             rate = kind.tokens_per_second_low if resolution == "low" and kind.tokens_per_second_low else kind.tokens_per_second
             tokens += int(-(-seconds * rate // 1))
-            limit = kind.max_seconds_by_resolution.get(resolution, kind.max_seconds)
-            if limit is not None and seconds > limit:
-                add(
-                    ErrorCode.MEDIA_TOO_LONG, field,
-                    f"this {kind_name} clip is {seconds:g} s; at {resolution} media resolution a {kind_name} may be "
-                    f"at most {limit:,} s",
-                )
+            if self.too_long(kind_name, seconds, resolution, field, "clip", add):
+                dropped = True
         for kind_name, n in counts.items():
             kind = self._catalog.media[kind_name]
             if n > kind.max_per_example:
@@ -109,7 +105,27 @@ class MediaRules:
                     None,
                     f"{n} {kind_name} parts in one example; at most {kind.max_per_example} allowed",
                 )
-        return tokens, lower_bound
+        return tokens, lower_bound, dropped
+
+    def too_long(self, kind_name: str, seconds: float, resolution: str, field: str, what: str, add: Add) -> bool:
+        """Report media_too_long; True when Vertex AI drops the example for it (a kind with a
+        documented drop rule: video)."""
+        kind = self._catalog.media[kind_name]
+        limit = kind.max_seconds_by_resolution.get(resolution, kind.max_seconds)
+        if limit is None or seconds <= limit:
+            return False
+        drops = kind.max_dropped_fraction is not None
+        at = f"at {resolution} media resolution " if resolution in kind.max_seconds_by_resolution else ""
+        add(
+            ErrorCode.MEDIA_TOO_LONG, field,
+            f"this {kind_name} {what} is {seconds:g} s; {at}a {kind_name} may be at most {limit:,} s"
+            + ("; Vertex AI drops this example (not billed, not trained on)" if drops else ""),
+        )
+        return drops
+
+    def max_dropped_fraction(self, kind_name: str) -> float | None:
+        kind = self._catalog.media.get(kind_name)
+        return None if kind is None else kind.max_dropped_fraction
 
     def max_bytes(self, kind_name: str) -> int:
         return self._catalog.media[kind_name].max_bytes

@@ -24,7 +24,8 @@ METHOD = (
 )
 MEDIA_METHOD = (
     "images and PDFs: tokens_each per item (a PDF counts as one page); audio and video: tokens_per_second x the "
-    "clip's length, known only from videoMetadata offsets (low media resolution: tokens_per_second_low); an "
+    "clip's length from videoMetadata offsets (low media resolution: tokens_per_second_low; a length read from a "
+    "video's header with --check-files is checked against the length limit but not counted); an "
     "example with a PDF, or with audio or video of unknown length (counted as 0 seconds), has a token count "
     "that is a lower bound (lower_bound_examples)"
 )
