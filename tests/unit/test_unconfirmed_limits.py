@@ -111,7 +111,7 @@ class Inspector:
 def test_audio_count_per_example_refuses_only_once_confirmed(tmp_path):
     data = padded([media_example(1, fd("audio/mpeg", "gs://b/a.mp3"), fd("audio/mpeg", "gs://b/b.mp3"))])
     assert "max_per_example" in SHIPPED.media["audio"].unconfirmed
-    assert_warned(check(SHIPPED, data), ErrorCode.TOO_MANY_MEDIA, "audio's max_per_example")
+    assert_warned(check(SHIPPED, data), ErrorCode.TOO_MANY_MEDIA, "media.audio.max_per_example")
     audio = SHIPPED.media["audio"]
     confirmed = overlay(tmp_path, f"[media.audio]\nunconfirmed = {unconfirmed_list(audio, drop=('max_per_example',))}\n")
     assert_refused(check(confirmed, data), ErrorCode.TOO_MANY_MEDIA)
@@ -121,7 +121,7 @@ def test_pdf_size_refuses_only_once_confirmed(tmp_path):
     pdf = "gs://b/report.pdf"
     data = padded([media_example(1, fd("application/pdf", pdf))])
     inspector = Inspector({pdf: 25_000_000})  # over the recorded 20 MB
-    assert_warned(check(SHIPPED, data, media=inspector), ErrorCode.MEDIA_TOO_LARGE, "document's max_bytes")
+    assert_warned(check(SHIPPED, data, media=inspector), ErrorCode.MEDIA_TOO_LARGE, "media.document.max_bytes")
     confirmed = overlay(tmp_path, "[media.document]\nunconfirmed = []\n")
     assert_refused(check(confirmed, data, media=inspector), ErrorCode.MEDIA_TOO_LARGE)
 
@@ -144,7 +144,7 @@ def test_a_type_refused_by_an_unconfirmed_list_only_warns(tmp_path):
     rows = [media_example(1, fd("video/avi", "gs://b/a.avi")), media_example(2, fd("image/gif", "gs://b/a.gif"))]
     report = check(SHIPPED, padded(rows))
     found = {i.line: i for i in report.errors if i.code == "unsupported_mime_type"}
-    assert found[1].severity == "warning" and "video's mime_types" in found[1].message
+    assert found[1].severity == "warning" and "media.video.mime_types" in found[1].message
     assert found[2].severity == "error"
     video = SHIPPED.media["video"]
     confirmed = overlay(tmp_path, f"[media.video]\nunconfirmed = {unconfirmed_list(video, drop=('mime_types',))}\n")
@@ -158,7 +158,7 @@ def test_token_limit_refuses_only_while_confirmed(tmp_path):
     assert_refused(check(SHIPPED, data), ErrorCode.TOKEN_LIMIT_EXCEEDED)
     model = SHIPPED.get(MODEL)
     unconfirmed = overlay(tmp_path, f'[models."{MODEL}"]\nunconfirmed = {unconfirmed_list(model, add=("max_tokens_per_example",))}\n')
-    assert_warned(check(unconfirmed, data), ErrorCode.TOKEN_LIMIT_EXCEEDED, "gemini-3.5-flash's max_tokens_per_example")
+    assert_warned(check(unconfirmed, data), ErrorCode.TOKEN_LIMIT_EXCEEDED, 'models."gemini-3.5-flash".max_tokens_per_example')
 
 
 def test_the_2_0_token_limit_is_unconfirmed_in_the_shipped_catalog():
@@ -173,7 +173,7 @@ def test_the_2_0_token_limit_is_unconfirmed_in_the_shipped_catalog():
 def test_validation_fraction_refuses_only_once_confirmed(tmp_path):
     data, validation = padded([]), jsonl([example(5000 + i) for i in range(1001)])  # 1,001 > 30% of 120
     assert_warned(check(SHIPPED, data, validation=validation), ErrorCode.VALIDATION_OVER_TRAINING_FRACTION,
-                  "gemini-3.5-flash's validation_fraction")
+                  'models."gemini-3.5-flash".validation_fraction')
     model = SHIPPED.get(MODEL)
     rest = unconfirmed_list(model, drop=("validation_fraction", "validation_fraction_over"))
     confirmed = overlay(tmp_path, f'[models."{MODEL}"]\nunconfirmed = {rest}\n')
@@ -231,7 +231,7 @@ def test_function_calling_refuses_only_while_confirmed(tmp_path):
     model = SHIPPED.get(MODEL)
     assert "function_calling" in model.unconfirmed
     unconfirmed = overlay(tmp_path, f'[models."{MODEL}"]\nfunction_calling = false\n')
-    assert_warned(check(unconfirmed, data), ErrorCode.FUNCTION_CALLING_UNSUPPORTED, "gemini-3.5-flash's function_calling")
+    assert_warned(check(unconfirmed, data), ErrorCode.FUNCTION_CALLING_UNSUPPORTED, 'models."gemini-3.5-flash".function_calling')
     rest = unconfirmed_list(model, drop=("function_calling",))
     confirmed = overlay(tmp_path, f'[models."{MODEL}"]\nfunction_calling = false\nunconfirmed = {rest}\n')
     assert_refused(check(confirmed, data), ErrorCode.FUNCTION_CALLING_UNSUPPORTED)
@@ -267,7 +267,7 @@ def test_region_refuses_only_while_confirmed(tmp_path):
     lite = "gemini-3.5-flash-lite"
     assert "regions" in SHIPPED.get(lite).unconfirmed
     assert_warned(check(SHIPPED, data, model=lite, region="us-west1"), ErrorCode.UNSUPPORTED_REGION,
-                  "gemini-3.5-flash-lite's regions")
+                  'models."gemini-3.5-flash-lite".regions')
     rest = unconfirmed_list(SHIPPED.get(lite), drop=("regions",))
     confirmed = overlay(tmp_path, f'[models."{lite}"]\nunconfirmed = {rest}\n')
     assert_refused(check(confirmed, data, model=lite, region="us-west1"), ErrorCode.UNSUPPORTED_REGION)
@@ -317,3 +317,13 @@ def test_no_error_fires_on_an_unconfirmed_fact_of_the_shipped_catalog(model_name
                 assert verdicts.severity(code, kind, (fact,)) == ("error" if confirmed else "warning"), (code, kind, fact)
                 if not confirmed:  # and whatever else the finding rests on
                     assert verdicts.severity(code, kind) == "warning", (code, kind)
+
+
+def test_the_models_file_example_in_the_docs_confirms_what_it_says(tmp_path):
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "error-codes.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Limits that rest on unconfirmed facts"):]
+    start = section.index("```toml\n") + len("```toml\n")
+    models_file = section[start:section.index("```", start)]
+    data, validation = padded([]), jsonl([example(5000 + i) for i in range(1001)])
+    assert_refused(check(overlay(tmp_path, models_file), data, validation=validation),
+                   ErrorCode.VALIDATION_OVER_TRAINING_FRACTION)

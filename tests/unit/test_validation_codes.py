@@ -13,7 +13,7 @@ import pytest
 from autotune.catalog import load_catalog
 from autotune.settings import TuningSettings
 from autotune.validation import DatasetSource, ErrorCode, validate_dataset, validate_for_model
-from autotune.validation.codes import CODE_INFO
+from autotune.validation.codes import CODE_FACTS, CODE_INFO
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -231,6 +231,18 @@ def test_every_code_is_documented_with_its_severity_and_example():
         assert code.severity in match.group(0)
         assert code.meaning in doc, f"docs/error-codes.md has a stale meaning for {code.value}"
     assert set(CODE_INFO) == set(ErrorCode)
+
+
+def test_every_code_resting_on_a_catalog_fact_says_so_in_the_docs():
+    doc = (ROOT / "docs" / "error-codes.md").read_text(encoding="utf-8")
+    assert "## Limits that rest on unconfirmed facts" in doc
+    for code, facts in CODE_FACTS.items():
+        start = doc.index(f"### `{code.value}`")
+        end = doc.find("\n#", start + 1)
+        section = doc[start:end if end != -1 else len(doc)]
+        assert "Rests on" in section, f"docs/error-codes.md: {code.value} does not say what it rests on"
+        for fact in facts:
+            assert f"`{fact}`" in section, f"docs/error-codes.md: {code.value} does not name {fact}"
 
 
 def test_too_many_multimodal_examples_with_a_model_whose_multimodal_maximum_is_small():

@@ -16,8 +16,8 @@ from autotune.catalog import Catalog, ModelSpec
 from autotune.validation.codes import CODE_FACTS, ErrorCode, Severity
 
 HOW_TO_CONFIRM = (
-    "once confirmed, say so in a models file (`models_file` in deploy/config.toml; docs/error-codes.md) "
-    "and it refuses the dataset"
+    "once confirmed, take it off that table's `unconfirmed` list in a models file (`models_file` in "
+    "deploy/config.toml; docs/error-codes.md) and this refuses the dataset"
 )
 
 
@@ -46,7 +46,8 @@ class Verdicts:
 
     def unconfirmed(self, code: ErrorCode, kind: str | None = None, facts: tuple[str, ...] | None = None) -> list[str]:
         """The facts, among those the finding rests on, that the catalog does not confirm
-        (named for a message: "gemini-3.5-flash's regions", "audio's max_per_example")."""
+        (named as a models file spells them: 'models."gemini-3.5-flash".regions',
+        "media.audio.max_per_example")."""
         declared = CODE_FACTS.get(code, ())
         named = declared if facts is None else facts
         strays = sorted(set(named) - set(declared))
@@ -56,11 +57,12 @@ class Verdicts:
         for fact in named:
             table, _, name = fact.partition(".")
             if table == "model":
-                item = self._model
+                item, where = self._model, f'models."{self._model.name}"' if self._model else ""
             else:
                 item = self._catalog.media.get(kind) if kind is not None else None
+                where = f"media.{kind}"
             if item is not None and not self._catalog.confirmed(item, name):
-                out.append(f"{item.name}'s {name}")
+                out.append(f"{where}.{name}")
         return out
 
     def _judge(self, code: ErrorCode, kind: str | None, facts: tuple[str, ...] | None) -> tuple[Severity, str]:
@@ -71,5 +73,5 @@ class Verdicts:
             return "error", ""
         return "warning", (
             f" (a warning, not an error: the model catalog lists {' and '.join(unconfirmed)} as unconfirmed, so "
-            f"Vertex AI may still refuse this; {HOW_TO_CONFIRM})"
+            f"Vertex AI may still refuse this, or take it; {HOW_TO_CONFIRM})"
         )
