@@ -157,7 +157,8 @@ def test_token_limit_refuses_only_while_confirmed(tmp_path):
     data = padded([{"contents": [turn("user", {"text": "x " * 600_000}), turn("model", {"text": "ok"})]}])
     assert_refused(check(SHIPPED, data), ErrorCode.TOKEN_LIMIT_EXCEEDED)
     model = SHIPPED.get(MODEL)
-    unconfirmed = overlay(tmp_path, f'[models."{MODEL}"]\nunconfirmed = {unconfirmed_list(model, add=("max_tokens_per_example",))}\n')
+    added = unconfirmed_list(model, add=("max_tokens_per_example",))
+    unconfirmed = overlay(tmp_path, f'[models."{MODEL}"]\nunconfirmed = {added}\n')
     assert_warned(check(unconfirmed, data), ErrorCode.TOKEN_LIMIT_EXCEEDED, 'models."gemini-3.5-flash".max_tokens_per_example')
 
 
