@@ -140,16 +140,19 @@ def _pinned_problem(ref: DatasetRef, reports_prefix: str, current_generations: M
 
 
 def catalog_settings_errors(request: TuningRequest) -> list[str]:
-    """The validator's own settings checks (catalog limits and guards), errors only."""
+    """The validator's own settings checks (catalog limits and guards), errors only: a setting
+    refused only by an unconfirmed catalog fact is a warning there, and not refused here."""
     from autotune import catalog
-    from autotune.validation.codes import CODE_INFO
     from autotune.validation.settings_rules import check_settings
+    from autotune.validation.verdicts import Verdicts
 
     errors: list[str] = []
+    model = catalog.get_model(request.settings.model)
+    verdicts = Verdicts(catalog.load_catalog(), model)
 
     def add(code, field, message) -> None:
-        if CODE_INFO[code][0] == "error":
+        if verdicts.severity(code) == "error":
             errors.append(f"{field}: {message}")
 
-    check_settings(request.settings, catalog.get_model(request.settings.model), catalog.model_names(), add)
+    check_settings(request.settings, model, catalog.model_names(), add)
     return errors

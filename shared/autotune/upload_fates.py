@@ -114,8 +114,11 @@ def with_report(fate: UploadFate, report: Mapping | None) -> UploadFate:
 
 
 def report_totals(report: Mapping) -> tuple[int, int]:
-    """(errors, warnings) over every occurrence, not only the listed ones: `counts` has them all,
-    the listed issues tell each code's severity."""
+    """(errors, warnings) over every occurrence, not only the listed ones: the report's `totals`;
+    for a report without them, `counts` has them all and the listed issues tell each code's severity."""
+    totals = report.get("totals")
+    if isinstance(totals, Mapping) and all(isinstance(totals.get(k), int) for k in ("errors", "warnings")):
+        return totals["errors"], totals["warnings"]
     counts = report.get("counts") if isinstance(report.get("counts"), Mapping) else {}
     severity = {}
     for issue in report.get("errors") or []:

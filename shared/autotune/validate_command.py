@@ -127,6 +127,7 @@ def run(args: ValidateArgs) -> int:
     from autotune.validation import DatasetSource, file_chunks, validate_dataset
     from autotune.validation.codes import ErrorCode
     from autotune.validation.settings_rules import check_settings
+    from autotune.validation.verdicts import Verdicts
 
     train, validation = args.train, args.validation
     for flag, path in (("TRAIN", train), ("--validation", validation)):
@@ -150,13 +151,16 @@ def run(args: ValidateArgs) -> int:
         }
     )
     problems: list[tuple[str, str]] = []
+    model = catalog.get(settings.model)
+    verdicts = Verdicts(catalog, model)
 
     def collect(code: ErrorCode, field: str, message: str) -> None:
-        # A retired model is a finding of the report, not a usage error (see the module doc).
-        if code.severity == "error" and code is not ErrorCode.MODEL_RETIRED:
+        # A retired model is a finding of the report, not a usage error (see the module doc); so
+        # is a setting refused only by an unconfirmed catalog fact (a warning in the report).
+        if verdicts.severity(code) == "error" and code is not ErrorCode.MODEL_RETIRED:
             problems.append((code.value, message))
 
-    check_settings(settings, catalog.get(settings.model), list(catalog.models), collect)
+    check_settings(settings, model, list(catalog.models), collect)
     if problems:
         raise UsageError(problems[0][0], "\n".join(f"{code}: {message}" for code, message in problems))
 
@@ -246,7 +250,8 @@ def render_text(report) -> str:
     for code, issues in by_code.items():
         total = report.counts.get(code, len(issues))
         out.append("")
-        out.append(f"{code} ({issues[0].severity}, {total:,})")
+        # One code may hold errors and warnings (a limit resting on an unconfirmed fact for one media kind).
+        out.append(f"{code} ({'/'.join(sorted({i.severity for i in issues}))}, {total:,})")
         for issue in issues:
             where = names.get(issue.file, "settings") if issue.file else "settings"
             if issue.line is not None:

@@ -265,6 +265,41 @@ def test_video_and_role_less_turns_are_accepted(local_stack, events) -> None:
     assert received.event.type is EventType.DATASET_ACCEPTED, received.event.payload.counts
 
 
+def test_a_limit_resting_on_an_unconfirmed_fact_warns_and_the_dataset_is_tuned(local_stack, events, requests_seen) -> None:
+    """Two audio files in one example: the catalog's one-audio-file limit is unconfirmed, so the
+    report warns (saying so) and the dataset goes on to tuning; 31 images, a confirmed limit, refuse."""
+    audio = [f"media/{unique('talk')}.mp3" for _ in range(2)]
+    for name in audio:
+        local_stack.upload(b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00" * 64, name)
+    parts = [{"fileData": {"mimeType": "audio/mpeg", "fileUri": f"gs://{local_stack.bucket}/{n}"}} for n in audio]
+    rows = [example(i, SECRET) for i in range(20)]
+    rows[2] = {"contents": [{"role": "user", "parts": [*parts, {"text": "Who speaks first?"}]},
+                            {"role": "model", "parts": [{"text": "The host."}]}]}
+    name = f"incoming/{unique('unconfirmed')}.jsonl"
+    local_stack.upload(jsonl(rows), name)
+    uri = f"gs://{local_stack.bucket}/{name}"
+    received = verdict_for(events, uri)
+    assert received.event.type is EventType.DATASET_ACCEPTED, received.event.payload.counts
+    report = read_report(local_stack, received.event.payload.report_uri)
+    [warned] = [e for e in report["errors"] if e["code"] == "too_many_media"]
+    assert (warned["line"], warned["severity"]) == (3, "warning") and "unconfirmed" in warned["message"]
+    assert report["valid"] and report["totals"]["errors"] == 0
+    assert requests_seen.for_uri(uri)
+
+    images = [f"media/{unique('pic')}.png" for _ in range(31)]
+    for image in images:
+        local_stack.upload(PNG, image)
+    rows[2] = {"contents": [{"role": "user", "parts": [
+        *({"fileData": {"mimeType": "image/png", "fileUri": f"gs://{local_stack.bucket}/{n}"}} for n in images),
+        {"text": "Which is the odd one?"}]}, {"role": "model", "parts": [{"text": "The last."}]}]}
+    name = f"incoming/{unique('confirmed')}.jsonl"
+    local_stack.upload(jsonl(rows), name)
+    received = verdict_for(events, f"gs://{local_stack.bucket}/{name}")
+    assert received.event.type is EventType.DATASET_REJECTED
+    report = read_report(local_stack, received.event.payload.report_uri)
+    assert [(e["line"], e["severity"]) for e in report["errors"] if e["code"] == "too_many_media"] == [(3, "error")]
+
+
 def test_unreadable_event_is_acknowledged(local_stack) -> None:
     headers = {
         "ce-specversion": "1.0", "ce-id": "junk-1", "ce-source": "//storage.googleapis.com/projects/_/buckets/x",

@@ -110,6 +110,16 @@ def test_usage_errors_exit_2(args):
     assert result.exit_code == 2
 
 
+def test_a_setting_refused_only_by_an_unconfirmed_fact_is_a_warning_not_a_usage_error():
+    """gemini-3.5-flash-lite's regions are unconfirmed in the catalog: us-west1 is reported, and the
+    dataset still passes (exit 0); the same region for gemini-3.5-flash is a usage error (above)."""
+    result = invoke(str(EXAMPLES / "summarization.jsonl"), "--model", "gemini-3.5-flash-lite", "--region", "us-west1", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    region = [i for i in doc["errors"] if i["code"] == "unsupported_region"]
+    assert doc["valid"] and [i["severity"] for i in region] == ["warning"] and "unconfirmed" in region[0]["message"]
+
+
 @pytest.mark.parametrize(
     ("args", "code"),
     [

@@ -230,3 +230,17 @@ def test_histogram_bins_cover_min_to_max_for_large_counts_too() -> None:
     assert all(a["to"] + 1 == b["from"] for a, b in zip(bins, bins[1:]))
     assert bins[0]["to"] == 6_558 and bins[0]["examples"] == 6 and bins[-1]["examples"] == 1  # width 6,554
     assert TokenHistogram().summary()["histogram"] == []
+
+
+def test_a_code_holding_an_error_and_an_unconfirmed_limit_warning_is_grouped_as_an_error():
+    """Two audio files in one example only warn (an unconfirmed limit), 31 images refuse: one code."""
+    audio = [{"fileData": {"mimeType": "audio/mpeg", "fileUri": f"gs://b/{i}.mp3"}} for i in range(2)]
+    images = [{"fileData": {"mimeType": "image/png", "fileUri": f"gs://b/{i}.png"}} for i in range(31)]
+    rows = [{"contents": [{"role": "user", "parts": [*media, {"text": f"Q{i}"}]}, {"role": "model", "parts": [{"text": "A"}]}]}
+            for i, media in enumerate([audio, images])]
+    rows += [{"contents": [{"role": "user", "parts": [{"text": f"Q{i}"}]}, {"role": "model", "parts": [{"text": "A"}]}]}
+             for i in range(2, 120)]
+    data = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    report = validate_dataset(DatasetSource("t.jsonl", [data]), settings=TuningSettings(model="gemini-3.5-flash", epochs=3))
+    [group] = [g for g in page_view(report.to_dict())["problems"] if g["code"] == "too_many_media"]
+    assert group["severity"] == "error" and group["total"] == 2

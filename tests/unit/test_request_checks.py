@@ -142,3 +142,11 @@ def test_object_names_with_control_characters_are_names_like_any_other():
     assert object_name_problem("incoming/a\tb.jsonl") is None
     assert object_name_problem("incoming/\ud800.jsonl") == "is not encodable as UTF-8"
     assert "1024" in object_name_problem("n" * 1025)
+
+
+def test_submit_refuses_a_setting_only_when_the_catalog_confirms_the_limit():
+    """gemini-3.5-flash-lite's regions are unconfirmed in the catalog (a warning in the report), so
+    submit does not refuse the request for its region; gemini-3.5-flash's are confirmed."""
+    assert catalog_settings_errors(genuine(model="gemini-3.5-flash-lite", region="us-west1")) == []
+    errors = catalog_settings_errors(genuine(model="gemini-3.5-flash", region="us-west1"))
+    assert len(errors) == 1 and errors[0].startswith("region:")

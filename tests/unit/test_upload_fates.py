@@ -138,3 +138,14 @@ def test_a_bucket_that_cannot_be_listed_leaves_the_ledger_to_answer(capsys):
     bucket = Bucket(CONFIG, UnlistableStore(), records=lambda: [])
     assert bucket.fates() == []
     assert "cannot list gs://bkt" in capsys.readouterr().err
+
+
+def test_totals_count_each_issue_by_its_own_severity_when_one_code_holds_both():
+    """A limit on an unconfirmed catalog fact is a warning under the same code as a confirmed one's
+    error: the report's totals say how many of each, which the first listed issue cannot."""
+    report = {"counts": {"too_many_media": 2}, "totals": {"errors": 1, "warnings": 1},
+              "errors": [{"code": "too_many_media", "severity": "warning"}, {"code": "too_many_media", "severity": "error"}]}
+    assert report_totals(report) == (1, 1)
+    older = {"counts": {"few_examples": 1, "blank_line": 2},
+             "errors": [{"code": "few_examples", "severity": "warning"}, {"code": "blank_line", "severity": "error"}]}
+    assert report_totals(older) == (2, 1)

@@ -13,7 +13,7 @@ import pytest
 from autotune.catalog import load_catalog
 from autotune.settings import TuningSettings
 from autotune.validation import DatasetSource, ErrorCode, validate_dataset, validate_for_model
-from autotune.validation.codes import CODE_INFO
+from autotune.validation.codes import CODE_FACTS, CODE_INFO
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,15 +60,21 @@ class FakeInspector:
 
 
 def run(data: bytes, model: str = "gemini-3.5-flash", **kwargs):
+    """confirm: facts of the model the shipped catalog lists as unconfirmed, taken as confirmed
+    here (an unconfirmed fact only warns: test_unconfirmed_limits.py)."""
     settings = kwargs.pop("settings", None) or TuningSettings(model=model, epochs=3)
     validation = kwargs.pop("validation", None)
     size = kwargs.pop("size", None)
-    return validate_dataset(
-        DatasetSource("train.jsonl", [data], size),
-        settings=settings,
-        validation=None if validation is None else DatasetSource("val.jsonl", [validation]),
-        **kwargs,
-    )
+    confirm = kwargs.pop("confirm", ())
+    training = DatasetSource("train.jsonl", [data], size)
+    validation = None if validation is None else DatasetSource("val.jsonl", [validation])
+    if not confirm:
+        return validate_dataset(training, settings=settings, validation=validation, **kwargs)
+    catalog = load_catalog()
+    spec = catalog.get(settings.model)
+    assert set(confirm) <= set(spec.unconfirmed), "confirm only what the shipped catalog does not"
+    spec = msgspec.structs.replace(spec, unconfirmed=tuple(f for f in spec.unconfirmed if f not in confirm))
+    return validate_for_model(training, settings=settings, model=spec, catalog=catalog, validation=validation, **kwargs)
 
 
 IMG = "gs://data-bucket/img/cat.png"
@@ -141,7 +147,8 @@ CASES: dict[ErrorCode, tuple[dict, int | None]] = {
             {**media_example(fd("image/png", IMG)), "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_HIGH"}},
         ]), "model": "gemini-2.5-flash"}, None),
     ErrorCode.VALIDATION_OVER_TRAINING_FRACTION: (
-        {"data": padded([]), "validation": jsonl([example(5000 + i) for i in range(1001)])}, None),
+        {"data": padded([]), "validation": jsonl([example(5000 + i) for i in range(1001)]),
+         "confirm": ("validation_fraction", "validation_fraction_over")}, None),
     ErrorCode.INVALID_FILE_URI: ({"data": padded([media_example(fd("image/png", "/home/me/cat.png"))])}, 1),
     ErrorCode.FILE_URI_NOT_ALLOWED: (
         {"data": padded([media_example(fd("image/png", "gs://other-bucket/cat.png"))]), "dataset_bucket": "data-bucket"}, 1),
@@ -150,7 +157,7 @@ CASES: dict[ErrorCode, tuple[dict, int | None]] = {
     ErrorCode.MEDIA_TOO_LARGE: (
         {"data": padded([media_example(fd("image/png", IMG))]), "media": FakeInspector({IMG: 25_000_000})}, 1),
     ErrorCode.TOO_MANY_MEDIA: (
-        {"data": padded([media_example(fd("audio/mpeg", "gs://b/a.mp3"), fd("audio/mpeg", "gs://b/b.mp3"))])}, 1),
+        {"data": padded([media_example(*(fd("image/png", f"gs://b/{i}.png") for i in range(31)))])}, 1),
     ErrorCode.TOKEN_LIMIT_EXCEEDED: (
         {"data": padded([{"contents": [turn("user", "x " * 150_000), turn("model", "ok")]}]), "model": "gemini-1.5-pro-002"},
         1,
@@ -226,9 +233,25 @@ def test_every_code_is_documented_with_its_severity_and_example():
     assert set(CODE_INFO) == set(ErrorCode)
 
 
+def test_every_code_resting_on_a_catalog_fact_says_so_in_the_docs():
+    doc = (ROOT / "docs" / "error-codes.md").read_text(encoding="utf-8")
+    assert "## Limits that rest on unconfirmed facts" in doc
+    for code, facts in CODE_FACTS.items():
+        start = doc.index(f"### `{code.value}`")
+        end = doc.find("\n#", start + 1)
+        section = doc[start:end if end != -1 else len(doc)]
+        assert "Rests on" in section, f"docs/error-codes.md: {code.value} does not say what it rests on"
+        for fact in facts:
+            assert f"`{fact}`" in section, f"docs/error-codes.md: {code.value} does not name {fact}"
+
+
 def test_too_many_multimodal_examples_with_a_model_whose_multimodal_maximum_is_small():
     catalog = load_catalog()
-    model = msgspec.structs.replace(catalog.get("gemini-3.5-flash"), max_training_examples_multimodal=2)
+    model = catalog.get("gemini-3.5-flash")
+    model = msgspec.structs.replace(  # taken as confirmed: the shipped maximum is not (test_unconfirmed_limits.py)
+        model, max_training_examples_multimodal=2,
+        unconfirmed=tuple(f for f in model.unconfirmed if f != "max_training_examples_multimodal"),
+    )
     data = padded([media_example(fd("image/png", f"gs://data-bucket/{i}.png")) for i in range(3)])
     report = validate_for_model(
         DatasetSource("train.jsonl", [data]), settings=TuningSettings(model="gemini-3.5-flash", epochs=3),

@@ -136,8 +136,7 @@ class Catalog(msgspec.Struct, frozen=True, kw_only=True):
     def facts(self, item: ModelSpec | MediaKind) -> list[dict]:
         """Every fact of a model or media kind with its value, source and whether it is confirmed."""
         out = []
-        table = f"models.{item.name}" if isinstance(item, ModelSpec) else f"media.{item.name}"
-        stated = self.stated.get(table)
+        stated = self._stated(item)
         for field in item.__struct_fields__:
             if field in _NOT_FACTS:
                 continue
@@ -159,11 +158,31 @@ class Catalog(msgspec.Struct, frozen=True, kw_only=True):
                     "source": source_id,
                     "url": source.url if source else None,
                     "read_on": source.read_on if source else None,
-                    "confirmed": field not in item.unconfirmed and source is not None,
+                    "confirmed": self.confirmed(item, field),
                     "note": item.notes.get(field, ""),
                 }
             )
         return out
+
+
+    def confirmed(self, item: ModelSpec | MediaKind, fact: str) -> bool:
+        """Whether a source states the fact and the catalog does not list it as unconfirmed. A
+        fact left at its default (no table of this catalog sets it) is not confirmed."""
+        if fact in _NOT_FACTS or fact not in item.__struct_fields__:
+            raise KeyError(f"{fact!r} is not a fact of a {type(item).__name__}")
+        stated = self._stated(item)
+        if stated is not None and fact not in stated:
+            return False
+        return fact not in item.unconfirmed and item.sources.get(fact, item.source) in self.sources
+
+    def _stated(self, item: ModelSpec | MediaKind) -> frozenset[str] | None:
+        # Only for the catalog's own entries: a model a caller built from one (a test's variant)
+        # is judged by its own unconfirmed list and sources.
+        if isinstance(item, ModelSpec):
+            own, table = self.models.get(item.name), f"models.{item.name}"
+        else:
+            own, table = self.media.get(item.name), f"media.{item.name}"
+        return self.stated.get(table) if own is item else None
 
 
 def parse_catalog(text: str, file: str = "models.toml") -> Catalog:

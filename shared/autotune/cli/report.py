@@ -111,7 +111,7 @@ def render_stored_report(document: dict, report_uri: str, upload: tuple[str, str
     for code, issues in by_code.items():
         total = counts.get(code, len(issues))
         out.append("")
-        out.append(f"{code} ({issues[0].get('severity')}, {total:,})")
+        out.append(f"{code} ({'/'.join(sorted({str(i.get('severity')) for i in issues}))}, {total:,})")
         out.extend("  " + issue_line(issue, document) for issue in issues)
         if isinstance(total, int) and total > len(issues):
             out.append(f"  ... and {total - len(issues):,} more (counted, not listed in the report)")

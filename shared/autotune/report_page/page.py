@@ -149,6 +149,8 @@ def _problems(issues: object, counts: Mapping[str, int], files: Mapping) -> list
             continue
         code = str(issue.get("code"))
         group = groups.setdefault(code, {"code": code, "severity": str(issue.get("severity") or "error"), "items": []})
+        if issue.get("severity") != "warning":  # a code may hold both: the group is an error if any item is
+            group["severity"] = "error"
         # "file" holds the path; reports written before "role" existed hold the role there.
         role = issue.get("role") or issue.get("file")
         name = _mapping(files.get(role)).get("name") if isinstance(role, str) else None

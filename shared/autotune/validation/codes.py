@@ -279,3 +279,29 @@ CODE_INFO: dict[ErrorCode, tuple[Severity, Scope, str, str]] = {
 }
 
 assert set(CODE_INFO) == set(ErrorCode), "every code needs its documentation"
+
+# The catalog facts a code's limit rests on: "model.FACT" (of the model tuned) or "media.FACT"
+# (of the media kind at hand). Such a code refuses a dataset only while every fact it rests on is
+# confirmed in the catalog; otherwise it is reported as a warning that says so (verdicts.py). A
+# finding may name the one fact it rests on where a code declares several (too_many_examples).
+CODE_FACTS: dict[ErrorCode, tuple[str, ...]] = {
+    C.FILE_TOO_LARGE: ("model.max_file_bytes",),
+    C.TOO_FEW_EXAMPLES: ("model.min_training_examples",),
+    C.TOO_MANY_EXAMPLES: ("model.max_training_examples", "model.max_training_examples_text_only"),
+    C.TOO_MANY_MULTIMODAL_EXAMPLES: ("model.max_training_examples_multimodal",),
+    C.VALIDATION_TOO_MANY_EXAMPLES: ("model.max_validation_examples",),
+    C.VALIDATION_OVER_TRAINING_FRACTION: ("model.validation_fraction", "model.validation_fraction_over"),
+    C.MIXED_MEDIA_RESOLUTIONS: ("model.mixed_media_resolution",),
+    C.TOO_MANY_DROPPED_EXAMPLES: ("media.max_dropped_fraction", "media.max_seconds_by_resolution"),
+    C.FUNCTION_CALLING_UNSUPPORTED: ("model.function_calling",),
+    C.UNSUPPORTED_MODALITY: ("model.modalities",),
+    C.UNSUPPORTED_MIME_TYPE: ("model.modalities", "media.mime_types"),
+    C.MEDIA_TOO_LARGE: ("media.max_bytes",),
+    C.TOO_MANY_MEDIA: ("media.max_per_example",),
+    C.MEDIA_TOO_LONG: ("media.max_seconds", "media.max_seconds_by_resolution"),
+    C.TOKEN_LIMIT_EXCEEDED: ("model.max_tokens_per_example",),
+    C.TOKEN_LIMIT_RISK: ("model.max_tokens_per_example",),
+    C.MODEL_RETIRED: ("model.lifecycle",),
+    C.INVALID_ADAPTER_SIZE: ("model.adapter_sizes",),
+    C.UNSUPPORTED_REGION: ("model.regions",),
+}

@@ -24,6 +24,7 @@ from autotune.validation.lines import LineReader
 from autotune.validation.media_rules import MediaRules, split_gs_uri
 from autotune.validation.report import FileRole, FileSummary, IssueLog, ValidationReport
 from autotune.validation.settings_rules import check_settings
+from autotune.validation.verdicts import Verdicts
 from autotune.validation.tokens import (
     CHARS_PER_TOKEN,
     CHARS_PER_TOKEN_LOWER_BOUND,
@@ -121,9 +122,9 @@ def validate_for_model(
 ) -> ValidationReport:
     """validate_dataset with the model given directly (tests use it for limits no catalog
     model has, such as a maximum number of training examples)."""
-    log = IssueLog(max_listed_per_code)
-    check_settings(settings, model, list(catalog.models), lambda code, field, msg: log.add(None, None, code, msg, field))
     rules_model = model if model is not None else _stand_in_model(catalog, settings.model)
+    log = IssueLog(max_listed_per_code, Verdicts(catalog, rules_model))
+    check_settings(settings, model, list(catalog.models), lambda code, field, msg: log.add(None, None, code, msg, field))
     allowed = set(allowed_media_buckets) | ({dataset_bucket} if dataset_bucket else set())
     media_rules = MediaRules(catalog, rules_model, allowed)
     refs = _MediaRefs()
@@ -395,8 +396,8 @@ def _full_check(
     facts: _FileFacts,
     places_cap: int,
 ) -> tuple[int, int, int]:
-    def add(code: ErrorCode, field: str | None, message: str) -> None:
-        add_issue(role, line_no, code, message, field)
+    def add(code: ErrorCode, field: str | None, message: str, **rests_on) -> None:
+        add_issue(role, line_no, code, message, field, **rests_on)
 
     if model.dataset_format == "legacy":
         shape = legacy_rules.full_check(obj, add, model.name)
@@ -438,11 +439,12 @@ def _check_training_count(examples: int, multimodal: int, model: ModelSpec, add_
             "train", None, ErrorCode.FEW_EXAMPLES,
             f"{examples} training examples; starting with at least {RECOMMENDED_EXAMPLES} is recommended",
         )
-    for limit in (model.max_training_examples, model.max_training_examples_text_only):
+    for fact in ("max_training_examples", "max_training_examples_text_only"):
+        limit = getattr(model, fact)
         if limit is not None and examples > limit:
             add_issue(
                 "train", None, ErrorCode.TOO_MANY_EXAMPLES,
-                f"{examples:,} training examples; {model.name} accepts at most {limit:,}",
+                f"{examples:,} training examples; {model.name} accepts at most {limit:,}", facts=(f"model.{fact}",),
             )
             break
     limit = model.max_training_examples_multimodal
@@ -485,10 +487,12 @@ def _check_media(
         size = sizes[uri]
         if size is None:
             code, problem = ErrorCode.FILE_NOT_FOUND, f"{uri} does not exist"
+            kind = None
         elif size > media_rules.max_bytes(ref.kind):
             limit = media_rules.max_bytes(ref.kind)
             code = ErrorCode.MEDIA_TOO_LARGE
             problem = f"{uri} is {size / 1e6:,.1f} MB; a {ref.kind} may be at most {limit / 1e6:,.0f} MB"
+            kind = ref.kind
         else:
             if ref.kind == "video" and is_readable_type(ref.mime) and any(p[3] is None for p in ref.places):
                 videos[uri] = (ref.mime, size)
@@ -497,7 +501,7 @@ def _check_media(
         # lines name the object, so every line to fix is listed.
         times = f" (referenced on {ref.count:,} lines)" if ref.count > 1 else ""
         for file, line, field, *_ in ref.places:
-            log.add(file, line, code, problem + times, field)
+            log.add(file, line, code, problem + times, field, kind=kind)
     read_durations = getattr(media, "durations", None)
     if not videos or read_durations is None:
         return True, 0
@@ -518,8 +522,8 @@ def _check_media(
     return True, read
 
 
-def _adder(log: IssueLog, file: FileRole, line: int) -> Callable[[ErrorCode, str | None, str], None]:
-    return lambda code, field, message: log.add(file, line, code, message, field)
+def _adder(log: IssueLog, file: FileRole, line: int) -> Callable[..., None]:
+    return lambda code, field, message, **rests_on: log.add(file, line, code, message, field, **rests_on)
 
 
 def _check_dropped(role: FileRole, scan: _Scan, media_rules: MediaRules, log: IssueLog) -> None:
@@ -531,6 +535,7 @@ def _check_dropped(role: FileRole, scan: _Scan, media_rules: MediaRules, log: Is
         role, None, ErrorCode.TOO_MANY_DROPPED_EXAMPLES,
         f"{scan.dropped:,} of {examples:,} examples hold a video over its maximum length (media_too_long); Vertex AI "
         f"drops them, and with more than {fraction:.0%} of the dataset dropped it fails the job before training",
+        kind="video",
     )
 
 

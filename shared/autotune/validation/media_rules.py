@@ -7,10 +7,12 @@ Whether an object exists, and its size, is asked of a MediaInspector once per re
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from autotune.catalog import Catalog, ModelSpec
+from autotune.catalog import Catalog, MediaKind, ModelSpec
 from autotune.validation.codes import ErrorCode
 
-Add = Callable[[ErrorCode, str | None, str], None]
+# code, field, message; and for a code that rests on a catalog fact, what it rests on: kind= (the
+# media kind), facts= (codes.CODE_FACTS, see verdicts.py)
+Add = Callable[..., None]
 
 
 def split_gs_uri(uri: str) -> tuple[str, str] | None:
@@ -46,7 +48,10 @@ class MediaRules:
                 add(ErrorCode.UNKNOWN_FIELD, f"{field}.{key}", f"fileData has no field {key!r}")
         kind = None
         if not isinstance(mime, str):
-            add(ErrorCode.UNSUPPORTED_MIME_TYPE, f"{field}.mimeType", f"fileData.mimeType is missing or not a string ({type_name(mime)})")
+            add(
+                ErrorCode.UNSUPPORTED_MIME_TYPE, f"{field}.mimeType",
+                f"fileData.mimeType is missing or not a string ({type_name(mime)})", facts=(),
+            )
         else:
             kind = self._catalog.media_kind_of(mime)
             if kind is None or kind.name not in self._model.modalities:
@@ -54,6 +59,7 @@ class MediaRules:
                     ErrorCode.UNSUPPORTED_MIME_TYPE,
                     f"{field}.mimeType",
                     f"{mime!r} is not a type {self._model.name} tunes on; accepted: {', '.join(self.accepted)}",
+                    **self._mime_rests_on(mime, kind),
                 )
                 kind = None
         if not isinstance(uri, str) or not (split_gs_uri(uri) or _is_web_url(uri)):
@@ -73,6 +79,18 @@ class MediaRules:
             return
         if kind is not None:
             refs.append((kind.name, uri, f"{field}.fileUri", None, resolution, mime.strip().lower()))
+
+    def _mime_rests_on(self, mime: str, kind: MediaKind | None) -> dict:
+        """What refusing this type rests on: the model's modalities for a kind it does not tune on;
+        for a type on no kind's list, the list of the kind its top-level type names (video/avi: the
+        video list), or no catalog fact when it names none."""
+        if kind is not None:
+            return {"facts": ("model.modalities",)}
+        top = mime.strip().lower().partition("/")[0]
+        named = {"application": "document"}.get(top, top)
+        if named in self._catalog.media and named in self._model.modalities:
+            return {"kind": named, "facts": ("media.mime_types",)}
+        return {"facts": ()}
 
     def check_counts(self, refs: list, add: Add) -> tuple[int, bool, bool]:
         """Per-example limits by kind, and the length of media whose duration is known.
@@ -104,6 +122,7 @@ class MediaRules:
                     ErrorCode.TOO_MANY_MEDIA,
                     None,
                     f"{n} {kind_name} parts in one example; at most {kind.max_per_example} allowed",
+                    kind=kind_name,
                 )
         return tokens, lower_bound, dropped
 
@@ -120,6 +139,7 @@ class MediaRules:
             ErrorCode.MEDIA_TOO_LONG, field,
             f"this {kind_name} {what} is {seconds:g} s; {at}a {kind_name} may be at most {limit:,} s"
             + ("; Vertex AI drops this example (not billed, not trained on)" if drops else ""),
+            kind=kind_name,
         )
         return drops
 

@@ -15,7 +15,8 @@ from typing import Literal
 
 import msgspec
 
-from autotune.validation.codes import ErrorCode
+from autotune.validation.codes import CODE_FACTS, ErrorCode
+from autotune.validation.verdicts import Verdicts
 
 FileRole = Literal["train", "validation"]
 
@@ -39,29 +40,39 @@ class FileSummary(msgspec.Struct, kw_only=True):
 
 
 class IssueLog:
-    """Counts every issue; keeps the first `max_listed_per_code` of each code."""
+    """Counts every issue; keeps the first `max_listed_per_code` of each code. With verdicts, a
+    code that rests on a catalog fact gets the severity verdicts.py gives it (a warning when the
+    fact is unconfirmed), so one code may hold errors and warnings; totals count each issue."""
 
-    def __init__(self, max_listed_per_code: int) -> None:
+    def __init__(self, max_listed_per_code: int, verdicts: Verdicts | None = None) -> None:
         self.cap = max_listed_per_code
         self.listed: list[Issue] = []
         self.counts: dict[str, int] = {}
+        self._verdicts = verdicts
+        self._errors = self._warnings = 0
 
-    def add(self, file: FileRole | None, line: int | None, code: ErrorCode, message: str, field: str | None = None) -> None:
+    def add(
+        self, file: FileRole | None, line: int | None, code: ErrorCode, message: str, field: str | None = None,
+        *, kind: str | None = None, facts: tuple[str, ...] | None = None,
+    ) -> None:
+        """kind and facts: what the finding rests on, for codes.CODE_FACTS (see Verdicts.judge)."""
+        severity = code.severity
+        if self._verdicts is not None and code in CODE_FACTS:
+            severity, note = self._verdicts.judge(code, kind, facts)
+            message += note
+        if severity == "error":
+            self._errors += 1
+        else:
+            self._warnings += 1
         n = self.counts.get(code.value, 0) + 1
         self.counts[code.value] = n
         if n <= self.cap:
             self.listed.append(
-                Issue(file=file, line=line, code=code.value, severity=code.severity, field=field, message=message)
+                Issue(file=file, line=line, code=code.value, severity=severity, field=field, message=message)
             )
 
     def totals(self) -> tuple[int, int]:
-        errors = warnings = 0
-        for code, n in self.counts.items():
-            if ErrorCode(code).severity == "error":
-                errors += n
-            else:
-                warnings += n
-        return errors, warnings
+        return self._errors, self._warnings
 
 
 class ValidationReport(msgspec.Struct, kw_only=True):

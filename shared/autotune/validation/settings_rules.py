@@ -26,6 +26,8 @@ def check_settings(settings: TuningSettings, model: ModelSpec | None, known_mode
         )
     elif model.lifecycle == "retired":
         when = f" on {model.lifecycle_date}" if model.lifecycle_date else ""
+        if when and "lifecycle_date" in model.unconfirmed:
+            when += " (the date is unconfirmed; the retirement is not)"
         add(ErrorCode.MODEL_RETIRED, "model", f"{model.name} was retired{when}; Vertex AI refuses tuning jobs for it (`autotune models` lists the current ones)")
 
     epochs = settings.epochs
