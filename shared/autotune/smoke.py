@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autotune.dataset_intake import report_object_name
+from autotune.report_page import html_report_name
 from autotune.events import EventType, from_pubsub_message
 
 # Two lines no tuning could take: an object that is not a conversation, and a line that is not JSON.
@@ -126,7 +127,11 @@ def _clean_up(
 ) -> None:
     from google.api_core import exceptions as gexc
 
-    names = [object_name] + ([report_object_name(reports_prefix, object_name, generation)] if generation else [])
+    names = [object_name]
+    if generation:
+        # validate writes the HTML page beside the JSON report: both go, or the check leaves one behind
+        report = report_object_name(reports_prefix, object_name, generation)
+        names += [report, html_report_name(report)]
     for name in names:
         try:
             storage.bucket(bucket).blob(name).delete()
