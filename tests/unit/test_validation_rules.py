@@ -279,3 +279,12 @@ def test_media_count_at_their_documented_rates_and_unknown_lengths_are_lower_bou
     assert _tokens(with_media("video/mp4"))[:2] == (base, 1)
     clip = with_media("video/mp4", videoMetadata={"startOffset": "2s", "endOffset": "12s"})
     assert _tokens(clip)[:2] == (base + 10 * 258, 0)
+
+
+def test_the_fast_path_reads_a_missing_or_null_role_as_the_users():
+    for first_turn in ({"parts": [{"text": "hi"}]}, {"role": None, "parts": [{"text": "hi"}]}):
+        line = json.dumps({"contents": [first_turn, {"role": "model", "parts": [{"text": "ok"}]}]}).encode()
+        assert gemini_rules.fast_check(gemini_rules.fast_decoder.decode(line)) == (4, 2)
+    # two role-less turns in a row are two user turns: the full path decides
+    line = json.dumps({"contents": [{"parts": [{"text": "a"}]}, {"parts": [{"text": "b"}]}]}).encode()
+    assert gemini_rules.fast_check(gemini_rules.fast_decoder.decode(line)) is None

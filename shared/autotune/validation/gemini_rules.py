@@ -23,8 +23,9 @@ class _TextPart(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     text: str
 
 
-class _Turn(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    role: Literal["user", "model"]
+class _Turn(msgspec.Struct, forbid_unknown_fields=True, gc=False, kw_only=True):
+    # A missing or null role is the user's (Content.role: "if not set, the service defaults to user")
+    role: Literal["user", "model"] | None = None
     parts: Annotated[list[_TextPart], msgspec.Meta(min_length=1)]
 
 
@@ -47,12 +48,12 @@ def fast_check(example: FastGeminiExample) -> tuple[int, int] | None:
     if example.tools:
         return None
     contents = example.contents
-    if contents[0].role != "user" or contents[-1].role != "model":
+    if contents[0].role not in (None, "user") or contents[-1].role != "model":
         return None
     chars = 0
     previous = None
     for turn in contents:
-        role = turn.role
+        role = turn.role or "user"
         if role == previous:
             return None
         previous = role
