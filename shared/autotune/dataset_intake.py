@@ -141,6 +141,8 @@ class DatasetStore(Protocol):
     # `valid` goes into the report object's metadata (REPORT_VALID_METADATA), so reconciliation
     # tells accepted from rejected uploads by listing the reports, without reading each one.
     def write_report(self, name: str, data: bytes, *, valid: bool) -> None: ...
+    # The report's HTML page (text/html), written just before the JSON report it shows.
+    def write_html_report(self, name: str, data: bytes) -> None: ...
 
 
 class EventBus(Protocol):
@@ -561,7 +563,7 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
     doc = {**report.to_dict(), REPORT_REQUEST_FIELD: accepted}
     if split_summary is not None:
         doc[SPLIT_REPORT_FIELD] = split_summary
-    deps.store.write_report(verdict.report_name, msgspec.json.encode(doc), valid=True)
+    _write_reports(deps, verdict, doc, valid=True)
     # The request first: an "accepted" event must never announce a job nobody was asked to run.
     deps.bus.publish_request(request)
     event = make_event(
@@ -684,7 +686,7 @@ def _pinned_fields(pinned: StoredObject | None) -> dict[str, str]:
 
 
 def _reject(verdict: Verdict, doc: dict, deps: IntakeDeps, *, error_count: int | None = None, warning_count: int = 0) -> Outcome:
-    deps.store.write_report(verdict.report_name, msgspec.json.encode(doc), valid=False)
+    _write_reports(deps, verdict, doc, valid=False)
     counts = {str(k): int(v) for k, v in (doc.get("counts") or {}).items()}
     if error_count is None:
         error_count = sum(counts.values())
@@ -703,6 +705,16 @@ def _reject(verdict: Verdict, doc: dict, deps: IntakeDeps, *, error_count: int |
         "generation": dataset.generation, "trigger": verdict.uploaded.uri, "report": verdict.report_uri,
         "errors": error_count, "warnings": warning_count, "counts": counts, "model": doc.get("model"),
     }, "WARNING")
+
+
+def _write_reports(deps: IntakeDeps, verdict: Verdict, doc: dict, *, valid: bool) -> None:
+    # The page first: once the JSON report exists (what reconciliation and the CLI look for),
+    # its page exists too. Jinja2 is loaded here, not at import (cold start).
+    from autotune.report_page import html_report_name, render_report_page
+
+    page = render_report_page(doc, upload=f"{verdict.uploaded.uri}#{verdict.uploaded.generation}", report_uri=verdict.report_uri)
+    deps.store.write_html_report(html_report_name(verdict.report_name), page.encode("utf-8", "backslashreplace"))
+    deps.store.write_report(verdict.report_name, msgspec.json.encode(doc), valid=valid)
 
 
 def _discriminator(verdict: Verdict) -> str:

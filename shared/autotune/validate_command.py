@@ -16,6 +16,10 @@ shows everything else a current model would need too.
 
 With --json, stdout always holds exactly one JSON document: the report, or on a usage error
 {"valid": false, "usage_error": {"code": ..., "message": ...}}.
+
+--html FILE also writes the page the validate function stores beside each JSON report
+(autotune.report_page); a FILE that cannot be written is a usage error, found before any line
+is read where it can be.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class ValidateArgs:
     region: str | None = None
     check_files: bool = False
     as_json: bool = False
+    html: Path | None = None  # also write the report as an HTML page here
 
 
 # (flag, help) of every option; the typer command declares the same ones.
@@ -62,6 +67,7 @@ OPTIONS = {
     "--adapter-size": "Adapter size (default: the model's).",
     "--learning-rate-multiplier": "Learning-rate multiplier.",
     "--region": "Region the job will run in (default: deploy/config.toml).",
+    "--html": "Also write the report as a self-contained HTML page to this file.",
 }
 FLAGS = {
     "--check-files": "Check that every gs:// file the data references exists (needs Cloud Storage access).",
@@ -92,6 +98,7 @@ def parse_argv(argv: list[str]) -> ValidateArgs:
         region=ns.region,
         check_files=ns.check_files,
         as_json=ns.json,
+        html=None if ns.html is None else Path(ns.html),
     )
 
 
@@ -126,6 +133,8 @@ def run(args: ValidateArgs) -> int:
     for flag, path in (("TRAIN", train), ("--validation", validation)):
         if path is not None and not path.is_file():
             raise UsageError("file_not_readable", f"{flag}: {path} is not a readable file")
+    if args.html is not None:
+        _check_writable(args.html)
     try:
         config = PipelineConfig.from_env()
         config.export_models_file()
@@ -164,12 +173,35 @@ def run(args: ValidateArgs) -> int:
             media=media,
             progress=progress,
         )
+    if args.html is not None:
+        _write_page(args.html, report.to_dict(), train)
     if args.as_json:
         sys.stdout.buffer.write(report.to_json() + b"\n")
     else:
         sys.stdout.write(terminal_text(render_text(report)) + "\n")
     sys.stdout.flush()
     return 0 if report.valid else 1
+
+
+def _check_writable(path: Path) -> None:
+    # Before validating, so a long run does not end on a path it could never write.
+    if path.is_dir():
+        raise UsageError("html_not_writable", f"--html: {path} is a directory; give a file name such as report.html")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError("html_not_writable", f"--html: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError("html_not_writable", f"--html: {path} cannot be written (permission denied)")
+
+
+def _write_page(path: Path, report: dict, train: Path) -> None:
+    from autotune.report_page import render_report_page
+
+    page = render_report_page(report, upload=str(train))
+    try:
+        path.write_bytes(page.encode("utf-8", "backslashreplace"))
+    except OSError as exc:
+        raise UsageError("html_not_writable", f"--html: cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _number(text: str | None, kind: type) -> object:

@@ -66,7 +66,9 @@ def test_a_rejected_upload_is_waited_for_listed_shown_and_its_report_printed(sta
     stored = stack.storage_client().bucket(stack.bucket).get_blob(entry["report_uri"].split("/", 3)[3]).download_as_bytes()
     assert json.loads(as_json.output) == json.loads(stored)
     html = run(stack, "report", name, "--html")
-    assert html.exit_code == 2 and "no HTML report exists" in html.output
+    page_name = entry["report_uri"].split("/", 3)[3].removesuffix(".json") + ".html"
+    stored_page = stack.storage_client().bucket(stack.bucket).get_blob(page_name).download_as_bytes()
+    assert html.exit_code == 0 and html.output == stored_page.decode() and "INVALID: rejected" in html.output
 
 
 def test_a_folder_goes_up_with_its_paths_and_is_followed_to_the_end(stack, tmp_path: Path) -> None:

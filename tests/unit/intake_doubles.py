@@ -20,6 +20,7 @@ class MemoryStore:
         self.objects: dict[str, tuple[StoredObject, bytes]] = {}
         self.reports: dict[str, bytes] = {}
         self.report_valid: dict[str, bool] = {}
+        self.pages: dict[str, bytes] = {}
         self.updated: dict[str, datetime] = {}
         self.chunks_read = 0
         self.effects: list[str] = []
@@ -80,6 +81,11 @@ class MemoryStore:
         self.report_valid[name] = valid
         self.updated[name] = self.now
 
+    def write_html_report(self, name: str, data: bytes) -> None:
+        self.effects.append(f"page {name}")
+        self.pages[name] = data
+        self.updated[name] = self.now
+
     def list_objects(self, prefix: str) -> Iterator[ListedObject]:
         for name, (obj, _) in sorted(self.objects.items()):
             if name.startswith(prefix):
@@ -88,6 +94,9 @@ class MemoryStore:
             if name.startswith(prefix):
                 metadata = {REPORT_VALID_METADATA: "true" if valid else "false"}
                 yield ListedObject(StoredObject(bucket=BUCKET, name=name, generation="1", metadata=metadata), self.updated[name])
+        for name in sorted(self.pages):  # listed like any object: no verdict metadata
+            if name.startswith(prefix):
+                yield ListedObject(StoredObject(bucket=BUCKET, name=name, generation="1"), self.updated[name])
 
 
 class MemoryBus:

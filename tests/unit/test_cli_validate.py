@@ -207,3 +207,34 @@ def test_the_executable_validates_without_importing_typer(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["valid"] is True
+
+
+@pytest.mark.parametrize("entry", ["autotune.command", "autotune.cli"])  # the executable's fast parser, and typer's
+def test_html_writes_the_page_the_pipeline_stores(entry, tmp_path):
+    page = tmp_path / "report.html"
+    dataset = EXAMPLES / "bad" / "conversation-shape.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-c", f"from {entry} import main; main()", "validate", str(dataset),
+         "--model", "gemini-3.5-flash", "--json", "--html", str(page)],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)  # --json still prints exactly one document
+    from autotune.report_page import render_report_page
+
+    assert page.read_text(encoding="utf-8") == render_report_page(report, upload=str(dataset))
+    html = page.read_text(encoding="utf-8")
+    assert "INVALID: rejected" in html and "invalid_role" in html and "<svg" in html
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [("missing-folder/report.html", "does not exist"), (".", "is a directory")],
+)
+def test_html_to_a_path_that_cannot_be_written_is_a_usage_error_before_validating(where, says, tmp_path):
+    result = invoke(str(EXAMPLES / "classification.jsonl"), "--model", "gemini-3.5-flash", "--json",
+                    "--html", str(tmp_path / where))
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout.splitlines()[-1])
+    assert doc["usage_error"]["code"] == "html_not_writable" and says in doc["usage_error"]["message"]
+    assert "--html" in doc["usage_error"]["message"]

@@ -148,7 +148,9 @@ def test_good_dataset_is_accepted_request_published_before_event(store: MemorySt
     assert outcome.decision == "accepted"
     report = json.loads(store.reports[report_name])
     pinned_name = f"reports/pinned/{report['files']['train']['sha256']}.jsonl"
-    assert store.effects == [f"pin {pinned_name}", f"report {report_name}", "request", "event autotune.dataset.v1.accepted"]
+    page_name = f"reports/incoming/good.jsonl/{uploaded.generation}.html"
+    assert store.effects == [f"pin {pinned_name}", f"page {page_name}", f"report {report_name}", "request",
+                             "event autotune.dataset.v1.accepted"]
     assert report["valid"] is True
     (request,) = bus.requests
     assert request.training.uri == f"gs://{BUCKET}/incoming/good.jsonl"

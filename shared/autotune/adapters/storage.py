@@ -110,6 +110,11 @@ class GcsDatasetStore:
         blob.metadata = {REPORT_VALID_METADATA: "true" if valid else "false"}
         blob.upload_from_string(data, content_type="application/json", retry=retry)
 
+    def write_html_report(self, name: str, data: bytes, retry: Retry = DEFAULT_RETRY) -> None:
+        blob = self._bucket.blob(name)
+        blob.cache_control = "no-cache"
+        blob.upload_from_string(data, content_type="text/html; charset=utf-8", retry=retry)
+
 
 
 def _same_bytes(existing: storage.Blob, source: storage.Blob) -> bool:

@@ -60,8 +60,8 @@ def _print_report(bucket, name: str, *, as_json: bool, as_html: bool) -> None:
         html_name = report_name[: -len(".json")] + HTML_SUFFIX
         stored = bucket.store.stat(html_name)
         if stored is None:
-            raise fail(f"no HTML report exists for {name!r}: the pipeline stores JSON reports only ({uri}); "
-                       "print it as text (no flag) or as JSON (--json)", 2)
+            raise fail(f"no HTML report exists for {name!r} beside {uri} (it was validated before the pipeline "
+                       "wrote HTML pages); print it as text (no flag) or as JSON (--json)", 2)
         sys.stdout.buffer.write(bucket.store.read_bytes(html_name, stored.generation))
         return
     stored = bucket.store.stat(report_name)

@@ -31,11 +31,13 @@ def validate(
     region: Annotated[str | None, typer.Option("--region", help=OPTIONS["--region"])] = None,
     check_files: Annotated[bool, typer.Option("--check-files", help=FLAGS["--check-files"])] = False,
     as_json: Annotated[bool, typer.Option("--json", help=FLAGS["--json"])] = False,
+    html: Annotated[Path | None, typer.Option("--html", metavar="FILE", help=OPTIONS["--html"])] = None,
 ) -> None:
     """Check a tuning dataset for a model and its settings; name every bad line."""
     args = ValidateArgs(
         train=train, validation=validation, model=model, epochs=epochs, adapter_size=adapter_size,
         learning_rate_multiplier=learning_rate_multiplier, region=region, check_files=check_files, as_json=as_json,
+        html=html,
     )
     try:
         code = run(args)

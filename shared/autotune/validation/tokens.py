@@ -81,7 +81,7 @@ class TokenHistogram:
         pairs = self._values()
         count = sum(n for _, n in pairs)
         if not count:
-            return {"examples": 0, "total": 0, "min": 0, "median": 0, "p95": 0, "max": 0}
+            return {"examples": 0, "total": 0, "min": 0, "median": 0, "p95": 0, "max": 0, "histogram": []}
         low = pairs[0][0] if pairs[0][0] < EXACT_BELOW else self._large_min
         high = self._large_max if self._large else pairs[-1][0]
 
@@ -101,4 +101,21 @@ class TokenHistogram:
             "median": percentile(0.5),
             "p95": percentile(0.95),
             "max": high,
+            "histogram": _bins(pairs, low, high),
         }
+
+
+HISTOGRAM_BINS = 20
+
+
+def _bins(pairs: list[tuple[int, int]], low: int, high: int) -> list[dict[str, int]]:
+    """Examples per equal-width token range from min to max (the report page draws these); a
+    count kept to its top 8 bits falls in the bin of its rounded value, clamped to [min, max]."""
+    width = max(1, -(-(high - low + 1) // HISTOGRAM_BINS))
+    counts = [0] * (-(-(high - low + 1) // width))
+    for value, n in pairs:
+        counts[(min(max(value, low), high) - low) // width] += n
+    return [
+        {"from": low + i * width, "to": min(low + (i + 1) * width - 1, high), "examples": n}
+        for i, n in enumerate(counts)
+    ]
