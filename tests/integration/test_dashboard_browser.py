@@ -117,6 +117,16 @@ def test_an_upload_appears_and_moves_through_its_states_to_succeeded_without_a_r
     page.locator("#events tr.event", has_text=name).filter(has_text="job.succeeded").wait_for(timeout=10_000)
     screenshot(page, "dashboard-succeeded")
 
+    # Its HTML report: the verdict first, then the token histogram drawn as SVG rectangles.
+    row.locator("td.report a", has_text="HTML").click()
+    page.wait_for_load_state()
+    assert page.locator("body *").first.inner_text().startswith("VALID")
+    bars = page.locator("svg.histogram rect.bar")
+    assert bars.count() >= 1
+    assert sum(int(bars.nth(i).get_attribute("data-examples")) for i in range(bars.count())) == 20
+    assert bars.first.bounding_box()["height"] > 0  # drawn, not only present
+    screenshot(page, "report-accepted")
+
 
 def test_a_rejected_upload_shows_its_error_count_and_its_report(stack, page) -> None:
     name = f"incoming/{unique('browser-rejected')}.jsonl"
@@ -131,6 +141,13 @@ def test_a_rejected_upload_shows_its_error_count_and_its_report(stack, page) -> 
     report = json.loads(page.locator("body").inner_text())
     assert report["valid"] is False and {"invalid_role", "invalid_json"} <= set(report["counts"])
     screenshot(page, "report-json-rejected")
+
+    page.go_back()
+    upload_row(page, name, generation).locator("td.report a", has_text="HTML").click()
+    page.wait_for_load_state()
+    assert page.locator("#verdict").inner_text().startswith("INVALID")
+    assert page.locator("#code-invalid_json").count() == 1 and page.locator("#code-invalid_role").count() == 1
+    screenshot(page, "report-rejected")
 
 
 def test_hostile_object_and_field_names_stay_text(stack, page) -> None:
@@ -157,6 +174,15 @@ def test_hostile_object_and_field_names_stay_text(stack, page) -> None:
     assert {issue["field"] for issue in report["errors"] if issue["code"] == "unknown_field"} == {
         f"contents[0].parts[0].{HOSTILE_FIELD}"}
     assert page.locator("script, img").count() == 0  # the JSON shown as text, nothing in it parsed
+
+    page.go_back()
+    upload_row(page, HOSTILE_NAME, generation).locator("td.report a", has_text="HTML").click()
+    page.wait_for_load_state()
+    problems = page.locator("#problems")
+    assert HOSTILE_FIELD in problems.inner_text()  # the field name as its characters
+    assert HOSTILE_NAME in page.locator("body").inner_text()
+    assert page.locator("script, img").count() == 0
+    screenshot(page, "report-hostile-field-names")
     assert page.dialogs == []
 
 

@@ -28,7 +28,8 @@ class DashboardSource(Protocol):
 
 
 def create_app(source: DashboardSource, *, title: str = "autotune") -> Flask:
-    app = Flask(__name__)
+    # The page's template sits beside this module (package data); .html: Jinja2 autoescapes it.
+    app = Flask(__name__, template_folder=".")
     app.json.sort_keys = False
 
     @app.before_request

@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from autotune.config import PipelineConfig
-from autotune.dashboard.view import HTML_SUFFIX, Listing, build_view, reports_to_read
+from autotune.dashboard.view import Listing, build_view, reports_to_read
 from autotune.events import TuningEvent
+from autotune.report_page import HTML_SUFFIX
 
 EVENTS_KEPT = 200
 VIEW_FRESH_SECONDS = 1.0  # several pages polling at once share one reading

@@ -17,11 +17,11 @@ from autotune.config import PipelineConfig
 from autotune.events import TuningEvent
 from autotune.job_lifecycle import ENDED_STATES, LedgerRecord, LedgerState, parse_timestamp
 from autotune.reconciliation import ListedObject
+from autotune.report_page import HTML_SUFFIX, html_report_name
 from autotune.submission import Slots
 from autotune.upload_fates import REJECTED, UploadFate, upload_fates, with_report
 
 REPORT_ROUTE = "/report"
-HTML_SUFFIX = ".html"
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def _fate_row(fate: UploadFate, state: str, uploaded_at: Mapping, html_reports: 
              "accepted": None, "submitted": None, "ended": None}
     if record is not None:
         times.update(record_times(record))
-    html_name = fate.report_name[: -len(".json")] + HTML_SUFFIX if fate.report_name else None
+    html_name = html_report_name(fate.report_name) if fate.report_name else None
     row = {
         "object": fate.object_name,
         "generation": fate.generation,
