@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,12 @@ def test_a_pipeline_that_cannot_be_read_is_said_so(store):
     assert state.status_code == 503 and "firestore is down" in state.get_json()["error"]
     page = client.get("/")
     assert page.status_code == 200 and "cannot read the pipeline: ConnectionError: firestore is down" in page.get_data(as_text=True)
+
+
+def test_the_command_without_a_project_or_a_local_stack_says_what_to_give(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from autotune.cli import app
+
+    result = CliRunner().invoke(app, ["dashboard", "--state-dir", str(tmp_path)], env={"AUTOTUNE_PROJECT": ""})
+    assert result.exit_code == 2 and "--project" in result.output
