@@ -112,13 +112,13 @@ def test_an_upload_appears_and_moves_through_its_states_to_succeeded_without_a_r
     assert row.locator(".endpoint").inner_text().strip() != ""
     times = row.locator("td.times").inner_text()
     assert all(step in times for step in ("uploaded", "verdict", "submitted", "ended")), times
-    assert row.locator("td.report a", has_text="JSON").count() == 1
+    assert row.locator("td.verdict .report a", has_text="JSON").count() == 1
     assert page.locator("#slots").inner_text().endswith(f"/ {stack.config.max_concurrent_jobs}")
     page.locator("#events tr.event", has_text=name).filter(has_text="job.succeeded").wait_for(timeout=10_000)
     screenshot(page, "dashboard-succeeded")
 
     # Its HTML report: the verdict first, then the token histogram drawn as SVG rectangles.
-    row.locator("td.report a", has_text="HTML").click()
+    row.locator("td.verdict .report a", has_text="HTML").click()
     page.wait_for_load_state()
     assert page.locator("body *").first.inner_text().startswith("VALID")
     bars = page.locator("svg.histogram rect.bar")
@@ -136,14 +136,14 @@ def test_a_rejected_upload_shows_its_error_count_and_its_report(stack, page) -> 
     row.locator(".errors", has_text="2 error(s)").wait_for(timeout=10_000)
     screenshot(page, "dashboard-rejected")
 
-    row.locator("td.report a", has_text="JSON").click()
+    row.locator("td.verdict .report a", has_text="JSON").click()
     page.wait_for_load_state()
     report = json.loads(page.locator("body").inner_text())
     assert report["valid"] is False and {"invalid_role", "invalid_json"} <= set(report["counts"])
     screenshot(page, "report-json-rejected")
 
     page.go_back()
-    upload_row(page, name, generation).locator("td.report a", has_text="HTML").click()
+    upload_row(page, name, generation).locator("td.verdict .report a", has_text="HTML").click()
     page.wait_for_load_state()
     assert page.locator("#verdict").inner_text().startswith("INVALID")
     assert page.locator("#code-invalid_json").count() == 1 and page.locator("#code-invalid_role").count() == 1
@@ -168,7 +168,7 @@ def test_hostile_object_and_field_names_stay_text(stack, page) -> None:
     page.locator("#events tr.event").filter(has_text=HOSTILE_NAME).first.wait_for(timeout=15_000)
     screenshot(page, "dashboard-hostile-names")
 
-    row.locator("td.report a", has_text="JSON").click()
+    row.locator("td.verdict .report a", has_text="JSON").click()
     page.wait_for_load_state()
     report = json.loads(page.locator("body").inner_text())
     assert {issue["field"] for issue in report["errors"] if issue["code"] == "unknown_field"} == {
@@ -176,7 +176,7 @@ def test_hostile_object_and_field_names_stay_text(stack, page) -> None:
     assert page.locator("script, img").count() == 0  # the JSON shown as text, nothing in it parsed
 
     page.go_back()
-    upload_row(page, HOSTILE_NAME, generation).locator("td.report a", has_text="HTML").click()
+    upload_row(page, HOSTILE_NAME, generation).locator("td.verdict .report a", has_text="HTML").click()
     page.wait_for_load_state()
     problems = page.locator("#problems")
     assert HOSTILE_FIELD in problems.inner_text()  # the field name as its characters
