@@ -63,6 +63,10 @@ def dashboard(
     except DefaultCredentialsError as exc:
         echo(f"no Google credentials for project {project}: run `gcloud auth application-default login` ({exc})", err=True)
         raise typer.Exit(1) from None
-    serve_until_interrupted(reader, port, on_ready=lambda url: echo(
-        f"autotune dashboard for project {project} (bucket gs://{config.bucket}, read-only): {url}  (Ctrl-C to stop)"))
+    try:
+        serve_until_interrupted(reader, port, on_ready=lambda url: echo(
+            f"autotune dashboard for project {project} (bucket gs://{config.bucket}, read-only): {url}  (Ctrl-C to stop)"))
+    except OSError as exc:
+        echo(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc} (give another --port, or 0 for a free one)", err=True)
+        raise typer.Exit(1) from None
     echo("stopped.")

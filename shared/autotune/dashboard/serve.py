@@ -25,7 +25,11 @@ def serve_until_interrupted(reader: PipelineReader, port: int, *, on_ready: Call
 
     from autotune.dashboard.app import create_app
 
-    server = make_server(HOST, port, create_app(reader), threaded=True)
+    try:
+        server = make_server(HOST, port, create_app(reader), threaded=True)
+    except OSError:  # the port is taken
+        reader.close()
+        raise
     stopping = threading.Event()
 
     def stop(*_: object) -> None:

@@ -23,6 +23,7 @@ from autotune.events import TuningEvent
 from autotune.report_page import HTML_SUFFIX
 
 EVENTS_KEPT = 200
+PULL_SECONDS = 2.0  # one pull's wait: also how long closing waits for the pulling thread
 VIEW_FRESH_SECONDS = 1.0  # several pages polling at once share one reading
 REPORT_SUFFIXES = (".json", HTML_SUFFIX)
 
@@ -44,6 +45,7 @@ class EventFeed:
     def start(self) -> EventFeed:
         """Subscribe; when that is refused (no Pub/Sub permission), the page says so and shows the rest."""
         from google.api_core import exceptions as gexc
+        from google.auth import exceptions as auth_exceptions
 
         try:
             self._subscriber.create_subscription(request={
@@ -51,8 +53,8 @@ class EventFeed:
                 # A page killed before it could delete its subscription leaves it for a day at most.
                 "expiration_policy": {"ttl": {"seconds": 24 * 3600}}, "message_retention_duration": {"seconds": 600},
             })
-        except gexc.GoogleAPICallError as exc:
-            self.note = f"event stream unavailable: cannot subscribe to {self._config.events_topic} ({exc.message or exc})"
+        except (gexc.GoogleAPICallError, auth_exceptions.GoogleAuthError) as exc:
+            self.note = f"event stream unavailable: cannot subscribe to {self._config.events_topic} ({getattr(exc, 'message', None) or exc})"
             return self
         self.note = f"events on {self._config.events_topic} since {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S')} UTC"
         self._thread = threading.Thread(target=self._pull_until_closed, name="dashboard-events", daemon=True)
@@ -70,7 +72,7 @@ class EventFeed:
 
         while not self._stopping.is_set():
             try:
-                response = self._subscriber.pull(subscription=self.subscription, max_messages=100, timeout=5.0, retry=None)
+                response = self._subscriber.pull(subscription=self.subscription, max_messages=100, timeout=PULL_SECONDS, retry=None)
             except (gexc.GoogleAPICallError, gexc.RetryError):
                 self._stopping.wait(1.0)
                 continue
@@ -97,9 +99,9 @@ class EventFeed:
         self._stopping.set()
         if self._thread is None:
             return
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=PULL_SECONDS + 1)
         try:
-            self._subscriber.delete_subscription(subscription=self.subscription, timeout=10)
+            self._subscriber.delete_subscription(subscription=self.subscription, timeout=5)
         except gexc.GoogleAPICallError:
             pass
 
