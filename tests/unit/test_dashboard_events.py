@@ -83,3 +83,24 @@ def test_a_refused_subscription_is_said_and_nothing_pulls():
     assert "denied" in feed.note and feed.events() == []
     feed.close()
     assert subscriber.deleted == []
+
+
+def test_a_subscription_lost_with_a_restarted_emulator_is_made_again():
+    subscriber = FakeSubscriber()
+    lost = threading.Event()
+    pull = subscriber.pull
+
+    def pull_once_lost(**kwargs):
+        if not lost.is_set():
+            lost.set()
+            raise gexc.NotFound("subscription does not exist")
+        return pull(**kwargs)
+
+    subscriber.pull = pull_once_lost
+    feed = EventFeed(subscriber, CONFIG).start()
+    wait_until(lambda: len(subscriber.created) == 2)
+    assert subscriber.created[0]["name"] == subscriber.created[1]["name"]
+    with subscriber.lock:
+        subscriber.waiting = [to_pubsub_message(event(1))]
+    wait_until(lambda: len(feed.events()) == 1)
+    feed.close()

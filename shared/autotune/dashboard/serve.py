@@ -21,9 +21,14 @@ HOST = "127.0.0.1"  # the page shows the project's uploads: never on another int
 
 def serve_until_interrupted(reader: PipelineReader, port: int, *, on_ready: Callable[[str], None] = lambda url: None) -> None:
     """Serve until SIGINT or SIGTERM, then delete the page's event subscription."""
+    import logging
+
     from werkzeug.serving import make_server
 
     from autotune.dashboard.app import create_app
+
+    # One request line per poll of every open page would bury the log: problems only.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     try:
         server = make_server(HOST, port, create_app(reader), threaded=True)

@@ -42,17 +42,20 @@ class EventFeed:
         self.subscription = subscriber.subscription_path(config.project, f"autotune-dashboard-{uuid.uuid4().hex[:12]}")
         self.note = ""
 
+    def _subscribe(self) -> None:
+        self._subscriber.create_subscription(request={
+            "name": self.subscription, "topic": self._config.topic_path(self._config.events_topic), "ack_deadline_seconds": 30,
+            # A page killed before it could delete its subscription leaves it for a day at most.
+            "expiration_policy": {"ttl": {"seconds": 24 * 3600}}, "message_retention_duration": {"seconds": 600},
+        })
+
     def start(self) -> EventFeed:
         """Subscribe; when that is refused (no Pub/Sub permission), the page says so and shows the rest."""
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as auth_exceptions
 
         try:
-            self._subscriber.create_subscription(request={
-                "name": self.subscription, "topic": self._config.topic_path(self._config.events_topic), "ack_deadline_seconds": 30,
-                # A page killed before it could delete its subscription leaves it for a day at most.
-                "expiration_policy": {"ttl": {"seconds": 24 * 3600}}, "message_retention_duration": {"seconds": 600},
-            })
+            self._subscribe()
         except (gexc.GoogleAPICallError, auth_exceptions.GoogleAuthError) as exc:
             self.note = f"event stream unavailable: cannot subscribe to {self._config.events_topic} ({getattr(exc, 'message', None) or exc})"
             return self
@@ -73,6 +76,13 @@ class EventFeed:
         while not self._stopping.is_set():
             try:
                 response = self._subscriber.pull(subscription=self.subscription, max_messages=100, timeout=PULL_SECONDS, retry=None)
+            except gexc.NotFound:
+                # The subscription is gone (a restarted Pub/Sub emulator starts empty): subscribe again.
+                try:
+                    self._subscribe()
+                except gexc.GoogleAPICallError:
+                    self._stopping.wait(1.0)
+                continue
             except (gexc.GoogleAPICallError, gexc.RetryError):
                 self._stopping.wait(1.0)
                 continue
