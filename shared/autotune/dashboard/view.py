@@ -70,21 +70,19 @@ def build_view(
     html_reports = {r.stored.name for r in listing.reports if r.stored.name.endswith(HTML_SUFFIX)}
     queue = queue_positions(listing.slots)
     shown = {id(f.record) for f in fates if f.record is not None}
-    rows = [_fate_row(f, fate_state(f), uploaded_at, html_reports, queue, config, on_google_cloud) for f in fates]
+    rows = [_fate_row(f, fate_state(f), uploaded_at, html_reports, queue, on_google_cloud) for f in fates]
     # Records whose report is not listed (deleted, or under another prefix) still have their row.
-    rows += [_record_row(r, queue, config) for r in listing.records if id(r) not in shown]
+    rows += [_record_row(r, queue) for r in listing.records if id(r) not in shown]
     rows.sort(key=lambda row: (row["times"]["uploaded"] or row["times"]["verdict"] or row["times"]["accepted"] or ""), reverse=True)
     by_key = {r.idempotency_key: r for r in listing.records}
-    queued = [
-        {"position": position, "dataset_uri": by_key[key].dataset_uri if key in by_key else None, "generation": by_key[key].generation if key in by_key else None,
-         "key": key}
-        for key, position in sorted(queue.items(), key=lambda item: item[1])
-    ]
-    active = [
-        {"key": key, "since": since, "dataset_uri": by_key[key].dataset_uri if key in by_key else None,
-         "state": str(by_key[key].state) if key in by_key else None, "job_name": by_key[key].job_name if key in by_key else None}
-        for key, since in sorted(listing.slots.active.items(), key=lambda item: item[1])
-    ]
+
+    def holder(key: str) -> dict[str, Any]:  # a slot's or a queue place's dataset (None if its record is gone)
+        record = by_key.get(key)
+        return {"key": key, "dataset_uri": record.dataset_uri if record else None, "generation": record.generation if record else None,
+                "state": str(record.state) if record else None, "job_name": record.job_name if record else None}
+
+    queued = [{"position": position, **holder(key)} for key, position in sorted(queue.items(), key=lambda item: item[1])]
+    active = [{"since": since, **holder(key)} for key, since in sorted(listing.slots.active.items(), key=lambda item: item[1])]
     return {
         "project": config.project,
         "bucket": config.bucket,
@@ -115,7 +113,7 @@ def record_times(record: LedgerRecord) -> dict[str, str | None]:
 
 
 def _fate_row(fate: UploadFate, state: str, uploaded_at: Mapping, html_reports: set[str], queue: Mapping[str, int],
-              config: PipelineConfig, on_google_cloud: bool) -> dict[str, Any]:
+              on_google_cloud: bool) -> dict[str, Any]:
     record = fate.record
     uploaded = uploaded_at.get((fate.object_name, fate.generation))
     verdict_time = fate.updated if fate.report_name else None
@@ -147,7 +145,7 @@ def _fate_row(fate: UploadFate, state: str, uploaded_at: Mapping, html_reports: 
     return row
 
 
-def _record_row(record: LedgerRecord, queue: Mapping[str, int], config: PipelineConfig) -> dict[str, Any]:
+def _record_row(record: LedgerRecord, queue: Mapping[str, int]) -> dict[str, Any]:
     times = {"uploaded": None, "verdict": None, **record_times(record)}
     object_name = record.dataset_uri.split("/", 3)[-1] if record.dataset_uri.startswith("gs://") else record.dataset_uri
     return {
