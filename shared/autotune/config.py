@@ -55,6 +55,8 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # The fraction of a training file uploaded alone drawn into a validation file when its
     # metadata does not say (autotune-validation-split); 0: no split.
     validation_split: float = 0.0
+    # [prices]: model -> USD per 1M training tokens, over the catalog's (autotune.catalog.prices).
+    prices: dict[str, float] = {}
     defaults: TuningDefaults = TuningDefaults()
 
     @classmethod
@@ -103,6 +105,7 @@ _PIPELINE_VARS = {
     "reconcile_after_seconds": "AUTOTUNE_RECONCILE_AFTER_SECONDS",
     "models_file": "AUTOTUNE_MODELS_FILE",
     "validation_split": "AUTOTUNE_VALIDATION_SPLIT",
+    "prices": "AUTOTUNE_PRICES",
 }
 _DEFAULT_VARS = {
     "model": "AUTOTUNE_DEFAULT_MODEL",
@@ -124,10 +127,15 @@ def load_config_file(path: Path = DEFAULT_CONFIG_FILE) -> PipelineConfig:
     models_file = pipeline.get("models_file")
     if isinstance(models_file, str) and models_file and not Path(models_file).is_absolute():
         pipeline["models_file"] = str((path.parent / models_file).resolve())
+    from autotune.catalog.prices import PriceError, parse_prices
+
+    if "prices" in pipeline:
+        raise ConfigError(f"{path}: pipeline.prices: prices go in a [prices] table of their own (model = USD per 1M training tokens)")
     try:
         defaults = msgspec.convert(raw.get("tuning_defaults", {}), TuningDefaults)
-        return msgspec.convert({**pipeline, "defaults": defaults}, PipelineConfig)
-    except msgspec.ValidationError as exc:
+        prices = parse_prices(raw.get("prices", {}))
+        return msgspec.convert({**pipeline, "defaults": defaults, "prices": prices}, PipelineConfig)
+    except (msgspec.ValidationError, PriceError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
@@ -140,6 +148,13 @@ def _apply_env(base: PipelineConfig, env: Mapping[str, str]) -> PipelineConfig:
 
 
 def _parse(var: str, text: str, like: object) -> object:
+    if isinstance(like, dict):  # AUTOTUNE_PRICES
+        from autotune.catalog.prices import PriceError, parse_prices_env
+
+        try:
+            return parse_prices_env(text)
+        except PriceError as exc:
+            raise ConfigError(f"{var}={text!r}: {exc}") from exc
     try:
         if isinstance(like, bool):
             return text.strip().lower() in {"1", "true", "yes"}
@@ -157,4 +172,8 @@ def _parse(var: str, text: str, like: object) -> object:
 def _format(value: object) -> str:
     if isinstance(value, tuple):
         return ",".join(value)
+    if isinstance(value, dict):
+        from autotune.catalog.prices import format_prices
+
+        return format_prices(value)
     return str(value)

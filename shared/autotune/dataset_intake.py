@@ -522,6 +522,7 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
             media=media,
             dataset_bucket=uploaded.bucket,
             allowed_media_buckets=config.allowed_media_buckets,
+            prices=config.prices,
         )
 
     report = validated(training, validation)

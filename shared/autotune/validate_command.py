@@ -172,6 +172,7 @@ def run(args: ValidateArgs) -> int:
             else DatasetSource(str(validation), file_chunks(str(validation)), validation.stat().st_size),
             media=media,
             progress=progress,
+            prices=config.prices,
         )
     if args.html is not None:
         _write_page(args.html, report.to_dict(), train)
@@ -235,15 +236,9 @@ def render_text(report) -> str:
                 f"p95 {tokens['p95']:,}, max {tokens['max']:,}; total {tokens['total']:,}"
             )
     out.append(f"  token method: {report.stats['method']}")
-    price = cost["price_per_million_training_tokens"]
-    money = (
-        f"about {cost['currency']} {cost['estimated_cost']:,.2f} at {price:g} per 1M (read {cost['price_read_on']})"
-        if price is not None
-        else "price unknown"
-    )
     out.append(
         f"  cost: {cost['billable_tokens']:,} billable tokens ({cost['training_tokens']:,} x {cost['epochs']} epochs), "
-        f"{money}; {cost['note']}"
+        f"{estimate_text(cost)}"
     )
     names = {role: summary.name for role, summary in report.files.items()}
     by_code: dict[str, list] = {}
@@ -262,6 +257,21 @@ def render_text(report) -> str:
         if total > len(issues):
             out.append(f"  ... and {total - len(issues):,} more")
     return "\n".join(out)
+
+
+def estimate_text(cost: dict) -> str:
+    """The estimate in dollars and where its price came from, or that the price is unknown and
+    how to set it (the note says which)."""
+    if cost.get("estimated_cost") is None:
+        return str(cost.get("note") or "price unknown")
+    amount = cost["estimated_cost"]
+    shown = "under $0.01" if 0 < billable_cost(cost) < 0.005 else f"${amount:,.2f}"
+    return f"about {shown}; {cost['note']}"
+
+
+def billable_cost(cost: dict) -> float:
+    price = cost.get("price_per_million_training_tokens") or 0
+    return cost.get("billable_tokens", 0) / 1e6 * price
 
 
 def _media_inspector():

@@ -84,3 +84,24 @@ def test_an_upload_gets_an_html_report_beside_its_json_report(local_stack, event
     shown = CliRunner().invoke(app, ["report", name, "--html", "--state-dir", str(local_stack.state_dir)])
     assert shown.exit_code == 0, shown.output
     assert shown.output == html
+
+
+def test_a_configured_price_reaches_the_stored_reports_in_dollars(make_local_stack) -> None:
+    # A stack of its own: [prices] is deployment configuration (AUTOTUNE_PRICES in each function).
+    stack = make_local_stack(prices={"gemini-3.5-flash": 1000.0})
+    listener = stack.listen_events()
+    try:
+        name = f"incoming/{unique('priced')}.jsonl"
+        generation = stack.upload(b"".join(json.dumps(example(i)).encode() + b"\n" for i in range(20)), name)
+        uri = f"gs://{stack.bucket}/{name}"
+        received = listener.wait_for(lambda r: r.event.subject == uri and r.event.type is EventType.DATASET_ACCEPTED, timeout=60.0)
+        assert received.event.payload.valid is True
+    finally:
+        listener.close()
+    bucket = stack.storage_client().bucket(stack.bucket)
+    cost = json.loads(bucket.blob(f"reports/{name}/{generation}.json").download_as_bytes())["cost_estimate"]
+    assert (cost["price_source"], cost["price_per_million_training_tokens"]) == ("config", 1000.0)
+    dollars = round(cost["billable_tokens"] * 1000.0 / 1e6, 2)
+    assert cost["estimated_cost"] == dollars > 0
+    html = bucket.blob(f"reports/{name}/{generation}.html").download_as_bytes().decode()
+    assert f"about ${dollars:,.2f}</strong>" in html and "deploy/config.toml [prices]" in html

@@ -19,6 +19,7 @@ from autotune.catalog.catalog import (
     model_names,
     parse_catalog,
 )
+from autotune.catalog.prices import PriceError, TrainingPrice, training_price
 
 __all__ = [
     "ADAPTER_SIZE_ENUM_NAMES",
@@ -37,4 +38,7 @@ __all__ = [
     "load_catalog",
     "model_names",
     "parse_catalog",
+    "PriceError",
+    "TrainingPrice",
+    "training_price",
 ]

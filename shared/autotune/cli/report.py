@@ -98,7 +98,10 @@ def render_stored_report(document: dict, report_uri: str, upload: tuple[str, str
                        f"{summary.get('size', 0):,} bytes")
     cost = document.get("cost_estimate") or {}
     if cost.get("billable_tokens") is not None:
-        out.append(f"  billable tokens: {cost['billable_tokens']:,} (estimated; {cost.get('epochs', '?')} epochs)")
+        from autotune.validate_command import estimate_text
+
+        out.append(f"  billable tokens: {cost['billable_tokens']:,} (estimated; {cost.get('epochs', '?')} epochs); "
+                   f"cost: {estimate_text(cost)}")
     out.append(f"  report: {report_uri}")
     by_code: dict[str, list[dict]] = {}
     for issue in document.get("errors") or []:

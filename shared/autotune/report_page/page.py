@@ -123,7 +123,10 @@ def _cost_view(cost: Mapping) -> dict | None:
         return None
     price = cost.get("price_per_million_training_tokens")
     amount = cost.get("estimated_cost")
+    billable = _int(cost.get("billable_tokens"), 0)
+    exact = billable / 1e6 * price if isinstance(price, (int, float)) and not isinstance(price, bool) else 0
     return {
+        "under_a_cent": 0 < exact < 0.005,
         "billable_tokens": _int(cost.get("billable_tokens"), 0),
         "training_tokens": _int(cost.get("training_tokens"), 0),
         "epochs": _int(cost.get("epochs"), 0),

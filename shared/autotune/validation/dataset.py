@@ -17,6 +17,7 @@ from typing import Protocol
 import msgspec
 
 from autotune.catalog import Catalog, ModelSpec, load_catalog
+from autotune.catalog.prices import TrainingPrice, how_to_set, training_price
 from autotune.settings import TuningSettings
 from autotune.validation import gemini_rules, legacy_rules
 from autotune.validation.codes import ErrorCode
@@ -70,6 +71,7 @@ def validate_dataset(
     allowed_media_buckets: Collection[str] = (),
     max_listed_per_code: int = 100,
     progress: Callable[[int], None] | None = None,
+    prices: Mapping[str, float] | None = None,
 ) -> ValidationReport:
     """Check a dataset for the model and settings a job will use. Never raises for bad data
     or bad settings (they are in the report); an exception from reading `chunks` (or from
@@ -77,7 +79,8 @@ def validate_dataset(
 
     dataset_bucket + allowed_media_buckets: the buckets fileData may point into; when both are
     empty (a local file) no allow-list applies. progress: called after each chunk with the
-    bytes read so far, training and validation files together."""
+    bytes read so far, training and validation files together. prices: deploy/config.toml's
+    [prices] (model -> USD per 1M training tokens), over the catalog's for the cost estimate."""
     catalog = load_catalog()
     return validate_for_model(
         training,
@@ -90,6 +93,7 @@ def validate_dataset(
         allowed_media_buckets=allowed_media_buckets,
         max_listed_per_code=max_listed_per_code,
         progress=progress,
+        prices=prices,
     )
 
 
@@ -105,6 +109,7 @@ def validate_for_model(
     allowed_media_buckets: Collection[str] = (),
     max_listed_per_code: int = 100,
     progress: Callable[[int], None] | None = None,
+    prices: Mapping[str, float] | None = None,
 ) -> ValidationReport:
     """validate_dataset with the model given directly (tests use it for limits no catalog
     model has, such as a maximum number of training examples)."""
@@ -153,7 +158,8 @@ def validate_for_model(
         errors=log.listed,
         counts=log.counts,
         stats=stats,
-        cost_estimate=_cost_estimate(model, settings.model, epochs, train.tokens.total, billable),
+        cost_estimate=_cost_estimate(training_price(settings.model, model, catalog, prices or {}), model, settings.model,
+                                     epochs, train.tokens.total, billable),
         error_count=errors,
         warning_count=warnings,
         example_count=train.summary.examples,
@@ -529,23 +535,30 @@ def _file_stats(scan: _Scan) -> dict:
     return {"tokens": scan.tokens.summary(), "duplicates": scan.duplicates}
 
 
-def _cost_estimate(model: ModelSpec | None, name: str, epochs: int, tokens: int, billable: int) -> dict:
-    price = model.price_per_million_training_tokens if model is not None else None
-    cost = None if price is None else round(billable / 1e6 * price, 2)
-    if model is None:
-        note = "unknown model: no price"
-    elif price is None:
-        note = f"price per 1M training tokens for {name} unknown; see cloud.google.com/vertex-ai/generative-ai/pricing"
+def _cost_estimate(price: TrainingPrice | None, model: ModelSpec | None, name: str, epochs: int, tokens: int,
+                   billable: int) -> dict:
+    """Billable tokens x the price, saying where the price came from (or how to set one)."""
+    cost = None if price is None else round(billable / 1e6 * price.usd_per_million, 2)
+    if price is not None and price.source == "config":
+        note = f"USD {price.usd_per_million:g} per 1M training tokens, set in deploy/config.toml [prices] (AUTOTUNE_PRICES)"
+    elif price is not None:
+        note = f"USD {price.usd_per_million:g} per 1M training tokens from the catalog"
+        note += f" ({price.url}, read on {price.read_on})" if price.url else f" (read on {price.read_on})"
+        note += f"; {price.note}" if price.note else ""
+    elif model is None:
+        note = f"unknown model: no price; {how_to_set(name)}"
     else:
-        note = model.price_note or f"USD {price:g} per 1M training tokens, read on {model.price_read_on}"
+        note = how_to_set(name)
     return {
         "model": name,
         "epochs": epochs,
         "training_tokens": tokens,
         "billable_tokens": billable,
-        "price_per_million_training_tokens": price,
+        "price_per_million_training_tokens": None if price is None else price.usd_per_million,
         "currency": "USD",
-        "price_read_on": model.price_read_on if model is not None else None,
+        "price_source": None if price is None else price.source,
+        "price_url": None if price is None else price.url,
+        "price_read_on": None if price is None else price.read_on,
         "estimated_cost": cost,
         "note": note,
     }
