@@ -77,6 +77,7 @@ class StackOptions:
     # or None to run the stack without that function.
     functions: Mapping[str, FunctionSource | None] = field(default_factory=dict)
     extra_env: Mapping[str, str] = field(default_factory=dict)  # given to every function process
+    dashboard: bool = True  # serve the live pipeline page (autotune.dashboard) at AUTOTUNE_DASHBOARD_URL
 
 
 # Locally nothing is lost for long: the emulators lose messages on a restart, and a pass over a
@@ -210,7 +211,8 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
 
     base_config = load_config_file() if (REPO_ROOT / "deploy" / "config.toml").exists() else PipelineConfig()
     own_tuning = not options.tuning_endpoint
-    names = ["pubsub", "firestore", "storage", *(["tuning"] if own_tuning else []), "bridge", *functions]
+    names = ["pubsub", "firestore", "storage", *(["tuning"] if own_tuning else []), "bridge", *functions,
+             *(["dashboard"] if options.dashboard else [])]
     ports = {name: processes.free_port() for name in names}
     config = msgspec.structs.replace(
         base_config,
@@ -262,6 +264,9 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
         storage = launch("storage", _storage_argv(executables.fake_gcs_server, config, ports, data_dir))
         launch("ticker", [sys.executable, "-m", "autotune_local.status_ticker", "--project", config.project,
                           "--topic", config.ticks_topic, "--seconds", str(options.tick_seconds)])
+        # The page subscribes to tuning-events when it starts: after the topics exist.
+        dashboard = launch("dashboard", [sys.executable, "-m", "autotune.dashboard.serve", "--port", str(ports["dashboard"])]) \
+            if options.dashboard else None
 
         waits = [
             (storage, processes.http_answers(f"http://127.0.0.1:{ports['storage']}/storage/v1/b")),
@@ -269,6 +274,7 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
             *([(tuning, processes.http_ok(f"http://127.0.0.1:{ports['tuning']}/healthz"))] if tuning is not None else []),
             (bridge, processes.http_ok(f"http://127.0.0.1:{ports['bridge']}/healthz")),
             *((proc, processes.http_answers(f"http://127.0.0.1:{ports[name]}/")) for name, proc in functions_running.items()),
+            *([(dashboard, processes.http_ok(f"http://127.0.0.1:{ports['dashboard']}/healthz"))] if dashboard is not None else []),
         ]
         with ThreadPoolExecutor(max_workers=len(waits)) as pool:
             for future in [pool.submit(processes.wait_ready, proc, probe, timeout=READY_TIMEOUT_SECONDS) for proc, probe in waits]:
@@ -310,6 +316,7 @@ def stack_environment(config: PipelineConfig, ports: Mapping[str, int]) -> dict[
         "AUTOTUNE_VALIDATE_URL": f"http://127.0.0.1:{ports['validate']}" if "validate" in ports else "",
         "AUTOTUNE_SUBMIT_URL": f"http://127.0.0.1:{ports['submit']}" if "submit" in ports else "",
         "AUTOTUNE_STATUS_URL": f"http://127.0.0.1:{ports['status']}" if "status" in ports else "",
+        "AUTOTUNE_DASHBOARD_URL": f"http://127.0.0.1:{ports['dashboard']}/" if "dashboard" in ports else "",
     }
 
 

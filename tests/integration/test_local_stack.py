@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def test_up_detach_writes_local_env_and_down_leaves_no_process(tmp_path: Path) -
     pids = every_pid(state_dir)
     try:
         names = {p.name for p in recorded_processes(state_dir)}
-        assert {"pubsub", "firestore", "storage", "tuning", "bridge", "ticker", "validate", "submit", "status"} <= names
+        assert {"pubsub", "firestore", "storage", "tuning", "bridge", "ticker", "validate", "submit", "status", "dashboard"} <= names
         # The Firestore wrapper script runs Java as a child: it is in the group, so it is counted.
         assert len(pids) > len(names)
         env_text = (state_dir / "local.env").read_text()
@@ -82,6 +83,10 @@ def test_up_detach_writes_local_env_and_down_leaves_no_process(tmp_path: Path) -
         assert set(REQUIRED_ENV) <= set(exported)
         assert exported["AUTOTUNE_VERTEX_ENDPOINT"].startswith("http://127.0.0.1:")
         assert exported["AUTOTUNE_EVENTS_TOPIC"] == "tuning-events"
+        # The live page: its address printed and in local.env, answering.
+        assert exported["AUTOTUNE_DASHBOARD_URL"] in result.stdout
+        with urllib.request.urlopen(exported["AUTOTUNE_DASHBOARD_URL"], timeout=10) as page:
+            assert page.status == 200 and b"autotune pipeline" in page.read()
         assert all((state_dir / "logs" / f"{name}.log").exists() for name in names)
         uploaded = cli("upload", str(REPO / "examples" / "classification.jsonl"), "--epochs", "2", "--state-dir", str(state_dir))
         assert uploaded.returncode == 0, uploaded.stderr

@@ -1,6 +1,6 @@
 import sys
 
-from autotune.cli import deploy, jobs, models, prepare, report, smoke, stack, validate  # noqa: F401  (they register commands)
+from autotune.cli import dashboard, deploy, jobs, models, prepare, report, smoke, stack, validate  # noqa: F401  (they register commands)
 from autotune.cli.app import app
 
 

@@ -92,7 +92,9 @@ def up(
     typer.echo(
         f"autotune local stack ready in {took:.1f} s (project {stack.project}, bucket gs://{stack.bucket}). "
         f"Drop a dataset: `autotune upload FILE.jsonl` (or any Cloud Storage client after `source {env_file}`, "
-        f"into gs://{stack.bucket}/{stack.config.incoming_prefix}); follow it: `autotune watch`; logs: {_relative(stack.log_dir)}/; "
+        f"into gs://{stack.bucket}/{stack.config.incoming_prefix}); follow it: `autotune watch`"
+        + (f" or the live page {stack.env['AUTOTUNE_DASHBOARD_URL']}" if stack.env.get("AUTOTUNE_DASHBOARD_URL") else "")
+        + f"; logs: {_relative(stack.log_dir)}/; "
         + ("stop: `autotune down`." if detach else "stop: Ctrl-C.")
     )
     if detach:
