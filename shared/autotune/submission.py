@@ -58,7 +58,6 @@ from autotune.job_lifecycle import (
 )
 from autotune.tuning_request import TuningRequest, decode_request
 
-S = LedgerState
 # Vertex job label carrying the idempotency key (40 lowercase hex). An underscore, not a dash: the
 # key also appears in list filters (labels.KEY="VALUE"), where a dash could read as an operator.
 KEY_LABEL = "autotune_key"
@@ -382,10 +381,10 @@ def decide_claim(
             + (f", job {owner.job_name}" if owner.job_name else "")
             + "): not tuned again; upload with metadata autotune-force: true to tune anyway"
         )
-        skipped = move(fresh, S.SKIPPED, now, reason=reason, duplicate_of=owner.idempotency_key, job_name=owner.job_name)
+        skipped = move(fresh, LedgerState.SKIPPED, now, reason=reason, duplicate_of=owner.idempotency_key, job_name=owner.job_name)
         return Change(Outcome.SKIPPED, record=skipped)
     if spec_error is not None:
-        failed = move(fresh, S.FAILED, now, reason="cannot be submitted", error=spec_error)
+        failed = move(fresh, LedgerState.FAILED, now, reason="cannot be submitted", error=spec_error)
         return Change(Outcome.FAILED, record=failed, content_owner_key=key if owner is None else None)
     reason = None  # why this content is tuned again, told in the queued/submitted event
     if repeats and request.force:
@@ -395,11 +394,11 @@ def decide_claim(
     fresh = msgspec.structs.replace(fresh, retune_reason=reason)
     if view.slots.free(max_jobs) and not view.slots.queued:
         claimed = move(
-            fresh, S.SUBMITTING, now, reason=reason, attempts=1, claim_expires_at=claim_expiry(now, claim_seconds)
+            fresh, LedgerState.SUBMITTING, now, reason=reason, attempts=1, claim_expires_at=claim_expiry(now, claim_seconds)
         )
         return Change(Outcome.SUBMIT, record=claimed, slots=view.slots.holding(key, timestamp(now)), content_owner_key=key)
     why = f"{len(view.slots.active)} of {max_jobs} job slots in use, {len(view.slots.queued)} waiting"
-    queued = move(fresh, S.QUEUED, now, reason=f"{reason}; {why}" if reason else why)
+    queued = move(fresh, LedgerState.QUEUED, now, reason=f"{reason}; {why}" if reason else why)
     return Change(Outcome.QUEUED, record=queued, slots=view.slots.waiting(key, fresh.queue_order), content_owner_key=key)
 
 
@@ -413,7 +412,7 @@ def take_over(record: LedgerRecord, slots: Slots, *, now: datetime, claim_second
     last_look = failed_attempts >= MAX_FAILED_ATTEMPTS
     claimed = move(
         record,
-        S.SUBMITTING,
+        LedgerState.SUBMITTING,
         now,
         reason=f"took over an expired claim (attempt {record.attempts + 1})" + ("; last look before giving up" if last_look else ""),
         attempts=record.attempts + 1,
@@ -426,11 +425,11 @@ def take_over(record: LedgerRecord, slots: Slots, *, now: datetime, claim_second
 def promote(record: LedgerRecord, slots: Slots, *, now: datetime, max_jobs: int, claim_seconds: float = CLAIM_SECONDS) -> Change | None:
     """The oldest QUEUED record takes a free slot."""
     key = record.idempotency_key
-    if record.state != S.QUEUED or not slots.free(max_jobs) or slots.head() != key or waiting_for_quota(record, now):
+    if record.state != LedgerState.QUEUED or not slots.free(max_jobs) or slots.head() != key or waiting_for_quota(record, now):
         return None
     claimed = move(
         record,
-        S.SUBMITTING,
+        LedgerState.SUBMITTING,
         now,
         reason="a job slot is free",
         attempts=record.attempts + 1,
@@ -446,14 +445,14 @@ def waiting_for_quota(record: LedgerRecord, now: datetime) -> bool:
 def record_submitted(
     record: LedgerRecord, slots: Slots, *, job: JobSnapshot, adopted: bool, now: datetime, watch_seconds: float = DUPLICATE_WATCH_SECONDS
 ) -> Change | None:
-    if record.state == S.SUBMITTING:
+    if record.state == LedgerState.SUBMITTING:
         reason = "adopted the job found by its label" if adopted else "job created"
         if record.retune_reason:
             reason = f"{reason}; {record.retune_reason}"
         # An earlier attempt went unanswered: it may have made a job the lookup did not show yet.
         unsure = record.failed_attempts > 0 or record.create_unanswered
         watch = claim_expiry(now, watch_seconds) if unsure else None
-        done = move(record, S.SUBMITTED, now, reason=reason, job_name=job.name, job_state=job.state, duplicate_watch_until=watch)
+        done = move(record, LedgerState.SUBMITTED, now, reason=reason, job_name=job.name, job_state=job.state, duplicate_watch_until=watch)
         return Change(Outcome.SUBMITTED, record=done)
     if record.job_name == job.name:
         return None  # already recorded by another attempt
@@ -463,13 +462,13 @@ def record_submitted(
 def record_quota_wait(record: LedgerRecord, slots: Slots, *, message: str, now: datetime) -> Change | None:
     """Back in the queue (at its old place) after a 429, tried again after a growing pause; the
     `queued` event is published for the first 429 only, not for every retry of a long wait."""
-    if record.state != S.SUBMITTING:
+    if record.state != LedgerState.SUBMITTING:
         return None
     waits = record.quota_waits + 1
     pause = min(QUOTA_PAUSE_MAX_SECONDS, QUOTA_PAUSE_SECONDS * 2 ** (waits - 1))
     queued = move(
         record,
-        S.QUEUED,
+        LedgerState.QUEUED,
         now,
         reason=f"the tuning service's quota is full (429): {message}",
         announce=waits == 1,
@@ -485,9 +484,9 @@ def record_quota_wait(record: LedgerRecord, slots: Slots, *, message: str, now: 
 def record_failure(
     record: LedgerRecord, slots: Slots, *, error: str, now: datetime, reason: str = "the tuning service refused the job"
 ) -> Change | None:
-    if record.state not in {S.SUBMITTING, S.QUEUED, S.ACCEPTED}:
+    if record.state not in {LedgerState.SUBMITTING, LedgerState.QUEUED, LedgerState.ACCEPTED}:
         return None
-    failed = move(record, S.FAILED, now, reason=reason, error=error)
+    failed = move(record, LedgerState.FAILED, now, reason=reason, error=error)
     return Change(Outcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
 
 
@@ -495,7 +494,7 @@ def release_claim(record: LedgerRecord, slots: Slots, *, error: str, now: dateti
     """A transient failure: keep the slot; the next delivery or tick takes over (after a pause
     once the immediate retries are used up, and never before `min_pause`: a create without an
     answer may still be making its job)."""
-    if record.state != S.SUBMITTING:
+    if record.state != LedgerState.SUBMITTING:
         return None
     pause = 0.0 if record.failed_attempts < IMMEDIATE_RETRIES else min(900.0, 30.0 * 2 ** (record.failed_attempts - IMMEDIATE_RETRIES))
     released = msgspec.structs.replace(
@@ -520,15 +519,15 @@ def observe(record: LedgerRecord, slots: Slots, *, job: JobSnapshot, now: dateti
 
 
 def cancel_queued(record: LedgerRecord, slots: Slots, *, now: datetime) -> Change | None:
-    if record.state != S.QUEUED:
+    if record.state != LedgerState.QUEUED:
         return None
-    cancelled = move(record, S.CANCELLED, now, reason="cancelled while queued", error="cancelled by the user before it was submitted")
+    cancelled = move(record, LedgerState.CANCELLED, now, reason="cancelled while queued", error="cancelled by the user before it was submitted")
     return Change(Outcome.CANCELLED, record=cancelled, slots=slots.without(record.idempotency_key))
 
 
 def release_stale_slot(record: LedgerRecord | None, key: str, slots: Slots) -> Change | None:
     """A slot or queue entry whose record no longer holds it (a missing or ended record)."""
-    holds = record is not None and (record.holds_slot if key in slots.active else record.state == S.QUEUED)
+    holds = record is not None and (record.holds_slot if key in slots.active else record.state == LedgerState.QUEUED)
     if holds or (key not in slots.active and key not in slots.queued):
         return None
     return Change(Outcome.CHANGED, slots=slots.without(key))
@@ -548,7 +547,7 @@ def quarantine(record: LedgerRecord, slots: Slots, *, error: str, now: datetime)
         history=record.history[-QUARANTINE_HISTORY:], error=None, reason=None, retune_reason=None,
     )
     why = f"quarantined: the ledger could not write this record ({error[:500]})"
-    failed = move(slim, S.FAILED, now, reason=why, error=why)
+    failed = move(slim, LedgerState.FAILED, now, reason=why, error=why)
     return Change(Outcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
 
 
@@ -831,7 +830,7 @@ def status_tick(pipeline: Pipeline) -> TickSummary:
         summary.observed += 1
         if record.job_name:
             _isolated(pipeline, summary, record, _observe_job)
-    for record in ledger.records({S.SUBMITTING}):
+    for record in ledger.records({LedgerState.SUBMITTING}):
         _isolated(pipeline, summary, record, _take_over_expired)
     _fill_free_slots(pipeline, summary)
     _release_stale_slots(pipeline)
@@ -1038,7 +1037,7 @@ def cancel(pipeline: Pipeline, key: str) -> Outcome:
     record = pipeline.ledger.get(key)
     if record is None:
         raise LookupError(f"no ledger record {key}")
-    if record.state == S.QUEUED:
+    if record.state == LedgerState.QUEUED:
         change = _update(pipeline, key, lambda r, s: cancel_queued(r, s, now=pipeline.clock()))
         publish_announced(pipeline, change)
         return Outcome.CANCELLED if change else Outcome.DUPLICATE

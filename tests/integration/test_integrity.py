@@ -33,7 +33,6 @@ from sample_data import conversation_dataset as dataset
 
 pytestmark = pytest.mark.integration
 
-S = LedgerState
 END_EVENTS = {EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED}
 WAIT = 180.0  # generous: the machine is shared; nothing here measures speed
 
@@ -163,7 +162,7 @@ def test_twenty_quick_reuploads_each_job_trains_on_its_own_version(stack, events
         keys = {r.event.payload.generation: r.event.payload.idempotency_key for r in events.events_for(uri(stack, name))
                 if r.event.type == EventType.JOB_QUEUED or r.event.type == EventType.JOB_SUBMITTED}
         ended = {r.event.payload.generation for r in events.events_for(uri(stack, name)) if r.event.type in END_EVENTS}
-        if keys and set(keys) <= ended and not any(r.state in {S.QUEUED, S.SUBMITTING, S.SUBMITTED, S.RUNNING}
+        if keys and set(keys) <= ended and not any(r.state in {LedgerState.QUEUED, LedgerState.SUBMITTING, LedgerState.SUBMITTED, LedgerState.RUNNING}
                                                    for r in ledger.records() if r.dataset_uri == uri(stack, name)):
             break
     assert keys, "no version of the dataset was accepted"
@@ -417,7 +416,7 @@ def test_a_record_too_large_to_write_is_quarantined_and_the_queue_moves_on(stack
     now = datetime.now(UTC) - timedelta(hours=1)
     record = new_record(idempotency_key=key, content_key=uuid.uuid4().hex[:40], dataset_uri=uri(stack, name), generation="1",
                         now=now, model=stack.config.defaults.model, region=stack.config.defaults.region)
-    expired = move(record, S.SUBMITTING, now, attempts=1, claim_expires_at=record.created_at)  # claim long expired
+    expired = move(record, LedgerState.SUBMITTING, now, attempts=1, claim_expires_at=record.created_at)  # claim long expired
     from google.api_core.exceptions import InvalidArgument
 
     from autotune.job_lifecycle import timestamp
@@ -446,7 +445,7 @@ def test_a_record_too_large_to_write_is_quarantined_and_the_queue_moves_on(stack
     failed = wait_type(events, uri(stack, name), EventType.JOB_FAILED)
     assert "quarantined" in failed.payload.error, failed.payload.error
     assert wait_type(events, uri(stack, other), *END_EVENTS).type == EventType.JOB_SUCCEEDED
-    assert ledger.get(key).state == S.FAILED
+    assert ledger.get(key).state == LedgerState.FAILED
 
 
 # --- 3. poison cannot starve recovery -------------------------------------------------------------

@@ -28,7 +28,6 @@ from autotune.submission import (
 from autotune.tuning_request import InvalidTuningRequest, encode_request
 from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
 
-S = LedgerState
 
 
 @pytest.fixture
@@ -48,8 +47,8 @@ def test_first_delivery_creates_one_labelled_job_and_publishes_submitted(world):
     assert body["supervisedTuningSpec"]["trainingDatasetUri"] == "gs://bkt/incoming/data.jsonl"
     assert body["supervisedTuningSpec"]["hyperParameters"]["epochCount"] == "3"
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.SUBMITTED and record.job_name.endswith("/tuningJobs/1")
-    assert [t.state for t in record.history] == [S.ACCEPTED, S.SUBMITTING, S.SUBMITTED]
+    assert record.state == LedgerState.SUBMITTED and record.job_name.endswith("/tuningJobs/1")
+    assert [t.state for t in record.history] == [LedgerState.ACCEPTED, LedgerState.SUBMITTING, LedgerState.SUBMITTED]
     assert record.outbox == ()
     assert bus.types() == ["submitted"]
     assert bus.events[0].payload.job_name == record.job_name
@@ -81,7 +80,7 @@ def test_second_dataset_waits_in_the_queue_while_the_slot_is_taken(world):
     first, second = make_request("incoming/a.jsonl", sha256="1" * 64), make_request("incoming/b.jsonl", sha256="2" * 64)
     submit(pipeline, first)
     assert submit(pipeline, second) == Outcome.QUEUED
-    assert ledger.get(second.idempotency_key).state == S.QUEUED
+    assert ledger.get(second.idempotency_key).state == LedgerState.QUEUED
     assert bus.types() == ["submitted", "queued"]
     assert "1 of 1 job slots in use" in bus.events[1].payload.reason
     assert len(service.created) == 1
@@ -94,7 +93,7 @@ def test_reupload_of_same_bytes_and_settings_is_skipped_with_a_reason(world):
     submit(pipeline, first)
     assert submit(pipeline, again) == Outcome.SKIPPED
     skipped = ledger.get(again.idempotency_key)
-    assert skipped.state == S.SKIPPED and skipped.duplicate_of == first.idempotency_key
+    assert skipped.state == LedgerState.SKIPPED and skipped.duplicate_of == first.idempotency_key
     event = bus.events[-1]
     assert event.type == EventType.JOB_SKIPPED
     assert "autotune-force" in event.payload.reason and "generation 100" in event.payload.reason
@@ -141,14 +140,14 @@ def test_service_quota_429_queues_the_dataset_and_frees_the_slot(world):
     request = make_request()
     service.fail_next(ErrorKind.QUOTA, "Quota exceeded", 429)
     assert submit(pipeline, request) == Outcome.QUEUED
-    assert ledger.get(request.idempotency_key).state == S.QUEUED
+    assert ledger.get(request.idempotency_key).state == LedgerState.QUEUED
     assert ledger.slots().active == {} and request.idempotency_key in ledger.slots().queued
     assert bus.types() == ["queued"] and "429" in bus.events[0].payload.reason
     status_tick(pipeline)
-    assert ledger.get(request.idempotency_key).state == S.QUEUED  # waits 5 s before trying again
+    assert ledger.get(request.idempotency_key).state == LedgerState.QUEUED  # waits 5 s before trying again
     clock.advance(5)
     status_tick(pipeline)
-    assert ledger.get(request.idempotency_key).state == S.SUBMITTED
+    assert ledger.get(request.idempotency_key).state == LedgerState.SUBMITTED
     assert bus.types() == ["queued", "submitted"]
 
 
@@ -159,7 +158,7 @@ def test_a_long_quota_wait_backs_off_and_is_announced_once(world):
         service.fail_next(ErrorKind.QUOTA, "Quota exceeded", 429)
     submit(pipeline, request)
     pauses = []
-    while ledger.get(request.idempotency_key).state != S.SUBMITTED:
+    while ledger.get(request.idempotency_key).state != LedgerState.SUBMITTED:
         record = ledger.get(request.idempotency_key)
         pauses.append((parse_timestamp(record.not_before) - clock.now).total_seconds())
         clock.advance(pauses[-1])
@@ -174,7 +173,7 @@ def test_permanent_error_fails_the_record_with_the_service_message(world):
     service.fail_next(ErrorKind.PERMANENT, "Adapter size 32 is not supported", 400)
     assert submit(pipeline, request) == Outcome.FAILED
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.FAILED and record.error == "Adapter size 32 is not supported"
+    assert record.state == LedgerState.FAILED and record.error == "Adapter size 32 is not supported"
     assert bus.types() == ["failed"] and bus.events[0].payload.error == "Adapter size 32 is not supported"
     assert ledger.slots().active == {}
 
@@ -186,7 +185,7 @@ def test_a_create_without_an_answer_holds_the_claim_until_its_job_could_show(wor
     with pytest.raises(TuningServiceError):
         submit(pipeline, request)
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.SUBMITTING and record.error == "503 unavailable" and record.create_unanswered
+    assert record.state == LedgerState.SUBMITTING and record.error == "503 unavailable" and record.create_unanswered
     assert submit(pipeline, request) == Outcome.DUPLICATE  # the create may still be making its job
     clock.advance(CREATE_SETTLE_SECONDS)
     assert submit(pipeline, request) == Outcome.SUBMITTED  # then the redelivery looks, finds none, creates
@@ -224,7 +223,7 @@ def test_a_429_on_the_lookup_is_a_retry_not_a_full_quota(world):
     with pytest.raises(TuningServiceError):
         submit(pipeline, request)
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.SUBMITTING and ledger.slots().active  # the slot is kept
+    assert record.state == LedgerState.SUBMITTING and ledger.slots().active  # the slot is kept
     assert submit(pipeline, request) == Outcome.SUBMITTED
 
 
@@ -238,7 +237,7 @@ def test_a_lookup_refused_while_an_earlier_create_may_have_made_a_job_keeps_the_
     service.lookup_errors.append(TuningServiceError(ErrorKind.PERMANENT, "permission denied", 403))
     with pytest.raises(TuningServiceError):
         submit(pipeline, request)
-    assert ledger.get(request.idempotency_key).state == S.SUBMITTING and ledger.slots().active
+    assert ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING and ledger.slots().active
 
 
 def test_a_second_job_hidden_from_the_lookup_is_found_cancelled_recorded_and_announced(world):
@@ -258,7 +257,7 @@ def test_a_second_job_hidden_from_the_lookup_is_found_cancelled_recorded_and_ann
     status_tick(pipeline)  # a second tick cancels nothing more and announces nothing more
     record = ledger.get(request.idempotency_key)
     assert summary.duplicates_cancelled == 1 and service.cancelled == [first]
-    assert record.duplicate_jobs == (first,) and record.job_name == kept and record.state == S.SUBMITTED
+    assert record.duplicate_jobs == (first,) and record.job_name == kept and record.state == LedgerState.SUBMITTED
     assert bus.types() == ["submitted", "duplicate_cancelled"] and bus.events[-1].payload.job_name == first
 
 
@@ -354,7 +353,7 @@ class LedgerThatDiesBeforeRecordingTheJob(MemoryLedger):
         self.armed = True
 
     def update(self, key, decide, *, missing_ok=False):
-        if self.armed and getattr(decide, "__name__", "") == "<lambda>" and self.docs[key].state == S.SUBMITTING:
+        if self.armed and getattr(decide, "__name__", "") == "<lambda>" and self.docs[key].state == LedgerState.SUBMITTING:
             self.armed = False
             raise CrashAfterCreate()
         return super().update(key, decide, missing_ok=missing_ok)
@@ -366,7 +365,7 @@ def test_crash_after_create_adopts_the_job_instead_of_creating_another():
     request = make_request()
     with pytest.raises(CrashAfterCreate):
         submit(pipeline, request)
-    assert len(service.created) == 1 and ledger.get(request.idempotency_key).state == S.SUBMITTING
+    assert len(service.created) == 1 and ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING
     # A redelivery inside the claim is a no-op: the dead submitter might still be alive.
     assert submit(pipeline, request) == Outcome.DUPLICATE
     # After the claim expires, the status tick takes over and finds the job by its label.
@@ -374,7 +373,7 @@ def test_crash_after_create_adopts_the_job_instead_of_creating_another():
     summary = status_tick(pipeline)
     assert summary.taken_over == 1
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.SUBMITTED and record.job_name == next(iter(service.jobs))
+    assert record.state == LedgerState.SUBMITTED and record.job_name == next(iter(service.jobs))
     assert "adopted" in record.history[-1].reason
     assert len(service.created) == 1 and bus.types() == ["submitted"]
 
@@ -402,7 +401,7 @@ def test_gives_up_after_repeated_attempts_only_when_a_lookup_shows_no_job(world)
     assert ledger.get(request.idempotency_key).failed_attempts == 4
     assert submit(pipeline, request) == Outcome.DUPLICATE  # now the claim pauses 30 s
     pauses = []
-    while ledger.get(request.idempotency_key).state == S.SUBMITTING and len(pauses) < 20:
+    while ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING and len(pauses) < 20:
         pause = (parse_timestamp(ledger.get(request.idempotency_key).claim_expires_at) - clock.now).total_seconds()
         pauses.append(pause)
         clock.advance(pause)
@@ -412,7 +411,7 @@ def test_gives_up_after_repeated_attempts_only_when_a_lookup_shows_no_job(world)
     assert ledger.get(request.idempotency_key).failed_attempts > MAX_FAILED_ATTEMPTS
     record = ledger.get(request.idempotency_key)
     # ...and gives up once a lookup answers that no job carries its label.
-    assert record.state == S.FAILED and "gave up after" in record.error and "holds no job" in record.error and "503" in record.error
+    assert record.state == LedgerState.FAILED and "gave up after" in record.error and "holds no job" in record.error and "503" in record.error
     assert bus.types() == ["failed"] and ledger.slots().active == {} and service.created == []
 
 
@@ -427,12 +426,12 @@ def test_attempts_exhausted_with_the_job_on_the_service_adopt_it(world):
     [made] = service.jobs
     for _ in range(MAX_FAILED_ATTEMPTS + 2):
         service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "500 internal", 500))
-    while ledger.get(request.idempotency_key).state == S.SUBMITTING:
+    while ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING:
         clock.advance((parse_timestamp(ledger.get(request.idempotency_key).claim_expires_at) - clock.now).total_seconds())
         status_tick(pipeline)
         assert ledger.slots().active  # the slot stays held throughout
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.SUBMITTED and record.job_name == made and record.failed_attempts > MAX_FAILED_ATTEMPTS
+    assert record.state == LedgerState.SUBMITTED and record.job_name == made and record.failed_attempts > MAX_FAILED_ATTEMPTS
     assert len(service.created) == 1 and bus.types() == ["submitted"]
 
 
@@ -448,10 +447,10 @@ def test_a_quota_answer_between_failures_starts_the_count_of_attempts_without_an
     service.fail_next(ErrorKind.QUOTA, "429")
     assert submit(pipeline, request) == Outcome.QUEUED
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.QUEUED and record.failed_attempts == 0
+    assert record.state == LedgerState.QUEUED and record.failed_attempts == 0
     clock.advance(QUOTA_PAUSE_SECONDS)
     status_tick(pipeline)
-    assert ledger.get(request.idempotency_key).state == S.SUBMITTED
+    assert ledger.get(request.idempotency_key).state == LedgerState.SUBMITTED
 
 
 # --- status tick ---------------------------------------------------------------------------------
@@ -472,7 +471,7 @@ def test_tick_records_running_then_succeeded_once_each(world):
     status_tick(pipeline)
     assert bus.types() == ["submitted", "running", "succeeded"]
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.SUCCEEDED and record.tuned_model.endswith("@1") and record.tuning_data_stats
+    assert record.state == LedgerState.SUCCEEDED and record.tuned_model.endswith("@1") and record.tuning_data_stats
     assert bus.events[-1].payload.tuned_model == record.tuned_model
     assert ledger.slots().active == {}
 
@@ -485,14 +484,14 @@ def test_tick_promotes_queued_datasets_in_upload_order(world):
     submit(pipeline, requests[0])
     order = []
     for _ in range(20):
-        active = [r for r in ledger.records() if r.state in {S.SUBMITTED, S.RUNNING}]
+        active = [r for r in ledger.records() if r.state in {LedgerState.SUBMITTED, LedgerState.RUNNING}]
         assert len(active) <= 1
         for record in active:
             service.succeed(record.job_name)
             order.append(record.dataset_uri)
         status_tick(pipeline)
     assert ledger.max_active_seen == 1
-    assert all(r.state == S.SUCCEEDED for r in ledger.records())
+    assert all(r.state == LedgerState.SUCCEEDED for r in ledger.records())
     # The first to arrive took the free slot; the others ran in upload order.
     assert order == [requests[4].dataset_uri] + [r.dataset_uri for r in requests[:4]]
 
@@ -531,7 +530,7 @@ def test_a_job_that_vanished_is_recorded_failed(world):
     submit(pipeline, request)
     service.jobs.clear()
     status_tick(pipeline)
-    assert ledger.get(request.idempotency_key).state == S.FAILED
+    assert ledger.get(request.idempotency_key).state == LedgerState.FAILED
     assert "no longer exists" in bus.events[-1].payload.error
 
 
@@ -541,7 +540,7 @@ def test_transient_error_while_polling_keeps_the_record(world):
     submit(pipeline, request)
     service.fail_next(ErrorKind.TRANSIENT, "503")
     summary = status_tick(pipeline)
-    assert summary.errors and ledger.get(request.idempotency_key).state == S.SUBMITTED
+    assert summary.errors and ledger.get(request.idempotency_key).state == LedgerState.SUBMITTED
 
 
 def test_events_left_in_the_outbox_by_a_crash_are_published_by_a_later_tick(world):
@@ -556,7 +555,7 @@ def test_events_left_in_the_outbox_by_a_crash_are_published_by_a_later_tick(worl
     request = make_request()
     with pytest.raises(ConnectionError):
         submit(pipeline, request)
-    assert ledger.get(request.idempotency_key).state == S.SUBMITTED
+    assert ledger.get(request.idempotency_key).state == LedgerState.SUBMITTED
     pipeline.publisher = alive
     status_tick(pipeline)
     assert alive.types() == []  # too fresh: its submitter may still be publishing it
@@ -572,7 +571,7 @@ def test_cancel_a_running_job_then_tick_records_cancelled(world):
     submit(pipeline, request)
     assert cancel(pipeline, request.idempotency_key) == Outcome.CANCELLED
     status_tick(pipeline)
-    assert ledger.get(request.idempotency_key).state == S.CANCELLED
+    assert ledger.get(request.idempotency_key).state == LedgerState.CANCELLED
     assert bus.types() == ["submitted", "cancelled"]
 
 
@@ -584,7 +583,7 @@ def test_cancel_a_queued_dataset_removes_it_from_the_queue(world):
     assert cancel(pipeline, second.idempotency_key) == Outcome.CANCELLED
     assert ledger.slots().queued == {}
     assert bus.types()[-1] == "cancelled" and bus.events[-1].payload.error == "cancelled by the user before it was submitted"
-    assert ledger.get(second.idempotency_key).state == S.CANCELLED
+    assert ledger.get(second.idempotency_key).state == LedgerState.CANCELLED
 
 
 def test_cancel_an_ended_dataset_says_why_not(world):
@@ -615,7 +614,7 @@ def test_take_over_of_a_request_that_no_longer_makes_a_job_fails_it(world):
     pipeline.catalog = ShrunkCatalog()
     assert submit(pipeline, request) == Outcome.FAILED
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.FAILED and "cannot be tuned in region us-central1" in record.error
+    assert record.state == LedgerState.FAILED and "cannot be tuned in region us-central1" in record.error
     assert ledger.slots().active == {} and bus.types() == ["failed"]
 
 
@@ -686,8 +685,8 @@ def test_an_unknown_job_state_is_recorded_as_seen_warned_once_and_polled_on(worl
     for _ in range(3):
         assert status_tick(pipeline).errors == []
     record = ledger.get(request.idempotency_key)
-    assert record.state == S.RUNNING and record.job_state == state and bus.types() == ["submitted", "running"]
+    assert record.state == LedgerState.RUNNING and record.job_state == state and bus.types() == ["submitted", "running"]
     assert capsys.readouterr().out.count("a job state autotune does not know") == 1
     service.succeed(job)
     status_tick(pipeline)
-    assert ledger.get(request.idempotency_key).state == S.SUCCEEDED
+    assert ledger.get(request.idempotency_key).state == LedgerState.SUCCEEDED
