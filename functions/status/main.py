@@ -4,7 +4,7 @@ Vertex AI announces no job end, so Cloud Scheduler (locally, the stack's ticker)
 tick and this function records every job state change, publishes each job event once, takes
 over submissions whose submitter died, and submits the oldest queued dataset when a slot frees.
 At most once every `reconcile_every_seconds` (across instances) it also takes in again uploads
-whose storage notification or tuning request was lost (autotune.reconciliation).
+whose storage notification or tuning request was lost (autotune.intake.reconciliation).
 A tick is always acknowledged: the ledger holds all state, so the next tick redoes whatever
 this one could not, and a stale tick is not worth a retry.
 """
@@ -18,8 +18,9 @@ import functions_framework
 
 from autotune import structured_log
 from autotune.config import PipelineConfig
-from autotune.reconciliation import LostUpload, reconcile_if_due
-from autotune.submission import Pipeline, status_tick
+from autotune.intake.reconciliation import LostUpload, reconcile_if_due
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.tick import status_tick
 
 
 @functools.cache

@@ -5,7 +5,7 @@ Pub/Sub (through Eventarc, or the local event bridge) delivers
 Returning acknowledges: submitted, queued (quota full), failed for good, or a duplicate.
 Raising makes Pub/Sub deliver it again with backoff: a transient service error, or a message
 that is not a TuningRequest, which after the retries lands in the dead-letter topic (the log
-line says why). The decisions live in autotune.submission.
+line says why). The decisions live in autotune.jobs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import functions_framework
 
 from autotune import structured_log
 from autotune.config import PipelineConfig
-from autotune.submission import Pipeline, submit_message
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.submit import submit_message
 
 
 @functools.cache

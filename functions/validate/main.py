@@ -2,7 +2,7 @@
 
 Eventarc (or the local event bridge) delivers `google.cloud.storage.object.v1.finalized`.
 Returning acknowledges the event; raising (a storage or Pub/Sub error) makes it come again.
-The rules live in autotune.dataset_intake; this file only wires the Google clients to them.
+The rules live in autotune.intake; this file only wires the Google clients to them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import functions_framework
 
 from autotune import structured_log
 from autotune.config import PipelineConfig
-from autotune.dataset_intake import IntakeDeps, UnreadableEvent, process_upload, stored_object_from_event
+from autotune.intake.objects import UnreadableEvent, stored_object_from_event
+from autotune.intake.upload import IntakeDeps, process_upload
 
 
 @functools.cache

@@ -45,7 +45,7 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # regional Vertex AI endpoint for the job's region.
     vertex_endpoint: str = ""
     tuning_service_account: str = ""
-    # Reconciliation (autotune.reconciliation): how often the status tick looks for uploads whose
+    # Reconciliation (autotune.intake.reconciliation): how often the status tick looks for uploads whose
     # messages were lost (0: never), and how old an upload must be before it counts as lost.
     reconcile_every_seconds: int = 600
     reconcile_after_seconds: int = 900

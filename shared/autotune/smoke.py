@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from autotune.dataset_intake import report_object_name
+from autotune.intake.objects import report_object_name
 from autotune.events import EventType, from_pubsub_message
 
 # Two lines no tuning could take: an object that is not a conversation, and a line that is not JSON.

@@ -24,9 +24,9 @@ import requests
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService
 from autotune.events import EventType
-from autotune.job_lifecycle import LedgerState
+from autotune.jobs.lifecycle import LedgerState
 from autotune.settings import TuningSettings
-from autotune.tuning_request import DatasetRef, TuningRequest, content_key, encode_request, idempotency_key
+from autotune.jobs.request import DatasetRef, TuningRequest, content_key, encode_request, idempotency_key
 
 from sample_data import unique
 from sample_data import conversation_dataset as dataset
@@ -319,7 +319,7 @@ def jobs_for(tuning, stack, key: str) -> list:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import aiplatform_v1
 
-    from autotune.submission import KEY_LABEL
+    from autotune.jobs.job_spec import KEY_LABEL
 
     client = aiplatform_v1.GenAiTuningServiceClient(
         transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()
@@ -409,7 +409,7 @@ def test_a_record_too_large_to_write_is_quarantined_and_the_queue_moves_on(stack
     import msgspec
 
     from autotune.adapters.ledger import _document
-    from autotune.job_lifecycle import move, new_record
+    from autotune.jobs.lifecycle import move, new_record
 
     name = f"manual/{unique('oversized')}.jsonl"
     key = uuid.uuid4().hex[:40]
@@ -419,7 +419,7 @@ def test_a_record_too_large_to_write_is_quarantined_and_the_queue_moves_on(stack
     expired = move(record, LedgerState.SUBMITTING, now, attempts=1, claim_expires_at=record.created_at)  # claim long expired
     from google.api_core.exceptions import InvalidArgument
 
-    from autotune.job_lifecycle import timestamp
+    from autotune.jobs.lifecycle import timestamp
 
     # The size is found on a twin whose claim has not expired (no tick touches it), same lengths.
     twin_key = uuid.uuid4().hex[:40]
@@ -455,7 +455,7 @@ def test_many_poison_manifests_do_not_starve_a_lost_upload(make_local_stack):
     """No validate function: every upload's notification is lost, and the status function's
     reconciliation takes them in, oldest first, at most 20 a pass. 22 poison manifests are older
     than the one genuine upload."""
-    from autotune.reconciliation import MAX_UPLOADS_PER_PASS
+    from autotune.intake.reconciliation import MAX_UPLOADS_PER_PASS
 
     lonely = make_local_stack(functions={"validate": None}, job_seconds=1.0, tick_seconds=1.0,
                               reconcile_every_seconds=2, reconcile_after_seconds=3)
@@ -577,7 +577,7 @@ def test_media_naming_the_pipelines_own_objects_is_refused_on_its_line(stack, ev
 
 def test_firestore_emulator_restarted_empty_does_not_resubmit_tuned_or_skipped_datasets(stack, events, ledger, tuning):
     """Last in this module: the restart empties the stack's ledger."""
-    from autotune.job_lifecycle import parse_timestamp
+    from autotune.jobs.lifecycle import parse_timestamp
 
     name, again = f"incoming/{unique('tuned-once')}.jsonl", f"incoming/{unique('same-bytes')}.jsonl"
     data = dataset(name, 20)

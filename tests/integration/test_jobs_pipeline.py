@@ -23,10 +23,13 @@ from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService
 from autotune.events import EventType
-from autotune.job_lifecycle import LedgerState, parse_timestamp
+from autotune.jobs.lifecycle import LedgerState, parse_timestamp
 from autotune.settings import TuningSettings
-from autotune.submission import KEY_LABEL, Pipeline, ProjectCatalog, submit
-from autotune.tuning_request import DatasetRef, TuningRequest, content_key, idempotency_key
+from autotune.adapters.catalog import ProjectCatalog
+from autotune.jobs.job_spec import KEY_LABEL
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.submit import submit
+from autotune.jobs.request import DatasetRef, TuningRequest, content_key, idempotency_key
 
 from sample_data import unique
 from sample_data import conversation_dataset as dataset
@@ -351,7 +354,7 @@ def test_with_500s_injected_every_dataset_still_gets_exactly_one_job(make_local_
 def test_overlapping_status_ticks_double_nothing(stack, events, ledger, tuning):
     """Ticks fired at the status function all at once, while this process runs the status step
     too (another process on the same Firestore): every move and event still happens once."""
-    from autotune.submission import status_tick
+    from autotune.jobs.tick import status_tick
 
     names = [f"incoming/{unique(f'overlap-{i}')}.jsonl" for i in range(2)]
     stack.upload(dataset(names[0]), names[0])

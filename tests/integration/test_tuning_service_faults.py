@@ -23,8 +23,11 @@ from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService, state_name
 from autotune.events import EventType
-from autotune.job_lifecycle import LedgerState
-from autotune.submission import KEY_LABEL, Pipeline, ProjectCatalog, cancel
+from autotune.jobs.lifecycle import LedgerState
+from autotune.adapters.catalog import ProjectCatalog
+from autotune.jobs.cancel import cancel
+from autotune.jobs.job_spec import KEY_LABEL
+from autotune.jobs.pipeline import Pipeline
 from autotune_local.stack import FunctionSource
 
 from sample_data import unique

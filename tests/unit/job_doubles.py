@@ -12,10 +12,11 @@ from typing import Any
 import msgspec
 
 from autotune.events import TuningEvent
-from autotune.job_lifecycle import JobSnapshot, LedgerRecord, LedgerState
+from autotune.jobs.lifecycle import JobSnapshot, LedgerRecord, LedgerState
 from autotune.settings import TuningSettings
-from autotune.submission import Change, ClaimView, ErrorKind, Slots, TuningServiceError
-from autotune.tuning_request import DatasetRef, TuningRequest, content_key, idempotency_key
+from autotune.jobs.documents import Change, ClaimView, Slots
+from autotune.jobs.ports import ErrorKind, TuningServiceError
+from autotune.jobs.request import DatasetRef, TuningRequest, content_key, idempotency_key
 
 
 class MemoryLedger:
@@ -90,7 +91,7 @@ class MemoryLedger:
         return dict(self.__dict__.get("failures", {}))
 
     def record_intake_failure(self, upload: str, error: str, now: datetime):
-        from autotune.reconciliation import IntakeFailure
+        from autotune.intake.reconciliation import IntakeFailure
 
         failures = self.__dict__.setdefault("failures", {})
         previous = failures.get(upload)

@@ -7,7 +7,7 @@ import pytest
 from autotune.config import ConfigError, PipelineConfig, TuningDefaults, load_config_file
 from autotune.events import EventPayload, EventType, from_pubsub_message, make_event, to_pubsub_message
 from autotune.settings import TuningSettings, is_forced
-from autotune.tuning_request import (
+from autotune.jobs.request import (
     DatasetRef,
     InvalidTuningRequest,
     TuningRequest,

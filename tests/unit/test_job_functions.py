@@ -10,10 +10,10 @@ import pytest
 from functions_framework import create_app
 
 from autotune.config import REPO_ROOT
-from autotune.job_lifecycle import LedgerState
-from autotune.submission import Pipeline
-from autotune.tuning_request import encode_request
-from autotune.dataset_intake import IntakeDeps
+from autotune.jobs.lifecycle import LedgerState
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.request import encode_request
+from autotune.intake.upload import IntakeDeps
 from autotune.validation import DatasetSource, validate_dataset
 from intake_doubles import MemoryBus, MemoryStore
 from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from autotune.events import EventType
-from autotune.job_lifecycle import (
+from autotune.jobs.lifecycle import (
     ENDED_STATES,
     EVENT_ON_ENTRY,
     TRANSITIONS,

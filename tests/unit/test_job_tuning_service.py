@@ -6,7 +6,9 @@ import threading
 import pytest
 
 from autotune.adapters.tuning_service import VertexTuningService
-from autotune.submission import KEY_LABEL, ErrorKind, ProjectCatalog, TuningServiceError, build_job_spec
+from autotune.adapters.catalog import ProjectCatalog
+from autotune.jobs.job_spec import KEY_LABEL, build_job_spec
+from autotune.jobs.ports import ErrorKind, TuningServiceError
 from autotune_local import processes
 from autotune_local.tuning_emulator import MemoryStore, TuningService, make_server
 from job_doubles import make_request

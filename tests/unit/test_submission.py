@@ -6,26 +6,22 @@ import threading
 import pytest
 
 from autotune.events import EventType
-from autotune.job_lifecycle import LedgerState, parse_timestamp
-from autotune.submission import (
+from autotune.jobs.lifecycle import LedgerState, parse_timestamp
+from autotune.adapters.tuning_service import classify_error
+from autotune.jobs.cancel import cancel
+from autotune.jobs.decisions import (
     CREATE_SETTLE_SECONDS,
     DUPLICATE_WATCH_SECONDS,
-    KEY_LABEL,
     MAX_FAILED_ATTEMPTS,
     QUOTA_PAUSE_SECONDS,
-    ErrorKind,
-    JobSpecError,
-    Outcome,
-    Pipeline,
-    TuningServiceError,
-    build_job_spec,
-    cancel,
-    classify_error,
-    status_tick,
-    submit,
-    submit_message,
 )
-from autotune.tuning_request import InvalidTuningRequest, encode_request
+from autotune.jobs.documents import Outcome
+from autotune.jobs.job_spec import KEY_LABEL, JobSpecError, build_job_spec
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.ports import ErrorKind, TuningServiceError
+from autotune.jobs.submit import submit, submit_message
+from autotune.jobs.tick import status_tick
+from autotune.jobs.request import InvalidTuningRequest, encode_request
 from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
 
 
@@ -312,7 +308,7 @@ def test_job_spec_uses_the_catalog_default_adapter_size_and_checks_allowed_sizes
 
 
 def test_job_spec_with_the_real_catalog():
-    from autotune.submission import ProjectCatalog
+    from autotune.adapters.catalog import ProjectCatalog
 
     spec = build_job_spec(make_request(model="gemini-2.5-flash", adapter_size=16), project="p", catalog=ProjectCatalog())
     assert spec.body["supervisedTuningSpec"]["hyperParameters"]["adapterSize"] == "ADAPTER_SIZE_SIXTEEN"

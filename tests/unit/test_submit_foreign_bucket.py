@@ -6,9 +6,12 @@ import msgspec
 import pytest
 
 from autotune.events import EventType
-from autotune.job_lifecycle import LedgerState
-from autotune.submission import JobSpecError, Outcome, Pipeline, build_job_spec, submit
-from autotune.tuning_request import DatasetRef
+from autotune.jobs.lifecycle import LedgerState
+from autotune.jobs.documents import Outcome
+from autotune.jobs.job_spec import JobSpecError, build_job_spec
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.submit import submit
+from autotune.jobs.request import DatasetRef
 from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
 
 

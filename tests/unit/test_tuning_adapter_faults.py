@@ -10,8 +10,10 @@ import msgspec
 import pytest
 
 from autotune.adapters.tuning_service import VertexTuningService, retry_delay, retry_info_seconds
-from autotune.job_lifecycle import JobSnapshot, LedgerState, new_record, observed
-from autotune.submission import KEY_LABEL, ErrorKind, ProjectCatalog, TuningServiceError, build_job_spec
+from autotune.jobs.lifecycle import JobSnapshot, LedgerState, new_record, observed
+from autotune.adapters.catalog import ProjectCatalog
+from autotune.jobs.job_spec import KEY_LABEL, build_job_spec
+from autotune.jobs.ports import ErrorKind, TuningServiceError
 from autotune_local.tuning_emulator import MemoryStore, TuningService, make_server
 from job_doubles import make_request
 
@@ -204,7 +206,7 @@ def test_a_claim_outlasts_the_longest_lookup_and_create_of_a_live_submitter():
     lookup retried to the end, waiting the longest RetryInfo allowed, then a create that runs to
     its deadline) ends before its claim expires."""
     from autotune.adapters import tuning_service as adapter
-    from autotune.submission import CLAIM_SECONDS
+    from autotune.jobs.decisions import CLAIM_SECONDS
 
     slowest = adapter.CALL_ATTEMPTS * adapter.CALL_TIMEOUT_SECONDS + (adapter.CALL_ATTEMPTS - 1) * adapter.RETRY_MAX_SECONDS
     slowest += adapter.CALL_TIMEOUT_SECONDS

@@ -251,12 +251,12 @@ def test_media_too_long_when_the_catalog_knows_the_limit_and_the_line_the_length
 
 
 def test_every_intake_code_is_documented_with_an_example():
-    from autotune import dataset_intake
+    from autotune.intake import rejections
 
     doc = (ROOT / "docs" / "error-codes.md").read_text(encoding="utf-8")
     intake = doc.split("## Pipeline intake codes", 1)[1]
-    codes = [dataset_intake.INVALID_MANIFEST, dataset_intake.OBJECT_NOT_FOUND, dataset_intake.CONTENT_ENCODED,
-             dataset_intake.UNUSABLE_TEXT, dataset_intake.MEDIA_IS_PIPELINE_OBJECT, dataset_intake.INVALID_VALIDATION_SPLIT]
+    codes = [rejections.INVALID_MANIFEST, rejections.OBJECT_NOT_FOUND, rejections.CONTENT_ENCODED,
+             rejections.UNUSABLE_TEXT, rejections.MEDIA_IS_PIPELINE_OBJECT, rejections.INVALID_VALIDATION_SPLIT]
     for code in codes:
         section = re.search(rf"^### `{code}` \(error\)\n(.*?)(?=^### |\Z)", intake, re.M | re.S)
         assert section, f"{code} missing from the intake codes of docs/error-codes.md"

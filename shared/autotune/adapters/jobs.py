@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 
+from autotune.adapters.catalog import ProjectCatalog
 from autotune.config import PipelineConfig
-from autotune.submission import CREATE_SETTLE_SECONDS, Pipeline, ProjectCatalog
+from autotune.jobs.decisions import CREATE_SETTLE_SECONDS
+from autotune.jobs.pipeline import Pipeline
 
 # Overrides for fault tests and the local stack; production keeps the defaults (the deadline of
 # each tuning service call, and the pause after a create without an answer).
@@ -22,7 +24,10 @@ def connect_pipeline(config: PipelineConfig) -> Pipeline:
     from autotune.adapters.bus import PubSubBus
     from autotune.adapters.ledger import FirestoreLedger
     from autotune.adapters.storage import GcsDatasetStore
-    from autotune.adapters.tuning_service import CALL_TIMEOUT_SECONDS, VertexTuningService
+    from autotune.adapters.tuning_service import (
+        CALL_TIMEOUT_SECONDS,
+        VertexTuningService,
+    )
 
     call_timeout = float(os.environ.get(CALL_TIMEOUT_VARIABLE, CALL_TIMEOUT_SECONDS))
     create_settle = float(os.environ.get(CREATE_SETTLE_VARIABLE, CREATE_SETTLE_SECONDS))

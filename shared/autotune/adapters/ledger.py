@@ -25,9 +25,15 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from autotune.job_lifecycle import LedgerRecord, LedgerState, parse_timestamp, timestamp
-from autotune.reconciliation import IntakeFailure
-from autotune.submission import Change, ClaimView, Slots, UnwritableRecord
+from autotune.intake.reconciliation import IntakeFailure
+from autotune.jobs.documents import Change, ClaimView, Slots
+from autotune.jobs.lifecycle import (
+    LedgerRecord,
+    LedgerState,
+    parse_timestamp,
+    timestamp,
+)
+from autotune.jobs.ports import UnwritableRecord
 
 # Every decision reads the slots document, so concurrent transactions contend on it. Within one
 # process they take turns (a lock: no point in racing a sibling thread); across processes a

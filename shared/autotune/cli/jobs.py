@@ -18,8 +18,8 @@ from autotune.cli.app import app
 from autotune.cli.terminal import echo, terminal_text
 
 if TYPE_CHECKING:
-    from autotune.job_lifecycle import LedgerRecord
-    from autotune.submission import Pipeline
+    from autotune.jobs.lifecycle import LedgerRecord
+    from autotune.jobs.pipeline import Pipeline
 
 StateDirOption = Annotated[Path | None, typer.Option("--state-dir", help="The local stack's state directory (default: .autotune/).")]
 WHY_MIN_WIDTH = 20  # columns the reason keeps before the dataset name gives way
@@ -122,7 +122,8 @@ def cancel(
 ) -> None:
     """Cancel a dataset's tuning: a queued one leaves the queue; a running job is cancelled on Vertex AI
     and the next status tick records CANCELLED."""
-    from autotune.submission import TuningServiceError, cancel as cancel_tuning
+    from autotune.jobs.cancel import cancel as cancel_tuning
+    from autotune.jobs.ports import TuningServiceError
 
     pipeline = _pipeline(state_dir)
     record = _one(pipeline.ledger.records(), job)
@@ -223,7 +224,8 @@ def _local_pipeline(config, env: dict[str, str]) -> Pipeline:
     from autotune.adapters.bus import PubSubBus
     from autotune.adapters.ledger import FirestoreLedger
     from autotune.adapters.tuning_service import VertexTuningService
-    from autotune.submission import Pipeline, ProjectCatalog
+    from autotune.adapters.catalog import ProjectCatalog
+    from autotune.jobs.pipeline import Pipeline
     from autotune_local.clients import firestore_client, publisher_client
 
     return Pipeline(

@@ -26,10 +26,11 @@ def _pipeline():
 real._pipeline = _pipeline
 
 if "AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS" in os.environ:
-    from autotune import submission
+    from autotune.jobs import decisions, submit as submit_module
 
-    submission.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
-    submission.IMMEDIATE_RETRIES = 10**6
+    # run_submission reads its own binding of the limit, the decisions theirs
+    decisions.MAX_FAILED_ATTEMPTS = submit_module.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
+    decisions.IMMEDIATE_RETRIES = 10**6
 
 
 @functions_framework.cloud_event

@@ -31,19 +31,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from autotune.config import PipelineConfig
 from autotune import structured_log
-from autotune.dataset_intake import (
+from autotune.config import PipelineConfig
+from autotune.intake.objects import (
     REPORT_VALID_METADATA,
-    IntakeDeps,
-    Outcome,
     StoredObject,
     classify,
     name_too_long,
-    process_upload,
     report_object_name,
 )
-from autotune.job_lifecycle import timestamp
+from autotune.intake.upload import IntakeDeps, Outcome, process_upload
+from autotune.jobs.lifecycle import timestamp
 
 RECONCILE_WINDOW = timedelta(days=7)  # Pub/Sub's longest message retention: older is history
 RECONCILE_TURN = "reconcile"
