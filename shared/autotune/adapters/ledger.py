@@ -60,10 +60,6 @@ class FirestoreLedger:
         self._turn_not_before: dict[str, datetime] = {}
         self._turn = threading.Lock()
 
-    @classmethod
-    def from_config(cls, project: str, collection: str) -> FirestoreLedger:
-        return cls(firestore.Client(project=project), collection)
-
     def claim(self, key: str, content_key: str, decide: Callable[[ClaimView], Change]) -> Change:
         record_ref = self.records_ref.document(key)
         content_ref = self.content_ref.document(content_key)

@@ -204,7 +204,9 @@ def _pipeline(state_dir: Path | None) -> Pipeline:
     """The job pipeline of the running local stack, else of the environment (Google Cloud)."""
     import os
 
+    from autotune.adapters.jobs import connect_pipeline
     from autotune.config import PipelineConfig
+    from autotune_local.clients import google_clients
     from autotune_local.processes import is_running
     from autotune_local.stack import DEFAULT_STATE_DIR, read_state, recorded_processes
 
@@ -212,31 +214,10 @@ def _pipeline(state_dir: Path | None) -> Pipeline:
     state = read_state(directory)
     if state and any(is_running(p) for p in recorded_processes(directory)):
         env = dict(state["env"])
-        return _local_pipeline(PipelineConfig.from_env(env), env)
+        return connect_pipeline(PipelineConfig.from_env(env), clients=google_clients(env), environ=env)
     if "AUTOTUNE_PROJECT" not in os.environ:
         raise _fail("no local stack is running (start one with `autotune up --detach`) and AUTOTUNE_PROJECT is not set for Google Cloud")
-    from autotune.adapters.jobs import connect_pipeline
-
     return connect_pipeline(PipelineConfig.from_env())
-
-
-def _local_pipeline(config, env: dict[str, str]) -> Pipeline:
-    from autotune.adapters.bus import PubSubBus
-    from autotune.adapters.ledger import FirestoreLedger
-    from autotune.adapters.tuning_service import VertexTuningService
-    from autotune.adapters.catalog import ProjectCatalog
-    from autotune.jobs.pipeline import Pipeline
-    from autotune_local.clients import firestore_client, publisher_client
-
-    return Pipeline(
-        ledger=FirestoreLedger(firestore_client(env), config.ledger_collection),
-        service=VertexTuningService(config.vertex_endpoint),
-        publisher=PubSubBus(publisher_client(env), config),
-        catalog=ProjectCatalog(),
-        project=config.project,
-        max_jobs=config.max_concurrent_jobs,
-        dataset_bucket=config.bucket,
-    )
 
 
 def _fail(message: str) -> typer.Exit:
