@@ -14,16 +14,15 @@ from autotune_gcp.commands import render_script
 from autotune_gcp.deployment import APIS, TopicTrigger, functions, make_target
 from autotune_gcp.plan import deploy_plan
 from autotune_gcp.roles import roles_markdown
+from autotune_gcp.target import dry_run_header
 
 SAMPLE = {"project": "sample-project", "region": "us-central1"}
 
 
 def sample_plan() -> str:
-    from pathlib import Path
+    from autotune_gcp.target import prepare_target
 
-    from autotune.cli.deploy import DEFAULT_SOURCE_DIR, _target, dry_run_header
-
-    target = _target(SAMPLE["project"], SAMPLE["region"], None, None, source_dir=Path(DEFAULT_SOURCE_DIR))
+    target = prepare_target(SAMPLE["project"], SAMPLE["region"], None, None)
     return dry_run_header(target, "deploy") + render_script(deploy_plan(target))
 
 
