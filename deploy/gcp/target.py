@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 from autotune_gcp.deployment import DeployTarget
+from autotune_local.checkout import CONFIG_FILE
 
 DEFAULT_SOURCE_DIR = Path(".autotune/gcp-source")
 
@@ -24,13 +25,13 @@ def prepare_target(
 ) -> DeployTarget:
     # Imported here, not above: tests replace these modules' functions (load_config_file, source_digest).
     from autotune.catalog import CatalogError
-    from autotune.config import DEFAULT_CONFIG_FILE, ConfigError, load_config_file
+    from autotune.config import ConfigError, load_config_file
     from autotune_gcp.deployment import TargetError, functions, make_target
     from autotune_gcp.staging import StagingError, source_digest
     from autotune_gcp.staging import stage as stage_source
 
     try:
-        pipeline = load_config_file(config or DEFAULT_CONFIG_FILE)
+        pipeline = load_config_file(config or CONFIG_FILE)
         target = make_target(
             project=project, region=region, bucket=bucket, config=pipeline,
             firestore_location=firestore_location, tuning_service_account=tuning_service_account,

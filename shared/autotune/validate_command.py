@@ -121,13 +121,14 @@ def run(args: ValidateArgs) -> int:
     from autotune.validation import DatasetSource, file_chunks, validate_dataset
     from autotune.validation.codes import ErrorCode
     from autotune.validation.settings_rules import check_settings
+    from autotune_local.checkout import config_file
 
     train, validation = args.train, args.validation
     for flag, path in (("TRAIN", train), ("--validation", validation)):
         if path is not None and not path.is_file():
             raise UsageError("file_not_readable", f"{flag}: {path} is not a readable file")
     try:
-        config = PipelineConfig.from_env()
+        config = PipelineConfig.from_env(config_file=config_file())
         config.export_models_file()
         catalog = load_catalog()
     except (ConfigError, CatalogError) as exc:

@@ -1,6 +1,7 @@
 """The contracts every function shares: configuration, settings layering, events, tuning requests."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ from autotune.jobs.request import (
 
 
 def test_config_file_round_trips_through_environment():
-    config = load_config_file()
+    config = load_config_file(Path(__file__).resolve().parents[2] / "deploy" / "config.toml")
     assert config.events_topic == "tuning-events"
     assert config.defaults.epochs > 0
     again = PipelineConfig.from_env(config.to_env())

@@ -680,7 +680,7 @@ def test_readme_plan_is_the_commands_output(tmp_path, monkeypatch):
 
 
 def test_readme_roles_table_is_the_role_table():
-    target = make_target(project="sample-project", region="us-central1", bucket=None, config=load_config_file())
+    target = make_target(project="sample-project", region="us-central1", bucket=None, config=load_config_file(ROOT / "deploy" / "config.toml"))
     text = (ROOT / "README.md").read_text()
     match = re.search(r"<!-- deploy-roles:begin -->\n(.*?)<!-- deploy-roles:end -->", text, re.S)
     assert match and match.group(1) == roles.roles_markdown(target), (

@@ -5,11 +5,11 @@ import base64
 from datetime import timedelta
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from functions_framework import create_app
 
-from autotune.config import REPO_ROOT
 from autotune.jobs.lifecycle import LedgerState
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.request import encode_request
@@ -17,6 +17,8 @@ from autotune.intake.upload import IntakeDeps
 from autotune.validation import DatasetSource, validate_dataset
 from intake_doubles import MemoryBus, MemoryStore
 from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PUBSUB_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 
@@ -28,7 +30,7 @@ def pipeline():
 
 
 def serve(name: str, pipeline: Pipeline, intake: tuple[IntakeDeps, MemoryStore] | None = None):
-    app = create_app(target=name, source=str(REPO_ROOT / "functions" / name / "main.py"), signature_type="cloudevent")
+    app = create_app(target=name, source=str(ROOT / "functions" / name / "main.py"), signature_type="cloudevent")
     sys.modules["main"]._pipeline = lambda: pipeline  # the function's one wiring point
     if name == "status":  # and its reconciliation's
         store = MemoryStore()

@@ -206,6 +206,7 @@ def _pipeline(state_dir: Path | None) -> Pipeline:
 
     from autotune.adapters.jobs import connect_pipeline
     from autotune.config import PipelineConfig
+    from autotune_local.checkout import config_file
     from autotune_local.clients import google_clients
     from autotune_local.processes import is_running
     from autotune_local.stack import DEFAULT_STATE_DIR, read_state, recorded_processes
@@ -217,7 +218,7 @@ def _pipeline(state_dir: Path | None) -> Pipeline:
         return connect_pipeline(PipelineConfig.from_env(env), clients=google_clients(env), environ=env)
     if "AUTOTUNE_PROJECT" not in os.environ:
         raise _fail("no local stack is running (start one with `autotune up --detach`) and AUTOTUNE_PROJECT is not set for Google Cloud")
-    return connect_pipeline(PipelineConfig.from_env())
+    return connect_pipeline(PipelineConfig.from_env(config_file=config_file()))
 
 
 def _fail(message: str) -> typer.Exit:

@@ -86,8 +86,9 @@ def connect_bucket(state_dir: Path | None) -> Bucket:
         from google.cloud import storage
 
         from autotune.config import PipelineConfig
+        from autotune_local.checkout import config_file
 
-        config = PipelineConfig.from_env()
+        config = PipelineConfig.from_env(config_file=config_file())
         if not config.bucket:
             raise _fail("AUTOTUNE_BUCKET is not set: name the dataset bucket of the deployed project")
         client = storage.Client(project=config.project)
