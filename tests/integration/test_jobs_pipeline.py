@@ -28,7 +28,7 @@ from autotune.settings import TuningSettings
 from autotune.adapters.catalog import ProjectCatalog
 from autotune.jobs.job_spec import KEY_LABEL
 from autotune.jobs.pipeline import Pipeline
-from autotune.jobs.submit import submit
+from autotune.jobs.submit import submit_request
 from autotune.jobs.request import DatasetRef, TuningRequest, content_key, idempotency_key
 
 from sample_data import unique
@@ -167,7 +167,7 @@ def test_crash_between_create_and_ledger_write_gives_no_second_job(stack, events
         claim_seconds=3.0,
     )
     with pytest.raises(Crash):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     [created] = jobs_labelled(tuning, stack, request.idempotency_key)
     assert ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING
 

@@ -18,7 +18,7 @@ from autotune.jobs.lifecycle import (
     event_from_dict,
     move,
     new_record,
-    observed,
+    apply_job_snapshot,
     parse_timestamp,
     timestamp,
 )
@@ -107,7 +107,7 @@ def test_timestamps_sort_as_text_in_time_order():
     ],
 )
 def test_observed_maps_vertex_states_from_submitted(vertex, expected):
-    seen = observed(record(LedgerState.SUBMITTED), JobSnapshot(name=JOB, state=vertex), NOW)
+    seen = apply_job_snapshot(record(LedgerState.SUBMITTED), JobSnapshot(name=JOB, state=vertex), NOW)
     if expected is None:
         assert seen is None or seen.state == LedgerState.SUBMITTED
     else:
@@ -125,7 +125,7 @@ def test_succeeded_between_two_polls_announces_running_then_succeeded():
         name=JOB, state="JOB_STATE_SUCCEEDED", started=True, tuned_model="projects/p/locations/l/models/1@1", endpoint="projects/p/locations/l/endpoints/1",
         stats={"tuningDatasetExampleCount": "3"},
     )
-    seen = observed(record(LedgerState.SUBMITTED), job, NOW)
+    seen = apply_job_snapshot(record(LedgerState.SUBMITTED), job, NOW)
     events = [event_from_dict(item) for item in seen.outbox]
     assert [e.type for e in events] == [EventType.JOB_RUNNING, EventType.JOB_SUCCEEDED]
     assert events[1].payload.tuned_model == "projects/p/locations/l/models/1@1"
@@ -135,7 +135,7 @@ def test_succeeded_between_two_polls_announces_running_then_succeeded():
 
 
 def test_failed_job_carries_its_error_into_the_event():
-    seen = observed(record(LedgerState.RUNNING), JobSnapshot(name=JOB, state="JOB_STATE_FAILED", started=True, error="bad data at line 3"), NOW)
+    seen = apply_job_snapshot(record(LedgerState.RUNNING), JobSnapshot(name=JOB, state="JOB_STATE_FAILED", started=True, error="bad data at line 3"), NOW)
     [event] = [event_from_dict(item) for item in seen.outbox]
     assert event.type == EventType.JOB_FAILED
     assert event.payload.error == "bad data at line 3"
@@ -143,11 +143,11 @@ def test_failed_job_carries_its_error_into_the_event():
 
 
 def test_same_state_seen_again_changes_nothing():
-    assert observed(record(LedgerState.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING"), NOW) is None
+    assert apply_job_snapshot(record(LedgerState.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING"), NOW) is None
 
 
 def test_new_stats_are_kept_without_an_event():
-    seen = observed(
+    seen = apply_job_snapshot(
         record(LedgerState.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING", stats={"totalBillableTokenCount": "1"}), NOW
     )
     assert seen.tuning_data_stats == {"totalBillableTokenCount": "1"} and seen.outbox == () and seen.state == LedgerState.RUNNING

@@ -15,11 +15,11 @@ from autotune.jobs.decisions import (
     MAX_FAILED_ATTEMPTS,
     QUOTA_PAUSE_SECONDS,
 )
-from autotune.jobs.documents import Outcome
+from autotune.jobs.documents import JobOutcome
 from autotune.jobs.job_spec import KEY_LABEL, JobSpecError, build_job_spec
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.ports import ErrorKind, TuningServiceError
-from autotune.jobs.submit import submit, submit_message
+from autotune.jobs.submit import submit_message, submit_request
 from autotune.jobs.tick import status_tick
 from autotune.jobs.request import InvalidTuningRequest, encode_request
 from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
@@ -36,7 +36,7 @@ def world():
 def test_first_delivery_creates_one_labelled_job_and_publishes_submitted(world):
     pipeline, ledger, service, bus, _ = world
     request = make_request()
-    assert submit(pipeline, request) == Outcome.SUBMITTED
+    assert submit_request(pipeline, request) == JobOutcome.SUBMITTED
     [(parent, body)] = service.created
     assert parent == "projects/p/locations/us-central1"
     assert body["labels"] == {KEY_LABEL: request.idempotency_key}
@@ -53,8 +53,8 @@ def test_first_delivery_creates_one_labelled_job_and_publishes_submitted(world):
 def test_duplicate_deliveries_are_no_ops(world):
     pipeline, _, service, bus, _ = world
     request = make_request()
-    outcomes = [submit(pipeline, request) for _ in range(3)]
-    assert outcomes == [Outcome.SUBMITTED, Outcome.DUPLICATE, Outcome.DUPLICATE]
+    outcomes = [submit_request(pipeline, request) for _ in range(3)]
+    assert outcomes == [JobOutcome.SUBMITTED, JobOutcome.DUPLICATE, JobOutcome.DUPLICATE]
     assert len(service.created) == 1 and bus.types() == ["submitted"]
 
 
@@ -62,20 +62,20 @@ def test_ten_concurrent_deliveries_give_one_job(world):
     pipeline, _, service, bus, _ = world
     request = make_request()
     outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(submit(pipeline, request))) for _ in range(10)]
+    threads = [threading.Thread(target=lambda: outcomes.append(submit_request(pipeline, request))) for _ in range(10)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(outcomes).count(Outcome.SUBMITTED) == 1
+    assert sorted(outcomes).count(JobOutcome.SUBMITTED) == 1
     assert len(service.created) == 1 and bus.types() == ["submitted"]
 
 
 def test_second_dataset_waits_in_the_queue_while_the_slot_is_taken(world):
     pipeline, ledger, service, bus, _ = world
     first, second = make_request("incoming/a.jsonl", sha256="1" * 64), make_request("incoming/b.jsonl", sha256="2" * 64)
-    submit(pipeline, first)
-    assert submit(pipeline, second) == Outcome.QUEUED
+    submit_request(pipeline, first)
+    assert submit_request(pipeline, second) == JobOutcome.QUEUED
     assert ledger.get(second.idempotency_key).state == LedgerState.QUEUED
     assert bus.types() == ["submitted", "queued"]
     assert "1 of 1 job slots in use" in bus.events[1].payload.reason
@@ -86,8 +86,8 @@ def test_reupload_of_same_bytes_and_settings_is_skipped_with_a_reason(world):
     pipeline, ledger, service, bus, _ = world
     first = make_request(generation="100")
     again = make_request(generation="200")  # same object re-uploaded: new generation, same content
-    submit(pipeline, first)
-    assert submit(pipeline, again) == Outcome.SKIPPED
+    submit_request(pipeline, first)
+    assert submit_request(pipeline, again) == JobOutcome.SKIPPED
     skipped = ledger.get(again.idempotency_key)
     assert skipped.state == LedgerState.SKIPPED and skipped.duplicate_of == first.idempotency_key
     event = bus.events[-1]
@@ -99,35 +99,35 @@ def test_reupload_of_same_bytes_and_settings_is_skipped_with_a_reason(world):
 
 def test_same_bytes_under_another_name_are_skipped_too(world):
     pipeline, _, service, _, _ = world
-    submit(pipeline, make_request("incoming/a.jsonl"))
-    assert submit(pipeline, make_request("incoming/copy-of-a.jsonl")) == Outcome.SKIPPED
+    submit_request(pipeline, make_request("incoming/a.jsonl"))
+    assert submit_request(pipeline, make_request("incoming/copy-of-a.jsonl")) == JobOutcome.SKIPPED
     assert len(service.created) == 1
 
 
 def test_forced_reupload_is_tuned_again_and_says_so(world):
     pipeline, ledger, service, bus, _ = world
     first = make_request(generation="100")
-    submit(pipeline, first)
+    submit_request(pipeline, first)
     service.succeed(ledger.get(first.idempotency_key).job_name)
     status_tick(pipeline)
     forced = make_request(generation="200", force=True)
-    assert submit(pipeline, forced) == Outcome.SUBMITTED
+    assert submit_request(pipeline, forced) == JobOutcome.SUBMITTED
     assert len(service.created) == 2
     assert "autotune-force" in bus.events[-1].payload.reason
 
 
 def test_different_settings_on_the_same_bytes_are_a_new_tuning(world):
     pipeline, _, service, _, _ = world
-    submit(pipeline, make_request(generation="100", epochs=3))
-    assert submit(pipeline, make_request(generation="200", epochs=5)) in {Outcome.SUBMITTED, Outcome.QUEUED}
+    submit_request(pipeline, make_request(generation="100", epochs=3))
+    assert submit_request(pipeline, make_request(generation="200", epochs=5)) in {JobOutcome.SUBMITTED, JobOutcome.QUEUED}
 
 
 def test_reupload_after_a_failed_tuning_is_tuned_again(world):
     pipeline, ledger, service, bus, _ = world
     first = make_request(generation="100")
     service.fail_next(ErrorKind.PERMANENT, "Base model is not available", 400)
-    assert submit(pipeline, first) == Outcome.FAILED
-    assert submit(pipeline, make_request(generation="200")) == Outcome.SUBMITTED
+    assert submit_request(pipeline, first) == JobOutcome.FAILED
+    assert submit_request(pipeline, make_request(generation="200")) == JobOutcome.SUBMITTED
     assert "ended FAILED" in bus.events[-1].payload.reason
 
 
@@ -135,7 +135,7 @@ def test_service_quota_429_queues_the_dataset_and_frees_the_slot(world):
     pipeline, ledger, service, bus, clock = world
     request = make_request()
     service.fail_next(ErrorKind.QUOTA, "Quota exceeded", 429)
-    assert submit(pipeline, request) == Outcome.QUEUED
+    assert submit_request(pipeline, request) == JobOutcome.QUEUED
     assert ledger.get(request.idempotency_key).state == LedgerState.QUEUED
     assert ledger.slots().active == {} and request.idempotency_key in ledger.slots().queued
     assert bus.types() == ["queued"] and "429" in bus.events[0].payload.reason
@@ -152,7 +152,7 @@ def test_a_long_quota_wait_backs_off_and_is_announced_once(world):
     request = make_request()
     for _ in range(6):
         service.fail_next(ErrorKind.QUOTA, "Quota exceeded", 429)
-    submit(pipeline, request)
+    submit_request(pipeline, request)
     pauses = []
     while ledger.get(request.idempotency_key).state != LedgerState.SUBMITTED:
         record = ledger.get(request.idempotency_key)
@@ -167,7 +167,7 @@ def test_permanent_error_fails_the_record_with_the_service_message(world):
     pipeline, ledger, service, bus, _ = world
     request = make_request()
     service.fail_next(ErrorKind.PERMANENT, "Adapter size 32 is not supported", 400)
-    assert submit(pipeline, request) == Outcome.FAILED
+    assert submit_request(pipeline, request) == JobOutcome.FAILED
     record = ledger.get(request.idempotency_key)
     assert record.state == LedgerState.FAILED and record.error == "Adapter size 32 is not supported"
     assert bus.types() == ["failed"] and bus.events[0].payload.error == "Adapter size 32 is not supported"
@@ -179,12 +179,12 @@ def test_a_create_without_an_answer_holds_the_claim_until_its_job_could_show(wor
     request = make_request()
     service.fail_next(ErrorKind.TRANSIENT, "503 unavailable", 503)
     with pytest.raises(TuningServiceError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     record = ledger.get(request.idempotency_key)
     assert record.state == LedgerState.SUBMITTING and record.error == "503 unavailable" and record.create_unanswered
-    assert submit(pipeline, request) == Outcome.DUPLICATE  # the create may still be making its job
+    assert submit_request(pipeline, request) == JobOutcome.DUPLICATE  # the create may still be making its job
     clock.advance(CREATE_SETTLE_SECONDS)
-    assert submit(pipeline, request) == Outcome.SUBMITTED  # then the redelivery looks, finds none, creates
+    assert submit_request(pipeline, request) == JobOutcome.SUBMITTED  # then the redelivery looks, finds none, creates
     assert len(service.created) == 1 and bus.types() == ["submitted"]
     assert ledger.get(request.idempotency_key).duplicate_watch_until is not None
 
@@ -194,9 +194,9 @@ def test_a_lookup_error_is_retried_at_once_without_the_settle_pause(world):
     request = make_request()
     service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "503 unavailable", 503))
     with pytest.raises(TuningServiceError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     assert not ledger.get(request.idempotency_key).create_unanswered
-    assert submit(pipeline, request) == Outcome.SUBMITTED
+    assert submit_request(pipeline, request) == JobOutcome.SUBMITTED
     assert len(service.created) == 1
 
 
@@ -205,9 +205,9 @@ def test_a_job_made_by_a_create_whose_answer_was_lost_is_adopted_not_made_twice(
     request = make_request()
     service.answers_lost = 1
     with pytest.raises(TuningServiceError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     clock.advance(CREATE_SETTLE_SECONDS)
-    assert submit(pipeline, request) == Outcome.SUBMITTED
+    assert submit_request(pipeline, request) == JobOutcome.SUBMITTED
     record = ledger.get(request.idempotency_key)
     assert len(service.created) == 1 and record.job_name in service.jobs and "adopted" in record.reason
 
@@ -217,10 +217,10 @@ def test_a_429_on_the_lookup_is_a_retry_not_a_full_quota(world):
     request = make_request()
     service.lookup_errors.append(TuningServiceError(ErrorKind.QUOTA, "rate limit", 429))
     with pytest.raises(TuningServiceError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     record = ledger.get(request.idempotency_key)
     assert record.state == LedgerState.SUBMITTING and ledger.slots().active  # the slot is kept
-    assert submit(pipeline, request) == Outcome.SUBMITTED
+    assert submit_request(pipeline, request) == JobOutcome.SUBMITTED
 
 
 def test_a_lookup_refused_while_an_earlier_create_may_have_made_a_job_keeps_the_slot(world):
@@ -228,11 +228,11 @@ def test_a_lookup_refused_while_an_earlier_create_may_have_made_a_job_keeps_the_
     request = make_request()
     service.answers_lost = 1
     with pytest.raises(TuningServiceError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     clock.advance(CREATE_SETTLE_SECONDS)
     service.lookup_errors.append(TuningServiceError(ErrorKind.PERMANENT, "permission denied", 403))
     with pytest.raises(TuningServiceError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     assert ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING and ledger.slots().active
 
 
@@ -241,11 +241,11 @@ def test_a_second_job_hidden_from_the_lookup_is_found_cancelled_recorded_and_ann
     request = make_request()
     service.answers_lost = 1
     with pytest.raises(TuningServiceError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     [first] = service.jobs
     service.hidden_from_lookup.add(first)  # the list lags past the settle pause
     clock.advance(CREATE_SETTLE_SECONDS)
-    assert submit(pipeline, request) == Outcome.SUBMITTED
+    assert submit_request(pipeline, request) == JobOutcome.SUBMITTED
     kept = ledger.get(request.idempotency_key).job_name
     assert kept != first and len(service.jobs) == 2
     service.hidden_from_lookup.clear()
@@ -262,11 +262,11 @@ def test_the_watch_for_a_second_job_ends(world):
     request = make_request()
     service.answers_lost = 1
     with pytest.raises(TuningServiceError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     [first] = service.jobs
     service.hidden_from_lookup.add(first)
     clock.advance(CREATE_SETTLE_SECONDS)
-    submit(pipeline, request)
+    submit_request(pipeline, request)
     clock.advance(DUPLICATE_WATCH_SECONDS + 1)
     service.hidden_from_lookup.clear()
     status_tick(pipeline)
@@ -276,7 +276,7 @@ def test_the_watch_for_a_second_job_ends(world):
 def test_a_clean_first_submission_is_not_watched(world):
     pipeline, ledger, *_ = world
     request = make_request()
-    submit(pipeline, request)
+    submit_request(pipeline, request)
     assert ledger.get(request.idempotency_key).duplicate_watch_until is None
 
 
@@ -291,7 +291,7 @@ def test_poison_message_raises_with_a_logged_reason(world, capsys):
 def test_region_the_model_cannot_tune_in_fails_without_calling_the_service(world):
     pipeline, ledger, service, bus, _ = world
     request = make_request(region="asia-south2")
-    assert submit(pipeline, request) == Outcome.FAILED
+    assert submit_request(pipeline, request) == JobOutcome.FAILED
     assert service.created == []
     assert "cannot be tuned in region asia-south2" in ledger.get(request.idempotency_key).error
     assert bus.types() == ["failed"]
@@ -360,10 +360,10 @@ def test_crash_after_create_adopts_the_job_instead_of_creating_another():
     pipeline = Pipeline(ledger=ledger, service=service, publisher=bus, catalog=StubCatalog(), project="p", clock=clock, claim_seconds=60)
     request = make_request()
     with pytest.raises(CrashAfterCreate):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     assert len(service.created) == 1 and ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING
     # A redelivery inside the claim is a no-op: the dead submitter might still be alive.
-    assert submit(pipeline, request) == Outcome.DUPLICATE
+    assert submit_request(pipeline, request) == JobOutcome.DUPLICATE
     # After the claim expires, the status tick takes over and finds the job by its label.
     clock.advance(61)
     summary = status_tick(pipeline)
@@ -379,10 +379,10 @@ def test_redelivery_after_the_claim_expired_takes_over_too(world):
     request = make_request()
     service.fail_next(ErrorKind.TRANSIENT, "timeout")
     with pytest.raises(TuningServiceError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     assert ledger.get(request.idempotency_key).claim_expires_at is not None
     clock.advance(CREATE_SETTLE_SECONDS)
-    assert submit(pipeline, request) == Outcome.SUBMITTED
+    assert submit_request(pipeline, request) == JobOutcome.SUBMITTED
     assert ledger.get(request.idempotency_key).attempts == 2
 
 
@@ -393,9 +393,9 @@ def test_gives_up_after_repeated_attempts_only_when_a_lookup_shows_no_job(world)
         service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "503"))
     for _ in range(5):
         with pytest.raises(TuningServiceError):
-            submit(pipeline, request)  # Pub/Sub's redeliveries: each takes over at once
+            submit_request(pipeline, request)  # Pub/Sub's redeliveries: each takes over at once
     assert ledger.get(request.idempotency_key).failed_attempts == 4
-    assert submit(pipeline, request) == Outcome.DUPLICATE  # now the claim pauses 30 s
+    assert submit_request(pipeline, request) == JobOutcome.DUPLICATE  # now the claim pauses 30 s
     pauses = []
     while ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING and len(pauses) < 20:
         pause = (parse_timestamp(ledger.get(request.idempotency_key).claim_expires_at) - clock.now).total_seconds()
@@ -418,7 +418,7 @@ def test_attempts_exhausted_with_the_job_on_the_service_adopt_it(world):
     request = make_request()
     service.answers_lost = 1
     with pytest.raises(TuningServiceError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     [made] = service.jobs
     for _ in range(MAX_FAILED_ATTEMPTS + 2):
         service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "500 internal", 500))
@@ -438,10 +438,10 @@ def test_a_quota_answer_between_failures_starts_the_count_of_attempts_without_an
         service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "503"))
     for _ in range(3):
         with pytest.raises(TuningServiceError):
-            submit(pipeline, request)
+            submit_request(pipeline, request)
     assert ledger.get(request.idempotency_key).failed_attempts == 2  # counted from the first take-over
     service.fail_next(ErrorKind.QUOTA, "429")
-    assert submit(pipeline, request) == Outcome.QUEUED
+    assert submit_request(pipeline, request) == JobOutcome.QUEUED
     record = ledger.get(request.idempotency_key)
     assert record.state == LedgerState.QUEUED and record.failed_attempts == 0
     clock.advance(QUOTA_PAUSE_SECONDS)
@@ -455,7 +455,7 @@ def test_a_quota_answer_between_failures_starts_the_count_of_attempts_without_an
 def test_tick_records_running_then_succeeded_once_each(world):
     pipeline, ledger, service, bus, _ = world
     request = make_request()
-    submit(pipeline, request)
+    submit_request(pipeline, request)
     job = ledger.get(request.idempotency_key).job_name
     status_tick(pipeline)
     assert bus.types() == ["submitted"]  # PENDING: nothing new
@@ -476,8 +476,8 @@ def test_tick_promotes_queued_datasets_in_upload_order(world):
     pipeline, ledger, service, bus, _ = world
     requests = [make_request(f"incoming/{i}.jsonl", generation=str(1000 + i), sha256=str(i) * 64) for i in range(5)]
     for request in reversed(requests[1:]):  # messages arrive out of order
-        submit(pipeline, request)
-    submit(pipeline, requests[0])
+        submit_request(pipeline, request)
+    submit_request(pipeline, requests[0])
     order = []
     for _ in range(20):
         active = [r for r in ledger.records() if r.state in {LedgerState.SUBMITTED, LedgerState.RUNNING}]
@@ -496,7 +496,7 @@ def test_overlapping_ticks_double_nothing(world):
     pipeline, ledger, service, bus, _ = world
     requests = [make_request(f"incoming/{i}.jsonl", generation=str(1000 + i), sha256=str(i) * 64) for i in range(3)]
     for request in requests:
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     service.succeed(ledger.get(requests[0].idempotency_key).job_name)
     threads = [threading.Thread(target=status_tick, args=(pipeline,)) for _ in range(6)]
     for t in threads:
@@ -512,7 +512,7 @@ def test_overlapping_ticks_double_nothing(world):
 def test_a_failed_job_publishes_failed_with_its_error(world):
     pipeline, ledger, service, bus, _ = world
     request = make_request()
-    submit(pipeline, request)
+    submit_request(pipeline, request)
     job = ledger.get(request.idempotency_key).job_name
     service.set_state(job, "JOB_STATE_FAILED", error="the training data has 3 bad lines", started=True)
     status_tick(pipeline)
@@ -523,7 +523,7 @@ def test_a_failed_job_publishes_failed_with_its_error(world):
 def test_a_job_that_vanished_is_recorded_failed(world):
     pipeline, ledger, service, bus, _ = world
     request = make_request()
-    submit(pipeline, request)
+    submit_request(pipeline, request)
     service.jobs.clear()
     status_tick(pipeline)
     assert ledger.get(request.idempotency_key).state == LedgerState.FAILED
@@ -533,7 +533,7 @@ def test_a_job_that_vanished_is_recorded_failed(world):
 def test_transient_error_while_polling_keeps_the_record(world):
     pipeline, ledger, service, bus, _ = world
     request = make_request()
-    submit(pipeline, request)
+    submit_request(pipeline, request)
     service.fail_next(ErrorKind.TRANSIENT, "503")
     summary = status_tick(pipeline)
     assert summary.errors and ledger.get(request.idempotency_key).state == LedgerState.SUBMITTED
@@ -550,7 +550,7 @@ def test_events_left_in_the_outbox_by_a_crash_are_published_by_a_later_tick(worl
     pipeline.publisher = DeadBus()
     request = make_request()
     with pytest.raises(ConnectionError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     assert ledger.get(request.idempotency_key).state == LedgerState.SUBMITTED
     pipeline.publisher = alive
     status_tick(pipeline)
@@ -564,8 +564,8 @@ def test_events_left_in_the_outbox_by_a_crash_are_published_by_a_later_tick(worl
 def test_cancel_a_running_job_then_tick_records_cancelled(world):
     pipeline, ledger, service, bus, _ = world
     request = make_request()
-    submit(pipeline, request)
-    assert cancel(pipeline, request.idempotency_key) == Outcome.CANCELLED
+    submit_request(pipeline, request)
+    assert cancel(pipeline, request.idempotency_key) == JobOutcome.CANCELLED
     status_tick(pipeline)
     assert ledger.get(request.idempotency_key).state == LedgerState.CANCELLED
     assert bus.types() == ["submitted", "cancelled"]
@@ -574,9 +574,9 @@ def test_cancel_a_running_job_then_tick_records_cancelled(world):
 def test_cancel_a_queued_dataset_removes_it_from_the_queue(world):
     pipeline, ledger, service, bus, _ = world
     first, second = make_request("incoming/a.jsonl", sha256="1" * 64), make_request("incoming/b.jsonl", sha256="2" * 64)
-    submit(pipeline, first)
-    submit(pipeline, second)
-    assert cancel(pipeline, second.idempotency_key) == Outcome.CANCELLED
+    submit_request(pipeline, first)
+    submit_request(pipeline, second)
+    assert cancel(pipeline, second.idempotency_key) == JobOutcome.CANCELLED
     assert ledger.slots().queued == {}
     assert bus.types()[-1] == "cancelled" and bus.events[-1].payload.error == "cancelled by the user before it was submitted"
     assert ledger.get(second.idempotency_key).state == LedgerState.CANCELLED
@@ -586,14 +586,14 @@ def test_cancel_an_ended_dataset_says_why_not(world):
     pipeline, ledger, service, _, _ = world
     request = make_request()
     service.fail_next(ErrorKind.PERMANENT, "no")
-    submit(pipeline, request)
+    submit_request(pipeline, request)
     with pytest.raises(ValueError, match="is FAILED"):
         cancel(pipeline, request.idempotency_key)
 
 
 def test_submit_message_accepts_the_encoded_request(world):
     pipeline, *_ = world
-    assert submit_message(pipeline, encode_request(make_request())) == Outcome.SUBMITTED
+    assert submit_message(pipeline, encode_request(make_request())) == JobOutcome.SUBMITTED
 
 
 def test_take_over_of_a_request_that_no_longer_makes_a_job_fails_it(world):
@@ -601,14 +601,14 @@ def test_take_over_of_a_request_that_no_longer_makes_a_job_fails_it(world):
     request = make_request()
     service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "503"))
     with pytest.raises(TuningServiceError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
 
     class ShrunkCatalog(StubCatalog):
         def regions(self, model):
             return {"europe-west4"}
 
     pipeline.catalog = ShrunkCatalog()
-    assert submit(pipeline, request) == Outcome.FAILED
+    assert submit_request(pipeline, request) == JobOutcome.FAILED
     record = ledger.get(request.idempotency_key)
     assert record.state == LedgerState.FAILED and "cannot be tuned in region us-central1" in record.error
     assert ledger.slots().active == {} and bus.types() == ["failed"]
@@ -619,7 +619,7 @@ def test_a_mover_publishes_only_the_events_of_its_own_move(world):
     record (whose outbox still holds A's event). Each publishes its own event: none twice."""
     pipeline, ledger, service, _, _ = world
     request = make_request()
-    submit(pipeline, request)
+    submit_request(pipeline, request)
     job_name = ledger.get(request.idempotency_key).job_name
     service.set_state(job_name, "JOB_STATE_RUNNING")
     published = []
@@ -651,7 +651,7 @@ def test_overlapping_ticks_publish_crash_leftovers_once(world):
     pipeline.publisher = DeadBus()
     request = make_request()
     with pytest.raises(ConnectionError):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     clock.advance(31)
     published = []
 
@@ -672,7 +672,7 @@ def test_overlapping_ticks_publish_crash_leftovers_once(world):
 def test_an_unknown_job_state_is_recorded_as_seen_warned_once_and_polled_on(world, capsys, state):
     pipeline, ledger, service, bus, _ = world
     request = make_request()
-    submit(pipeline, request)
+    submit_request(pipeline, request)
     job = ledger.get(request.idempotency_key).job_name
     service.set_state(job, "JOB_STATE_RUNNING")
     status_tick(pipeline)

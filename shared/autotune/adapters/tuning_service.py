@@ -10,7 +10,7 @@ permanent, transient or not-found.
 Every call carries a deadline (GAPIC sets none of its own). get, list and cancel are retried here
 a bounded number of times on 5xx, 429 and timeouts, waiting what the error's RetryInfo asks when
 it says; create is never retried here: a create that timed out or answered 5xx may have made the
-job, and only a label lookup can tell (autotune.jobs.submit.run_submission does it).
+job, and only a label lookup can tell (autotune.jobs.submit.adopt_or_create_job does it).
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ from autotune.settings import TuningSettings, is_forced
 
 
 @dataclass(frozen=True)
-class Outcome:
+class UploadDecision:
     """One decision, for one structured log line."""
 
     decision: str  # ignored | superseded | accepted | rejected
@@ -88,43 +88,46 @@ class IntakeDeps:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
-def process_upload(uploaded: StoredObject, config: PipelineConfig, deps: IntakeDeps) -> Outcome:
+def process_upload(uploaded: StoredObject, config: PipelineConfig, deps: IntakeDeps) -> UploadDecision:
     kind, why = classify(uploaded.name, config.incoming_prefix, config.reports_prefix)
     if kind != "ignored" and uploaded.bucket != config.bucket:
         kind, why = "ignored", f"bucket {uploaded.bucket} is not the dataset bucket {config.bucket}"
     if kind == "ignored":
-        return Outcome("ignored", f"not a dataset: {why}", uploaded.uri, {"generation": uploaded.generation})
+        return UploadDecision("ignored", f"not a dataset: {why}", uploaded.uri, {"generation": uploaded.generation})
     unusable = name_unusable(uploaded.name)
     if unusable:
-        return Outcome("rejected", f"dataset rejected without a report or an event: {unusable}", ascii(uploaded.uri),
+        return UploadDecision("rejected", f"dataset rejected without a report or an event: {unusable}", ascii(uploaded.uri),
                        {"generation": uploaded.generation}, "ERROR")
     report_name = report_object_name(config.reports_prefix, uploaded.name, uploaded.generation)
     too_long = name_too_long(uploaded.uri, report_name)
     if too_long:
-        return Outcome("rejected", f"dataset rejected without a report or an event, rename it: {too_long}", uploaded.uri,
+        return UploadDecision("rejected", f"dataset rejected without a report or an event, rename it: {too_long}", uploaded.uri,
                        {"generation": uploaded.generation, "name_bytes": len(uploaded.name.encode())}, "ERROR")
-    verdict = Verdict(uploaded, uploaded, report_name, f"gs://{uploaded.bucket}/{report_name}")
+    context = UploadContext(uploaded, uploaded, report_name, f"gs://{uploaded.bucket}/{report_name}")
     try:
-        return _decide(uploaded, kind, config, deps, verdict)
+        return _decide(uploaded, kind, config, deps, context)
     except ObjectGone as exc:
-        return Outcome("superseded", f"object changed while being read, left to the newer upload: {exc}", uploaded.uri,
+        return UploadDecision("superseded", f"object changed while being read, left to the newer upload: {exc}", uploaded.uri,
                        {"generation": uploaded.generation}, "WARNING")
 
 
 @dataclass
-class Verdict:
+class UploadContext:
+    """What the intake of one upload has learnt so far, filled in as it goes: the upload, the
+    dataset it names, and where its report goes (what a rejection or an acceptance refers to)."""
+
     uploaded: StoredObject
     dataset: StoredObject  # the training file once known; the upload itself until then
     report_name: str
     report_uri: str
 
 
-def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: IntakeDeps, verdict: Verdict) -> Outcome:
+def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: IntakeDeps, context: UploadContext) -> UploadDecision:
     manifest = None
     unusable = unusable_metadata(uploaded.metadata)
     if unusable:
         settings = TuningSettings.from_defaults(config.defaults)
-        return _reject(verdict, intake_report(settings, UNUSABLE_TEXT, f"{uploaded.uri}: {unusable}", field="metadata"), deps)
+        return _reject(context, intake_report(settings, UNUSABLE_TEXT, f"{uploaded.uri}: {unusable}", field="metadata"), deps)
     if kind == "manifest":
         settings = resolve_settings(config, None, uploaded.metadata)
         try:
@@ -132,21 +135,21 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
                 raise InvalidManifest(f"the manifest is {uploaded.size} bytes; at most {MANIFEST_MAX_BYTES} are read")
             manifest = parse_manifest(deps.store.read_bytes(uploaded.name, uploaded.generation), bucket=uploaded.bucket)
         except UnusableText as exc:
-            return _reject(verdict, intake_report(settings, UNUSABLE_TEXT, f"{uploaded.uri}: {exc}"), deps)
+            return _reject(context, intake_report(settings, UNUSABLE_TEXT, f"{uploaded.uri}: {exc}"), deps)
         except InvalidManifest as exc:
-            return _reject(verdict, intake_report(settings, INVALID_MANIFEST, f"{uploaded.uri}: {exc}"), deps)
+            return _reject(context, intake_report(settings, INVALID_MANIFEST, f"{uploaded.uri}: {exc}"), deps)
         if manifest.training.startswith(config.reports_prefix) or (manifest.validation or "").startswith(config.reports_prefix):
             message = f"{uploaded.uri}: names an object under {config.reports_prefix}, the pipeline's own output"
-            return _reject(verdict, intake_report(settings, INVALID_MANIFEST, message), deps)
+            return _reject(context, intake_report(settings, INVALID_MANIFEST, message), deps)
         found = deps.store.stat(manifest.training)
         if found is None:
             message = f"{uploaded.uri}: training file gs://{uploaded.bucket}/{manifest.training} does not exist"
-            return _reject(verdict, intake_report(settings, OBJECT_NOT_FOUND, message, field="training"), deps)
+            return _reject(context, intake_report(settings, OBJECT_NOT_FOUND, message, field="training"), deps)
         if len(found.uri.encode()) > NAME_LIMIT_BYTES:
             message = f"{uploaded.uri}: the training file's gs:// URI is {len(found.uri.encode())} bytes; events carry it in a Pub/Sub attribute of at most {NAME_LIMIT_BYTES}"
-            return _reject(verdict, intake_report(settings, INVALID_MANIFEST, message, field="training"), deps)
-        verdict.dataset = found
-    training = verdict.dataset
+            return _reject(context, intake_report(settings, INVALID_MANIFEST, message, field="training"), deps)
+        context.dataset = found
+    training = context.dataset
     settings = resolve_settings(config, manifest, uploaded.metadata)
     validation = None
     if settings.validation_object:
@@ -159,7 +162,7 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
         except InvalidManifest as exc:
             problem = str(exc)
         if problem:
-            return _reject(verdict, intake_report(settings, OBJECT_NOT_FOUND, f"{uploaded.uri}: {problem}", field="validation_object"), deps)
+            return _reject(context, intake_report(settings, OBJECT_NOT_FOUND, f"{uploaded.uri}: {problem}", field="validation_object"), deps)
     try:
         fraction = validation_split_fraction(uploaded.metadata, config.validation_split,
                                              alone=kind == "dataset" and validation is None)
@@ -174,10 +177,10 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
                                          "--validation-split`, upload both and name the validation file (autotune-validation)")
     except InvalidValidationSplit as exc:
         message = f"{uploaded.uri}: {exc}"
-        return _reject(verdict, intake_report(settings, INVALID_VALIDATION_SPLIT, message, field="metadata"), deps)
+        return _reject(context, intake_report(settings, INVALID_VALIDATION_SPLIT, message, field="metadata"), deps)
     encoded = _content_encoded(training, validation)
     if encoded:
-        return _reject(verdict, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps)
+        return _reject(context, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps)
     media = OwnObjectsRefused(deps.media, config) if deps.media is not None else None
 
     def validated(training: StoredObject, validation: StoredObject | None) -> Any:
@@ -194,10 +197,10 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
     split_summary: dict[str, Any] | None = None
     for _ in range(2):  # the upload as it is, then (when it is split) its two halves
         if media is not None and media.refused:
-            return _reject(verdict, media.rewritten(report.to_dict()), deps, error_count=report.error_count,
+            return _reject(context, media.rewritten(report.to_dict()), deps, error_count=report.error_count,
                            warning_count=report.warning_count)
         if not report.valid:
-            return _reject(verdict, report.to_dict(), deps, error_count=report.error_count, warning_count=report.warning_count)
+            return _reject(context, report.to_dict(), deps, error_count=report.error_count, warning_count=report.warning_count)
         if not fraction or split_summary is not None:
             break
         # Split only once the upload is valid as a whole: its errors name its own lines.
@@ -209,7 +212,7 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
             split_summary["files"] = None  # nothing drawn (a small file): tuned without a validation set
             break
         training, validation = parts
-        verdict.dataset = training
+        context.dataset = training
         split_summary["files"] = {"training": training.uri, "validation": validation.uri}
         report = validated(training, validation)
     # Pinned before the report says valid: a copy of the very generation read, so what the job
@@ -222,29 +225,29 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
                                            pinned_object_name(config.reports_prefix, report.files["validation"].sha256))
     encoded = _content_encoded(pinned_training, pinned_validation)
     if encoded:  # the encoding was set on that generation after it was read (a metadata patch)
-        return _reject(verdict, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps)
-    request = build_request(uploaded, training, validation, settings, report, verdict.report_uri, deps.now(),
+        return _reject(context, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps)
+    request = build_request(uploaded, training, validation, settings, report, context.report_uri, deps.now(),
                             pinned_training=pinned_training, pinned_validation=pinned_validation)
     accepted = {"idempotency_key": request.idempotency_key, "content_key": request.content_key}
     doc = {**report.to_dict(), REPORT_REQUEST_FIELD: accepted}
     if split_summary is not None:
         doc[SPLIT_REPORT_FIELD] = split_summary
-    deps.store.write_report(verdict.report_name, msgspec.json.encode(doc), valid=True)
+    deps.store.write_report(context.report_name, msgspec.json.encode(doc), valid=True)
     # The request first: an "accepted" event must never announce a job nobody was asked to run.
     deps.bus.publish_request(request)
     event = make_event(
         EventType.DATASET_ACCEPTED,
         EventPayload(
             dataset_uri=training.uri, generation=training.generation, idempotency_key=request.idempotency_key,
-            report_uri=verdict.report_uri, valid=True, error_count=report.error_count, warning_count=report.warning_count,
+            report_uri=context.report_uri, valid=True, error_count=report.error_count, warning_count=report.warning_count,
             counts=dict(report.counts) or None, model=str(settings.model),
         ),
-        discriminator=_discriminator(verdict),
+        discriminator=_discriminator(context),
         now=deps.now(),
     )
     deps.bus.publish_event(event)
-    return Outcome("accepted", "dataset accepted", training.uri, {
-        "generation": training.generation, "trigger": uploaded.uri, "report": verdict.report_uri,
+    return UploadDecision("accepted", "dataset accepted", training.uri, {
+        "generation": training.generation, "trigger": uploaded.uri, "report": context.report_uri,
         "idempotency_key": request.idempotency_key, "examples": report.example_count, "warnings": report.warning_count,
         "model": str(settings.model), "force": request.force, "pinned": pinned_training.uri,
         **({"validation_split": split_summary} if split_summary is not None else {}),
@@ -305,33 +308,33 @@ def _pinned_fields(pinned: StoredObject | None) -> dict[str, str]:
     return {} if pinned is None else {"pinned_object": pinned.name, "pinned_generation": pinned.generation}
 
 
-def _reject(verdict: Verdict, doc: dict, deps: IntakeDeps, *, error_count: int | None = None, warning_count: int = 0) -> Outcome:
-    deps.store.write_report(verdict.report_name, msgspec.json.encode(doc), valid=False)
+def _reject(context: UploadContext, doc: dict, deps: IntakeDeps, *, error_count: int | None = None, warning_count: int = 0) -> UploadDecision:
+    deps.store.write_report(context.report_name, msgspec.json.encode(doc), valid=False)
     counts = {str(k): int(v) for k, v in (doc.get("counts") or {}).items()}
     if error_count is None:
         error_count = sum(counts.values())
-    dataset = verdict.dataset
+    dataset = context.dataset
     event = make_event(
         EventType.DATASET_REJECTED,
         EventPayload(
-            dataset_uri=dataset.uri, generation=dataset.generation, report_uri=verdict.report_uri, valid=False,
+            dataset_uri=dataset.uri, generation=dataset.generation, report_uri=context.report_uri, valid=False,
             error_count=error_count, warning_count=warning_count, counts=counts or None, model=doc.get("model") or None,
         ),
-        discriminator=_discriminator(verdict),
+        discriminator=_discriminator(context),
         now=deps.now(),
     )
     deps.bus.publish_event(event)
-    return Outcome("rejected", "dataset rejected", dataset.uri, {
-        "generation": dataset.generation, "trigger": verdict.uploaded.uri, "report": verdict.report_uri,
+    return UploadDecision("rejected", "dataset rejected", dataset.uri, {
+        "generation": dataset.generation, "trigger": context.uploaded.uri, "report": context.report_uri,
         "errors": error_count, "warnings": warning_count, "counts": counts, "model": doc.get("model"),
     }, "WARNING")
 
 
-def _discriminator(verdict: Verdict) -> str:
+def _discriminator(context: UploadContext) -> str:
     # Two manifests naming one training file are two decisions: their events must not share an id.
-    if verdict.uploaded.name == verdict.dataset.name:
+    if context.uploaded.name == context.dataset.name:
         return ""
-    return f"{verdict.uploaded.name}#{verdict.uploaded.generation}"
+    return f"{context.uploaded.name}#{context.uploaded.generation}"
 
 
 def _source(deps: IntakeDeps, obj: StoredObject) -> Any:

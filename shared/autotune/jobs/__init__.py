@@ -1,11 +1,12 @@
 """The jobs stage: exactly one tuning job per dataset version, at most `max_concurrent_jobs` at a time.
 
 The decisions are pure functions of the ledger documents they read (`decide_*`, `promote`,
-`observe`, ...): each returns the documents to write and what happened. The ledger adapter runs
-each one inside a transaction that read those documents, so two deliveries of one request, or
-two overlapping status ticks, can never both win the same move. The orchestration below
-(`submit`, `status_tick`) sees the ledger, the tuning service and the event bus only through
-the small protocols here; the Google clients live in adapters/.
+`record_job_snapshot`, ...; autotune.jobs.decisions): each returns the documents to write and
+what happened. The ledger adapter runs each one inside a transaction that read those documents,
+so two deliveries of one request, or two overlapping status ticks, can never both win the same
+move. The orchestration (`submit_message`/`submit_request`, `status_tick`, `cancel`) sees the
+ledger, the tuning service and the event bus only through the small protocols of
+autotune.jobs.ports; the Google clients live in adapters/.
 
 Exactly once, step by step:
 1. claim: the record (document id = idempotency key) is created ACCEPTED and moved, in the same

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from autotune.events import EventPayload, EventType, make_event
-from autotune.jobs.documents import Change, ClaimView, Outcome, Slots
+from autotune.jobs.documents import Change, ClaimView, JobOutcome, Slots
 from autotune.jobs.job_spec import queue_order
 from autotune.jobs.lifecycle import (
     ACTIVE_JOB_STATES,
@@ -24,12 +24,12 @@ from autotune.jobs.lifecycle import (
     JobSnapshot,
     LedgerRecord,
     LedgerState,
+    apply_job_snapshot,
     claim_expired,
     claim_expiry,
     event_to_dict,
     move,
     new_record,
-    observed,
     parse_timestamp,
     timestamp,
 )
@@ -67,7 +67,7 @@ def decide_claim(
     if record is not None:
         if claim_expired(record, now):
             return take_over(record, view.slots, now=now, claim_seconds=claim_seconds)
-        return Change(Outcome.DUPLICATE)
+        return Change(JobOutcome.DUPLICATE)
     key = request.idempotency_key
     fresh = new_record(
         idempotency_key=key,
@@ -92,10 +92,10 @@ def decide_claim(
             + "): not tuned again; upload with metadata autotune-force: true to tune anyway"
         )
         skipped = move(fresh, LedgerState.SKIPPED, now, reason=reason, duplicate_of=owner.idempotency_key, job_name=owner.job_name)
-        return Change(Outcome.SKIPPED, record=skipped)
+        return Change(JobOutcome.SKIPPED, record=skipped)
     if spec_error is not None:
         failed = move(fresh, LedgerState.FAILED, now, reason="cannot be submitted", error=spec_error)
-        return Change(Outcome.FAILED, record=failed, content_owner_key=key if owner is None else None)
+        return Change(JobOutcome.FAILED, record=failed, content_owner_key=key if owner is None else None)
     reason = None  # why this content is tuned again, told in the queued/submitted event
     if repeats and request.force:
         reason = f"autotune-force: true: tuned again although {owner.dataset_uri} generation {owner.generation} has the same bytes and settings"
@@ -106,19 +106,19 @@ def decide_claim(
         claimed = move(
             fresh, LedgerState.SUBMITTING, now, reason=reason, attempts=1, claim_expires_at=claim_expiry(now, claim_seconds)
         )
-        return Change(Outcome.SUBMIT, record=claimed, slots=view.slots.holding(key, timestamp(now)), content_owner_key=key)
+        return Change(JobOutcome.SUBMIT, record=claimed, slots=view.slots.holding(key, timestamp(now)), content_owner_key=key)
     why = f"{len(view.slots.active)} of {max_jobs} job slots in use, {len(view.slots.queued)} waiting"
     queued = move(fresh, LedgerState.QUEUED, now, reason=f"{reason}; {why}" if reason else why)
-    return Change(Outcome.QUEUED, record=queued, slots=view.slots.waiting(key, fresh.queue_order), content_owner_key=key)
+    return Change(JobOutcome.QUEUED, record=queued, slots=view.slots.waiting(key, fresh.queue_order), content_owner_key=key)
 
 
 def take_over(record: LedgerRecord, slots: Slots, *, now: datetime, claim_seconds: float = CLAIM_SECONDS) -> Change:
     """A SUBMITTING record whose claim expired: its last attempt died without an answer."""
     if not claim_expired(record, now):
-        return Change(Outcome.DUPLICATE)
+        return Change(JobOutcome.DUPLICATE)
     failed_attempts = record.failed_attempts + 1
     # Attempts exhausted: the record still holds its slot, and gives up only once the service
-    # answers a lookup with no job carrying its label (run_submission); a job found is adopted.
+    # answers a lookup with no job carrying its label (adopt_or_create_job); a job found is adopted.
     last_look = failed_attempts >= MAX_FAILED_ATTEMPTS
     claimed = move(
         record,
@@ -129,7 +129,7 @@ def take_over(record: LedgerRecord, slots: Slots, *, now: datetime, claim_second
         failed_attempts=failed_attempts,
         claim_expires_at=claim_expiry(now, claim_seconds),
     )
-    return Change(Outcome.SUBMIT, record=claimed, slots=slots.holding(record.idempotency_key, timestamp(now)))
+    return Change(JobOutcome.SUBMIT, record=claimed, slots=slots.holding(record.idempotency_key, timestamp(now)))
 
 
 def promote(record: LedgerRecord, slots: Slots, *, now: datetime, max_jobs: int, claim_seconds: float = CLAIM_SECONDS) -> Change | None:
@@ -145,7 +145,7 @@ def promote(record: LedgerRecord, slots: Slots, *, now: datetime, max_jobs: int,
         attempts=record.attempts + 1,
         claim_expires_at=claim_expiry(now, claim_seconds),
     )
-    return Change(Outcome.SUBMIT, record=claimed, slots=slots.holding(key, timestamp(now)))
+    return Change(JobOutcome.SUBMIT, record=claimed, slots=slots.holding(key, timestamp(now)))
 
 
 def waiting_for_quota(record: LedgerRecord, now: datetime) -> bool:
@@ -163,10 +163,10 @@ def record_submitted(
         unsure = record.failed_attempts > 0 or record.create_unanswered
         watch = claim_expiry(now, watch_seconds) if unsure else None
         done = move(record, LedgerState.SUBMITTED, now, reason=reason, job_name=job.name, job_state=job.state, duplicate_watch_until=watch)
-        return Change(Outcome.SUBMITTED, record=done)
+        return Change(JobOutcome.SUBMITTED, record=done)
     if record.job_name == job.name:
         return None  # already recorded by another attempt
-    return Change(Outcome.CONFLICT)
+    return Change(JobOutcome.CONFLICT)
 
 
 def record_quota_wait(record: LedgerRecord, slots: Slots, *, message: str, now: datetime) -> Change | None:
@@ -188,7 +188,7 @@ def record_quota_wait(record: LedgerRecord, slots: Slots, *, message: str, now: 
         failed_attempts=0,
         not_before=claim_expiry(now, pause),
     )
-    return Change(Outcome.QUEUED, record=queued, slots=slots.waiting(record.idempotency_key, record.queue_order))
+    return Change(JobOutcome.QUEUED, record=queued, slots=slots.waiting(record.idempotency_key, record.queue_order))
 
 
 def record_failure(
@@ -197,7 +197,7 @@ def record_failure(
     if record.state not in {LedgerState.SUBMITTING, LedgerState.QUEUED, LedgerState.ACCEPTED}:
         return None
     failed = move(record, LedgerState.FAILED, now, reason=reason, error=error)
-    return Change(Outcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
+    return Change(JobOutcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
 
 
 def release_claim(record: LedgerRecord, slots: Slots, *, error: str, now: datetime, min_pause: float = 0.0) -> Change | None:
@@ -214,25 +214,25 @@ def release_claim(record: LedgerRecord, slots: Slots, *, error: str, now: dateti
         updated_at=timestamp(now),
         create_unanswered=record.create_unanswered or min_pause > 0,
     )
-    return Change(Outcome.RELEASED, record=released)
+    return Change(JobOutcome.RELEASED, record=released)
 
 
-def observe(record: LedgerRecord, slots: Slots, *, job: JobSnapshot, now: datetime) -> Change | None:
+def record_job_snapshot(record: LedgerRecord, slots: Slots, *, job: JobSnapshot, now: datetime) -> Change | None:
     if record.state not in ACTIVE_JOB_STATES or record.job_name != job.name:
         return None
-    seen = observed(record, job, now)
+    seen = apply_job_snapshot(record, job, now)
     if seen is None:
         return None
     if seen.holds_slot:
-        return Change(Outcome.CHANGED, record=seen)
-    return Change(Outcome.CHANGED, record=seen, slots=slots.without(record.idempotency_key))
+        return Change(JobOutcome.CHANGED, record=seen)
+    return Change(JobOutcome.CHANGED, record=seen, slots=slots.without(record.idempotency_key))
 
 
 def cancel_queued(record: LedgerRecord, slots: Slots, *, now: datetime) -> Change | None:
     if record.state != LedgerState.QUEUED:
         return None
     cancelled = move(record, LedgerState.CANCELLED, now, reason="cancelled while queued", error="cancelled by the user before it was submitted")
-    return Change(Outcome.CANCELLED, record=cancelled, slots=slots.without(record.idempotency_key))
+    return Change(JobOutcome.CANCELLED, record=cancelled, slots=slots.without(record.idempotency_key))
 
 
 def release_stale_slot(record: LedgerRecord | None, key: str, slots: Slots) -> Change | None:
@@ -240,7 +240,7 @@ def release_stale_slot(record: LedgerRecord | None, key: str, slots: Slots) -> C
     holds = record is not None and (record.holds_slot if key in slots.active else record.state == LedgerState.QUEUED)
     if holds or (key not in slots.active and key not in slots.queued):
         return None
-    return Change(Outcome.CHANGED, slots=slots.without(key))
+    return Change(JobOutcome.CHANGED, slots=slots.without(key))
 
 
 QUARANTINE_HISTORY = 20  # transitions a quarantined record keeps (the latest)
@@ -258,7 +258,7 @@ def quarantine(record: LedgerRecord, slots: Slots, *, error: str, now: datetime)
     )
     why = f"quarantined: the ledger could not write this record ({error[:500]})"
     failed = move(slim, LedgerState.FAILED, now, reason=why, error=why)
-    return Change(Outcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
+    return Change(JobOutcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
 
 
 def with_announced(change: Change | None, before: LedgerRecord | None) -> Change | None:
@@ -280,7 +280,7 @@ def lease_leftovers(record: LedgerRecord, slots: Slots, *, now: datetime, grace_
     if not leftovers:
         return None
     leased = msgspec.structs.replace(record, outbox_lease_until=timestamp(now + timedelta(seconds=grace_seconds)))
-    return Change(Outcome.CHANGED, record=leased, announced=leftovers)
+    return Change(JobOutcome.CHANGED, record=leased, announced=leftovers)
 
 
 def _event_time(item: Mapping[str, Any]) -> datetime:
@@ -309,4 +309,4 @@ def record_duplicate_cancelled(record: LedgerRecord, slots: Slots, *, job_name: 
     updated = msgspec.structs.replace(
         record, duplicate_jobs=(*record.duplicate_jobs, job_name), updated_at=timestamp(now), outbox=(*record.outbox, event_to_dict(event))
     )
-    return Change(Outcome.CHANGED, record=updated)
+    return Change(JobOutcome.CHANGED, record=updated)

@@ -38,7 +38,7 @@ class Slots(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class Outcome(enum.StrEnum):
+class JobOutcome(enum.StrEnum):
     DUPLICATE = "duplicate"  # this delivery has nothing to do
     SKIPPED = "skipped"  # same content already tuned
     QUEUED = "queued"
@@ -65,7 +65,7 @@ class ClaimView:
 class Change:
     """What a decision writes (None: leave as is) and what it means for the caller."""
 
-    outcome: Outcome
+    outcome: JobOutcome
     record: LedgerRecord | None = None
     slots: Slots | None = None
     content_owner_key: str | None = None  # set the content index entry to this key

@@ -301,7 +301,7 @@ def new_record(
     )
 
 
-def observed(record: LedgerRecord, job: JobSnapshot, now: datetime) -> LedgerRecord | None:
+def apply_job_snapshot(record: LedgerRecord, job: JobSnapshot, now: datetime) -> LedgerRecord | None:
     """The record after seeing its Vertex job in `job`, or None when nothing changed."""
     target = VERTEX_TO_LEDGER.get(job.state)
     changes: dict[str, Any] = {"job_state": job.state}

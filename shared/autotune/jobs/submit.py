@@ -1,5 +1,9 @@
 """Submit: one tuning request claimed in the ledger, then its Vertex job adopted or created and
-recorded (see autotune.jobs for the exactly-once steps)."""
+recorded (see autotune.jobs for the exactly-once steps).
+
+Two ways in: `submit_message` (the submit function: the message's bytes, decoded here) and
+`submit_request` (a decoded request). Both end in `adopt_or_create_job`, which the status tick
+also calls for a record it claimed itself (a promoted or taken-over one)."""
 
 from __future__ import annotations
 
@@ -19,14 +23,14 @@ from autotune.jobs.decisions import (
     release_claim,
     with_announced,
 )
-from autotune.jobs.documents import Outcome
+from autotune.jobs.documents import JobOutcome
 from autotune.jobs.job_spec import KEY_LABEL, JobSpec, JobSpecError, build_job_spec
 from autotune.jobs.pipeline import Pipeline, publish_announced, update_record
 from autotune.jobs.ports import ErrorKind, TuningService, TuningServiceError
 from autotune.jobs.request import TuningRequest, decode_request
 
 
-def submit_message(pipeline: Pipeline, data: bytes, *, message_id: str = "") -> Outcome:
+def submit_message(pipeline: Pipeline, data: bytes, *, message_id: str = "") -> JobOutcome:
     """Handle one tuning-requests message. Raises to have Pub/Sub deliver it again (5xx) or,
     for a message that is not a TuningRequest, to send it to the dead-letter topic."""
     try:
@@ -39,16 +43,18 @@ def submit_message(pipeline: Pipeline, data: bytes, *, message_id: str = "") -> 
             size=len(data),
         )
         raise
-    return submit(pipeline, request)
+    return submit_request(pipeline, request)
 
 
-def submit(pipeline: Pipeline, request: TuningRequest) -> Outcome:
+def submit_request(pipeline: Pipeline, request: TuningRequest) -> JobOutcome:
+    """Refuse a request the bucket's records do not back, else claim it (or queue, skip, fail it)
+    and, holding the claim, adopt or create its job."""
     refusal = request_refusal_now(pipeline, request)
     if refusal is not None:
         structured_log.error("submit: tuning request refused, no job", dataset=ascii(request.training.uri[:1100]),
                              idempotency_key=ascii(request.idempotency_key[:80]), reason=refusal)
         pipeline.publisher.publish_event(refusal_event(request, refusal, pipeline.clock()))
-        return Outcome.REFUSED
+        return JobOutcome.REFUSED
     spec_error = None
     spec = None
     try:
@@ -75,21 +81,21 @@ def submit(pipeline: Pipeline, request: TuningRequest) -> Outcome:
         reason=change.record.reason if change.record else None,
     )
     publish_announced(pipeline, change)
-    if change.outcome != Outcome.SUBMIT:
+    if change.outcome != JobOutcome.SUBMIT:
         return change.outcome
     if spec is None:  # a take-over of a record whose settings no longer make a job (catalog changed)
         failed = update_record(pipeline, request.idempotency_key, lambda r, s: record_failure(r, s, error=str(spec_error), now=now))
         publish_announced(pipeline, failed)
-        return Outcome.FAILED
-    return run_submission(pipeline, request.idempotency_key, spec)
+        return JobOutcome.FAILED
+    return adopt_or_create_job(pipeline, request.idempotency_key, spec)
 
 
 _CLAIM_MESSAGES = {
-    Outcome.DUPLICATE: "submit: duplicate delivery, nothing to do",
-    Outcome.SKIPPED: "submit: same bytes and settings already tuned, skipped",
-    Outcome.QUEUED: "submit: no free job slot, queued",
-    Outcome.SUBMIT: "submit: claimed, adopting or creating the job",
-    Outcome.FAILED: "submit: cannot be submitted",
+    JobOutcome.DUPLICATE: "submit: duplicate delivery, nothing to do",
+    JobOutcome.SKIPPED: "submit: same bytes and settings already tuned, skipped",
+    JobOutcome.QUEUED: "submit: no free job slot, queued",
+    JobOutcome.SUBMIT: "submit: claimed, adopting or creating the job",
+    JobOutcome.FAILED: "submit: cannot be submitted",
 }
 
 
@@ -136,7 +142,7 @@ def refusal_event(request: TuningRequest, refusal: str, now: datetime) -> Tuning
     return make_event(EventType.JOB_REFUSED, payload, discriminator=f"refused:{digest}", now=now)
 
 
-def run_submission(pipeline: Pipeline, key: str, spec: JobSpec) -> Outcome:
+def adopt_or_create_job(pipeline: Pipeline, key: str, spec: JobSpec) -> JobOutcome:
     """Adopt the job labelled with `key` or create it, then record it. The caller holds the claim."""
     ledger, service = pipeline.ledger, pipeline.service
     claimed = ledger.get(key)
@@ -156,7 +162,7 @@ def run_submission(pipeline: Pipeline, key: str, spec: JobSpec) -> Outcome:
             change = update_record(pipeline, key, lambda r, s: record_failure(r, s, error=error, now=pipeline.clock(), reason="submit attempts exhausted"))
             structured_log.error("submit: gave up, no job carries the dataset's label", idempotency_key=key, error=error)
             publish_announced(pipeline, change)
-            return change.outcome if change else Outcome.DUPLICATE
+            return change.outcome if change else JobOutcome.DUPLICATE
         if job is None:
             creating = True
             job = service.create(spec.parent, spec.body)
@@ -170,18 +176,18 @@ def run_submission(pipeline: Pipeline, key: str, spec: JobSpec) -> Outcome:
         ),
     )
     if change is None:
-        return Outcome.DUPLICATE
-    if change.outcome == Outcome.CONFLICT:
+        return JobOutcome.DUPLICATE
+    if change.outcome == JobOutcome.CONFLICT:
         structured_log.error("submit: the ledger already names another job for this dataset", idempotency_key=key, job=job.name)
         if not adopted:
             _cancel_quietly(service, job.name)
-        return Outcome.CONFLICT
+        return JobOutcome.CONFLICT
     structured_log.info("submit: job recorded", idempotency_key=key, job=job.name, adopted=adopted)
     publish_announced(pipeline, change)
-    return Outcome.SUBMITTED
+    return JobOutcome.SUBMITTED
 
 
-def _after_service_error(pipeline: Pipeline, key: str, exc: TuningServiceError, *, creating: bool = False, unsure: bool = False) -> Outcome:
+def _after_service_error(pipeline: Pipeline, key: str, exc: TuningServiceError, *, creating: bool = False, unsure: bool = False) -> JobOutcome:
     """`creating`: the error answered the create (else the label lookup before it). `unsure`: an
     earlier attempt may have made a job. Only a create's own answer can queue or fail the record
     (freeing its slot); a lookup's error while a job may exist is a retry, whatever it says."""
@@ -202,7 +208,7 @@ def _after_service_error(pipeline: Pipeline, key: str, exc: TuningServiceError, 
         structured_log.warning("submit: tuning service error, will retry", settle_seconds=settle, **log_fields)
         raise exc
     publish_announced(pipeline, change)
-    return change.outcome if change else Outcome.DUPLICATE
+    return change.outcome if change else JobOutcome.DUPLICATE
 
 
 def _cancel_quietly(service: TuningService, name: str) -> None:

@@ -11,15 +11,15 @@ import msgspec
 from autotune import structured_log
 from autotune.jobs.decisions import (
     lease_leftovers,
-    observe,
     promote,
     quarantine,
     record_duplicate_cancelled,
     record_failure,
+    record_job_snapshot,
     release_stale_slot,
     take_over,
 )
-from autotune.jobs.documents import Outcome, Slots
+from autotune.jobs.documents import JobOutcome, Slots
 from autotune.jobs.job_spec import KEY_LABEL, JobSpecError, build_job_spec
 from autotune.jobs.lifecycle import (
     ACTIVE_JOB_STATES,
@@ -34,7 +34,7 @@ from autotune.jobs.lifecycle import (
 from autotune.jobs.pipeline import Pipeline, publish_announced, update_record
 from autotune.jobs.ports import ErrorKind, TuningServiceError, UnwritableRecord
 from autotune.jobs.request import TuningRequest
-from autotune.jobs.submit import pinned_copy_problem, run_submission
+from autotune.jobs.submit import adopt_or_create_job, pinned_copy_problem
 
 
 @dataclass
@@ -147,9 +147,9 @@ def _observe_job(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord)
         )
     if record.duplicate_watch_until is not None and parse_timestamp(record.duplicate_watch_until) > now:
         summary.duplicates_cancelled += _cancel_duplicate_jobs(pipeline, record, summary)
-    if observe(record, Slots(), job=job, now=now) is None:
+    if record_job_snapshot(record, Slots(), job=job, now=now) is None:
         return  # nothing new: no transaction, no contention on the slots document
-    change = update_record(pipeline, record.idempotency_key, lambda r, s: observe(r, s, job=job, now=now))
+    change = update_record(pipeline, record.idempotency_key, lambda r, s: record_job_snapshot(r, s, job=job, now=now))
     if change is not None and change.record is not None and change.record.state != record.state:
         summary.changed += 1
         structured_log.info(
@@ -166,9 +166,9 @@ def _take_over_expired(pipeline: Pipeline, summary: TickSummary, record: LedgerR
     if change is None:
         return
     publish_announced(pipeline, change)
-    if change.outcome == Outcome.SUBMIT:
+    if change.outcome == JobOutcome.SUBMIT:
         summary.taken_over += 1
-        _submit_from_ledger(pipeline, change.record, summary)
+        _submit_claimed(pipeline, change.record, summary)
 
 
 def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
@@ -182,23 +182,23 @@ def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
         record = pipeline.ledger.get(head)
         if record is None:
             continue  # a stale entry: released below
-        if _isolated(pipeline, summary, record, _promote) == Outcome.QUEUED:
+        if _isolated(pipeline, summary, record, _promote) == JobOutcome.QUEUED:
             return  # the service's own quota is full: try again next tick
 
 
-def _promote(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> Outcome | None:
+def _promote(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> JobOutcome | None:
     now = pipeline.clock()
     change = update_record(pipeline,
         record.idempotency_key, lambda r, s: promote(r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds)
     )
-    if change is None or change.outcome != Outcome.SUBMIT:
+    if change is None or change.outcome != JobOutcome.SUBMIT:
         return None  # another tick promoted it, it waits out a 429, or the entry is stale (released below)
     summary.promoted += 1
     structured_log.info("status: promoting the oldest queued dataset", dataset=change.record.dataset_uri)
-    return _submit_from_ledger(pipeline, change.record, summary)
+    return _submit_claimed(pipeline, change.record, summary)
 
 
-def _submit_from_ledger(pipeline: Pipeline, record: LedgerRecord, summary: TickSummary) -> Outcome:
+def _submit_claimed(pipeline: Pipeline, record: LedgerRecord, summary: TickSummary) -> JobOutcome:
     try:
         request = msgspec.convert(record.request, TuningRequest)
         spec = build_job_spec(
@@ -209,18 +209,18 @@ def _submit_from_ledger(pipeline: Pipeline, record: LedgerRecord, summary: TickS
         now, error = pipeline.clock(), str(exc)
         change = update_record(pipeline, record.idempotency_key, lambda r, s: record_failure(r, s, error=error, now=now))
         publish_announced(pipeline, change)
-        return Outcome.FAILED
+        return JobOutcome.FAILED
     moved = pinned_copy_problem(pipeline, request)
     if moved is not None:  # written over while the dataset waited: never tune bytes nobody validated
         now = pipeline.clock()
         change = update_record(pipeline, record.idempotency_key, lambda r, s: record_failure(r, s, error=moved, now=now))
         publish_announced(pipeline, change)
-        return Outcome.FAILED
+        return JobOutcome.FAILED
     try:
-        return run_submission(pipeline, record.idempotency_key, spec)
+        return adopt_or_create_job(pipeline, record.idempotency_key, spec)
     except TuningServiceError as exc:
         summary.errors.append(f"{record.dataset_uri}: {exc.message}")
-        return Outcome.RELEASED
+        return JobOutcome.RELEASED
 
 
 def _release_stale_slots(pipeline: Pipeline) -> None:

@@ -57,7 +57,7 @@ def quick_give_up() -> None:
     if "AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS" in os.environ:
         from autotune.jobs import decisions, submit as submit_module
 
-        # run_submission reads its own binding of the limit, the decisions theirs
+        # adopt_or_create_job reads its own binding of the limit, the decisions theirs
         decisions.MAX_FAILED_ATTEMPTS = submit_module.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
         decisions.IMMEDIATE_RETRIES = 10**6
 
