@@ -12,22 +12,29 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
+from collections.abc import Callable
 
 import functions_framework
 
 from autotune import structured_log
 from autotune.config import PipelineConfig
+from autotune.function_wiring import Wired
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.submit import submit_message
 
 
-@functools.cache
-def _pipeline() -> Pipeline:
-    # Built on the first message and kept for the instance's life: clients are slow to create.
+def _connect() -> Pipeline:
     from autotune.adapters.jobs import connect_pipeline
 
     return connect_pipeline(PipelineConfig.from_env())
+
+
+_pipeline: Wired[Pipeline] = Wired(_connect)  # built on the first message
+
+
+def configure(*, pipeline: Callable[[], Pipeline]) -> None:
+    """Serve with `pipeline()` instead of the pipeline built from the environment."""
+    _pipeline.build_with(pipeline)
 
 
 @functions_framework.cloud_event

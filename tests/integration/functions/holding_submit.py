@@ -6,7 +6,6 @@ AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS, when set, makes a record run out of attempts 
 (with no pause between them), so a test reaches the give-up path in seconds."""
 
 import dataclasses
-import functools
 import importlib.util
 import json
 import os
@@ -40,7 +39,6 @@ class HoldingAfterCreate:
         return created
 
 
-@functools.cache
 def _pipeline():
     from autotune.adapters.jobs import connect_pipeline
 
@@ -50,7 +48,7 @@ def _pipeline():
     )
 
 
-real._pipeline = _pipeline
+real.configure(pipeline=_pipeline)
 
 
 def quick_give_up() -> None:
