@@ -152,10 +152,10 @@ def test_crash_between_create_and_ledger_write_gives_no_second_job(stack, events
         pass
 
     class DyingLedger(FirestoreLedger):
-        def update(self, key, decide, *, missing_ok=False):
+        def update(self, key, decide):
             if self.get(key).state == LedgerState.SUBMITTING:
                 raise Crash("the process died after create, before recording the job")
-            return super().update(key, decide, missing_ok=missing_ok)
+            return super().update(key, decide)
 
     pipeline = Pipeline(
         ledger=DyingLedger(stack.firestore_client(), stack.config.ledger_collection),

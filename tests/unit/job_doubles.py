@@ -38,11 +38,12 @@ class MemoryLedger:
                 self.content[content_key] = change.content_owner_key
             return change
 
-    def update(self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None], *, missing_ok: bool = False) -> Change | None:
+    def update(self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]) -> Change | None:
+        return self.update_or_absent(key, lambda record, slots: None if record is None else decide(record, slots))
+
+    def update_or_absent(self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]) -> Change | None:
         with self.lock:
             record = self.docs.get(key)
-            if record is None and not missing_ok:
-                return None
             change = decide(record, self.slot_doc)
             if change is not None:
                 self._write(key, change)

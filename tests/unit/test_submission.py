@@ -348,11 +348,11 @@ class LedgerThatDiesBeforeRecordingTheJob(MemoryLedger):
         super().__init__()
         self.armed = True
 
-    def update(self, key, decide, *, missing_ok=False):
+    def update(self, key, decide):
         if self.armed and getattr(decide, "__name__", "") == "<lambda>" and self.docs[key].state == LedgerState.SUBMITTING:
             self.armed = False
             raise CrashAfterCreate()
-        return super().update(key, decide, missing_ok=missing_ok)
+        return super().update(key, decide)
 
 
 def test_crash_after_create_adopts_the_job_instead_of_creating_another():

@@ -82,17 +82,19 @@ class FirestoreLedger:
 
         return self._transact(run)
 
-    def update(
-        self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None], *, missing_ok: bool = False
-    ) -> Change | None:
+    def update(self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]) -> Change | None:
+        return self._update(key, lambda record, slots: None if record is None else decide(record, slots))
+
+    def update_or_absent(self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]) -> Change | None:
+        return self._update(key, decide)
+
+    def _update(self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]) -> Change | None:
         record_ref = self.records_ref.document(key)
 
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> Change | None:
             record = _record(record_ref.get(transaction=transaction))
             slots = _slots(self.slots_ref.get(transaction=transaction))
-            if record is None and not missing_ok:
-                return None
             change = decide(record, slots)
             if change is not None:
                 self._write(transaction, record_ref, change)

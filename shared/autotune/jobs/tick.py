@@ -227,4 +227,5 @@ def _release_stale_slots(pipeline: Pipeline) -> None:
     slots = pipeline.ledger.slots()
     for key in [*slots.active, *slots.queued]:
         if release_stale_slot(pipeline.ledger.get(key), key, slots) is not None:
-            update_record(pipeline, key, lambda r, s, key=key: release_stale_slot(r, key, s), missing_ok=True)
+            # Only the slots change (no record, so no event to announce).
+            pipeline.ledger.update_or_absent(key, lambda r, s, key=key: release_stale_slot(r, key, s))
