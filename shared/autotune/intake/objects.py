@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from autotune.events import TuningEvent
+from autotune.events import EventPublisher
 from autotune.jobs.request import TuningRequest
 
 DATASET_SUFFIX = ".jsonl"
@@ -73,9 +73,10 @@ class DatasetStore(Protocol):
     def write_report(self, name: str, data: bytes, *, valid: bool) -> None: ...
 
 
-class EventBus(Protocol):
-    def publish_request(self, request: TuningRequest) -> None: ...  # returns once Pub/Sub has it
-    def publish_event(self, event: TuningEvent) -> None: ...
+class EventBus(EventPublisher, Protocol):
+    """The events, and the tuning requests the intake hands to submit."""
+
+    def publish_request(self, request: TuningRequest) -> object: ...  # returns once Pub/Sub has it
 
 
 def stored_object_from_event(data: object) -> StoredObject:

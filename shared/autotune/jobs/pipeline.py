@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from autotune.events import EventPublisher
 from autotune.jobs.decisions import (
     CLAIM_SECONDS,
     CREATE_SETTLE_SECONDS,
@@ -16,7 +17,6 @@ from autotune.jobs.decisions import (
 from autotune.jobs.documents import Change, Slots
 from autotune.jobs.lifecycle import LedgerRecord, event_from_dict
 from autotune.jobs.ports import (
-    EventPublisher,
     Ledger,
     ModelCatalog,
     TuningService,

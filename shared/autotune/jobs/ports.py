@@ -8,7 +8,6 @@ import enum
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
-from autotune.events import TuningEvent
 from autotune.jobs.documents import Change, ClaimView, Slots
 from autotune.jobs.lifecycle import JobSnapshot, LedgerRecord, LedgerState
 
@@ -64,10 +63,6 @@ class TuningService(Protocol):
     def get(self, name: str) -> JobSnapshot: ...
 
     def cancel(self, name: str) -> None: ...
-
-
-class EventPublisher(Protocol):
-    def publish_event(self, event: TuningEvent) -> object: ...
 
 
 class ValidatedDatasets(Protocol):
