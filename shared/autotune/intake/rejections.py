@@ -3,7 +3,8 @@ the media inspector that refuses the pipeline's own objects as media."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from autotune.config import PipelineConfig
 from autotune.intake.objects import DATASET_SUFFIX, MANIFEST_SUFFIX
@@ -28,6 +29,9 @@ INVALID_VALIDATION_SPLIT = "invalid_validation_split"
 # manifest or a dataset under the incoming prefix): media, not training data or verdicts.
 MEDIA_IS_PIPELINE_OBJECT = "media_is_pipeline_object"
 
+if TYPE_CHECKING:
+    from autotune.validation import MediaInspector
+
 
 def intake_report(settings: TuningSettings, code: str, message: str, *, field: str | None = None) -> dict:
     """A rejection report, shaped like the validator's, for a problem found before reading lines."""
@@ -48,7 +52,7 @@ class OwnObjectsRefused:
     """The media inspector, except that the pipeline's own objects are not media: they are
     answered as missing to the validator, and the report then names them for what they are."""
 
-    def __init__(self, inner: Any, config: PipelineConfig) -> None:
+    def __init__(self, inner: MediaInspector, config: PipelineConfig) -> None:
         self.inner, self.config = inner, config
         self.refused: set[str] = set()
 
@@ -60,7 +64,7 @@ class OwnObjectsRefused:
             return True
         return name.startswith(self.config.incoming_prefix) and name.endswith((DATASET_SUFFIX, MANIFEST_SUFFIX))
 
-    def stat(self, uris: Any) -> dict[str, int | None]:
+    def stat(self, uris: Collection[str]) -> dict[str, int | None]:
         uris = list(uris)
         own = {uri for uri in uris if self.is_own(uri)}
         self.refused |= own

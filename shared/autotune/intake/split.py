@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from autotune.intake.objects import DATASET_SUFFIX, PARTS_FOLDER
+
+if TYPE_CHECKING:
+    from autotune.preparation import SplitPlan
 
 # The split holds the whole training file and its two halves in memory: bounded well under the
 # validate function's 512 MiB, so a large file is refused with a way forward instead of a crash.
@@ -59,7 +62,7 @@ def split_object_names(object_name: str, generation: str) -> tuple[str, str]:
 class SplitFiles:
     training: bytes
     validation: bytes
-    plan: Any  # autotune.preparation.SplitPlan
+    plan: SplitPlan
 
 
 def split_dataset(data: bytes, fraction: float, *, max_validation_examples: int, model: str) -> SplitFiles:

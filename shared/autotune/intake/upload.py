@@ -5,10 +5,10 @@ the validate function hands it the Google-backed adapters, unit tests in-memory 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -62,6 +62,9 @@ from autotune.jobs.request import (
 )
 from autotune.settings import TuningSettings, is_forced
 
+if TYPE_CHECKING:
+    from autotune.validation import DatasetSource, MediaInspector, ValidationReport
+
 
 @dataclass(frozen=True)
 class UploadDecision:
@@ -74,17 +77,30 @@ class UploadDecision:
     severity: str = "INFO"
 
 
-ValidateFn = Callable[..., Any]  # autotune.validation.validate_dataset (imported by the caller)
-SourceFactory = Callable[..., Any]  # autotune.validation.DatasetSource
+class DatasetValidator(Protocol):
+    """autotune.validation.validate_dataset, as the intake calls it. Handed in, not imported: the
+    status function's reconciliation imports this module without needing the validator until a
+    lost upload turns up."""
+
+    def __call__(
+        self, training: DatasetSource, *, settings: TuningSettings, validation: DatasetSource | None = None,
+        media: MediaInspector | None = None, dataset_bucket: str | None = None, allowed_media_buckets: Collection[str] = (),
+    ) -> ValidationReport: ...
+
+
+class SourceFactory(Protocol):
+    """autotune.validation.DatasetSource, as the intake builds one per file."""
+
+    def __call__(self, *, name: str, chunks: Iterable[bytes], size: int | None = None) -> DatasetSource: ...
 
 
 @dataclass(frozen=True)
 class IntakeDeps:
     store: DatasetStore
     bus: EventBus
-    validate_dataset: ValidateFn
+    validate_dataset: DatasetValidator
     dataset_source: SourceFactory
-    media: Any = None  # a MediaInspector
+    media: MediaInspector | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -183,7 +199,7 @@ def _decide(uploaded: StoredObject, kind: str, config: PipelineConfig, deps: Int
         return _reject(context, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps)
     media = OwnObjectsRefused(deps.media, config) if deps.media is not None else None
 
-    def validated(training: StoredObject, validation: StoredObject | None) -> Any:
+    def validated(training: StoredObject, validation: StoredObject | None) -> ValidationReport:
         return deps.validate_dataset(
             _source(deps, training),
             settings=settings,
@@ -279,7 +295,7 @@ def _content_encoded(*objects: StoredObject | None) -> str | None:
 
 def build_request(
     uploaded: StoredObject, training: StoredObject, validation: StoredObject | None, settings: TuningSettings,
-    report: Any, report_uri: str, now: datetime, *, pinned_training: StoredObject | None = None,
+    report: ValidationReport, report_uri: str, now: datetime, *, pinned_training: StoredObject | None = None,
     pinned_validation: StoredObject | None = None,
 ) -> TuningRequest:
     train_file = report.files["train"]
@@ -337,7 +353,7 @@ def _discriminator(context: UploadContext) -> str:
     return f"{context.uploaded.name}#{context.uploaded.generation}"
 
 
-def _source(deps: IntakeDeps, obj: StoredObject) -> Any:
+def _source(deps: IntakeDeps, obj: StoredObject) -> DatasetSource:
     # A generator: nothing is read unless the validator asks (a file over the size limit is
     # rejected from its size alone).
     return deps.dataset_source(name=obj.uri, chunks=deps.store.read_chunks(obj.name, obj.generation), size=obj.size)
