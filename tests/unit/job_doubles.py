@@ -10,13 +10,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-
 from autotune.events import TuningEvent
-from autotune.jobs.lifecycle import JobSnapshot, LedgerRecord, LedgerState
-from autotune.settings import TuningSettings
 from autotune.jobs.documents import Change, ClaimView, Slots
+from autotune.jobs.lifecycle import JobSnapshot, LedgerRecord, LedgerState
 from autotune.jobs.ports import ErrorKind, TuningServiceError
-from autotune.jobs.request import DatasetRef, TuningRequest, content_key, idempotency_key
+from autotune.jobs.request import (
+    DatasetRef,
+    TuningRequest,
+    content_key,
+    idempotency_key,
+)
+from autotune.settings import TuningSettings
 
 
 class MemoryLedger:
@@ -74,7 +78,7 @@ class MemoryLedger:
     def clear_outbox(self, key: str, event_ids: Collection[str]) -> None:
         with self.lock:
             record = self.docs[key]
-            left = tuple(item for item in record.outbox if item["id"] not in set(event_ids))
+            left = tuple(event for event in record.outbox if event.id not in set(event_ids))
             self.docs[key] = msgspec.structs.replace(record, outbox=left)
 
     def slots(self) -> Slots:

@@ -15,7 +15,6 @@ from autotune.jobs.lifecycle import (
     LedgerRecord,
     LedgerState,
     claim_expired,
-    event_from_dict,
     move,
     new_record,
     apply_job_snapshot,
@@ -63,7 +62,7 @@ def test_move_records_history_and_puts_the_event_in_the_outbox():
     assert [t.state for t in moved.history] == [LedgerState.ACCEPTED, LedgerState.QUEUED]
     assert moved.history[-1].at == "2026-11-25T12:00:01.000000Z"
     assert moved.history[-1].reason == "slots full"
-    [event] = [event_from_dict(item) for item in moved.outbox]
+    [event] = moved.outbox
     assert event.type == EventType.JOB_QUEUED
     assert event.payload.state == "QUEUED"
     assert event.payload.reason == "slots full"
@@ -76,9 +75,9 @@ def test_internal_moves_publish_nothing():
 def test_event_ids_are_stable_and_tell_two_queued_arrivals_apart():
     first = move(record(), LedgerState.QUEUED, NOW)
     again = move(record(), LedgerState.QUEUED, NOW + timedelta(hours=1))
-    assert first.outbox[0]["id"] == again.outbox[0]["id"]
+    assert first.outbox[0].id == again.outbox[0].id
     requeued = move(move(move(record(), LedgerState.QUEUED, NOW), LedgerState.SUBMITTING, NOW), LedgerState.QUEUED, NOW)
-    assert requeued.outbox[0]["id"] != requeued.outbox[1]["id"]
+    assert requeued.outbox[0].id != requeued.outbox[1].id
 
 
 def test_claim_expiry():
@@ -126,7 +125,7 @@ def test_succeeded_between_two_polls_announces_running_then_succeeded():
         stats={"tuningDatasetExampleCount": "3"},
     )
     seen = apply_job_snapshot(record(LedgerState.SUBMITTED), job, NOW)
-    events = [event_from_dict(item) for item in seen.outbox]
+    events = list(seen.outbox)
     assert [e.type for e in events] == [EventType.JOB_RUNNING, EventType.JOB_SUCCEEDED]
     assert events[1].payload.tuned_model == "projects/p/locations/l/models/1@1"
     assert events[1].payload.endpoint == "projects/p/locations/l/endpoints/1"
@@ -136,7 +135,7 @@ def test_succeeded_between_two_polls_announces_running_then_succeeded():
 
 def test_failed_job_carries_its_error_into_the_event():
     seen = apply_job_snapshot(record(LedgerState.RUNNING), JobSnapshot(name=JOB, state="JOB_STATE_FAILED", started=True, error="bad data at line 3"), NOW)
-    [event] = [event_from_dict(item) for item in seen.outbox]
+    [event] = seen.outbox
     assert event.type == EventType.JOB_FAILED
     assert event.payload.error == "bad data at line 3"
     assert seen.error == "bad data at line 3"
@@ -151,3 +150,39 @@ def test_new_stats_are_kept_without_an_event():
         record(LedgerState.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING", stats={"totalBillableTokenCount": "1"}), NOW
     )
     assert seen.tuning_data_stats == {"totalBillableTokenCount": "1"} and seen.outbox == () and seen.state == LedgerState.RUNNING
+
+
+# A QUEUED record as the ledger stored it before outbox events were typed (each event the JSON
+# object it is published as): such records must load, and a record must still be stored so.
+STORED_QUEUED_RECORD = {
+    "idempotency_key": "k1", "content_key": "c1", "dataset_uri": "gs://b/incoming/a.jsonl", "generation": "7",
+    "state": "QUEUED",
+    "history": [{"state": "ACCEPTED", "at": "2026-12-01T12:00:00.000000Z"},
+                {"state": "QUEUED", "at": "2026-12-01T12:00:00.000000Z", "reason": "1 of 1 job slots in use, 0 waiting"}],
+    "created_at": "2026-12-01T12:00:00.000000Z", "updated_at": "2026-12-01T12:00:00.000000Z",
+    "report_uri": "gs://b/reports/incoming/a.jsonl/7.json", "model": "gemini-3.5-flash", "region": "us-central1",
+    "queue_order": "00000000000000000007", "reason": "1 of 1 job slots in use, 0 waiting",
+    "outbox": [{
+        "type": "autotune.job.v1.queued",
+        "payload": {"dataset_uri": "gs://b/incoming/a.jsonl", "generation": "7", "idempotency_key": "k1",
+                    "report_uri": "gs://b/reports/incoming/a.jsonl/7.json", "model": "gemini-3.5-flash", "state": "QUEUED",
+                    "reason": "1 of 1 job slots in use, 0 waiting"},
+        "time": "2026-12-01T12:00:00Z", "id": "2e4e91209621878e3ec91ca673b16cf0",
+    }],
+}
+
+
+def test_outbox_events_are_stored_as_the_json_they_are_published_as():
+    import msgspec
+
+    from autotune.events import TuningEvent
+
+    stamp = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    fresh = new_record(idempotency_key="k1", content_key="c1", dataset_uri="gs://b/incoming/a.jsonl", generation="7", now=stamp,
+                       report_uri="gs://b/reports/incoming/a.jsonl/7.json", request=None, model="gemini-3.5-flash",
+                       region="us-central1", queue_order="00000000000000000007", forced=False)
+    queued = move(fresh, LedgerState.QUEUED, stamp, reason="1 of 1 job slots in use, 0 waiting")
+    assert msgspec.json.decode(msgspec.json.encode(msgspec.to_builtins(queued))) == STORED_QUEUED_RECORD
+    loaded = msgspec.convert(STORED_QUEUED_RECORD, LedgerRecord)
+    assert loaded == queued and isinstance(loaded.outbox[0], TuningEvent)
+    assert loaded.outbox[0].id == "2e4e91209621878e3ec91ca673b16cf0"

@@ -132,7 +132,7 @@ def test_quarantine_fails_a_record_slimmed_to_what_can_be_written():
     change = quarantine(record, Slots(active={"k": "t"}), error="400 maximum entity size is 1048576 bytes", now=NOW)
     assert change.record.state == LedgerState.FAILED and change.record.request is None
     assert "quarantined" in change.record.error and "k" not in change.slots.active
-    assert [e["type"] for e in change.record.outbox] == ["autotune.job.v1.failed"]
+    assert [e.type for e in change.record.outbox] == ["autotune.job.v1.failed"]
     assert len(msgspec.json.encode(change.record)) < 10_000
     assert quarantine(change.record, change.slots, error="again", now=NOW) is None
 

@@ -49,7 +49,10 @@ def connect_pipeline(
     from autotune.adapters.catalog import ProjectCatalog
     from autotune.adapters.ledger import FirestoreLedger
     from autotune.adapters.storage import GcsDatasetStore
-    from autotune.adapters.tuning_service import CALL_TIMEOUT_SECONDS, VertexTuningService
+    from autotune.adapters.tuning_service import (
+        CALL_TIMEOUT_SECONDS,
+        VertexTuningService,
+    )
 
     env = os.environ if environ is None else environ
     clients = clients or GoogleClients.from_environment(config.project)

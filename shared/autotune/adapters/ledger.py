@@ -147,7 +147,7 @@ class FirestoreLedger:
             record = _record(record_ref.get(transaction=transaction))
             if record is None or not record.outbox:
                 return
-            left = tuple(item for item in record.outbox if item.get("id") not in published)
+            left = tuple(event for event in record.outbox if event.id not in published)
             if len(left) != len(record.outbox):
                 transaction.set(record_ref, _document(msgspec.structs.replace(record, outbox=left)))
 

@@ -7,14 +7,12 @@ status ticks, can never both win the same move."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import msgspec
 
-from autotune.events import EventPayload, EventType, make_event
+from autotune.events import EventPayload, EventType, TuningEvent, make_event
 from autotune.jobs.documents import Change, ClaimView, JobOutcome, Slots
 from autotune.jobs.job_spec import queue_order
 from autotune.jobs.lifecycle import (
@@ -27,7 +25,6 @@ from autotune.jobs.lifecycle import (
     apply_job_snapshot,
     claim_expired,
     claim_expiry,
-    event_to_dict,
     move,
     new_record,
     parse_timestamp,
@@ -265,8 +262,8 @@ def with_announced(change: Change | None, before: LedgerRecord | None) -> Change
     """`change`, told which events of its record's outbox it added (those not in `before`'s)."""
     if change is None or change.record is None or change.announced:
         return change
-    earlier = {item.get("id") for item in before.outbox} if before is not None else set()
-    added = tuple(item for item in change.record.outbox if item.get("id") not in earlier)
+    earlier = {event.id for event in before.outbox} if before is not None else set()
+    added = tuple(event for event in change.record.outbox if event.id not in earlier)
     return replace(change, announced=added) if added else change
 
 
@@ -276,16 +273,16 @@ def lease_leftovers(record: LedgerRecord, slots: Slots, *, now: datetime, grace_
     if record.outbox_lease_until is not None and parse_timestamp(record.outbox_lease_until) > now:
         return None
     cutoff = now - timedelta(seconds=grace_seconds)
-    leftovers = tuple(item for item in record.outbox if _event_time(item) <= cutoff)
+    leftovers = tuple(event for event in record.outbox if _event_time(event) <= cutoff)
     if not leftovers:
         return None
     leased = msgspec.structs.replace(record, outbox_lease_until=timestamp(now + timedelta(seconds=grace_seconds)))
     return Change(JobOutcome.CHANGED, record=leased, announced=leftovers)
 
 
-def _event_time(item: Mapping[str, Any]) -> datetime:
+def _event_time(event: TuningEvent) -> datetime:
     try:
-        return datetime.fromisoformat(str(item.get("time", "")).replace("Z", "+00:00"))
+        return datetime.fromisoformat(event.time.replace("Z", "+00:00"))
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)  # no readable time: old enough
 
@@ -307,6 +304,6 @@ def record_duplicate_cancelled(record: LedgerRecord, slots: Slots, *, job_name: 
         now=now,
     )
     updated = msgspec.structs.replace(
-        record, duplicate_jobs=(*record.duplicate_jobs, job_name), updated_at=timestamp(now), outbox=(*record.outbox, event_to_dict(event))
+        record, duplicate_jobs=(*record.duplicate_jobs, job_name), updated_at=timestamp(now), outbox=(*record.outbox, event)
     )
     return Change(JobOutcome.CHANGED, record=updated)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 
+from autotune.events import TuningEvent
 from autotune.jobs.lifecycle import LedgerRecord
 
 
@@ -69,4 +69,4 @@ class Change:
     record: LedgerRecord | None = None
     slots: Slots | None = None
     content_owner_key: str | None = None  # set the content index entry to this key
-    announced: tuple[dict[str, Any], ...] = ()  # the outbox events this change added: its caller publishes them
+    announced: tuple[TuningEvent, ...] = ()  # the outbox events this change added: its caller publishes them

@@ -183,7 +183,9 @@ class LedgerRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     duplicate_of: str | None = None  # SKIPPED: the idempotency key of the tuning it repeats
     forced: bool = False
     retune_reason: str | None = None  # why content seen before is tuned again (forced, or it failed)
-    outbox: tuple[dict[str, Any], ...] = ()  # events written with the move, not yet published
+    # Events written with the move, not yet published; stored as the event's JSON object, as
+    # published (what msgspec encodes a TuningEvent to), so every stored record loads as it was.
+    outbox: tuple[TuningEvent, ...] = ()
     # While a status tick publishes what a crashed mover left in the outbox: no other tick does.
     outbox_lease_until: str | None = None
     # After a submission that followed an attempt without an answer, the service is asked until
@@ -235,7 +237,7 @@ def move(
     event = event_for(moved, target, now) if announce else None
     if event is None:
         return moved
-    return msgspec.structs.replace(moved, outbox=(*moved.outbox, event_to_dict(event)))
+    return msgspec.structs.replace(moved, outbox=(*moved.outbox, event))
 
 
 def event_for(record: LedgerRecord, state: LedgerState, now: datetime) -> TuningEvent | None:
@@ -258,14 +260,6 @@ def event_for(record: LedgerRecord, state: LedgerState, now: datetime) -> Tuning
     # The position in the history tells apart two arrivals in one state (queued, then queued
     # again after a 429) and is the same when the event is rebuilt: a stable ce-id.
     return make_event(event_type, payload, discriminator=str(len(record.history)), now=now)
-
-
-def event_to_dict(event: TuningEvent) -> dict[str, Any]:
-    return msgspec.to_builtins(event)
-
-
-def event_from_dict(data: dict[str, Any]) -> TuningEvent:
-    return msgspec.convert(data, TuningEvent)
 
 
 def new_record(

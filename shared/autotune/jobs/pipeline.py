@@ -15,7 +15,7 @@ from autotune.jobs.decisions import (
     with_announced,
 )
 from autotune.jobs.documents import Change, Slots
-from autotune.jobs.lifecycle import LedgerRecord, event_from_dict
+from autotune.jobs.lifecycle import LedgerRecord
 from autotune.jobs.ports import (
     Ledger,
     ModelCatalog,
@@ -55,8 +55,7 @@ def publish_announced(pipeline: Pipeline, change: Change | None) -> None:
     if change is None or change.record is None or not change.announced:
         return
     published = []
-    for item in change.announced:
-        event = event_from_dict(item)
+    for event in change.announced:
         pipeline.publisher.publish_event(event)
         published.append(event.id)
     pipeline.ledger.clear_outbox(change.record.idempotency_key, published)
