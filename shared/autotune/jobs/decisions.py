@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 import msgspec
 
@@ -80,32 +81,33 @@ def decide_claim(
         forced=request.force,
     )
     owner = view.content_owner
-    repeats = owner is not None and owner.idempotency_key != key
-    if repeats and owner.state not in RETRY_ALLOWED_AFTER and not request.force:
+    # The content's earlier tuning, when this is another dataset version with the same content.
+    repeats = owner if owner is not None and owner.idempotency_key != key else None
+    if repeats is not None and repeats.state not in RETRY_ALLOWED_AFTER and not request.force:
         reason = (
-            f"same bytes and settings as {owner.dataset_uri} generation {owner.generation} "
-            f"(ledger {owner.idempotency_key}, {owner.state}"
-            + (f", job {owner.job_name}" if owner.job_name else "")
+            f"same bytes and settings as {repeats.dataset_uri} generation {repeats.generation} "
+            f"(ledger {repeats.idempotency_key}, {repeats.state}"
+            + (f", job {repeats.job_name}" if repeats.job_name else "")
             + "): not tuned again; upload with metadata autotune-force: true to tune anyway"
         )
-        skipped = move(fresh, LedgerState.SKIPPED, now, reason=reason, duplicate_of=owner.idempotency_key, job_name=owner.job_name)
+        skipped = move(fresh, LedgerState.SKIPPED, now, reason=reason, duplicate_of=repeats.idempotency_key, job_name=repeats.job_name)
         return Change(JobOutcome.SKIPPED, record=skipped)
     if spec_error is not None:
         failed = move(fresh, LedgerState.FAILED, now, reason="cannot be submitted", error=spec_error)
         return Change(JobOutcome.FAILED, record=failed, content_owner_key=key if owner is None else None)
-    reason = None  # why this content is tuned again, told in the queued/submitted event
-    if repeats and request.force:
-        reason = f"autotune-force: true: tuned again although {owner.dataset_uri} generation {owner.generation} has the same bytes and settings"
-    elif repeats:
-        reason = f"tuned again: the earlier tuning of the same content ({owner.dataset_uri} generation {owner.generation}) ended {owner.state}"
-    fresh = msgspec.structs.replace(fresh, retune_reason=reason)
+    retune: str | None = None  # why this content is tuned again, told in the queued/submitted event
+    if repeats is not None and request.force:
+        retune = f"autotune-force: true: tuned again although {repeats.dataset_uri} generation {repeats.generation} has the same bytes and settings"
+    elif repeats is not None:
+        retune = f"tuned again: the earlier tuning of the same content ({repeats.dataset_uri} generation {repeats.generation}) ended {repeats.state}"
+    fresh = msgspec.structs.replace(fresh, retune_reason=retune)
     if view.slots.free(max_jobs) and not view.slots.queued:
         claimed = move(
-            fresh, LedgerState.SUBMITTING, now, reason=reason, attempts=1, claim_expires_at=claim_expiry(now, claim_seconds)
+            fresh, LedgerState.SUBMITTING, now, reason=retune, attempts=1, claim_expires_at=claim_expiry(now, claim_seconds)
         )
         return Change(JobOutcome.SUBMIT, record=claimed, slots=view.slots.holding(key, timestamp(now)), content_owner_key=key)
     why = f"{len(view.slots.active)} of {max_jobs} job slots in use, {len(view.slots.queued)} waiting"
-    queued = move(fresh, LedgerState.QUEUED, now, reason=f"{reason}; {why}" if reason else why)
+    queued = move(fresh, LedgerState.QUEUED, now, reason=f"{retune}; {why}" if retune else why)
     return Change(JobOutcome.QUEUED, record=queued, slots=view.slots.waiting(key, fresh.queue_order), content_owner_key=key)
 
 
@@ -256,6 +258,14 @@ def quarantine(record: LedgerRecord, slots: Slots, *, error: str, now: datetime)
     why = f"quarantined: the ledger could not write this record ({error[:500]})"
     failed = move(slim, LedgerState.FAILED, now, reason=why, error=why)
     return Change(JobOutcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
+
+
+@overload
+def with_announced(change: Change, before: LedgerRecord | None) -> Change: ...
+
+
+@overload
+def with_announced(change: Change | None, before: LedgerRecord | None) -> Change | None: ...
 
 
 def with_announced(change: Change | None, before: LedgerRecord | None) -> Change | None:

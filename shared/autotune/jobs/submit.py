@@ -154,7 +154,7 @@ def adopt_or_create_job(pipeline: Pipeline, key: str, spec: JobSpec) -> JobOutco
     try:
         job = service.find_by_label(spec.parent, KEY_LABEL, key)
         adopted = job is not None
-        if job is None and last_look:
+        if job is None and last_look and claimed is not None:
             error = (
                 f"gave up after {claimed.failed_attempts} submit attempts without an answer; the tuning service holds no job "
                 f"labelled {KEY_LABEL}={key}" + (f"; last error: {claimed.error}" if claimed.error else "")

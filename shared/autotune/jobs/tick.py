@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import msgspec
 
@@ -19,7 +20,7 @@ from autotune.jobs.decisions import (
     release_stale_slot,
     take_over,
 )
-from autotune.jobs.documents import JobOutcome, Slots
+from autotune.jobs.documents import Change, JobOutcome, Slots
 from autotune.jobs.job_spec import KEY_LABEL, JobSpecError, build_job_spec
 from autotune.jobs.lifecycle import (
     ACTIVE_JOB_STATES,
@@ -90,7 +91,7 @@ def _cancel_duplicate_jobs(pipeline: Pipeline, record: LedgerRecord, summary: Ti
             summary.errors.append(f"{job.name}: cancelling a second job: {exc.message}")
             continue
         now = pipeline.clock()
-        change = update_record(pipeline, record.idempotency_key, lambda r, s, name=job.name: record_duplicate_cancelled(r, s, job_name=name, now=now))
+        change = update_record(pipeline, record.idempotency_key, partial(record_duplicate_cancelled, job_name=job.name, now=now))
         publish_announced(pipeline, change)
         cancelled += 1
     return cancelled
@@ -131,6 +132,8 @@ def _publish_leftovers(pipeline: Pipeline, summary: TickSummary, record: LedgerR
 
 
 def _observe_job(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> None:
+    if not record.job_name:
+        return  # the tick only observes records that name their job
     try:
         job = pipeline.service.get(record.job_name)
     except TuningServiceError as exc:
@@ -166,7 +169,7 @@ def _take_over_expired(pipeline: Pipeline, summary: TickSummary, record: LedgerR
     if change is None:
         return
     publish_announced(pipeline, change)
-    if change.outcome == JobOutcome.SUBMIT:
+    if change.outcome == JobOutcome.SUBMIT and change.record is not None:
         summary.taken_over += 1
         _submit_claimed(pipeline, change.record, summary)
 
@@ -191,7 +194,7 @@ def _promote(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> 
     change = update_record(pipeline,
         record.idempotency_key, lambda r, s: promote(r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds)
     )
-    if change is None or change.outcome != JobOutcome.SUBMIT:
+    if change is None or change.outcome != JobOutcome.SUBMIT or change.record is None:
         return None  # another tick promoted it, it waits out a 429, or the entry is stale (released below)
     summary.promoted += 1
     structured_log.info("status: promoting the oldest queued dataset", dataset=change.record.dataset_uri)
@@ -228,4 +231,8 @@ def _release_stale_slots(pipeline: Pipeline) -> None:
     for key in [*slots.active, *slots.queued]:
         if release_stale_slot(pipeline.ledger.get(key), key, slots) is not None:
             # Only the slots change (no record, so no event to announce).
-            pipeline.ledger.update_or_absent(key, lambda r, s, key=key: release_stale_slot(r, key, s))
+            pipeline.ledger.update_or_absent(key, _stale_slot_release(key))
+
+
+def _stale_slot_release(key: str) -> Callable[[LedgerRecord | None, Slots], Change | None]:
+    return lambda record, slots: release_stale_slot(record, key, slots)
