@@ -7,7 +7,6 @@ Whether an object exists, and its size, is asked of a MediaInspector once per re
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-
 from autotune.catalog import Catalog, ModelSpec
 from autotune.validation.codes import ErrorCode
 
