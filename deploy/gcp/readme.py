@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import re
 
-from autotune.config import REPO_ROOT, load_config_file
+from autotune.config import load_config_file
 from autotune_gcp.commands import render_script
 from autotune_gcp.deployment import APIS, TopicTrigger, functions, make_target
 from autotune_gcp.plan import deploy_plan
 from autotune_gcp.roles import roles_markdown
+from autotune_gcp.target import dry_run_header
+from autotune_local.checkout import CONFIG_FILE, ROOT
 
 SAMPLE = {"project": "sample-project", "region": "us-central1"}
 
 
 def sample_plan() -> str:
-    from pathlib import Path
+    from autotune_gcp.target import prepare_target
 
-    from autotune.cli.deploy import DEFAULT_SOURCE_DIR, _target, dry_run_header
-
-    target = _target(SAMPLE["project"], SAMPLE["region"], None, None, source_dir=Path(DEFAULT_SOURCE_DIR))
+    target = prepare_target(SAMPLE["project"], SAMPLE["region"], None, None)
     return dry_run_header(target, "deploy") + render_script(deploy_plan(target))
 
 
 def sample_roles() -> str:
-    target = make_target(project=SAMPLE["project"], region=SAMPLE["region"], bucket=None, config=load_config_file())
+    target = make_target(project=SAMPLE["project"], region=SAMPLE["region"], bucket=None, config=load_config_file(CONFIG_FILE))
     return roles_markdown(target)
 
 
@@ -37,7 +37,7 @@ def apis_markdown() -> str:
 
 
 def functions_markdown() -> str:
-    target = make_target(project=SAMPLE["project"], region=SAMPLE["region"], bucket=None, config=load_config_file())
+    target = make_target(project=SAMPLE["project"], region=SAMPLE["region"], bucket=None, config=load_config_file(CONFIG_FILE))
     rows = ["| Function | Trigger | Memory | vCPU | Timeout | Max instances | Why |", "|---|---|---|---|---|---|---|"]
     for fn in functions(target):
         trigger = (f"topic `{fn.trigger.topic}`" if isinstance(fn.trigger, TopicTrigger)
@@ -63,7 +63,7 @@ def _replace(text: str, name: str, body: str) -> str:
 
 
 def main() -> None:
-    path = REPO_ROOT / "README.md"
+    path = ROOT / "README.md"
     path.write_text(refresh(path.read_text(encoding="utf-8")), encoding="utf-8")
     print(f"refreshed the generated blocks in {path.name}")
 

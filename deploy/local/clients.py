@@ -21,6 +21,7 @@ from google.cloud import pubsub_v1, storage
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
+from autotune.adapters.jobs import GoogleClients
 from autotune.events import TuningEvent, from_pubsub_message
 
 
@@ -40,6 +41,11 @@ def publisher_client(env: Mapping[str, str]) -> pubsub_v1.PublisherClient:
 def subscriber_client(env: Mapping[str, str]) -> pubsub_v1.SubscriberClient:
     channel = grpc.insecure_channel(env["PUBSUB_EMULATOR_HOST"])
     return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
+
+
+def google_clients(env: Mapping[str, str]) -> GoogleClients:
+    """The clients autotune.adapters.jobs.connect_pipeline builds a pipeline on, bound to this stack."""
+    return GoogleClients(firestore=firestore_client(env), publisher=publisher_client(env), storage=storage_client(env))
 
 
 def upload_object(

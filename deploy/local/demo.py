@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autotune.config import REPO_ROOT
+from autotune_local.checkout import ROOT
 from autotune.events import EventType, TuningEvent
 
-EXAMPLES_DIR = REPO_ROOT / "examples"
-DEMO_STATE_DIR = REPO_ROOT / ".autotune" / "demo"
+EXAMPLES_DIR = ROOT / "examples"
+DEMO_STATE_DIR = ROOT / ".autotune" / "demo"
 END_TYPES = {EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED}
 _SKIPPED = "autotune.job.v1.skipped"
 SUMMARY_LISTED = 5  # problems per dataset in the closing summary

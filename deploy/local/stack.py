@@ -25,12 +25,13 @@ from pathlib import Path
 
 import msgspec
 
-from autotune.config import REPO_ROOT, PipelineConfig, load_config_file
+from autotune.config import PipelineConfig, load_config_file
+from autotune_local.checkout import CONFIG_FILE, ROOT
 from autotune_local import processes
 from autotune_local.prerequisites import MissingPrerequisite, find_executables
 from autotune_local.processes import RunningProcess
 
-DEFAULT_STATE_DIR = REPO_ROOT / ".autotune"
+DEFAULT_STATE_DIR = ROOT / ".autotune"
 STATE_FILE = "stack.json"
 ENV_FILE = "local.env"
 LOCAL_PROJECT = "autotune-local"
@@ -38,7 +39,7 @@ LOCAL_BUCKET = "autotune-datasets"
 # fake-gcs-server publishes object notifications here; the bridge turns them into storage
 # CloudEvents (on Google Cloud, Eventarc does this without a visible topic).
 STORAGE_NOTIFICATIONS_TOPIC = "storage-notifications"
-FUNCTIONS_DIR = REPO_ROOT / "functions"
+FUNCTIONS_DIR = ROOT / "functions"
 READY_TIMEOUT_SECONDS = 90.0
 
 
@@ -209,7 +210,7 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
 
-    base_config = load_config_file() if (REPO_ROOT / "deploy" / "config.toml").exists() else PipelineConfig()
+    base_config = load_config_file(CONFIG_FILE) if CONFIG_FILE.exists() else PipelineConfig()
     own_tuning = not options.tuning_endpoint
     names = ["pubsub", "firestore", "storage", *(["tuning"] if own_tuning else []), "bridge", *functions,
              *(["dashboard"] if options.dashboard else [])]
@@ -248,7 +249,7 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
         quota = options.quota if options.quota is not None else config.max_concurrent_jobs
         tuning = launch("tuning", _tuning_argv(ports, quota, options)) if own_tuning else None
         functions_running = {
-            name: launch(name, _function_argv(source, ports[name]), cwd=REPO_ROOT) for name, source in functions.items()
+            name: launch(name, _function_argv(source, ports[name]), cwd=ROOT) for name, source in functions.items()
         }
         bridge = launch("bridge", _bridge_argv(config, ports, functions))
 
@@ -353,7 +354,7 @@ def stop_recorded(state_dir: Path = DEFAULT_STATE_DIR) -> list[RunningProcess]:
 def _check_present(functions: Mapping[str, FunctionSource]) -> None:
     missing = [f"{source.source} (function {name})" for name, source in functions.items() if not source.source.exists()]
     if importlib.util.find_spec("autotune_local.tuning_emulator") is None:
-        missing.append(str(REPO_ROOT / "deploy" / "local" / "tuning_emulator.py") + " (the Vertex AI tuning emulator)")
+        missing.append(str(ROOT / "deploy" / "local" / "tuning_emulator.py") + " (the Vertex AI tuning emulator)")
     if missing:
         raise MissingPrerequisite("cannot start the local stack, these parts are missing:\n  - " + "\n  - ".join(missing))
 

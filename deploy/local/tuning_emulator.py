@@ -151,11 +151,11 @@ class ModelRules:
     regions: frozenset[str]
 
 
-class ModelCatalog(Protocol):
+class EmulatorModelRules(Protocol):
     def rules(self, model: str) -> ModelRules | None: ...
 
 
-class ProjectCatalog:
+class CatalogModelRules:
     """The model rules of autotune's own catalog (shared/autotune/catalog), the one source of truth."""
 
     def rules(self, model: str) -> ModelRules | None:
@@ -168,7 +168,7 @@ class ProjectCatalog:
 # --- where datasets are read from ---------------------------------------------------------------
 
 
-class DatasetStore(Protocol):
+class EmulatorDatasets(Protocol):
     def exists(self, uri: str) -> bool: ...
 
     def lines(self, uri: str) -> Iterator[bytes]: ...
@@ -350,9 +350,9 @@ _FAULT_SECONDS = ("stallSeconds", "createDelaySeconds", "listLagSeconds")
 
 
 @dataclass
-class TuningService:
-    store: DatasetStore
-    catalog: ModelCatalog = field(default_factory=ProjectCatalog)
+class TuningEmulator:
+    store: EmulatorDatasets
+    catalog: EmulatorModelRules = field(default_factory=CatalogModelRules)
     quota: int = 1
     job_seconds: float = 15.0
     faults: Faults = field(default_factory=Faults)
@@ -629,7 +629,7 @@ _ROUTES = [
 ]
 
 
-def make_handler(service: TuningService) -> type[BaseHTTPRequestHandler]:
+def make_handler(service: TuningEmulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -703,7 +703,7 @@ def make_handler(service: TuningService) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def control(service: TuningService, method: str, path: str, body: Any) -> dict[str, Any]:
+def control(service: TuningEmulator, method: str, path: str, body: Any) -> dict[str, Any]:
     body = body if isinstance(body, dict) else {}
     if method == "POST" and path == "/emulator/fail-next":
         with service.lock:
@@ -771,7 +771,7 @@ def _seconds(value: Any, key: str) -> float:
     return seconds
 
 
-def make_server(service: TuningService, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+def make_server(service: TuningEmulator, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((host, port), make_handler(service))
     server.daemon_threads = True
     return server
@@ -789,7 +789,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-rate-429", type=float, default=0.0, help="share of creates answered 429")
     parser.add_argument("--fault-rate-500", type=float, default=0.0, help="share of calls answered 500")
     args = parser.parse_args(argv)
-    service = TuningService(
+    service = TuningEmulator(
         store=FakeGcsStore(args.storage_endpoint),
         quota=args.quota,
         job_seconds=args.job_seconds,

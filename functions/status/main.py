@@ -4,7 +4,7 @@ Vertex AI announces no job end, so Cloud Scheduler (locally, the stack's ticker)
 tick and this function records every job state change, publishes each job event once, takes
 over submissions whose submitter died, and submits the oldest queued dataset when a slot frees.
 At most once every `reconcile_every_seconds` (across instances) it also takes in again uploads
-whose storage notification or tuning request was lost (autotune.reconciliation).
+whose storage notification or tuning request was lost (autotune.intake.reconciliation).
 A tick is always acknowledged: the ledger holds all state, so the next tick redoes whatever
 this one could not, and a stale tick is not worth a retry.
 """
@@ -12,34 +12,47 @@ this one could not, and a stale tick is not worth a retry.
 from __future__ import annotations
 
 import dataclasses
-import functools
+from collections.abc import Callable
 
 import functions_framework
 
 from autotune import structured_log
 from autotune.config import PipelineConfig
-from autotune.reconciliation import LostUpload, reconcile_if_due
-from autotune.submission import Pipeline, status_tick
+from autotune.function_wiring import Wired
+from autotune.intake.reconciliation import BucketLister, LostUpload, reconcile_if_due
+from autotune.intake.upload import IntakeDeps, UploadDecision
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.tick import status_tick
 
 
-@functools.cache
-def _config() -> PipelineConfig:
-    return PipelineConfig.from_env()
-
-
-@functools.cache
-def _pipeline() -> Pipeline:
+def _connect_pipeline() -> Pipeline:
     from autotune.adapters.jobs import connect_pipeline
 
     return connect_pipeline(_config())
 
 
-@functools.cache
-def _intake():
+def _connect_intake() -> tuple[IntakeDeps, BucketLister]:
     # Only on the first reconciliation pass: most ticks never need storage clients.
     from autotune.adapters.intake import connect_intake
 
     return connect_intake(_config())
+
+
+_config: Wired[PipelineConfig] = Wired(PipelineConfig.from_env)
+_pipeline: Wired[Pipeline] = Wired(_connect_pipeline)
+_intake: Wired[tuple[IntakeDeps, BucketLister]] = Wired(_connect_intake)
+
+
+def configure(
+    *, config: Callable[[], PipelineConfig] | None = None, pipeline: Callable[[], Pipeline] | None = None,
+    intake: Callable[[], tuple[IntakeDeps, BucketLister]] | None = None,
+) -> None:
+    """Serve with these instead of what the environment builds (each on first use): the
+    configuration, the job pipeline, and the reconciliation's intake (its IntakeDeps and the
+    bucket it lists)."""
+    for wired, build in ((_config, config), (_pipeline, pipeline), (_intake, intake)):
+        if build is not None:
+            wired.build_with(build)
 
 
 @functions_framework.cloud_event
@@ -63,6 +76,6 @@ def status(cloud_event) -> None:
         structured_log.warning("reconciliation: uploads taken in again", event_id=cloud_event["id"], **dataclasses.asdict(found))
 
 
-def _log_taken_in(lost: LostUpload, outcome) -> None:
+def _log_taken_in(lost: LostUpload, outcome: UploadDecision) -> None:
     structured_log.log(outcome.severity, f"reconciliation: {outcome.message}", dataset=outcome.dataset, why=lost.why,
                        decision=outcome.decision, **outcome.fields)

@@ -5,28 +5,36 @@ Pub/Sub (through Eventarc, or the local event bridge) delivers
 Returning acknowledges: submitted, queued (quota full), failed for good, or a duplicate.
 Raising makes Pub/Sub deliver it again with backoff: a transient service error, or a message
 that is not a TuningRequest, which after the retries lands in the dead-letter topic (the log
-line says why). The decisions live in autotune.submission.
+line says why). The decisions live in autotune.jobs.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
+from collections.abc import Callable
 
 import functions_framework
 
 from autotune import structured_log
 from autotune.config import PipelineConfig
-from autotune.submission import Pipeline, submit_message
+from autotune.function_wiring import Wired
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.submit import submit_message
 
 
-@functools.cache
-def _pipeline() -> Pipeline:
-    # Built on the first message and kept for the instance's life: clients are slow to create.
+def _connect() -> Pipeline:
     from autotune.adapters.jobs import connect_pipeline
 
     return connect_pipeline(PipelineConfig.from_env())
+
+
+_pipeline: Wired[Pipeline] = Wired(_connect)  # built on the first message
+
+
+def configure(*, pipeline: Callable[[], Pipeline]) -> None:
+    """Serve with `pipeline()` instead of the pipeline built from the environment."""
+    _pipeline.build_with(pipeline)
 
 
 @functions_framework.cloud_event

@@ -2,32 +2,37 @@
 
 Eventarc (or the local event bridge) delivers `google.cloud.storage.object.v1.finalized`.
 Returning acknowledges the event; raising (a storage or Pub/Sub error) makes it come again.
-The rules live in autotune.dataset_intake; this file only wires the Google clients to them.
+The rules live in autotune.intake; this file only wires the Google clients to them.
 """
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 
 import functions_framework
 
 from autotune import structured_log
 from autotune.config import PipelineConfig
-from autotune.dataset_intake import IntakeDeps, UnreadableEvent, process_upload, stored_object_from_event
+from autotune.function_wiring import Wired
+from autotune.intake.objects import UnreadableEvent, stored_object_from_event
+from autotune.intake.upload import IntakeDeps, process_upload
 
 
-@functools.cache
-def _config() -> PipelineConfig:
-    return PipelineConfig.from_env()
-
-
-@functools.cache
-def _deps() -> tuple[PipelineConfig, IntakeDeps]:
-    # Built on the first event and kept for the instance's life: clients are slow to create.
+def _connect() -> IntakeDeps:
     from autotune.adapters.intake import connect_intake
 
-    config = _config()
-    return config, connect_intake(config)[0]
+    return connect_intake(_config())[0]
+
+
+_config: Wired[PipelineConfig] = Wired(PipelineConfig.from_env)
+_deps: Wired[IntakeDeps] = Wired(_connect)  # built on the first event
+
+
+def configure(*, config: Callable[[], PipelineConfig] | None = None, deps: Callable[[], IntakeDeps] | None = None) -> None:
+    """Serve with these instead of what the environment builds (each on first use)."""
+    for wired, build in ((_config, config), (_deps, deps)):
+        if build is not None:
+            wired.build_with(build)
 
 
 @functions_framework.cloud_event
@@ -38,7 +43,7 @@ def validate(cloud_event) -> None:
     except UnreadableEvent as exc:
         structured_log.error("unreadable storage event acknowledged", event_id=cloud_event["id"], error=str(exc), trace=trace)
         return
-    config, deps = _deps()
+    config, deps = _config(), _deps()
     try:
         outcome = process_upload(uploaded, config, deps)
     except Exception as exc:

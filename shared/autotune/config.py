@@ -2,7 +2,9 @@
 
 A function reads only its environment (Cloud Run sets it from the same file at deploy time),
 so `PipelineConfig.from_env` is the one way the running code learns its settings. Local tools
-(the stack, the CLI, the deploy planner) start from the file with `load_config_file`.
+(the stack, the CLI, the deploy planner) start from the file with `load_config_file`, or hand
+`from_env` the file the environment overrides; they know where the checkout keeps it
+(autotune_local.checkout), this module does not.
 """
 
 from __future__ import annotations
@@ -13,9 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG_FILE = REPO_ROOT / "deploy" / "config.toml"
 
 
 class ConfigError(ValueError):
@@ -45,7 +44,7 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # regional Vertex AI endpoint for the job's region.
     vertex_endpoint: str = ""
     tuning_service_account: str = ""
-    # Reconciliation (autotune.reconciliation): how often the status tick looks for uploads whose
+    # Reconciliation (autotune.intake.reconciliation): how often the status tick looks for uploads whose
     # messages were lost (0: never), and how old an upload must be before it counts as lost.
     reconcile_every_seconds: int = 600
     reconcile_after_seconds: int = 900
@@ -60,9 +59,11 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
     defaults: TuningDefaults = TuningDefaults()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, config_file: Path | None = None) -> PipelineConfig:
+        """The environment's AUTOTUNE_* variables over `config_file` (a function has none: its
+        environment holds every setting) or, without one, over the defaults."""
         env = os.environ if environ is None else environ
-        base = load_config_file() if DEFAULT_CONFIG_FILE.exists() else cls()
+        base = load_config_file(config_file) if config_file is not None else cls()
         return _apply_env(base, env)
 
     def to_env(self) -> dict[str, str]:
@@ -116,7 +117,7 @@ _DEFAULT_VARS = {
 }
 
 
-def load_config_file(path: Path = DEFAULT_CONFIG_FILE) -> PipelineConfig:
+def load_config_file(path: Path) -> PipelineConfig:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:

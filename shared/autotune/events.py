@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from datetime import UTC, datetime
+from typing import Protocol
 
 import msgspec
 
@@ -68,6 +69,12 @@ class TuningEvent(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def subject(self) -> str:
         return self.payload.dataset_uri
+
+
+class EventPublisher(Protocol):
+    """Where every stage publishes its events (tuning-events); returns once Pub/Sub has the event."""
+
+    def publish_event(self, event: TuningEvent) -> object: ...
 
 
 def make_event(event_type: EventType, payload: EventPayload, *, discriminator: str = "", now: datetime | None = None) -> TuningEvent:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from autotune.dataset_intake import report_object_name
+from autotune.intake.objects import report_object_name
 from autotune.report_page import html_report_name
 from autotune.events import EventType, from_pubsub_message
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from autotune.config import PipelineConfig
-from autotune.dataset_intake import REPORT_VALID_METADATA, classify, report_object_name
-from autotune.job_lifecycle import LedgerRecord
-from autotune.reconciliation import ListedObject
+from autotune.intake.objects import REPORT_VALID_METADATA, classify, report_object_name
+from autotune.jobs.lifecycle import LedgerRecord
+from autotune.intake.reconciliation import ListedObject
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"

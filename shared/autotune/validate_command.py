@@ -128,6 +128,7 @@ def run(args: ValidateArgs) -> int:
     from autotune.validation.codes import ErrorCode
     from autotune.validation.settings_rules import check_settings
     from autotune.validation.verdicts import Verdicts
+    from autotune_local.checkout import config_file
 
     train, validation = args.train, args.validation
     for flag, path in (("TRAIN", train), ("--validation", validation)):
@@ -136,7 +137,7 @@ def run(args: ValidateArgs) -> int:
     if args.html is not None:
         _check_writable(args.html)
     try:
-        config = PipelineConfig.from_env()
+        config = PipelineConfig.from_env(config_file=config_file())
         config.export_models_file()
         catalog = load_catalog()
     except (ConfigError, CatalogError) as exc:

@@ -26,8 +26,11 @@ from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService
 from autotune.events import EventType
-from autotune.job_lifecycle import ENDED_STATES
-from autotune.submission import KEY_LABEL, Pipeline, ProjectCatalog, status_tick
+from autotune.jobs.lifecycle import ENDED_STATES
+from autotune.adapters.catalog import ProjectCatalog
+from autotune.jobs.job_spec import KEY_LABEL
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.tick import status_tick
 from autotune_local.stack import FunctionSource
 
 from sample_data import unique

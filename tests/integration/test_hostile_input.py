@@ -17,8 +17,8 @@ import pytest
 
 from autotune.events import EventType
 from autotune.settings import TuningSettings
-from autotune.submission import KEY_LABEL
-from autotune.tuning_request import DatasetRef, TuningRequest, content_key, encode_request, idempotency_key
+from autotune.jobs.job_spec import KEY_LABEL
+from autotune.jobs.request import DatasetRef, TuningRequest, content_key, encode_request, idempotency_key
 from autotune_local.event_bridge import header_value
 
 from sample_data import conversation_dataset, unique

@@ -24,16 +24,15 @@ import requests
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService
 from autotune.events import EventType
-from autotune.job_lifecycle import LedgerState
+from autotune.jobs.lifecycle import LedgerState
 from autotune.settings import TuningSettings
-from autotune.tuning_request import DatasetRef, TuningRequest, content_key, encode_request, idempotency_key
+from autotune.jobs.request import DatasetRef, TuningRequest, content_key, encode_request, idempotency_key
 
 from sample_data import unique
 from sample_data import conversation_dataset as dataset
 
 pytestmark = pytest.mark.integration
 
-S = LedgerState
 END_EVENTS = {EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED}
 WAIT = 180.0  # generous: the machine is shared; nothing here measures speed
 
@@ -163,7 +162,7 @@ def test_twenty_quick_reuploads_each_job_trains_on_its_own_version(stack, events
         keys = {r.event.payload.generation: r.event.payload.idempotency_key for r in events.events_for(uri(stack, name))
                 if r.event.type == EventType.JOB_QUEUED or r.event.type == EventType.JOB_SUBMITTED}
         ended = {r.event.payload.generation for r in events.events_for(uri(stack, name)) if r.event.type in END_EVENTS}
-        if keys and set(keys) <= ended and not any(r.state in {S.QUEUED, S.SUBMITTING, S.SUBMITTED, S.RUNNING}
+        if keys and set(keys) <= ended and not any(r.state in {LedgerState.QUEUED, LedgerState.SUBMITTING, LedgerState.SUBMITTED, LedgerState.RUNNING}
                                                    for r in ledger.records() if r.dataset_uri == uri(stack, name)):
             break
     assert keys, "no version of the dataset was accepted"
@@ -320,7 +319,7 @@ def jobs_for(tuning, stack, key: str) -> list:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import aiplatform_v1
 
-    from autotune.submission import KEY_LABEL
+    from autotune.jobs.job_spec import KEY_LABEL
 
     client = aiplatform_v1.GenAiTuningServiceClient(
         transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()
@@ -410,17 +409,17 @@ def test_a_record_too_large_to_write_is_quarantined_and_the_queue_moves_on(stack
     import msgspec
 
     from autotune.adapters.ledger import _document
-    from autotune.job_lifecycle import move, new_record
+    from autotune.jobs.lifecycle import move, new_record
 
     name = f"manual/{unique('oversized')}.jsonl"
     key = uuid.uuid4().hex[:40]
     now = datetime.now(UTC) - timedelta(hours=1)
     record = new_record(idempotency_key=key, content_key=uuid.uuid4().hex[:40], dataset_uri=uri(stack, name), generation="1",
                         now=now, model=stack.config.defaults.model, region=stack.config.defaults.region)
-    expired = move(record, S.SUBMITTING, now, attempts=1, claim_expires_at=record.created_at)  # claim long expired
+    expired = move(record, LedgerState.SUBMITTING, now, attempts=1, claim_expires_at=record.created_at)  # claim long expired
     from google.api_core.exceptions import InvalidArgument
 
-    from autotune.job_lifecycle import timestamp
+    from autotune.jobs.lifecycle import timestamp
 
     # The size is found on a twin whose claim has not expired (no tick touches it), same lengths.
     twin_key = uuid.uuid4().hex[:40]
@@ -446,7 +445,7 @@ def test_a_record_too_large_to_write_is_quarantined_and_the_queue_moves_on(stack
     failed = wait_type(events, uri(stack, name), EventType.JOB_FAILED)
     assert "quarantined" in failed.payload.error, failed.payload.error
     assert wait_type(events, uri(stack, other), *END_EVENTS).type == EventType.JOB_SUCCEEDED
-    assert ledger.get(key).state == S.FAILED
+    assert ledger.get(key).state == LedgerState.FAILED
 
 
 # --- 3. poison cannot starve recovery -------------------------------------------------------------
@@ -456,7 +455,7 @@ def test_many_poison_manifests_do_not_starve_a_lost_upload(make_local_stack):
     """No validate function: every upload's notification is lost, and the status function's
     reconciliation takes them in, oldest first, at most 20 a pass. 22 poison manifests are older
     than the one genuine upload."""
-    from autotune.reconciliation import MAX_UPLOADS_PER_PASS
+    from autotune.intake.reconciliation import MAX_UPLOADS_PER_PASS
 
     lonely = make_local_stack(functions={"validate": None}, job_seconds=1.0, tick_seconds=1.0,
                               reconcile_every_seconds=2, reconcile_after_seconds=3)
@@ -578,7 +577,7 @@ def test_media_naming_the_pipelines_own_objects_is_refused_on_its_line(stack, ev
 
 def test_firestore_emulator_restarted_empty_does_not_resubmit_tuned_or_skipped_datasets(stack, events, ledger, tuning):
     """Last in this module: the restart empties the stack's ledger."""
-    from autotune.job_lifecycle import parse_timestamp
+    from autotune.jobs.lifecycle import parse_timestamp
 
     name, again = f"incoming/{unique('tuned-once')}.jsonl", f"incoming/{unique('same-bytes')}.jsonl"
     data = dataset(name, 20)

@@ -23,17 +23,19 @@ from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService
 from autotune.events import EventType
-from autotune.job_lifecycle import LedgerState, parse_timestamp
+from autotune.jobs.lifecycle import LedgerState, parse_timestamp
 from autotune.settings import TuningSettings
-from autotune.submission import KEY_LABEL, Pipeline, ProjectCatalog, submit
-from autotune.tuning_request import DatasetRef, TuningRequest, content_key, idempotency_key
+from autotune.adapters.catalog import ProjectCatalog
+from autotune.jobs.job_spec import KEY_LABEL
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.submit import submit_request
+from autotune.jobs.request import DatasetRef, TuningRequest, content_key, idempotency_key
 
 from sample_data import unique
 from sample_data import conversation_dataset as dataset
 
 pytestmark = pytest.mark.integration
 
-S = LedgerState
 END_EVENTS = {EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED}
 WAIT = 120.0  # generous: the machine is shared; nothing here measures speed
 
@@ -121,7 +123,7 @@ def test_same_finalize_event_ten_times_at_once_gives_one_job(stack, events, ledg
     assert done.type == EventType.JOB_SUCCEEDED
     assert len(jobs_labelled(tuning, stack, done.payload.idempotency_key)) == 1
     records = [r for r in ledger.records() if r.dataset_uri == uri(stack, name)]
-    assert len(records) == 1 and records[0].state == S.SUCCEEDED
+    assert len(records) == 1 and records[0].state == LedgerState.SUCCEEDED
     assert types_for(events, uri(stack, name)).count("submitted") == 1
 
 
@@ -150,10 +152,10 @@ def test_crash_between_create_and_ledger_write_gives_no_second_job(stack, events
         pass
 
     class DyingLedger(FirestoreLedger):
-        def update(self, key, decide, *, missing_ok=False):
-            if self.get(key).state == S.SUBMITTING:
+        def update(self, key, decide):
+            if self.get(key).state == LedgerState.SUBMITTING:
                 raise Crash("the process died after create, before recording the job")
-            return super().update(key, decide, missing_ok=missing_ok)
+            return super().update(key, decide)
 
     pipeline = Pipeline(
         ledger=DyingLedger(stack.firestore_client(), stack.config.ledger_collection),
@@ -165,9 +167,9 @@ def test_crash_between_create_and_ledger_write_gives_no_second_job(stack, events
         claim_seconds=3.0,
     )
     with pytest.raises(Crash):
-        submit(pipeline, request)
+        submit_request(pipeline, request)
     [created] = jobs_labelled(tuning, stack, request.idempotency_key)
-    assert ledger.get(request.idempotency_key).state == S.SUBMITTING
+    assert ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING
 
     done = wait_event(events, uri(stack, name), *END_EVENTS)
     assert done.type == EventType.JOB_SUCCEEDED and done.payload.job_name == created.name
@@ -204,10 +206,10 @@ def test_five_datasets_under_quota_one_run_one_at_a_time_in_upload_order(stack, 
         watcher.join()
     assert [e.type for e in ends] == [EventType.JOB_SUCCEEDED] * 5
     assert peak["active"] <= 1
-    records = sorted((ledger.get(e.payload.idempotency_key) for e in ends), key=lambda r: _entered(r, S.SUBMITTING))
+    records = sorted((ledger.get(e.payload.idempotency_key) for e in ends), key=lambda r: _entered(r, LedgerState.SUBMITTING))
     assert [r.dataset_uri for r in records] == [uri(stack, n) for n in names]  # FIFO: upload order
     for earlier, later in zip(records, records[1:]):
-        assert _entered(later, S.SUBMITTING) >= _entered(earlier, S.SUCCEEDED)  # never two at once
+        assert _entered(later, LedgerState.SUBMITTING) >= _entered(earlier, LedgerState.SUCCEEDED)  # never two at once
     for name in names:
         assert types_for(events, uri(stack, name)).count("succeeded") == 1
 
@@ -224,7 +226,7 @@ def test_a_job_told_to_fail_gives_a_failed_event_with_its_error(stack, events, l
     assert failed.type == EventType.JOB_FAILED
     assert failed.payload.error == "emulator: example 7 has an empty model turn"
     record = ledger.get(failed.payload.idempotency_key)
-    assert record.state == S.FAILED and record.error == failed.payload.error
+    assert record.state == LedgerState.FAILED and record.error == failed.payload.error
     assert ledger.slots().active == {}
 
 
@@ -237,7 +239,7 @@ def test_service_429_leaves_the_dataset_queued_and_it_runs_later(stack, events, 
     done = wait_event(events, uri(stack, name), *END_EVENTS)
     assert done.type == EventType.JOB_SUCCEEDED
     states = [t.state for t in ledger.get(done.payload.idempotency_key).history]
-    assert states[:3] == [S.ACCEPTED, S.SUBMITTING, S.QUEUED] and states[-1] == S.SUCCEEDED
+    assert states[:3] == [LedgerState.ACCEPTED, LedgerState.SUBMITTING, LedgerState.QUEUED] and states[-1] == LedgerState.SUCCEEDED
 
 
 def test_reupload_of_the_same_bytes_is_skipped_unless_forced(stack, events, ledger, tuning):
@@ -352,7 +354,7 @@ def test_with_500s_injected_every_dataset_still_gets_exactly_one_job(make_local_
 def test_overlapping_status_ticks_double_nothing(stack, events, ledger, tuning):
     """Ticks fired at the status function all at once, while this process runs the status step
     too (another process on the same Firestore): every move and event still happens once."""
-    from autotune.submission import status_tick
+    from autotune.jobs.tick import status_tick
 
     names = [f"incoming/{unique(f'overlap-{i}')}.jsonl" for i in range(2)]
     stack.upload(dataset(names[0]), names[0])
@@ -380,7 +382,7 @@ def test_overlapping_status_ticks_double_nothing(stack, events, ledger, tuning):
 
     deadline = time.monotonic() + WAIT * 2
     with ThreadPoolExecutor(max_workers=6) as pool:
-        while not all(ledger_state(ledger, stack, n) in {S.SUCCEEDED, S.FAILED, S.CANCELLED} for n in names):
+        while not all(ledger_state(ledger, stack, n) in {LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED} for n in names):
             assert time.monotonic() < deadline, [ledger_state(ledger, stack, n) for n in names]
             list(pool.map(burst, range(6)))
     for name in names:

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from autotune.events import EventType
-from autotune_local.tuning_emulator import FakeGcsStore, TuningService, make_server
+from autotune_local.tuning_emulator import FakeGcsStore, TuningEmulator, make_server
 
 from sample_data import unique
 from sample_data import conversation_dataset as dataset
@@ -33,7 +33,7 @@ class StoreOnceKnown:
 
 def test_the_stack_runs_against_another_tuning_server(make_local_stack):
     store = StoreOnceKnown()
-    other = TuningService(store=store, quota=2, job_seconds=3.0)
+    other = TuningEmulator(store=store, quota=2, job_seconds=3.0)
     server = make_server(other)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -23,8 +23,11 @@ from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService, state_name
 from autotune.events import EventType
-from autotune.job_lifecycle import LedgerState
-from autotune.submission import KEY_LABEL, Pipeline, ProjectCatalog, cancel
+from autotune.jobs.lifecycle import LedgerState
+from autotune.adapters.catalog import ProjectCatalog
+from autotune.jobs.cancel import cancel
+from autotune.jobs.job_spec import KEY_LABEL
+from autotune.jobs.pipeline import Pipeline
 from autotune_local.stack import FunctionSource
 
 from sample_data import unique
@@ -35,7 +38,6 @@ pytestmark = pytest.mark.integration
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
 END_TYPES = {EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED, EventType.JOB_SKIPPED}
 WAIT = 240.0  # generous: the machine is shared; nothing here measures speed
-S = LedgerState
 
 
 @pytest.fixture(scope="module")
@@ -183,10 +185,10 @@ def test_submit_killed_after_create_then_500s_never_gives_up_nor_frees_the_slot(
     stack.restart("submit")
     wait_until(lambda: record_of(ledger, first).failed_attempts > 3, "the attempts to run out")
     second = upload(stack, "waits-for-the-slot")
-    wait_until(lambda: (r := record_of(ledger, second)) and r.state == S.QUEUED, "the second dataset to queue")
+    wait_until(lambda: (r := record_of(ledger, second)) and r.state == LedgerState.QUEUED, "the second dataset to queue")
     time.sleep(3.0)  # a few more ticks of 500s
     held = record_of(ledger, first)
-    assert held.state == S.SUBMITTING and held.idempotency_key in ledger.slots().active
+    assert held.state == LedgerState.SUBMITTING and held.idempotency_key in ledger.slots().active
     assert not [r for r in events.events_for(first) if r.event.type == EventType.JOB_FAILED]
     jobs = control(stack, "state", method="GET")["jobs"]  # past the injected 500s
     assert sum(n for state, n in jobs.items() if state in ACTIVE) <= 1, jobs  # the held dataset's own job only: the second waits
@@ -210,9 +212,9 @@ def test_job_states_no_client_knows_are_recorded_and_polled_on(stack, events, le
     finally:
         control(stack, "config", {"jobSeconds": 8.0})
     if number == 11:  # PARTIALLY_SUCCEEDED is an end: it may already have moved the record
-        assert record.state in {S.RUNNING, S.SUCCEEDED}
+        assert record.state in {LedgerState.RUNNING, LedgerState.SUCCEEDED}
     else:
-        assert record.state == S.RUNNING
+        assert record.state == LedgerState.RUNNING
     assert ends_once(events, uri) == EventType.JOB_SUCCEEDED
     if number == 42:
         log = (stack.log_dir / "status.log").read_text(errors="replace")
@@ -238,6 +240,6 @@ def test_cancel_is_asynchronous_and_the_ledger_follows_what_the_service_reports(
     key = record_of(ledger, uri).idempotency_key
     assert cancel(connect(stack), key).value == "cancelled"
     record = wait_until(lambda: (r := record_of(ledger, uri)) and r.job_state == "JOB_STATE_CANCELLING" and r, "CANCELLING")
-    assert record.state == S.RUNNING and key in ledger.slots().active  # still holding the service's quota
+    assert record.state == LedgerState.RUNNING and key in ledger.slots().active  # still holding the service's quota
     assert ends_once(events, uri) == end
-    assert record_of(ledger, uri).state == {EventType.JOB_CANCELLED: S.CANCELLED, EventType.JOB_SUCCEEDED: S.SUCCEEDED}[end]
+    assert record_of(ledger, uri).state == {EventType.JOB_CANCELLED: LedgerState.CANCELLED, EventType.JOB_SUCCEEDED: LedgerState.SUCCEEDED}[end]

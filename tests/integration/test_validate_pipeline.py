@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from autotune.events import EventType
-from autotune.tuning_request import decode_request
+from autotune.jobs.request import decode_request
 
 from sample_data import unique
 
@@ -325,7 +325,7 @@ def test_no_dataset_content_in_any_log(local_stack, events) -> None:
 
 def test_storage_adapter_streams_a_pinned_generation_and_says_when_it_is_gone(local_stack) -> None:
     from autotune.adapters.storage import GcsDatasetStore
-    from autotune.dataset_intake import ObjectGone
+    from autotune.intake.objects import ObjectGone
 
     store = GcsDatasetStore(local_stack.storage_client(), local_stack.bucket, chunk_bytes=1000)
     name = f"scratch/{unique('pinned')}.jsonl"

@@ -12,7 +12,8 @@ import pytest
 from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.storage import GcsDatasetStore
-from autotune.dataset_intake import IntakeDeps, process_upload, split_object_names
+from autotune.intake.split import split_object_names
+from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.events import EventType
 from autotune.validation import DatasetSource, validate_dataset
 
@@ -46,7 +47,7 @@ def jobs_for(stack, key: str) -> list:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import aiplatform_v1
 
-    from autotune.submission import KEY_LABEL
+    from autotune.jobs.job_spec import KEY_LABEL
 
     client = aiplatform_v1.GenAiTuningServiceClient(
         transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()

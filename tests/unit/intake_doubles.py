@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from autotune.dataset_intake import REPORT_VALID_METADATA, ObjectGone, StoredObject
-from autotune.reconciliation import ListedObject
-from autotune.tuning_request import TuningRequest, decode_request, encode_request
+from autotune.intake.objects import REPORT_VALID_METADATA, ObjectGone, StoredObject
+from autotune.intake.reconciliation import ListedObject
+from autotune.jobs.request import TuningRequest, decode_request, encode_request
 
 BUCKET = "data-bucket"
 NOW = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)

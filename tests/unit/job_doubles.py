@@ -10,12 +10,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-
 from autotune.events import TuningEvent
-from autotune.job_lifecycle import JobSnapshot, LedgerRecord, LedgerState
+from autotune.jobs.documents import Change, ClaimView, Slots
+from autotune.jobs.lifecycle import JobSnapshot, LedgerRecord, LedgerState
+from autotune.jobs.ports import ErrorKind, TuningServiceError
+from autotune.jobs.request import (
+    DatasetRef,
+    TuningRequest,
+    content_key,
+    idempotency_key,
+)
 from autotune.settings import TuningSettings
-from autotune.submission import Change, ClaimView, ErrorKind, Slots, TuningServiceError
-from autotune.tuning_request import DatasetRef, TuningRequest, content_key, idempotency_key
 
 
 class MemoryLedger:
@@ -37,11 +42,12 @@ class MemoryLedger:
                 self.content[content_key] = change.content_owner_key
             return change
 
-    def update(self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None], *, missing_ok: bool = False) -> Change | None:
+    def update(self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]) -> Change | None:
+        return self.update_or_absent(key, lambda record, slots: None if record is None else decide(record, slots))
+
+    def update_or_absent(self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]) -> Change | None:
         with self.lock:
             record = self.docs.get(key)
-            if record is None and not missing_ok:
-                return None
             change = decide(record, self.slot_doc)
             if change is not None:
                 self._write(key, change)
@@ -72,7 +78,7 @@ class MemoryLedger:
     def clear_outbox(self, key: str, event_ids: Collection[str]) -> None:
         with self.lock:
             record = self.docs[key]
-            left = tuple(item for item in record.outbox if item["id"] not in set(event_ids))
+            left = tuple(event for event in record.outbox if event.id not in set(event_ids))
             self.docs[key] = msgspec.structs.replace(record, outbox=left)
 
     def slots(self) -> Slots:
@@ -90,7 +96,7 @@ class MemoryLedger:
         return dict(self.__dict__.get("failures", {}))
 
     def record_intake_failure(self, upload: str, error: str, now: datetime):
-        from autotune.reconciliation import IntakeFailure
+        from autotune.intake.reconciliation import IntakeFailure
 
         failures = self.__dict__.setdefault("failures", {})
         previous = failures.get(upload)

@@ -1,13 +1,14 @@
 """The contracts every function shares: configuration, settings layering, events, tuning requests."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from autotune.config import ConfigError, PipelineConfig, TuningDefaults, load_config_file
 from autotune.events import EventPayload, EventType, from_pubsub_message, make_event, to_pubsub_message
 from autotune.settings import TuningSettings, is_forced
-from autotune.tuning_request import (
+from autotune.jobs.request import (
     DatasetRef,
     InvalidTuningRequest,
     TuningRequest,
@@ -19,7 +20,7 @@ from autotune.tuning_request import (
 
 
 def test_config_file_round_trips_through_environment():
-    config = load_config_file()
+    config = load_config_file(Path(__file__).resolve().parents[2] / "deploy" / "config.toml")
     assert config.events_topic == "tuning-events"
     assert config.defaults.epochs > 0
     again = PipelineConfig.from_env(config.to_env())

@@ -12,23 +12,19 @@ import msgspec
 import pytest
 
 from autotune.config import PipelineConfig, TuningDefaults
-from autotune.dataset_intake import (
-    INVALID_MANIFEST,
-    OBJECT_NOT_FOUND,
-    IntakeDeps,
-    InvalidManifest,
+from autotune.intake.manifest import InvalidManifest, parse_manifest, resolve_settings
+from autotune.intake.objects import (
     ObjectGone,
     StoredObject,
     UnreadableEvent,
     classify,
-    parse_manifest,
-    process_upload,
     report_object_name,
-    resolve_settings,
     stored_object_from_event,
 )
+from autotune.intake.rejections import INVALID_MANIFEST, OBJECT_NOT_FOUND
+from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.events import EventType
-from autotune.tuning_request import TuningRequest, decode_request, encode_request
+from autotune.jobs.request import TuningRequest, decode_request, encode_request
 from autotune.validation import DatasetSource, validate_dataset
 from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 

@@ -30,7 +30,7 @@ FUNCTIONS = ("validate", "submit", "status")
 
 # The roles each identity may hold, written from the issue rather than from roles.py, so the
 # plan is checked against the requirement and not against itself. status creates tuning jobs
-# when it promotes a queued dataset (autotune.submission.status_tick), hence aiplatform.user.
+# when it promotes a queued dataset (autotune.jobs.tick.status_tick), hence aiplatform.user.
 ALLOWED_ROLES = {
     "autotune-validate": {"roles/storage.objectViewer", "roles/storage.objectUser", "roles/pubsub.publisher"},
     # submit re-checks each request against the bucket's report and pinned copies (read only)
@@ -638,7 +638,7 @@ def test_validate_installs_and_imports_neither_vertex_ai_nor_firestore():
 
 def test_the_import_scan_follows_autotune_modules_and_lazy_imports():
     modules = staging.imported_modules("submit")
-    assert "autotune.submission" in modules
+    assert "autotune.jobs.submit" in modules
     assert any(m.startswith("google.cloud.aiplatform") for m in modules)  # imported inside a function
 
 
@@ -680,7 +680,7 @@ def test_readme_plan_is_the_commands_output(tmp_path, monkeypatch):
 
 
 def test_readme_roles_table_is_the_role_table():
-    target = make_target(project="sample-project", region="us-central1", bucket=None, config=load_config_file())
+    target = make_target(project="sample-project", region="us-central1", bucket=None, config=load_config_file(ROOT / "deploy" / "config.toml"))
     text = (ROOT / "README.md").read_text()
     match = re.search(r"<!-- deploy-roles:begin -->\n(.*?)<!-- deploy-roles:end -->", text, re.S)
     assert match and match.group(1) == roles.roles_markdown(target), (

@@ -4,7 +4,7 @@ import json
 from datetime import UTC, datetime
 
 from autotune.cli.jobs import describe_record, find_records, record_json
-from autotune.job_lifecycle import LedgerState, move, new_record
+from autotune.jobs.lifecycle import LedgerState, move, new_record
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 JOB = "projects/p/locations/us-central1/tuningJobs/123456"

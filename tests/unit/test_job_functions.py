@@ -1,22 +1,24 @@
-"""functions/submit and functions/status as functions-framework serves them, with in-memory
-ledger, service and bus behind them: what the entry points decode, acknowledge and refuse."""
+"""The functions as functions-framework serves them, with in-memory ledger, service, bucket and bus
+handed to them through their `configure`: what the entry points decode, acknowledge and refuse."""
 
 import base64
 from datetime import timedelta
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from functions_framework import create_app
 
-from autotune.config import REPO_ROOT
-from autotune.job_lifecycle import LedgerState
-from autotune.submission import Pipeline
-from autotune.tuning_request import encode_request
-from autotune.dataset_intake import IntakeDeps
+from autotune.jobs.lifecycle import LedgerState
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.request import encode_request
+from autotune.intake.upload import IntakeDeps
 from autotune.validation import DatasetSource, validate_dataset
 from intake_doubles import MemoryBus, MemoryStore
 from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PUBSUB_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 
@@ -28,11 +30,13 @@ def pipeline():
 
 
 def serve(name: str, pipeline: Pipeline, intake: tuple[IntakeDeps, MemoryStore] | None = None):
-    app = create_app(target=name, source=str(REPO_ROOT / "functions" / name / "main.py"), signature_type="cloudevent")
-    sys.modules["main"]._pipeline = lambda: pipeline  # the function's one wiring point
-    if name == "status":  # and its reconciliation's
+    app = create_app(target=name, source=str(ROOT / "functions" / name / "main.py"), signature_type="cloudevent")
+    function = sys.modules["main"]  # the module functions-framework just loaded from that source
+    if name == "status":  # with its reconciliation's intake
         store = MemoryStore()
-        sys.modules["main"]._intake = lambda: intake or (memory_intake(store), store)
+        function.configure(pipeline=lambda: pipeline, intake=lambda: intake or (memory_intake(store), store))
+    else:
+        function.configure(pipeline=lambda: pipeline)
     return app.test_client()
 
 
@@ -110,10 +114,33 @@ def test_a_status_tick_takes_in_an_upload_whose_notification_was_lost(pipeline, 
     upload = store.put("incoming/lost.jsonl", (json.dumps(example) + "\n").encode() * 20)
     intake = memory_intake(store)
     status_client = serve("status", pipeline, (intake, store))
-    sys.modules["main"]._config.cache_clear()
     tick_headers, tick_body = cloud_event(b"{}", message_id="tick-1")
     assert status_client.post("/", headers=tick_headers, data=tick_body).status_code == 200
     [request] = intake.bus.requests
     assert request.training.uri == upload.uri
     assert status_client.post("/", headers=tick_headers, data=tick_body).status_code == 200
     assert len(intake.bus.requests) == 1  # the next pass is a period away
+
+
+def test_validate_serves_with_the_configuration_and_intake_it_is_handed():
+    """functions/validate's injection point: a storage event in, the verdict through the intake
+    it was configured with (no Google client built)."""
+    from autotune.config import PipelineConfig
+    from intake_doubles import BUCKET
+
+    store = MemoryStore()
+    example = {"contents": [{"role": "user", "parts": [{"text": "Q?"}]}, {"role": "model", "parts": [{"text": "A."}]}]}
+    upload = store.put("incoming/served.jsonl", (json.dumps(example) + "\n").encode() * 20)
+    intake = memory_intake(store)
+    app = create_app(target="validate", source=str(ROOT / "functions" / "validate" / "main.py"), signature_type="cloudevent")
+    sys.modules["main"].configure(config=lambda: PipelineConfig(project="p", bucket=BUCKET), deps=lambda: intake)
+    headers = {
+        "ce-specversion": "1.0", "ce-id": "e-1", "ce-type": "google.cloud.storage.object.v1.finalized",
+        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{BUCKET}", "ce-subject": f"objects/{upload.name}",
+        "Content-Type": "application/json",
+    }
+    body = {"bucket": BUCKET, "name": upload.name, "generation": upload.generation, "size": str(upload.size)}
+    assert app.test_client().post("/", headers=headers, data=json.dumps(body)).status_code == 200
+    [request] = intake.bus.requests
+    assert request.training.uri == upload.uri
+    assert json.loads(next(iter(store.reports.values())))["valid"] is True

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from autotune.events import EventType
-from autotune.job_lifecycle import (
+from autotune.jobs.lifecycle import (
     ENDED_STATES,
     EVENT_ON_ENTRY,
     TRANSITIONS,
@@ -15,37 +15,35 @@ from autotune.job_lifecycle import (
     LedgerRecord,
     LedgerState,
     claim_expired,
-    event_from_dict,
     move,
     new_record,
-    observed,
+    apply_job_snapshot,
     parse_timestamp,
     timestamp,
 )
 
-S = LedgerState
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 JOB = "projects/p/locations/us-central1/tuningJobs/7"
 
 
-def record(state: LedgerState = S.ACCEPTED, **fields) -> LedgerRecord:
+def record(state: LedgerState = LedgerState.ACCEPTED, **fields) -> LedgerRecord:
     base = new_record(idempotency_key="k" * 40, content_key="c" * 40, dataset_uri="gs://b/incoming/d.jsonl", generation="5", now=NOW)
     path = {
-        S.ACCEPTED: [],
-        S.QUEUED: [S.QUEUED],
-        S.SUBMITTING: [S.SUBMITTING],
-        S.SUBMITTED: [S.SUBMITTING, S.SUBMITTED],
-        S.RUNNING: [S.SUBMITTING, S.SUBMITTED, S.RUNNING],
+        LedgerState.ACCEPTED: [],
+        LedgerState.QUEUED: [LedgerState.QUEUED],
+        LedgerState.SUBMITTING: [LedgerState.SUBMITTING],
+        LedgerState.SUBMITTED: [LedgerState.SUBMITTING, LedgerState.SUBMITTED],
+        LedgerState.RUNNING: [LedgerState.SUBMITTING, LedgerState.SUBMITTED, LedgerState.RUNNING],
     }[state]
     for step in path:
-        base = move(base, step, NOW, job_name=JOB if step in {S.SUBMITTED, S.RUNNING} else None)
+        base = move(base, step, NOW, job_name=JOB if step in {LedgerState.SUBMITTED, LedgerState.RUNNING} else None)
     return base.__class__(**{**{f: getattr(base, f) for f in base.__struct_fields__}, "outbox": (), **fields})
 
 
 def test_every_state_has_a_transition_entry_and_an_event_entry():
     assert set(TRANSITIONS) == set(LedgerState)
     assert set(EVENT_ON_ENTRY) == set(LedgerState)
-    assert ENDED_STATES == {S.SUCCEEDED, S.FAILED, S.CANCELLED, S.SKIPPED}
+    assert ENDED_STATES == {LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED, LedgerState.SKIPPED}
 
 
 def test_ended_states_cannot_move():
@@ -56,37 +54,37 @@ def test_ended_states_cannot_move():
 
 def test_illegal_move_names_the_states_and_the_record():
     with pytest.raises(IllegalTransition, match=r"gs://b/incoming/d.jsonl.*ACCEPTED -> SUCCEEDED"):
-        move(record(), S.SUCCEEDED, NOW)
+        move(record(), LedgerState.SUCCEEDED, NOW)
 
 
 def test_move_records_history_and_puts_the_event_in_the_outbox():
-    moved = move(record(), S.QUEUED, NOW + timedelta(seconds=1), reason="slots full")
-    assert [t.state for t in moved.history] == [S.ACCEPTED, S.QUEUED]
+    moved = move(record(), LedgerState.QUEUED, NOW + timedelta(seconds=1), reason="slots full")
+    assert [t.state for t in moved.history] == [LedgerState.ACCEPTED, LedgerState.QUEUED]
     assert moved.history[-1].at == "2026-11-25T12:00:01.000000Z"
     assert moved.history[-1].reason == "slots full"
-    [event] = [event_from_dict(item) for item in moved.outbox]
+    [event] = moved.outbox
     assert event.type == EventType.JOB_QUEUED
     assert event.payload.state == "QUEUED"
     assert event.payload.reason == "slots full"
 
 
 def test_internal_moves_publish_nothing():
-    assert move(record(), S.SUBMITTING, NOW).outbox == ()
+    assert move(record(), LedgerState.SUBMITTING, NOW).outbox == ()
 
 
 def test_event_ids_are_stable_and_tell_two_queued_arrivals_apart():
-    first = move(record(), S.QUEUED, NOW)
-    again = move(record(), S.QUEUED, NOW + timedelta(hours=1))
-    assert first.outbox[0]["id"] == again.outbox[0]["id"]
-    requeued = move(move(move(record(), S.QUEUED, NOW), S.SUBMITTING, NOW), S.QUEUED, NOW)
-    assert requeued.outbox[0]["id"] != requeued.outbox[1]["id"]
+    first = move(record(), LedgerState.QUEUED, NOW)
+    again = move(record(), LedgerState.QUEUED, NOW + timedelta(hours=1))
+    assert first.outbox[0].id == again.outbox[0].id
+    requeued = move(move(move(record(), LedgerState.QUEUED, NOW), LedgerState.SUBMITTING, NOW), LedgerState.QUEUED, NOW)
+    assert requeued.outbox[0].id != requeued.outbox[1].id
 
 
 def test_claim_expiry():
-    claimed = move(record(), S.SUBMITTING, NOW, claim_expires_at=timestamp(NOW + timedelta(seconds=30)))
+    claimed = move(record(), LedgerState.SUBMITTING, NOW, claim_expires_at=timestamp(NOW + timedelta(seconds=30)))
     assert not claim_expired(claimed, NOW + timedelta(seconds=29))
     assert claim_expired(claimed, NOW + timedelta(seconds=30))
-    assert not claim_expired(record(S.QUEUED), NOW + timedelta(days=1))
+    assert not claim_expired(record(LedgerState.QUEUED), NOW + timedelta(days=1))
 
 
 def test_timestamps_sort_as_text_in_time_order():
@@ -99,18 +97,18 @@ def test_timestamps_sort_as_text_in_time_order():
     [
         ("JOB_STATE_QUEUED", None),
         ("JOB_STATE_PENDING", None),
-        ("JOB_STATE_RUNNING", S.RUNNING),
+        ("JOB_STATE_RUNNING", LedgerState.RUNNING),
         ("JOB_STATE_CANCELLING", None),
-        ("JOB_STATE_SUCCEEDED", S.SUCCEEDED),
-        ("JOB_STATE_FAILED", S.FAILED),
-        ("JOB_STATE_CANCELLED", S.CANCELLED),
-        ("JOB_STATE_EXPIRED", S.FAILED),
+        ("JOB_STATE_SUCCEEDED", LedgerState.SUCCEEDED),
+        ("JOB_STATE_FAILED", LedgerState.FAILED),
+        ("JOB_STATE_CANCELLED", LedgerState.CANCELLED),
+        ("JOB_STATE_EXPIRED", LedgerState.FAILED),
     ],
 )
 def test_observed_maps_vertex_states_from_submitted(vertex, expected):
-    seen = observed(record(S.SUBMITTED), JobSnapshot(name=JOB, state=vertex), NOW)
+    seen = apply_job_snapshot(record(LedgerState.SUBMITTED), JobSnapshot(name=JOB, state=vertex), NOW)
     if expected is None:
-        assert seen is None or seen.state == S.SUBMITTED
+        assert seen is None or seen.state == LedgerState.SUBMITTED
     else:
         assert seen.state == expected
 
@@ -126,29 +124,65 @@ def test_succeeded_between_two_polls_announces_running_then_succeeded():
         name=JOB, state="JOB_STATE_SUCCEEDED", started=True, tuned_model="projects/p/locations/l/models/1@1", endpoint="projects/p/locations/l/endpoints/1",
         stats={"tuningDatasetExampleCount": "3"},
     )
-    seen = observed(record(S.SUBMITTED), job, NOW)
-    events = [event_from_dict(item) for item in seen.outbox]
+    seen = apply_job_snapshot(record(LedgerState.SUBMITTED), job, NOW)
+    events = list(seen.outbox)
     assert [e.type for e in events] == [EventType.JOB_RUNNING, EventType.JOB_SUCCEEDED]
     assert events[1].payload.tuned_model == "projects/p/locations/l/models/1@1"
     assert events[1].payload.endpoint == "projects/p/locations/l/endpoints/1"
     assert seen.tuning_data_stats == {"tuningDatasetExampleCount": "3"}
-    assert [t.state for t in seen.history][-2:] == [S.RUNNING, S.SUCCEEDED]
+    assert [t.state for t in seen.history][-2:] == [LedgerState.RUNNING, LedgerState.SUCCEEDED]
 
 
 def test_failed_job_carries_its_error_into_the_event():
-    seen = observed(record(S.RUNNING), JobSnapshot(name=JOB, state="JOB_STATE_FAILED", started=True, error="bad data at line 3"), NOW)
-    [event] = [event_from_dict(item) for item in seen.outbox]
+    seen = apply_job_snapshot(record(LedgerState.RUNNING), JobSnapshot(name=JOB, state="JOB_STATE_FAILED", started=True, error="bad data at line 3"), NOW)
+    [event] = seen.outbox
     assert event.type == EventType.JOB_FAILED
     assert event.payload.error == "bad data at line 3"
     assert seen.error == "bad data at line 3"
 
 
 def test_same_state_seen_again_changes_nothing():
-    assert observed(record(S.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING"), NOW) is None
+    assert apply_job_snapshot(record(LedgerState.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING"), NOW) is None
 
 
 def test_new_stats_are_kept_without_an_event():
-    seen = observed(
-        record(S.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING", stats={"totalBillableTokenCount": "1"}), NOW
+    seen = apply_job_snapshot(
+        record(LedgerState.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING", stats={"totalBillableTokenCount": "1"}), NOW
     )
-    assert seen.tuning_data_stats == {"totalBillableTokenCount": "1"} and seen.outbox == () and seen.state == S.RUNNING
+    assert seen.tuning_data_stats == {"totalBillableTokenCount": "1"} and seen.outbox == () and seen.state == LedgerState.RUNNING
+
+
+# A QUEUED record as the ledger stored it before outbox events were typed (each event the JSON
+# object it is published as): such records must load, and a record must still be stored so.
+STORED_QUEUED_RECORD = {
+    "idempotency_key": "k1", "content_key": "c1", "dataset_uri": "gs://b/incoming/a.jsonl", "generation": "7",
+    "state": "QUEUED",
+    "history": [{"state": "ACCEPTED", "at": "2026-12-01T12:00:00.000000Z"},
+                {"state": "QUEUED", "at": "2026-12-01T12:00:00.000000Z", "reason": "1 of 1 job slots in use, 0 waiting"}],
+    "created_at": "2026-12-01T12:00:00.000000Z", "updated_at": "2026-12-01T12:00:00.000000Z",
+    "report_uri": "gs://b/reports/incoming/a.jsonl/7.json", "model": "gemini-3.5-flash", "region": "us-central1",
+    "queue_order": "00000000000000000007", "reason": "1 of 1 job slots in use, 0 waiting",
+    "outbox": [{
+        "type": "autotune.job.v1.queued",
+        "payload": {"dataset_uri": "gs://b/incoming/a.jsonl", "generation": "7", "idempotency_key": "k1",
+                    "report_uri": "gs://b/reports/incoming/a.jsonl/7.json", "model": "gemini-3.5-flash", "state": "QUEUED",
+                    "reason": "1 of 1 job slots in use, 0 waiting"},
+        "time": "2026-12-01T12:00:00Z", "id": "2e4e91209621878e3ec91ca673b16cf0",
+    }],
+}
+
+
+def test_outbox_events_are_stored_as_the_json_they_are_published_as():
+    import msgspec
+
+    from autotune.events import TuningEvent
+
+    stamp = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    fresh = new_record(idempotency_key="k1", content_key="c1", dataset_uri="gs://b/incoming/a.jsonl", generation="7", now=stamp,
+                       report_uri="gs://b/reports/incoming/a.jsonl/7.json", request=None, model="gemini-3.5-flash",
+                       region="us-central1", queue_order="00000000000000000007", forced=False)
+    queued = move(fresh, LedgerState.QUEUED, stamp, reason="1 of 1 job slots in use, 0 waiting")
+    assert msgspec.json.decode(msgspec.json.encode(msgspec.to_builtins(queued))) == STORED_QUEUED_RECORD
+    loaded = msgspec.convert(STORED_QUEUED_RECORD, LedgerRecord)
+    assert loaded == queued and isinstance(loaded.outbox[0], TuningEvent)
+    assert loaded.outbox[0].id == "2e4e91209621878e3ec91ca673b16cf0"

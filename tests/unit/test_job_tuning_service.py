@@ -6,9 +6,11 @@ import threading
 import pytest
 
 from autotune.adapters.tuning_service import VertexTuningService
-from autotune.submission import KEY_LABEL, ErrorKind, ProjectCatalog, TuningServiceError, build_job_spec
+from autotune.adapters.catalog import ProjectCatalog
+from autotune.jobs.job_spec import KEY_LABEL, build_job_spec
+from autotune.jobs.ports import ErrorKind, TuningServiceError
 from autotune_local import processes
-from autotune_local.tuning_emulator import MemoryStore, TuningService, make_server
+from autotune_local.tuning_emulator import MemoryStore, TuningEmulator, make_server
 from job_doubles import make_request
 
 REQUEST = make_request(bucket="bkt", name="incoming/data.jsonl")
@@ -17,7 +19,7 @@ LINE = b'{"contents": [{"role": "user", "parts": [{"text": "hi there"}]}, {"role
 
 @pytest.fixture
 def emulator():
-    service = TuningService(store=MemoryStore({REQUEST.training.uri: LINE * 20}), quota=1, job_seconds=0.5)
+    service = TuningEmulator(store=MemoryStore({REQUEST.training.uri: LINE * 20}), quota=1, job_seconds=0.5)
     server = make_server(service)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield service, VertexTuningService(f"http://127.0.0.1:{server.server_port}")

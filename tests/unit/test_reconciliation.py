@@ -9,9 +9,17 @@ from datetime import timedelta
 import pytest
 
 from autotune.config import PipelineConfig, TuningDefaults
-from autotune.dataset_intake import REPORT_VALID_METADATA, IntakeDeps, StoredObject, process_upload, report_object_name
+from autotune.intake.objects import REPORT_VALID_METADATA, StoredObject, report_object_name
+from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.events import EventType
-from autotune.reconciliation import MAX_UPLOADS_PER_PASS, RECONCILE_WINDOW, ListedObject, find_lost_uploads, reconcile, reconcile_if_due
+from autotune.intake.reconciliation import (
+    MAX_UPLOADS_PER_PASS,
+    RECONCILE_WINDOW,
+    ListedObject,
+    find_lost_uploads,
+    reconcile,
+    reconcile_if_due,
+)
 from autotune.validation import DatasetSource, validate_dataset
 from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 from job_doubles import MemoryLedger
@@ -171,7 +179,7 @@ def test_a_pass_runs_at_most_once_a_period_across_callers_and_never_when_off(wor
 
 
 def _record_of(request):
-    from autotune.job_lifecycle import new_record
+    from autotune.jobs.lifecycle import new_record
 
     return new_record(
         idempotency_key=request.idempotency_key, content_key=request.content_key, dataset_uri=request.training.uri,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from autotune.config import PipelineConfig, TuningDefaults
-from autotune.dataset_intake import IntakeDeps, process_upload
+from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.report_page import html_report_name, page_view, render_report_page
 from autotune.settings import TuningSettings
 from autotune.validation import DatasetSource, validate_dataset

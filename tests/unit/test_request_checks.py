@@ -1,4 +1,4 @@
-"""What submit re-checks before acting on a tuning request (autotune.request_checks), the bound on
+"""What submit re-checks before acting on a tuning request (autotune.jobs.request_checks), the bound on
 a request's size, the queue order by the triggering upload, and the quarantine decision."""
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from autotune.dataset_intake import REPORT_REQUEST_FIELD, pinned_object_name
-from autotune.job_lifecycle import LedgerState, move, new_record
-from autotune.request_checks import catalog_settings_errors, request_refusal
+from autotune.intake.objects import REPORT_REQUEST_FIELD, pinned_object_name
+from autotune.jobs.lifecycle import LedgerState, move, new_record
+from autotune.jobs.request_checks import catalog_settings_errors, request_refusal
 from autotune.settings import TuningSettings
-from autotune.submission import Slots, queue_order, quarantine
-from autotune.tuning_request import (
+from autotune.jobs.decisions import quarantine
+from autotune.jobs.documents import Slots
+from autotune.jobs.job_spec import queue_order
+from autotune.jobs.request import (
     MAX_REQUEST_BYTES,
     DatasetRef,
     InvalidTuningRequest,
@@ -130,14 +132,14 @@ def test_quarantine_fails_a_record_slimmed_to_what_can_be_written():
     change = quarantine(record, Slots(active={"k": "t"}), error="400 maximum entity size is 1048576 bytes", now=NOW)
     assert change.record.state == LedgerState.FAILED and change.record.request is None
     assert "quarantined" in change.record.error and "k" not in change.slots.active
-    assert [e["type"] for e in change.record.outbox] == ["autotune.job.v1.failed"]
+    assert [e.type for e in change.record.outbox] == ["autotune.job.v1.failed"]
     assert len(msgspec.json.encode(change.record)) < 10_000
     assert quarantine(change.record, change.slots, error="again", now=NOW) is None
 
 
 def test_object_names_with_control_characters_are_names_like_any_other():
     """Cloud Storage allows a tab in a name; only what cannot be encoded or is too long is refused."""
-    from autotune.request_checks import object_name_problem
+    from autotune.jobs.request_checks import object_name_problem
 
     assert object_name_problem("incoming/a\tb.jsonl") is None
     assert object_name_problem("incoming/\ud800.jsonl") == "is not encodable as UTF-8"

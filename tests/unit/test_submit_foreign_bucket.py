@@ -6,9 +6,12 @@ import msgspec
 import pytest
 
 from autotune.events import EventType
-from autotune.job_lifecycle import LedgerState
-from autotune.submission import JobSpecError, Outcome, Pipeline, build_job_spec, submit
-from autotune.tuning_request import DatasetRef
+from autotune.jobs.lifecycle import LedgerState
+from autotune.jobs.documents import JobOutcome
+from autotune.jobs.job_spec import JobSpecError, build_job_spec
+from autotune.jobs.pipeline import Pipeline
+from autotune.jobs.submit import submit_request
+from autotune.jobs.request import DatasetRef
 from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
 
 
@@ -23,7 +26,7 @@ def world():
 def test_training_file_in_another_bucket_fails_with_a_reason_and_no_job(world):
     pipeline, ledger, service, bus = world
     request = make_request(bucket="someone-elses-bucket")
-    assert submit(pipeline, request) == Outcome.FAILED
+    assert submit_request(pipeline, request) == JobOutcome.FAILED
     assert service.created == []
     record = ledger.get(request.idempotency_key)
     assert record.state == LedgerState.FAILED
@@ -41,5 +44,5 @@ def test_validation_file_in_another_bucket_is_refused_too():
 
 def test_own_bucket_is_submitted(world):
     pipeline, _, service, _ = world
-    assert submit(pipeline, make_request(bucket="bkt")) == Outcome.SUBMITTED
+    assert submit_request(pipeline, make_request(bucket="bkt")) == JobOutcome.SUBMITTED
     assert len(service.created) == 1

@@ -10,9 +10,11 @@ import msgspec
 import pytest
 
 from autotune.adapters.tuning_service import VertexTuningService, retry_delay, retry_info_seconds
-from autotune.job_lifecycle import JobSnapshot, LedgerState, new_record, observed
-from autotune.submission import KEY_LABEL, ErrorKind, ProjectCatalog, TuningServiceError, build_job_spec
-from autotune_local.tuning_emulator import MemoryStore, TuningService, make_server
+from autotune.jobs.lifecycle import JobSnapshot, LedgerState, new_record, apply_job_snapshot
+from autotune.adapters.catalog import ProjectCatalog
+from autotune.jobs.job_spec import KEY_LABEL, build_job_spec
+from autotune.jobs.ports import ErrorKind, TuningServiceError
+from autotune_local.tuning_emulator import MemoryStore, TuningEmulator, make_server
 from job_doubles import make_request
 
 LINE = b'{"contents": [{"role": "user", "parts": [{"text": "hi"}]}, {"role": "model", "parts": [{"text": "hello"}]}]}\n'
@@ -29,7 +31,7 @@ class Sleeps:
 @pytest.fixture
 def world():
     store = MemoryStore({make_request(name=f"incoming/d{i}.jsonl").training.uri: LINE * 5 for i in range(4)})
-    service = TuningService(store=store, quota=4, job_seconds=60)
+    service = TuningEmulator(store=store, quota=4, job_seconds=60)
     server = make_server(service)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sleeps = Sleeps()
@@ -180,7 +182,7 @@ def test_a_2_mb_stats_payload_leaves_a_small_record_without_training_text():
     assert len(msgspec.json.encode(stats)) > 2_000_000
     record = new_record(idempotency_key="k" * 40, content_key="c", dataset_uri="gs://b/d.jsonl", generation="1", now=_now())
     record = msgspec.structs.replace(record, state=LedgerState.RUNNING, job_name="j", job_state="JOB_STATE_RUNNING")
-    seen = observed(record, JobSnapshot(name="j", state="JOB_STATE_SUCCEEDED", started=True, stats=stats), _now())
+    seen = apply_job_snapshot(record, JobSnapshot(name="j", state="JOB_STATE_SUCCEEDED", started=True, stats=stats), _now())
     encoded = msgspec.json.encode(seen)
     assert len(encoded) < 64 * 1024 and b"TRAINING-TEXT" not in encoded
     assert seen.tuning_data_stats == {
@@ -204,7 +206,7 @@ def test_a_claim_outlasts_the_longest_lookup_and_create_of_a_live_submitter():
     lookup retried to the end, waiting the longest RetryInfo allowed, then a create that runs to
     its deadline) ends before its claim expires."""
     from autotune.adapters import tuning_service as adapter
-    from autotune.submission import CLAIM_SECONDS
+    from autotune.jobs.decisions import CLAIM_SECONDS
 
     slowest = adapter.CALL_ATTEMPTS * adapter.CALL_TIMEOUT_SECONDS + (adapter.CALL_ATTEMPTS - 1) * adapter.RETRY_MAX_SECONDS
     slowest += adapter.CALL_TIMEOUT_SECONDS

@@ -15,7 +15,7 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1
 
-from autotune_local.tuning_emulator import FAIL_LABEL, MemoryStore, TuningService, make_server, parse_label_filter
+from autotune_local.tuning_emulator import FAIL_LABEL, MemoryStore, TuningEmulator, make_server, parse_label_filter
 
 PARENT = "projects/p/locations/us-central1"
 DATA = "gs://bkt/incoming/data.jsonl"
@@ -40,7 +40,7 @@ class Clock:
 def server():
     store = MemoryStore({DATA: (json.dumps(EXAMPLE) + "\n") * 10 + "\n"})
     store.objects[DATA] = store.objects[DATA].encode()
-    service = TuningService(store=store, quota=1, job_seconds=10, clock=Clock())
+    service = TuningEmulator(store=store, quota=1, job_seconds=10, clock=Clock())
     httpd = make_server(service)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -9,7 +9,7 @@ from google import genai
 from google.genai import types
 from google.oauth2.credentials import Credentials
 
-from autotune_local.tuning_emulator import MemoryStore, TuningService, make_handler
+from autotune_local.tuning_emulator import MemoryStore, TuningEmulator, make_handler
 
 DATA = "gs://bkt/incoming/data.jsonl"
 LINE = b'{"contents": [{"role": "user", "parts": [{"text": "hi"}]}, {"role": "model", "parts": [{"text": "hello"}]}]}\n'
@@ -17,7 +17,7 @@ LINE = b'{"contents": [{"role": "user", "parts": [{"text": "hi"}]}, {"role": "mo
 
 @pytest.fixture
 def emulator():
-    service = TuningService(store=MemoryStore({DATA: LINE * 5}), quota=2, job_seconds=60)
+    service = TuningEmulator(store=MemoryStore({DATA: LINE * 5}), quota=2, job_seconds=60)
     paths: list[str] = []
 
     class Recording(make_handler(service)):

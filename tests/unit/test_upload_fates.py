@@ -7,9 +7,9 @@ import pytest
 
 from autotune.cli.uploads import UploadPlanError, object_prefix, plan_uploads
 from autotune.config import PipelineConfig
-from autotune.dataset_intake import StoredObject
-from autotune.job_lifecycle import new_record
-from autotune.reconciliation import ListedObject
+from autotune.intake.objects import StoredObject
+from autotune.jobs.lifecycle import new_record
+from autotune.intake.reconciliation import ListedObject
 from autotune.upload_fates import (
     ACCEPTED, AWAITING, IGNORED, REJECTED, matches, parse_report_name, report_totals, upload_fates, with_report,
 )

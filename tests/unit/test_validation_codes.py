@@ -380,12 +380,12 @@ def test_videos_over_the_limit_found_in_headers_count_towards_the_dropped_tenth(
 
 
 def test_every_intake_code_is_documented_with_an_example():
-    from autotune import dataset_intake
+    from autotune.intake import rejections
 
     doc = (ROOT / "docs" / "error-codes.md").read_text(encoding="utf-8")
     intake = doc.split("## Pipeline intake codes", 1)[1]
-    codes = [dataset_intake.INVALID_MANIFEST, dataset_intake.OBJECT_NOT_FOUND, dataset_intake.CONTENT_ENCODED,
-             dataset_intake.UNUSABLE_TEXT, dataset_intake.MEDIA_IS_PIPELINE_OBJECT, dataset_intake.INVALID_VALIDATION_SPLIT]
+    codes = [rejections.INVALID_MANIFEST, rejections.OBJECT_NOT_FOUND, rejections.CONTENT_ENCODED,
+             rejections.UNUSABLE_TEXT, rejections.MEDIA_IS_PIPELINE_OBJECT, rejections.INVALID_VALIDATION_SPLIT]
     for code in codes:
         section = re.search(rf"^### `{code}` \(error\)\n(.*?)(?=^### |\Z)", intake, re.M | re.S)
         assert section, f"{code} missing from the intake codes of docs/error-codes.md"

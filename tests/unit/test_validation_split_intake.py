@@ -11,17 +11,16 @@ import pytest
 
 from autotune.catalog import get_model
 from autotune.config import PipelineConfig, TuningDefaults
-from autotune.dataset_intake import (
-    INVALID_VALIDATION_SPLIT,
+from autotune.intake.objects import classify
+from autotune.intake.rejections import INVALID_VALIDATION_SPLIT
+from autotune.intake.split import (
     VALIDATION_SPLIT_METADATA,
-    IntakeDeps,
     InvalidValidationSplit,
-    classify,
-    process_upload,
     split_dataset,
     split_object_names,
     validation_split_fraction,
 )
+from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.validation import DatasetSource, validate_dataset
 from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
@@ -217,7 +216,7 @@ def test_an_upload_whose_split_file_names_would_be_too_long_is_rejected_before_r
 def test_an_upload_too_large_to_split_in_memory_is_rejected_before_reading(
     store: MemoryStore, bus: MemoryBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import autotune.dataset_intake as intake
+    import autotune.intake.upload as intake  # where the limit is read
 
     data = jsonl(200)
     monkeypatch.setattr(intake, "SPLIT_MAX_BYTES", len(data) - 1)

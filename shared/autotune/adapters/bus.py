@@ -10,7 +10,7 @@ from google.cloud import pubsub_v1
 
 from autotune.config import PipelineConfig
 from autotune.events import TuningEvent, to_pubsub_message
-from autotune.tuning_request import SCHEMA_VERSION, TuningRequest, encode_request
+from autotune.jobs.request import SCHEMA_VERSION, TuningRequest, encode_request
 
 PUBLISH_TIMEOUT_SECONDS = 60
 

@@ -25,9 +25,15 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from autotune.job_lifecycle import LedgerRecord, LedgerState, parse_timestamp, timestamp
-from autotune.reconciliation import IntakeFailure
-from autotune.submission import Change, ClaimView, Slots, UnwritableRecord
+from autotune.intake.reconciliation import IntakeFailure
+from autotune.jobs.documents import Change, ClaimView, Slots
+from autotune.jobs.lifecycle import (
+    LedgerRecord,
+    LedgerState,
+    parse_timestamp,
+    timestamp,
+)
+from autotune.jobs.ports import UnwritableRecord
 
 # Every decision reads the slots document, so concurrent transactions contend on it. Within one
 # process they take turns (a lock: no point in racing a sibling thread); across processes a
@@ -54,10 +60,6 @@ class FirestoreLedger:
         self._turn_not_before: dict[str, datetime] = {}
         self._turn = threading.Lock()
 
-    @classmethod
-    def from_config(cls, project: str, collection: str) -> FirestoreLedger:
-        return cls(firestore.Client(project=project), collection)
-
     def claim(self, key: str, content_key: str, decide: Callable[[ClaimView], Change]) -> Change:
         record_ref = self.records_ref.document(key)
         content_ref = self.content_ref.document(content_key)
@@ -80,17 +82,19 @@ class FirestoreLedger:
 
         return self._transact(run)
 
-    def update(
-        self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None], *, missing_ok: bool = False
-    ) -> Change | None:
+    def update(self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]) -> Change | None:
+        return self._update(key, lambda record, slots: None if record is None else decide(record, slots))
+
+    def update_or_absent(self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]) -> Change | None:
+        return self._update(key, decide)
+
+    def _update(self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]) -> Change | None:
         record_ref = self.records_ref.document(key)
 
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> Change | None:
             record = _record(record_ref.get(transaction=transaction))
             slots = _slots(self.slots_ref.get(transaction=transaction))
-            if record is None and not missing_ok:
-                return None
             change = decide(record, slots)
             if change is not None:
                 self._write(transaction, record_ref, change)
@@ -143,7 +147,7 @@ class FirestoreLedger:
             record = _record(record_ref.get(transaction=transaction))
             if record is None or not record.outbox:
                 return
-            left = tuple(item for item in record.outbox if item.get("id") not in published)
+            left = tuple(event for event in record.outbox if event.id not in published)
             if len(left) != len(record.outbox):
                 transaction.set(record_ref, _document(msgspec.structs.replace(record, outbox=left)))
 

@@ -19,8 +19,8 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from autotune.dataset_intake import REPORT_VALID_METADATA, ObjectGone, StoredObject
-from autotune.reconciliation import ListedObject
+from autotune.intake.objects import REPORT_VALID_METADATA, ObjectGone, StoredObject
+from autotune.intake.reconciliation import ListedObject
 
 CHUNK_BYTES = 8 * 1024 * 1024
 

@@ -10,7 +10,7 @@ permanent, transient or not-found.
 Every call carries a deadline (GAPIC sets none of its own). get, list and cancel are retried here
 a bounded number of times on 5xx, 429 and timeouts, waiting what the error's RetryInfo asks when
 it says; create is never retried here: a create that timed out or answered 5xx may have made the
-job, and only a label lookup can tell (submission.run_submission does it).
+job, and only a label lookup can tell (autotune.jobs.submit.adopt_or_create_job does it).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from autotune import structured_log
-from autotune.job_lifecycle import JobSnapshot, stats_summary
-from autotune.submission import ErrorKind, TuningServiceError, classify_error
+from autotune.jobs.lifecycle import JobSnapshot, stats_summary
+from autotune.jobs.ports import ErrorKind, TuningServiceError
 
 CALL_TIMEOUT_SECONDS = 60.0
 CALL_ATTEMPTS = 3  # get, list and cancel: the first try and two retries
@@ -34,6 +34,29 @@ RETRY_BASE_SECONDS = 1.0
 # backoff (Pub/Sub redelivery, the next status tick) takes over.
 RETRY_MAX_SECONDS = 20.0
 _RETRIED = {ErrorKind.TRANSIENT, ErrorKind.QUOTA}
+
+
+_PERMANENT_STATUSES = {
+    "INVALID_ARGUMENT",
+    "FAILED_PRECONDITION",
+    "OUT_OF_RANGE",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "ALREADY_EXISTS",
+    "UNIMPLEMENTED",
+}
+_PERMANENT_CODES = {400, 401, 403, 409, 412, 501}
+
+
+def classify_error(http_code: int | None, status: str | None = None) -> ErrorKind:
+    """Quota, permanent or transient, from an HTTP code and/or a google.rpc status name."""
+    if http_code == 429 or status == "RESOURCE_EXHAUSTED":
+        return ErrorKind.QUOTA
+    if http_code == 404 or status == "NOT_FOUND":
+        return ErrorKind.NOT_FOUND
+    if status in _PERMANENT_STATUSES or http_code in _PERMANENT_CODES:
+        return ErrorKind.PERMANENT
+    return ErrorKind.TRANSIENT  # 5xx, 408, timeouts, connection errors, anything unknown: retry
 
 
 class VertexTuningService:

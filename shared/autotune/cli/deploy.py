@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from autotune_gcp.target import DEFAULT_SOURCE_DIR, dry_run_header
 
 from autotune.cli.app import app
 
@@ -26,7 +27,6 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", help="Configurati
 SourceDirOption = Annotated[
     Path, typer.Option("--source-dir", help="Where each function's upload directory is staged.")
 ]
-DEFAULT_SOURCE_DIR = Path(".autotune/gcp-source")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -36,46 +36,14 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _target(project, region, bucket, config, firestore_location=None, tuning_service_account=None,
             source_dir=DEFAULT_SOURCE_DIR, stage=False, notify_url=None):
-    from autotune.config import DEFAULT_CONFIG_FILE, ConfigError, load_config_file
-    from autotune_gcp.deployment import TargetError, functions, make_target
-    from autotune_gcp.staging import StagingError, source_digest
-    from autotune_gcp.staging import stage as stage_source
+    from autotune_gcp.target import TargetUnusable, prepare_target
 
     try:
-        pipeline = load_config_file(config or DEFAULT_CONFIG_FILE)
-        target = make_target(
-            project=project, region=region, bucket=bucket, config=pipeline,
-            firestore_location=firestore_location, tuning_service_account=tuning_service_account,
-            source_root=source_dir.as_posix(), notify_url=notify_url,
-        )
-        keys = [fn.key for fn in functions(target)]
-        models_file = pipeline.models_file
-        if models_file:
-            from autotune.catalog import CatalogError, catalog_from_files
-            from autotune.catalog.catalog import CATALOG_FILE
-
-            try:  # a models file that does not load stops the deploy here, not in the function
-                catalog_from_files(CATALOG_FILE.read_text(encoding="utf-8"), Path(models_file))
-            except CatalogError as exc:
-                raise _fail(str(exc)) from exc
-        digests = {key: source_digest(key, models_file) if models_file else source_digest(key) for key in keys}
-        if stage:
-            for key in keys:
-                stage_source(key, source_dir, models_file)
-    except (ConfigError, TargetError, StagingError) as exc:
+        return prepare_target(project, region, bucket, config, firestore_location=firestore_location,
+                              tuning_service_account=tuning_service_account, source_dir=source_dir, stage=stage,
+                              notify_url=notify_url)
+    except TargetUnusable as exc:
         raise _fail(str(exc)) from exc
-    import msgspec
-
-    return msgspec.structs.replace(target, source_digests=digests)
-
-
-def dry_run_header(target, command: str) -> str:
-    return (
-        f"# autotune {command} plan: project {target.project}, region {target.region}, bucket gs://{target.bucket}\n"
-        "# Nothing was read from Google Cloud: this is every step, as if nothing existed yet.\n"
-        + (f"# Function sources are staged under {target.source_root}/ (run from the directory holding it).\n"
-           if command == "deploy" else "")
-    )
 
 
 @app.command()
@@ -124,7 +92,11 @@ def deploy(
         _execute(steps)
         typer.echo("deployed: run `autotune deploy` again to check (it should find nothing to change)")
     if smoke:
-        from autotune.cli.smoke import SMOKE_TIMEOUT_SECONDS, google_cloud_clients, run_and_report
+        from autotune.cli.smoke import (
+            SMOKE_TIMEOUT_SECONDS,
+            google_cloud_clients,
+            run_and_report,
+        )
 
         storage, subscriber, names = google_cloud_clients(target.project, target.bucket, config)
         if not run_and_report(storage, subscriber, names, SMOKE_TIMEOUT_SECONDS):

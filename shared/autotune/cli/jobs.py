@@ -18,8 +18,8 @@ from autotune.cli.app import app
 from autotune.cli.terminal import echo, terminal_text
 
 if TYPE_CHECKING:
-    from autotune.job_lifecycle import LedgerRecord
-    from autotune.submission import Pipeline
+    from autotune.jobs.lifecycle import LedgerRecord
+    from autotune.jobs.pipeline import Pipeline
 
 StateDirOption = Annotated[Path | None, typer.Option("--state-dir", help="The local stack's state directory (default: .autotune/).")]
 WHY_MIN_WIDTH = 20  # columns the reason keeps before the dataset name gives way
@@ -122,7 +122,8 @@ def cancel(
 ) -> None:
     """Cancel a dataset's tuning: a queued one leaves the queue; a running job is cancelled on Vertex AI
     and the next status tick records CANCELLED."""
-    from autotune.submission import TuningServiceError, cancel as cancel_tuning
+    from autotune.jobs.cancel import cancel as cancel_tuning
+    from autotune.jobs.ports import TuningServiceError
 
     pipeline = _pipeline(state_dir)
     record = _one(pipeline.ledger.records(), job)
@@ -203,7 +204,10 @@ def _pipeline(state_dir: Path | None) -> Pipeline:
     """The job pipeline of the running local stack, else of the environment (Google Cloud)."""
     import os
 
+    from autotune.adapters.jobs import connect_pipeline
     from autotune.config import PipelineConfig
+    from autotune_local.checkout import config_file
+    from autotune_local.clients import google_clients
     from autotune_local.processes import is_running
     from autotune_local.stack import DEFAULT_STATE_DIR, read_state, recorded_processes
 
@@ -211,30 +215,10 @@ def _pipeline(state_dir: Path | None) -> Pipeline:
     state = read_state(directory)
     if state and any(is_running(p) for p in recorded_processes(directory)):
         env = dict(state["env"])
-        return _local_pipeline(PipelineConfig.from_env(env), env)
+        return connect_pipeline(PipelineConfig.from_env(env), clients=google_clients(env), environ=env)
     if "AUTOTUNE_PROJECT" not in os.environ:
         raise _fail("no local stack is running (start one with `autotune up --detach`) and AUTOTUNE_PROJECT is not set for Google Cloud")
-    from autotune.adapters.jobs import connect_pipeline
-
-    return connect_pipeline(PipelineConfig.from_env())
-
-
-def _local_pipeline(config, env: dict[str, str]) -> Pipeline:
-    from autotune.adapters.bus import PubSubBus
-    from autotune.adapters.ledger import FirestoreLedger
-    from autotune.adapters.tuning_service import VertexTuningService
-    from autotune.submission import Pipeline, ProjectCatalog
-    from autotune_local.clients import firestore_client, publisher_client
-
-    return Pipeline(
-        ledger=FirestoreLedger(firestore_client(env), config.ledger_collection),
-        service=VertexTuningService(config.vertex_endpoint),
-        publisher=PubSubBus(publisher_client(env), config),
-        catalog=ProjectCatalog(),
-        project=config.project,
-        max_jobs=config.max_concurrent_jobs,
-        dataset_bucket=config.bucket,
-    )
+    return connect_pipeline(PipelineConfig.from_env(config_file=config_file()))
 
 
 def _fail(message: str) -> typer.Exit:

@@ -22,9 +22,10 @@ def models(
 
     from autotune.catalog import CatalogError, load_catalog
     from autotune.config import ConfigError, PipelineConfig
+    from autotune_local.checkout import config_file
 
     try:
-        PipelineConfig.from_env().export_models_file()
+        PipelineConfig.from_env(config_file=config_file()).export_models_file()
         catalog = load_catalog()
     except (ConfigError, CatalogError) as exc:
         typer.echo(f"Error: {exc}", err=True)

@@ -37,9 +37,10 @@ def prepare(
     from autotune.catalog import load_catalog
     from autotune.config import ConfigError, PipelineConfig
     from autotune.preparation import Unconvertible, canonical_bytes, content_hash, convert_example, split_plan
+    from autotune_local.checkout import config_file
 
     try:
-        model_name = model or PipelineConfig.from_env().defaults.model
+        model_name = model or PipelineConfig.from_env(config_file=config_file()).defaults.model
     except ConfigError as exc:
         raise _usage(str(exc)) from None
     spec = load_catalog().get(model_name)

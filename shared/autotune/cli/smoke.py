@@ -45,9 +45,10 @@ def smoke(
 def google_cloud_clients(project: str, bucket: str | None, config: Path | None):
     from google.cloud import pubsub_v1, storage
 
-    from autotune.config import DEFAULT_CONFIG_FILE, load_config_file
+    from autotune.config import load_config_file
+    from autotune_local.checkout import CONFIG_FILE
 
-    pipeline = load_config_file(config or DEFAULT_CONFIG_FILE)
+    pipeline = load_config_file(config or CONFIG_FILE)
     names = {
         "project": project, "bucket": bucket or pipeline.bucket or f"{project}-autotune", "events_topic": pipeline.events_topic,
         "incoming_prefix": pipeline.incoming_prefix, "reports_prefix": pipeline.reports_prefix,

@@ -23,7 +23,7 @@ from autotune.upload_fates import ACCEPTED, AWAITING, IGNORED, REJECTED, UploadF
 if TYPE_CHECKING:
     from autotune.adapters.storage import GcsDatasetStore
     from autotune.config import PipelineConfig
-    from autotune.job_lifecycle import LedgerRecord
+    from autotune.jobs.lifecycle import LedgerRecord
 
 # Rejected reports read per listing (each is one small object): enough for any terminal, and a
 # bucket of many thousands of rejections does not make `autotune jobs` read them all.
@@ -86,8 +86,9 @@ def connect_bucket(state_dir: Path | None) -> Bucket:
         from google.cloud import storage
 
         from autotune.config import PipelineConfig
+        from autotune_local.checkout import config_file
 
-        config = PipelineConfig.from_env()
+        config = PipelineConfig.from_env(config_file=config_file())
         if not config.bucket:
             raise _fail("AUTOTUNE_BUCKET is not set: name the dataset bucket of the deployed project")
         client = storage.Client(project=config.project)
@@ -163,7 +164,7 @@ class WaitTimedOut(TimeoutError):
 
 def wait_for_verdict(bucket: Bucket, object_name: str, generation: str, *, timeout: float, poll: float = 1.0) -> dict:
     """The report of that upload version, once the validate function has written it."""
-    from autotune.dataset_intake import report_object_name
+    from autotune.intake.objects import report_object_name
 
     name = report_object_name(bucket.config.reports_prefix, object_name, generation)
     deadline = time.monotonic() + timeout
@@ -180,7 +181,7 @@ def wait_for_verdict(bucket: Bucket, object_name: str, generation: str, *, timeo
 def wait_for_end(bucket: Bucket, report_uri: str, *, timeout: float, poll: float = 2.0,
                  on_change: Callable[[LedgerRecord], None] = lambda record: None) -> LedgerRecord:
     """The ledger record holding that report, once it has ended (succeeded, failed, cancelled, skipped)."""
-    from autotune.job_lifecycle import ENDED_STATES
+    from autotune.jobs.lifecycle import ENDED_STATES
 
     deadline = time.monotonic() + timeout
     seen = None
@@ -296,7 +297,7 @@ def follow_uploads(uploaded: list[tuple[str, str]], *, until: str, timeout: floa
     """`upload --wait`: each uploaded dataset or manifest to its verdict (and with until="ended"
     its tuning to the end), printing the report's summary. 0: every one accepted (and, to the
     end, succeeded or skipped as already tuned); 1: any rejected (or failed, cancelled); 3: time ran out."""
-    from autotune.dataset_intake import classify
+    from autotune.intake.objects import classify
 
     bucket = connect_bucket(state_dir)
     config = bucket.config
@@ -313,8 +314,8 @@ def follow_uploads(uploaded: list[tuple[str, str]], *, until: str, timeout: floa
 
 
 def _follow(bucket: Bucket, followed: list[tuple[str, str]], *, until: str, timeout: float) -> int:
-    from autotune.dataset_intake import report_object_name
-    from autotune.job_lifecycle import LedgerState
+    from autotune.intake.objects import report_object_name
+    from autotune.jobs.lifecycle import LedgerState
 
     config = bucket.config
     deadline = time.monotonic() + timeout

@@ -6,7 +6,6 @@ AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS, when set, makes a record run out of attempts 
 (with no pause between them), so a test reaches the give-up path in seconds."""
 
 import dataclasses
-import functools
 import importlib.util
 import json
 import os
@@ -40,7 +39,6 @@ class HoldingAfterCreate:
         return created
 
 
-@functools.cache
 def _pipeline():
     from autotune.adapters.jobs import connect_pipeline
 
@@ -50,15 +48,16 @@ def _pipeline():
     )
 
 
-real._pipeline = _pipeline
+real.configure(pipeline=_pipeline)
 
 
 def quick_give_up() -> None:
     if "AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS" in os.environ:
-        from autotune import submission
+        from autotune.jobs import decisions, submit as submit_module
 
-        submission.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
-        submission.IMMEDIATE_RETRIES = 10**6
+        # adopt_or_create_job reads its own binding of the limit, the decisions theirs
+        decisions.MAX_FAILED_ATTEMPTS = submit_module.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
+        decisions.IMMEDIATE_RETRIES = 10**6
 
 
 quick_give_up()

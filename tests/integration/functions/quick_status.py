@@ -3,33 +3,36 @@ and, when AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS is set, attempts running out after t
 holding_submit.py), so a take-over and the give-up path happen within a test."""
 
 import dataclasses
-import functools
 import importlib.util
 import os
 from pathlib import Path
 
 import functions_framework
 
+from autotune.config import PipelineConfig
+
 _FUNCTIONS = Path(__file__).resolve().parent
 _REAL = _FUNCTIONS.parents[2] / "functions" / "status" / "main.py"
 _spec = importlib.util.spec_from_file_location("real_status_main", _REAL)
 real = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(real)
-_real_pipeline = real._pipeline
 
 
-@functools.cache
 def _pipeline():
-    return dataclasses.replace(_real_pipeline(), claim_seconds=float(os.environ.get("AUTOTUNE_TEST_CLAIM_SECONDS", "300")))
+    from autotune.adapters.jobs import connect_pipeline
+
+    pipeline = connect_pipeline(PipelineConfig.from_env())
+    return dataclasses.replace(pipeline, claim_seconds=float(os.environ.get("AUTOTUNE_TEST_CLAIM_SECONDS", "300")))
 
 
-real._pipeline = _pipeline
+real.configure(pipeline=_pipeline)
 
 if "AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS" in os.environ:
-    from autotune import submission
+    from autotune.jobs import decisions, submit as submit_module
 
-    submission.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
-    submission.IMMEDIATE_RETRIES = 10**6
+    # adopt_or_create_job reads its own binding of the limit, the decisions theirs
+    decisions.MAX_FAILED_ATTEMPTS = submit_module.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
+    decisions.IMMEDIATE_RETRIES = 10**6
 
 
 @functions_framework.cloud_event

@@ -31,19 +31,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from autotune.config import PipelineConfig
 from autotune import structured_log
-from autotune.dataset_intake import (
+from autotune.config import PipelineConfig
+from autotune.intake.objects import (
     REPORT_VALID_METADATA,
-    IntakeDeps,
-    Outcome,
     StoredObject,
     classify,
     name_too_long,
-    process_upload,
     report_object_name,
 )
-from autotune.job_lifecycle import timestamp
+from autotune.intake.upload import IntakeDeps, UploadDecision, process_upload
+from autotune.jobs.lifecycle import timestamp
 
 RECONCILE_WINDOW = timedelta(days=7)  # Pub/Sub's longest message retention: older is history
 RECONCILE_TURN = "reconcile"
@@ -150,7 +148,7 @@ def reconcile(
     ledger: ReconcileLedger,
     *,
     now: datetime,
-    on_outcome: Callable[[LostUpload, Outcome], None] = lambda lost, outcome: None,
+    on_outcome: Callable[[LostUpload, UploadDecision], None] = lambda lost, outcome: None,
 ) -> ReconcileSummary:
     """One pass: list, compare, and run intake on each lost upload (errors are counted, not raised:
     the next pass tries again)."""
@@ -195,7 +193,7 @@ def reconcile_if_due(
     connect: Callable[[], tuple[IntakeDeps, BucketLister]],
     *,
     now: datetime,
-    on_outcome: Callable[[LostUpload, Outcome], None] = lambda lost, outcome: None,
+    on_outcome: Callable[[LostUpload, UploadDecision], None] = lambda lost, outcome: None,
 ) -> ReconcileSummary | None:
     """A pass if reconciliation is on and no other instance ran one in the last period."""
     if config.reconcile_every_seconds <= 0 or not ledger.take_turn(RECONCILE_TURN, now, config.reconcile_every_seconds):

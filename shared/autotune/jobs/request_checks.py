@@ -18,14 +18,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 
-from autotune.dataset_intake import (
-    DISPLAY_NAME_LIMIT_CHARS,
+from autotune.intake.manifest import DISPLAY_NAME_LIMIT_CHARS, text_problem
+from autotune.intake.objects import (
     REPORT_REQUEST_FIELD,
     pinned_object_name,
     report_object_name,
-    text_problem,
 )
-from autotune.tuning_request import DatasetRef, TuningRequest, content_key, idempotency_key
+from autotune.jobs.request import (
+    DatasetRef,
+    TuningRequest,
+    content_key,
+    idempotency_key,
+)
+
 
 def object_name_problem(name: str) -> str | None:
     """Cloud Storage names may hold control characters (a tab is a fine name), not lone

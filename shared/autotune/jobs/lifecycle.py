@@ -35,36 +35,35 @@ class LedgerState(enum.StrEnum):
     SKIPPED = "SKIPPED"
 
 
-S = LedgerState
 # The one list of allowed moves. SUBMITTING -> SUBMITTING is a take-over of an expired claim.
 TRANSITIONS: dict[LedgerState, frozenset[LedgerState]] = {
-    S.ACCEPTED: frozenset({S.SUBMITTING, S.QUEUED, S.SKIPPED, S.FAILED}),
-    S.QUEUED: frozenset({S.SUBMITTING, S.CANCELLED, S.FAILED}),
-    S.SUBMITTING: frozenset({S.SUBMITTING, S.SUBMITTED, S.QUEUED, S.FAILED}),
-    S.SUBMITTED: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.CANCELLED}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED}),
-    S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset(),
-    S.CANCELLED: frozenset(),
-    S.SKIPPED: frozenset(),
+    LedgerState.ACCEPTED: frozenset({LedgerState.SUBMITTING, LedgerState.QUEUED, LedgerState.SKIPPED, LedgerState.FAILED}),
+    LedgerState.QUEUED: frozenset({LedgerState.SUBMITTING, LedgerState.CANCELLED, LedgerState.FAILED}),
+    LedgerState.SUBMITTING: frozenset({LedgerState.SUBMITTING, LedgerState.SUBMITTED, LedgerState.QUEUED, LedgerState.FAILED}),
+    LedgerState.SUBMITTED: frozenset({LedgerState.RUNNING, LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED}),
+    LedgerState.RUNNING: frozenset({LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED}),
+    LedgerState.SUCCEEDED: frozenset(),
+    LedgerState.FAILED: frozenset(),
+    LedgerState.CANCELLED: frozenset(),
+    LedgerState.SKIPPED: frozenset(),
 }
-SLOT_STATES = frozenset({S.SUBMITTING, S.SUBMITTED, S.RUNNING})  # count against max_concurrent_jobs
-ACTIVE_JOB_STATES = frozenset({S.SUBMITTED, S.RUNNING})  # a Vertex job exists and has not ended
+SLOT_STATES = frozenset({LedgerState.SUBMITTING, LedgerState.SUBMITTED, LedgerState.RUNNING})  # count against max_concurrent_jobs
+ACTIVE_JOB_STATES = frozenset({LedgerState.SUBMITTED, LedgerState.RUNNING})  # a Vertex job exists and has not ended
 ENDED_STATES = frozenset(state for state, targets in TRANSITIONS.items() if not targets)
 # A re-upload of content whose first tuning ended like this is tuned again (the user retries).
-RETRY_ALLOWED_AFTER = frozenset({S.FAILED, S.CANCELLED})
+RETRY_ALLOWED_AFTER = frozenset({LedgerState.FAILED, LedgerState.CANCELLED})
 
 # The job event each arrival announces (None: an internal step, nothing to tell).
 EVENT_ON_ENTRY: dict[LedgerState, EventType | None] = {
-    S.ACCEPTED: None,
-    S.QUEUED: EventType.JOB_QUEUED,
-    S.SUBMITTING: None,
-    S.SUBMITTED: EventType.JOB_SUBMITTED,
-    S.RUNNING: EventType.JOB_RUNNING,
-    S.SUCCEEDED: EventType.JOB_SUCCEEDED,
-    S.FAILED: EventType.JOB_FAILED,
-    S.CANCELLED: EventType.JOB_CANCELLED,
-    S.SKIPPED: EventType.JOB_SKIPPED,
+    LedgerState.ACCEPTED: None,
+    LedgerState.QUEUED: EventType.JOB_QUEUED,
+    LedgerState.SUBMITTING: None,
+    LedgerState.SUBMITTED: EventType.JOB_SUBMITTED,
+    LedgerState.RUNNING: EventType.JOB_RUNNING,
+    LedgerState.SUCCEEDED: EventType.JOB_SUCCEEDED,
+    LedgerState.FAILED: EventType.JOB_FAILED,
+    LedgerState.CANCELLED: EventType.JOB_CANCELLED,
+    LedgerState.SKIPPED: EventType.JOB_SKIPPED,
 }
 
 # Vertex AI JobState name -> the ledger state it means for a submitted job.
@@ -73,17 +72,17 @@ EVENT_ON_ENTRY: dict[LedgerState, EventType | None] = {
 # EXPIRED is an end the user must hear about: FAILED with that reason.
 VERTEX_TO_LEDGER: dict[str, LedgerState | None] = {
     "JOB_STATE_UNSPECIFIED": None,
-    "JOB_STATE_QUEUED": S.SUBMITTED,
-    "JOB_STATE_PENDING": S.SUBMITTED,
-    "JOB_STATE_RUNNING": S.RUNNING,
-    "JOB_STATE_SUCCEEDED": S.SUCCEEDED,
-    "JOB_STATE_FAILED": S.FAILED,
+    "JOB_STATE_QUEUED": LedgerState.SUBMITTED,
+    "JOB_STATE_PENDING": LedgerState.SUBMITTED,
+    "JOB_STATE_RUNNING": LedgerState.RUNNING,
+    "JOB_STATE_SUCCEEDED": LedgerState.SUCCEEDED,
+    "JOB_STATE_FAILED": LedgerState.FAILED,
     "JOB_STATE_CANCELLING": None,
-    "JOB_STATE_CANCELLED": S.CANCELLED,
+    "JOB_STATE_CANCELLED": LedgerState.CANCELLED,
     "JOB_STATE_PAUSED": None,
-    "JOB_STATE_EXPIRED": S.FAILED,
+    "JOB_STATE_EXPIRED": LedgerState.FAILED,
     "JOB_STATE_UPDATING": None,
-    "JOB_STATE_PARTIALLY_SUCCEEDED": S.SUCCEEDED,
+    "JOB_STATE_PARTIALLY_SUCCEEDED": LedgerState.SUCCEEDED,
 }
 
 
@@ -184,7 +183,9 @@ class LedgerRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     duplicate_of: str | None = None  # SKIPPED: the idempotency key of the tuning it repeats
     forced: bool = False
     retune_reason: str | None = None  # why content seen before is tuned again (forced, or it failed)
-    outbox: tuple[dict[str, Any], ...] = ()  # events written with the move, not yet published
+    # Events written with the move, not yet published; stored as the event's JSON object, as
+    # published (what msgspec encodes a TuningEvent to), so every stored record loads as it was.
+    outbox: tuple[TuningEvent, ...] = ()
     # While a status tick publishes what a crashed mover left in the outbox: no other tick does.
     outbox_lease_until: str | None = None
     # After a submission that followed an attempt without an answer, the service is asked until
@@ -212,7 +213,7 @@ def claim_expiry(now: datetime, claim_seconds: float) -> str:
 
 
 def claim_expired(record: LedgerRecord, now: datetime) -> bool:
-    return record.state == S.SUBMITTING and (
+    return record.state == LedgerState.SUBMITTING and (
         record.claim_expires_at is None or parse_timestamp(record.claim_expires_at) <= now
     )
 
@@ -230,13 +231,13 @@ def move(
     check_transition(record, target)
     stamp = timestamp(now)
     history = (*record.history, Transition(state=target, at=stamp, reason=reason))
-    if target != S.SUBMITTING:
+    if target != LedgerState.SUBMITTING:
         changes.setdefault("claim_expires_at", None)
     moved = msgspec.structs.replace(record, state=target, history=history, updated_at=stamp, reason=reason, **changes)
     event = event_for(moved, target, now) if announce else None
     if event is None:
         return moved
-    return msgspec.structs.replace(moved, outbox=(*moved.outbox, event_to_dict(event)))
+    return msgspec.structs.replace(moved, outbox=(*moved.outbox, event))
 
 
 def event_for(record: LedgerRecord, state: LedgerState, now: datetime) -> TuningEvent | None:
@@ -251,22 +252,14 @@ def event_for(record: LedgerRecord, state: LedgerState, now: datetime) -> Tuning
         model=record.model,
         job_name=record.job_name,
         state=state.value,
-        tuned_model=record.tuned_model if state == S.SUCCEEDED else None,
-        endpoint=record.endpoint if state == S.SUCCEEDED else None,
-        error=record.error if state in {S.FAILED, S.CANCELLED} else None,
+        tuned_model=record.tuned_model if state == LedgerState.SUCCEEDED else None,
+        endpoint=record.endpoint if state == LedgerState.SUCCEEDED else None,
+        error=record.error if state in {LedgerState.FAILED, LedgerState.CANCELLED} else None,
         reason=record.reason,
     )
     # The position in the history tells apart two arrivals in one state (queued, then queued
     # again after a 429) and is the same when the event is rebuilt: a stable ce-id.
     return make_event(event_type, payload, discriminator=str(len(record.history)), now=now)
-
-
-def event_to_dict(event: TuningEvent) -> dict[str, Any]:
-    return msgspec.to_builtins(event)
-
-
-def event_from_dict(data: dict[str, Any]) -> TuningEvent:
-    return msgspec.convert(data, TuningEvent)
 
 
 def new_record(
@@ -289,8 +282,8 @@ def new_record(
         content_key=content_key,
         dataset_uri=dataset_uri,
         generation=generation,
-        state=S.ACCEPTED,
-        history=(Transition(state=S.ACCEPTED, at=stamp),),
+        state=LedgerState.ACCEPTED,
+        history=(Transition(state=LedgerState.ACCEPTED, at=stamp),),
         created_at=stamp,
         updated_at=stamp,
         report_uri=report_uri,
@@ -302,7 +295,7 @@ def new_record(
     )
 
 
-def observed(record: LedgerRecord, job: JobSnapshot, now: datetime) -> LedgerRecord | None:
+def apply_job_snapshot(record: LedgerRecord, job: JobSnapshot, now: datetime) -> LedgerRecord | None:
     """The record after seeing its Vertex job in `job`, or None when nothing changed."""
     target = VERTEX_TO_LEDGER.get(job.state)
     changes: dict[str, Any] = {"job_state": job.state}
@@ -314,15 +307,15 @@ def observed(record: LedgerRecord, job: JobSnapshot, now: datetime) -> LedgerRec
             return msgspec.structs.replace(record, updated_at=timestamp(now), **changes)
         return None
     moved = record
-    if record.state == S.SUBMITTED and target in {S.SUCCEEDED, S.FAILED, S.CANCELLED} and job.started:
+    if record.state == LedgerState.SUBMITTED and target in {LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED} and job.started:
         # The job ran between two polls: announce that too, so every subscriber sees it run.
-        moved = move(moved, S.RUNNING, now, reason="job started", **changes)
-    if target == S.SUCCEEDED:
+        moved = move(moved, LedgerState.RUNNING, now, reason="job started", **changes)
+    if target == LedgerState.SUCCEEDED:
         return move(moved, target, now, reason="job succeeded", tuned_model=job.tuned_model, endpoint=job.endpoint, **changes)
-    if target == S.FAILED:
+    if target == LedgerState.FAILED:
         error = job.error or ("job expired" if job.state == "JOB_STATE_EXPIRED" else "job failed without an error message")
         return move(moved, target, now, reason="job failed", error=error, **changes)
-    if target == S.CANCELLED:
+    if target == LedgerState.CANCELLED:
         return move(moved, target, now, reason="job cancelled", error=job.error or None, **changes)
     return move(moved, target, now, reason="job started", **changes)
 
