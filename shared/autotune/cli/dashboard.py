@@ -47,8 +47,11 @@ def dashboard(
     if not 0 <= port <= 65535:
         echo(f"--port {port}: give a port number from 1 to 65535, or 0 for a free one", err=True)
         raise typer.Exit(2)
+    from autotune_local.checkout import config_file
+
     try:
-        config = PipelineConfig.from_env()
+        # the checkout's deploy/config.toml under the environment, as the CLI's other commands read it
+        config = PipelineConfig.from_env(config_file=config_file())
     except ConfigError as exc:
         echo(str(exc), err=True)
         raise typer.Exit(2) from None
