@@ -32,7 +32,7 @@ STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 FIRESTORE_DATABASE = "(default)"
 SOURCE_LABEL = "autotune-source"
 
-# APIs the deployment uses, each with what needs it (README lists them from here).
+# APIs the deployment uses, each with what needs it (docs/deploy.md lists them from here).
 APIS: dict[str, str] = {
     "cloudfunctions.googleapis.com": "Cloud Run functions (2nd gen) deploys the three functions",
     "run.googleapis.com": "the functions run as Cloud Run services",
@@ -73,7 +73,7 @@ class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True):
     timeout_seconds: int
     max_instances: int
     concurrency: int
-    sizing: str  # why memory/timeout/instances are what they are (README)
+    sizing: str  # why memory/timeout/instances are what they are (docs/deploy.md)
 
 
 class DeployTarget(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,5 +1,5 @@
-"""Refresh the README's generated parts of "Deploy to Google Cloud": the sample dry-run plan
-and the roles table. Run from anywhere: `python -m autotune_gcp.readme`.
+"""Refresh the generated parts of docs/deploy.md ("Deploy to Google Cloud"): the sample dry-run
+plan and the roles table. Run from anywhere: `python -m autotune_gcp.readme`.
 
 Only the text between the `<!-- deploy-apis|deploy-functions|deploy-plan|deploy-roles:begin -->`
 and matching `:end -->` markers changes; tests/unit/test_deploy_plan.py fails when one is stale.
@@ -58,12 +58,12 @@ def refresh(text: str) -> str:
 def _replace(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README.md has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
+        raise SystemExit(f"docs/deploy.md has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
     return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
 
 
 def main() -> None:
-    path = ROOT / "README.md"
+    path = ROOT / "docs" / "deploy.md"
     path.write_text(refresh(path.read_text(encoding="utf-8")), encoding="utf-8")
     print(f"refreshed the generated blocks in {path.name}")
 

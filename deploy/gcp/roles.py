@@ -1,5 +1,5 @@
 """Every IAM role the deployment grants, on what, to whom, and why: the one table the plan
-and the README are both built from.
+and docs/deploy.md are both built from.
 
 Least privilege, concretely: no identity gets a role on the project when one on a single
 bucket, topic, subscription, service account or service does the job. Project-level grants
@@ -168,7 +168,7 @@ def grants(target: DeployTarget) -> list[Grant]:
 
 
 def roles_markdown(target: DeployTarget) -> str:
-    """The README's table of roles."""
+    """The table of roles in docs/deploy.md."""
     rows = ["| Who | Role | On | Why |", "|---|---|---|---|"]
     for grant in grants(target):
         on = {

@@ -1,4 +1,4 @@
-"""The deployment target as `autotune deploy`/`destroy` and the README's sample plan build it:
+"""The deployment target as `autotune deploy`/`destroy` and docs/deploy.md's sample plan build it:
 the configuration file read, a models file of one's own checked, each function's source digested
 (and staged, for a deploy). The command line turns TargetUnusable into its error message."""
 

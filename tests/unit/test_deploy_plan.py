@@ -656,13 +656,16 @@ def test_staging_writes_what_the_digest_covers(tmp_path):
             assert (staged / Path(*parts)).with_suffix(".py").exists() or (staged / Path(*parts) / "__init__.py").exists()
 
 
-# --- the README shows the real plan and the real roles ------------------------------------------
+# --- docs/deploy.md shows the real plan and the real roles ----------------------------------------
+
+
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 
 def readme_block(name: str) -> str:
-    text = (ROOT / "README.md").read_text()
+    text = DEPLOY_DOC.read_text()
     match = re.search(rf"<!-- {name}:begin -->\n```[a-z]*\n(.*?)```\n<!-- {name}:end -->", text, re.S)
-    assert match, f"README.md has no {name} block"
+    assert match, f"docs/deploy.md has no {name} block"
     return match.group(1)
 
 
@@ -674,17 +677,17 @@ def test_readme_plan_is_the_commands_output(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["deploy", "--project", "sample-project", "--region", "us-central1", "--dry-run"])
     assert result.exit_code == 0, result.output
-    # The source digests change with every code change; the README states they are examples.
+    # The source digests change with every code change; docs/deploy.md states they are examples.
     assert mask_digests(readme_block("deploy-plan")) == mask_digests(result.output), (
-        "README's plan is stale: regenerate it with `python -m autotune_gcp.readme`")
+        "docs/deploy.md's plan is stale: regenerate it with `python -m autotune_gcp.readme`")
 
 
 def test_readme_roles_table_is_the_role_table():
     target = make_target(project="sample-project", region="us-central1", bucket=None, config=load_config_file(ROOT / "deploy" / "config.toml"))
-    text = (ROOT / "README.md").read_text()
+    text = DEPLOY_DOC.read_text()
     match = re.search(r"<!-- deploy-roles:begin -->\n(.*?)<!-- deploy-roles:end -->", text, re.S)
     assert match and match.group(1) == roles.roles_markdown(target), (
-        "README's roles table is stale: regenerate it with `python -m autotune_gcp.readme`")
+        "docs/deploy.md's roles table is stale: regenerate it with `python -m autotune_gcp.readme`")
 
 
 def test_references_in_the_plan_are_shell_variable_names():
