@@ -37,7 +37,7 @@ PROMPT_KEYS = ("prompt",)
 RESPONSE_KEYS = ("response", "completion")
 SYSTEM_KEYS = ("system",)
 
-# The documented minimum of training examples (autotune.validation.dataset.MIN_EXAMPLES): a
+# The documented minimum of training examples (autotune.validation.scan.MIN_EXAMPLES): a
 # split never leaves fewer.
 MIN_TRAINING_EXAMPLES = 16
 # Current Vertex AI limits: above this many validation examples the set may also be at most

@@ -4,9 +4,6 @@ nothing from google.* (cold start)."""
 
 from autotune.validation.codes import CODE_INFO, ErrorCode
 from autotune.validation.dataset import (
-    MAX_LINE_BYTES,
-    MIN_EXAMPLES,
-    RECOMMENDED_EXAMPLES,
     DatasetSource,
     MediaInspector,
     validate_dataset,
@@ -14,6 +11,7 @@ from autotune.validation.dataset import (
 )
 from autotune.validation.lines import file_chunks
 from autotune.validation.report import FileSummary, Issue, ValidationReport
+from autotune.validation.scan import MAX_LINE_BYTES, MIN_EXAMPLES, RECOMMENDED_EXAMPLES
 
 __all__ = [
     "CODE_INFO",
