@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 from google.api_core.exceptions import InternalServerError
+from sample_data import conversation_dataset as dataset
+from sample_data import unique
 
 from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
@@ -29,9 +31,6 @@ from autotune.events import EventType
 from autotune.job_lifecycle import ENDED_STATES
 from autotune.submission import KEY_LABEL, Pipeline, ProjectCatalog, status_tick
 from autotune_local.stack import FunctionSource
-
-from sample_data import unique
-from sample_data import conversation_dataset as dataset
 
 pytestmark = pytest.mark.integration
 

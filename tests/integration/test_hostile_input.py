@@ -14,14 +14,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sample_data import conversation_dataset, unique
 
 from autotune.events import EventType
 from autotune.settings import TuningSettings
 from autotune.submission import KEY_LABEL
-from autotune.tuning_request import DatasetRef, TuningRequest, content_key, encode_request, idempotency_key
+from autotune.tuning_request import (
+    DatasetRef,
+    TuningRequest,
+    content_key,
+    encode_request,
+    idempotency_key,
+)
 from autotune_local.event_bridge import header_value
-
-from sample_data import conversation_dataset, unique
 
 pytestmark = pytest.mark.integration
 

@@ -20,16 +20,21 @@ from pathlib import Path
 
 import pytest
 import requests
+from sample_data import conversation_dataset as dataset
+from sample_data import unique
 
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService
 from autotune.events import EventType
 from autotune.job_lifecycle import LedgerState
 from autotune.settings import TuningSettings
-from autotune.tuning_request import DatasetRef, TuningRequest, content_key, encode_request, idempotency_key
-
-from sample_data import unique
-from sample_data import conversation_dataset as dataset
+from autotune.tuning_request import (
+    DatasetRef,
+    TuningRequest,
+    content_key,
+    encode_request,
+    idempotency_key,
+)
 
 pytestmark = pytest.mark.integration
 

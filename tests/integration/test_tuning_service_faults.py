@@ -13,11 +13,12 @@ out of attempts after 3.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import requests
+from sample_data import conversation_dataset as dataset
+from sample_data import unique
 
 from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
@@ -26,9 +27,6 @@ from autotune.events import EventType
 from autotune.job_lifecycle import LedgerState
 from autotune.submission import KEY_LABEL, Pipeline, ProjectCatalog, cancel
 from autotune_local.stack import FunctionSource
-
-from sample_data import unique
-from sample_data import conversation_dataset as dataset
 
 pytestmark = pytest.mark.integration
 

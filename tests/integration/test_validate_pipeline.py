@@ -11,11 +11,10 @@ import urllib.request
 import uuid
 
 import pytest
+from sample_data import unique
 
 from autotune.events import EventType
 from autotune.tuning_request import decode_request
-
-from sample_data import unique
 
 pytestmark = pytest.mark.integration
 
@@ -46,8 +45,6 @@ def events(local_stack):
 @pytest.fixture(scope="module")
 def requests_seen(local_stack):
     """Our own pull subscription on tuning-requests, beside the submit function's push one."""
-    from autotune_local.clients import EventListener  # noqa: F401  (same client helpers)
-
     subscriber = local_stack.subscriber()
     name = subscriber.subscription_path(local_stack.project, f"test-requests-{uuid.uuid4().hex[:8]}")
     subscriber.create_subscription(name=name, topic=f"projects/{local_stack.project}/topics/{local_stack.config.requests_topic}")

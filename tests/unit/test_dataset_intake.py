@@ -5,11 +5,10 @@ validator is the real one."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import msgspec
 import pytest
+from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
 from autotune.config import PipelineConfig, TuningDefaults
 from autotune.dataset_intake import (
@@ -17,7 +16,6 @@ from autotune.dataset_intake import (
     OBJECT_NOT_FOUND,
     IntakeDeps,
     InvalidManifest,
-    ObjectGone,
     StoredObject,
     UnreadableEvent,
     classify,
@@ -28,9 +26,7 @@ from autotune.dataset_intake import (
     stored_object_from_event,
 )
 from autotune.events import EventType
-from autotune.tuning_request import TuningRequest, decode_request, encode_request
 from autotune.validation import DatasetSource, validate_dataset
-from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
 CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3))
 

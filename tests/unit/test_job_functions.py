@@ -2,21 +2,28 @@
 ledger, service and bus behind them: what the entry points decode, acknowledge and refuse."""
 
 import base64
-from datetime import timedelta
 import json
 import sys
+from datetime import timedelta
 
 import pytest
 from functions_framework import create_app
+from intake_doubles import MemoryBus, MemoryStore
+from job_doubles import (
+    FakeTuningService,
+    MemoryLedger,
+    RecordingPublisher,
+    SteppingClock,
+    StubCatalog,
+    make_request,
+)
 
 from autotune.config import REPO_ROOT
+from autotune.dataset_intake import IntakeDeps
 from autotune.job_lifecycle import LedgerState
 from autotune.submission import Pipeline
 from autotune.tuning_request import encode_request
-from autotune.dataset_intake import IntakeDeps
 from autotune.validation import DatasetSource, validate_dataset
-from intake_doubles import MemoryBus, MemoryStore
-from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
 
 PUBSUB_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 

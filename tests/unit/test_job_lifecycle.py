@@ -45,7 +45,7 @@ def record(state: LedgerState = S.ACCEPTED, **fields) -> LedgerRecord:
 def test_every_state_has_a_transition_entry_and_an_event_entry():
     assert set(TRANSITIONS) == set(LedgerState)
     assert set(EVENT_ON_ENTRY) == set(LedgerState)
-    assert ENDED_STATES == {S.SUCCEEDED, S.FAILED, S.CANCELLED, S.SKIPPED}
+    assert {S.SUCCEEDED, S.FAILED, S.CANCELLED, S.SKIPPED} == ENDED_STATES
 
 
 def test_ended_states_cannot_move():

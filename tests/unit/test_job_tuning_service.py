@@ -4,12 +4,18 @@ label lookup, and every error classified the way submit needs."""
 import threading
 
 import pytest
+from job_doubles import make_request
 
 from autotune.adapters.tuning_service import VertexTuningService
-from autotune.submission import KEY_LABEL, ErrorKind, ProjectCatalog, TuningServiceError, build_job_spec
+from autotune.submission import (
+    KEY_LABEL,
+    ErrorKind,
+    ProjectCatalog,
+    TuningServiceError,
+    build_job_spec,
+)
 from autotune_local import processes
 from autotune_local.tuning_emulator import MemoryStore, TuningService, make_server
-from job_doubles import make_request
 
 REQUEST = make_request(bucket="bkt", name="incoming/data.jsonl")
 LINE = b'{"contents": [{"role": "user", "parts": [{"text": "hi there"}]}, {"role": "model", "parts": [{"text": "hello"}]}]}\n'

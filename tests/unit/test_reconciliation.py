@@ -7,14 +7,27 @@ import json
 from datetime import timedelta
 
 import pytest
-
-from autotune.config import PipelineConfig, TuningDefaults
-from autotune.dataset_intake import REPORT_VALID_METADATA, IntakeDeps, StoredObject, process_upload, report_object_name
-from autotune.events import EventType
-from autotune.reconciliation import MAX_UPLOADS_PER_PASS, RECONCILE_WINDOW, ListedObject, find_lost_uploads, reconcile, reconcile_if_due
-from autotune.validation import DatasetSource, validate_dataset
 from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 from job_doubles import MemoryLedger
+
+from autotune.config import PipelineConfig, TuningDefaults
+from autotune.dataset_intake import (
+    REPORT_VALID_METADATA,
+    IntakeDeps,
+    StoredObject,
+    process_upload,
+    report_object_name,
+)
+from autotune.events import EventType
+from autotune.reconciliation import (
+    MAX_UPLOADS_PER_PASS,
+    RECONCILE_WINDOW,
+    ListedObject,
+    find_lost_uploads,
+    reconcile,
+    reconcile_if_due,
+)
+from autotune.validation import DatasetSource, validate_dataset
 
 CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3),
                         reconcile_every_seconds=60, reconcile_after_seconds=300)
@@ -22,7 +35,9 @@ SETTLED = timedelta(seconds=CONFIG.reconcile_after_seconds)
 
 
 def good_jsonl(n: int = 20) -> bytes:
-    turn = lambda role, text: {"role": role, "parts": [{"text": text}]}  # noqa: E731
+    def turn(role: str, text: str) -> dict:
+        return {"role": role, "parts": [{"text": text}]}
+
     return b"".join(json.dumps({"contents": [turn("user", f"Q{i}?"), turn("model", f"A{i}.")]}).encode() + b"\n" for i in range(n))
 
 
@@ -162,7 +177,10 @@ def test_a_pass_takes_in_the_oldest_lost_uploads_first_and_leaves_the_rest_to_th
 
 def test_a_pass_runs_at_most_once_a_period_across_callers_and_never_when_off(world):
     store, _, intake, ledger = world
-    connect = lambda: (intake, store)  # noqa: E731
+
+    def connect():
+        return intake, store
+
     assert reconcile_if_due(CONFIG, ledger, connect, now=NOW) is not None
     assert reconcile_if_due(CONFIG, ledger, connect, now=NOW + timedelta(seconds=59)) is None
     assert reconcile_if_due(CONFIG, ledger, connect, now=NOW + timedelta(seconds=60)) is not None
@@ -216,7 +234,7 @@ def test_a_ledger_that_lost_its_records_does_not_resubmit_what_was_accepted_befo
     store.now = NOW - SETTLED * 3
     accepted = store.put("incoming/cancelled-before.jsonl", good_jsonl())
     assert process_upload(accepted, CONFIG, intake).decision == "accepted"
-    never_validated = store.put("incoming/never-seen.jsonl", good_jsonl(22))
+    store.put("incoming/never-seen.jsonl", good_jsonl(22))
     ledger.started = NOW - SETTLED  # the emulator came back empty after both uploads
     summary = reconcile(CONFIG, intake, store, ledger, now=NOW)
     assert summary.lost == 1 and summary.outcomes == {"accepted": 1}

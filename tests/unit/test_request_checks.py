@@ -14,7 +14,7 @@ from autotune.dataset_intake import REPORT_REQUEST_FIELD, pinned_object_name
 from autotune.job_lifecycle import LedgerState, move, new_record
 from autotune.request_checks import catalog_settings_errors, request_refusal
 from autotune.settings import TuningSettings
-from autotune.submission import Slots, queue_order, quarantine
+from autotune.submission import Slots, quarantine, queue_order
 from autotune.tuning_request import (
     MAX_REQUEST_BYTES,
     DatasetRef,

@@ -4,6 +4,14 @@ error classes, the skipped re-upload, take-over of dead claims."""
 import threading
 
 import pytest
+from job_doubles import (
+    FakeTuningService,
+    MemoryLedger,
+    RecordingPublisher,
+    SteppingClock,
+    StubCatalog,
+    make_request,
+)
 
 from autotune.events import EventType
 from autotune.job_lifecycle import LedgerState, parse_timestamp
@@ -26,7 +34,6 @@ from autotune.submission import (
     submit_message,
 )
 from autotune.tuning_request import InvalidTuningRequest, encode_request
-from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
 
 S = LedgerState
 

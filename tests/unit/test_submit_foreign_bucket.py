@@ -4,12 +4,19 @@ failed record and a job.v1.failed event saying why, and never calls the tuning s
 
 import msgspec
 import pytest
+from job_doubles import (
+    FakeTuningService,
+    MemoryLedger,
+    RecordingPublisher,
+    SteppingClock,
+    StubCatalog,
+    make_request,
+)
 
 from autotune.events import EventType
 from autotune.job_lifecycle import LedgerState
 from autotune.submission import JobSpecError, Outcome, Pipeline, build_job_spec, submit
 from autotune.tuning_request import DatasetRef
-from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
 
 
 @pytest.fixture

@@ -8,12 +8,18 @@ import time
 
 import msgspec
 import pytest
+from job_doubles import make_request
 
 from autotune.adapters.tuning_service import VertexTuningService, retry_delay, retry_info_seconds
 from autotune.job_lifecycle import JobSnapshot, LedgerState, new_record, observed
-from autotune.submission import KEY_LABEL, ErrorKind, ProjectCatalog, TuningServiceError, build_job_spec
+from autotune.submission import (
+    KEY_LABEL,
+    ErrorKind,
+    ProjectCatalog,
+    TuningServiceError,
+    build_job_spec,
+)
 from autotune_local.tuning_emulator import MemoryStore, TuningService, make_server
-from job_doubles import make_request
 
 LINE = b'{"contents": [{"role": "user", "parts": [{"text": "hi"}]}, {"role": "model", "parts": [{"text": "hello"}]}]}\n'
 
