@@ -71,7 +71,9 @@ class MemoryLedger:
 
     def clear_outbox(self, key: str, event_ids: Collection[str]) -> None:
         with self.lock:
-            record = self.docs[key]
+            record = self.docs.get(key)
+            if record is None:  # as in Firestore: a record gone is nothing to clear
+                return
             left = tuple(item for item in record.outbox if item["id"] not in set(event_ids))
             self.docs[key] = msgspec.structs.replace(record, outbox=left)
 
