@@ -79,7 +79,7 @@ def in_threads(count: int, work: Callable[[int], object]) -> list[object]:
 def test_competing_claims_have_exactly_one_winner(connect) -> None:
     handles = [connect() for _ in range(4)]
     outcomes = in_threads(4, lambda i: handles[i].claim("k1", "content-k1", first_claim_wins("k1")).outcome)
-    assert sorted(outcomes) == sorted([Outcome.QUEUED, Outcome.DUPLICATE, Outcome.DUPLICATE, Outcome.DUPLICATE])
+    assert outcomes.count(Outcome.QUEUED) == 1 and outcomes.count(Outcome.DUPLICATE) == 3
     ledger = connect()
     assert ledger.get("k1") == record("k1")
     assert ledger.slots() == Slots(queued={"k1": T0})
