@@ -16,13 +16,20 @@ from job_doubles import (
     make_request,
 )
 
-from autotune.job_lifecycle import LedgerState
+from autotune.job_lifecycle import LedgerState, claim_expiry, move, new_record, timestamp
 from autotune.submission import (
+    QUARANTINE_HISTORY,
     ClaimView,
     Outcome,
     Pipeline,
     Slots,
+    cancel_queued,
     decide_claim,
+    lease_leftovers,
+    promote,
+    quarantine,
+    record_duplicate_cancelled,
+    record_failure,
     status_tick,
     submit,
 )
@@ -78,3 +85,107 @@ def test_a_tick_frees_the_slot_of_a_record_that_ended_without_giving_it_back(wor
     assert ledger.slots().active
     status_tick(pipeline)
     assert ledger.slots() == Slots()
+
+
+# --- the pure decisions, each pinned to the whole change it makes ------------------------------
+
+LATER = datetime(2026, 11, 25, 12, 5, tzinfo=UTC)
+
+
+def queued(key: str = "k1", **fields) -> object:
+    accepted = new_record(idempotency_key=key, content_key=f"c-{key}", dataset_uri=f"gs://b/{key}.jsonl", generation="7",
+                          now=NOW, model="gemini-2.5-flash", queue_order="0001")
+    return move(accepted, LedgerState.QUEUED, NOW, reason="1 of 1 job slots in use, 0 waiting", **fields)
+
+
+def test_promote_moves_the_head_of_the_queue_into_a_free_slot_with_a_new_claim():
+    record = queued(attempts=2)
+    change = promote(record, Slots(queued={"k1": "0001"}), now=LATER, max_jobs=1, claim_seconds=60)
+    assert change is not None and change.outcome is Outcome.SUBMIT
+    moved = change.record
+    assert moved is not None and moved.state is LedgerState.SUBMITTING
+    assert moved.attempts == 3 and moved.claim_expires_at == claim_expiry(LATER, 60)
+    assert moved.history[-1].reason == "a job slot is free" and moved.reason == "a job slot is free"
+    assert change.slots == Slots(active={"k1": timestamp(LATER)})
+
+
+@pytest.mark.parametrize("why_not", ["not queued", "no free slot", "not the head", "quota pause"])
+def test_promote_leaves_a_record_that_may_not_take_the_slot(why_not):
+    record = queued()
+    slots = Slots(queued={"k1": "0001"})
+    if why_not == "not queued":
+        record = move(record, LedgerState.CANCELLED, NOW)
+    elif why_not == "no free slot":
+        slots = Slots(active={"other": timestamp(NOW)}, queued={"k1": "0001"})
+    elif why_not == "not the head":
+        slots = Slots(queued={"k1": "0001", "k0": "0000"})
+    else:
+        record = queued(not_before=timestamp(LATER))
+    assert promote(record, slots, now=NOW, max_jobs=1) is None
+
+
+def test_cancel_queued_ends_the_record_with_why_and_frees_its_queue_place():
+    change = cancel_queued(queued(), Slots(queued={"k1": "0001", "k2": "0002"}), now=LATER)
+    assert change is not None and change.outcome is Outcome.CANCELLED
+    assert change.record is not None and change.record.state is LedgerState.CANCELLED
+    assert change.record.history[-1].reason == "cancelled while queued"
+    assert change.record.error == "cancelled by the user before it was submitted"
+    assert change.slots == Slots(queued={"k2": "0002"})
+    assert cancel_queued(change.record, Slots(), now=LATER) is None
+
+
+def test_record_failure_keeps_the_reason_given_or_says_the_service_refused():
+    told = record_failure(queued(), Slots(queued={"k1": "0001"}), error="400 bad", now=LATER)
+    assert told is not None and told.outcome is Outcome.FAILED and told.slots == Slots()
+    assert told.record is not None and told.record.state is LedgerState.FAILED and told.record.error == "400 bad"
+    assert told.record.history[-1].reason == "the tuning service refused the job"
+    own = record_failure(queued(), Slots(), error="e", now=LATER, reason="cannot be submitted")
+    assert own is not None and own.record is not None and own.record.history[-1].reason == "cannot be submitted"
+    assert record_failure(told.record, Slots(), error="again", now=LATER) is None
+
+
+def test_lease_leftovers_takes_events_at_least_the_grace_old_and_leases_them_for_as_long():
+    old = {"id": "e1", "time": timestamp(NOW)}
+    fresh = {"id": "e2", "time": "2026-11-25T12:04:31.000000Z"}
+    record = queued()
+    record = msgspec.structs.replace(record, outbox=(old, fresh))
+    change = lease_leftovers(record, Slots(), now=LATER, grace_seconds=300)  # NOW is exactly the grace before LATER
+    assert change is not None and change.outcome is Outcome.CHANGED
+    assert change.announced == (old,)
+    assert change.record == msgspec.structs.replace(record, outbox_lease_until=timestamp(LATER + (LATER - NOW)))
+    # While the lease runs no other tick takes them; at its end they are free to take again.
+    assert lease_leftovers(change.record, Slots(), now=LATER, grace_seconds=300) is None
+    again = lease_leftovers(change.record, Slots(), now=LATER + (LATER - NOW), grace_seconds=300)
+    assert again is not None and again.announced == (old, fresh)
+    unreadable = msgspec.structs.replace(record, outbox=({"id": "e3", "time": "yesterday"},))
+    taken = lease_leftovers(unreadable, Slots(), now=LATER, grace_seconds=300)
+    assert taken is not None and taken.announced == ({"id": "e3", "time": "yesterday"},)
+
+
+def test_quarantine_fails_a_record_slimmed_to_what_can_be_written_and_frees_its_slot():
+    record = queued(request={"big": "x" * 10}, tuning_data_stats={"n": 1}, outbox=({"id": "e"},), error="old", retune_reason="r")
+    long_history = msgspec.structs.replace(record, history=record.history * 20)
+    change = quarantine(long_history, Slots(queued={"k1": "0001"}), error="E" * 600, now=LATER)
+    assert change is not None and change.outcome is Outcome.FAILED and change.slots == Slots()
+    failed = change.record
+    assert failed is not None and failed.state is LedgerState.FAILED
+    why = f"quarantined: the ledger could not write this record ({'E' * 500})"
+    assert failed.error == why and failed.history[-1].reason == why
+    assert failed.request is None and failed.tuning_data_stats is None and failed.retune_reason is None
+    assert len(failed.history) == QUARANTINE_HISTORY + 1
+    assert [e["type"] for e in failed.outbox] == ["autotune.job.v1.failed"]
+    assert quarantine(failed, Slots(), error="again", now=LATER) is None
+
+
+def test_record_duplicate_cancelled_remembers_the_job_once_and_announces_it():
+    record = msgspec.structs.replace(queued(), job_name="projects/p/locations/l/tuningJobs/1")
+    change = record_duplicate_cancelled(record, Slots(), job_name="projects/p/locations/l/tuningJobs/2", now=LATER)
+    assert change is not None and change.outcome is Outcome.CHANGED and change.slots is None
+    updated = change.record
+    assert updated is not None and updated.duplicate_jobs == ("projects/p/locations/l/tuningJobs/2",)
+    assert updated.updated_at == timestamp(LATER)
+    [event] = updated.outbox[len(record.outbox):]
+    assert event["type"] == "autotune.job.v1.duplicate_cancelled" and event["time"] == "2026-11-25T12:05:00Z"
+    assert event["payload"]["job_name"] == "projects/p/locations/l/tuningJobs/2"
+    assert event["payload"]["reason"].endswith("the dataset keeps projects/p/locations/l/tuningJobs/1")
+    assert record_duplicate_cancelled(updated, Slots(), job_name="projects/p/locations/l/tuningJobs/2", now=LATER) is None
