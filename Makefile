@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean lint mutation
+.PHONY: demo test setup clean lint lint-types mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,14 @@ test: $(STAMP)
 # ruff (lint and format) and mypy, as configured in pyproject.toml. mypy reads deploy/local and
 # deploy/gcp under their installed names (autotune_local, autotune_gcp) through links.
 lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(MAKE) --no-print-directory lint-types
+
+lint-types: $(STAMP)
 	mkdir -p .mypy_packages
 	ln -sfn ../deploy/local .mypy_packages/autotune_local
 	ln -sfn ../deploy/gcp .mypy_packages/autotune_gcp
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 # Mutation testing of the pure core ([tool.mutmut] in pyproject.toml) in a scratch copy, with

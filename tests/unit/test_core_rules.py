@@ -4,6 +4,7 @@ for: each test here fails when its rule is deleted or inverted."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import pytest
@@ -16,7 +17,14 @@ from job_doubles import (
     make_request,
 )
 
-from autotune.job_lifecycle import LedgerState, claim_expiry, move, new_record, timestamp
+from autotune.job_lifecycle import (
+    LedgerRecord,
+    LedgerState,
+    claim_expiry,
+    move,
+    new_record,
+    timestamp,
+)
 from autotune.submission import (
     QUARANTINE_HISTORY,
     ClaimView,
@@ -92,7 +100,7 @@ def test_a_tick_frees_the_slot_of_a_record_that_ended_without_giving_it_back(wor
 LATER = datetime(2026, 11, 25, 12, 5, tzinfo=UTC)
 
 
-def queued(key: str = "k1", **fields) -> object:
+def queued(key: str = "k1", **fields: Any) -> LedgerRecord:
     accepted = new_record(idempotency_key=key, content_key=f"c-{key}", dataset_uri=f"gs://b/{key}.jsonl", generation="7",
                           now=NOW, model="gemini-2.5-flash", queue_order="0001")
     return move(accepted, LedgerState.QUEUED, NOW, reason="1 of 1 job slots in use, 0 waiting", **fields)
@@ -154,8 +162,10 @@ def test_lease_leftovers_takes_events_at_least_the_grace_old_and_leases_them_for
     assert change.announced == (old,)
     assert change.record == msgspec.structs.replace(record, outbox_lease_until=timestamp(LATER + (LATER - NOW)))
     # While the lease runs no other tick takes them; at its end they are free to take again.
-    assert lease_leftovers(change.record, Slots(), now=LATER, grace_seconds=300) is None
-    again = lease_leftovers(change.record, Slots(), now=LATER + (LATER - NOW), grace_seconds=300)
+    leased = change.record
+    assert leased is not None
+    assert lease_leftovers(leased, Slots(), now=LATER, grace_seconds=300) is None
+    again = lease_leftovers(leased, Slots(), now=LATER + (LATER - NOW), grace_seconds=300)
     assert again is not None and again.announced == (old, fresh)
     unreadable = msgspec.structs.replace(record, outbox=({"id": "e3", "time": "yesterday"},))
     taken = lease_leftovers(unreadable, Slots(), now=LATER, grace_seconds=300)
