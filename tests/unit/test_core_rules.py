@@ -26,6 +26,7 @@ from autotune.job_lifecycle import (
     timestamp,
 )
 from autotune.submission import (
+    MAX_FAILED_ATTEMPTS,
     QUARANTINE_HISTORY,
     ClaimView,
     Outcome,
@@ -38,8 +39,11 @@ from autotune.submission import (
     quarantine,
     record_duplicate_cancelled,
     record_failure,
+    record_quota_wait,
+    release_claim,
     status_tick,
     submit,
+    take_over,
 )
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -199,3 +203,66 @@ def test_record_duplicate_cancelled_remembers_the_job_once_and_announces_it():
     assert event["payload"]["job_name"] == "projects/p/locations/l/tuningJobs/2"
     assert event["payload"]["reason"].endswith("the dataset keeps projects/p/locations/l/tuningJobs/1")
     assert record_duplicate_cancelled(updated, Slots(), job_name="projects/p/locations/l/tuningJobs/2", now=LATER) is None
+
+
+
+def test_slots_count_free_places_and_name_the_head_in_upload_order_then_key():
+    assert Slots(active={"a": "t"}).free(2) and not Slots(active={"a": "t", "b": "t"}).free(2)
+    assert Slots().head() is None
+    assert Slots(queued={"b": "0002", "c": "0001", "a": "0002"}).head() == "c"
+    assert Slots(queued={"b": "0002", "a": "0002"}).head() == "a"
+
+
+def test_slots_moves_take_a_key_out_of_where_it_was():
+    both = Slots(active={"k": "t0", "x": "t1"}, queued={"k": "0001", "y": "0002"})
+    assert both.holding("k", "t9") == Slots(active={"k": "t9", "x": "t1"}, queued={"y": "0002"})
+    assert both.waiting("k", "0005") == Slots(active={"x": "t1"}, queued={"k": "0005", "y": "0002"})
+    assert both.without("k") == Slots(active={"x": "t1"}, queued={"y": "0002"})
+
+
+def submitting(*, attempts: int = 1, failed_attempts: int = 0, expires: datetime = NOW) -> LedgerRecord:
+    return msgspec.structs.replace(
+        move(queued(), LedgerState.SUBMITTING, NOW, attempts=attempts, claim_expires_at=timestamp(expires)),
+        failed_attempts=failed_attempts,
+    )
+
+
+def test_take_over_of_an_expired_claim_counts_the_attempt_and_holds_the_slot_again():
+    change = take_over(submitting(attempts=2), Slots(active={"k1": timestamp(NOW)}), now=LATER, claim_seconds=60)
+    assert change.outcome is Outcome.SUBMIT and change.slots == Slots(active={"k1": timestamp(LATER)})
+    claimed = change.record
+    assert claimed is not None and claimed.state is LedgerState.SUBMITTING
+    assert (claimed.attempts, claimed.failed_attempts) == (3, 1)
+    assert claimed.claim_expires_at == claim_expiry(LATER, 60)
+    assert claimed.history[-1].reason == "took over an expired claim (attempt 3)"
+
+
+def test_the_last_take_over_says_it_is_the_last_look():
+    before_last = take_over(submitting(failed_attempts=MAX_FAILED_ATTEMPTS - 2), Slots(), now=LATER)
+    last = take_over(submitting(failed_attempts=MAX_FAILED_ATTEMPTS - 1), Slots(), now=LATER)
+    assert before_last.record is not None and before_last.record.history[-1].reason == "took over an expired claim (attempt 2)"
+    assert last.record is not None
+    assert last.record.history[-1].reason == "took over an expired claim (attempt 2); last look before giving up"
+
+
+def test_a_claim_that_has_not_expired_is_not_taken_over():
+    change = take_over(submitting(expires=LATER), Slots(), now=NOW)
+    assert change.outcome is Outcome.DUPLICATE and change.record is None and change.slots is None
+
+
+def test_a_quota_wait_returns_the_dataset_to_its_old_queue_place_counting_the_waits():
+    record = submitting()
+    change = record_quota_wait(msgspec.structs.replace(record, quota_waits=1), Slots(active={"k1": "t"}), message="429", now=LATER)
+    assert change is not None and change.outcome is Outcome.QUEUED
+    assert change.slots == Slots(queued={"k1": "0001"})
+    assert change.record is not None and change.record.quota_waits == 2
+
+
+def test_a_released_claim_keeps_the_slot_and_remembers_a_create_without_an_answer():
+    change = release_claim(submitting(), Slots(), error="timeout", now=LATER, min_pause=0.5)
+    assert change is not None and change.outcome is Outcome.RELEASED and change.slots is None
+    released = change.record
+    assert released is not None and released.create_unanswered and released.updated_at == timestamp(LATER)
+    assert released.claim_expires_at == claim_expiry(LATER, 0.5) and released.error == "timeout"
+    quick = release_claim(submitting(), Slots(), error="reset", now=LATER)
+    assert quick is not None and quick.record is not None and not quick.record.create_unanswered
