@@ -152,3 +152,44 @@ def test_new_stats_are_kept_without_an_event():
         record(S.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING", stats={"totalBillableTokenCount": "1"}), NOW
     )
     assert seen.tuning_data_stats == {"totalBillableTokenCount": "1"} and seen.outbox == () and seen.state == S.RUNNING
+
+
+LATER = NOW + timedelta(minutes=5)
+
+
+def test_a_job_state_that_would_move_backwards_is_recorded_without_a_move():
+    # A RUNNING record whose job reads PENDING again (the service's view lagging): the state
+    # seen is kept, the record does not move back to SUBMITTED.
+    seen = observed(record(S.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_PENDING"), LATER)
+    assert seen is not None and seen.state == S.RUNNING and seen.job_state == "JOB_STATE_PENDING"
+    assert seen.updated_at == timestamp(LATER) and seen.outbox == ()
+
+
+@pytest.mark.parametrize(
+    ("job", "state", "reason", "error"),
+    [
+        (JobSnapshot(name=JOB, state="JOB_STATE_RUNNING"), S.RUNNING, "job started", None),
+        (JobSnapshot(name=JOB, state="JOB_STATE_SUCCEEDED", tuned_model="m@1", endpoint="e"), S.SUCCEEDED, "job succeeded", None),
+        (JobSnapshot(name=JOB, state="JOB_STATE_FAILED", error="bad line"), S.FAILED, "job failed", "bad line"),
+        (JobSnapshot(name=JOB, state="JOB_STATE_FAILED"), S.FAILED, "job failed", "job failed without an error message"),
+        (JobSnapshot(name=JOB, state="JOB_STATE_EXPIRED"), S.FAILED, "job failed", "job expired"),
+        (JobSnapshot(name=JOB, state="JOB_STATE_CANCELLED"), S.CANCELLED, "job cancelled", None),
+        (JobSnapshot(name=JOB, state="JOB_STATE_CANCELLED", error="by the user"), S.CANCELLED, "job cancelled", "by the user"),
+    ],
+)
+def test_each_move_seen_on_the_service_says_why_in_the_history(job, state, reason, error):
+    seen = observed(record(S.SUBMITTED), job, LATER)
+    assert seen is not None and seen.state == state and seen.job_state == job.state
+    assert seen.history[-1].reason == reason and seen.history[-1].at == timestamp(LATER)
+    assert seen.error == error
+    if state == S.SUCCEEDED:
+        assert (seen.tuned_model, seen.endpoint) == ("m@1", "e")
+
+
+def test_a_job_that_ran_between_two_polls_is_recorded_running_first_with_what_was_seen():
+    job = JobSnapshot(name=JOB, state="JOB_STATE_FAILED", started=True, error="e", stats={"totalBillableTokenCount": "9"})
+    seen = observed(record(S.SUBMITTED), job, LATER)
+    assert seen is not None
+    assert [(t.state, t.reason) for t in seen.history][-2:] == [(S.RUNNING, "job started"), (S.FAILED, "job failed")]
+    running = event_from_dict(seen.outbox[0])
+    assert running.type == EventType.JOB_RUNNING and running.payload.state == "RUNNING"
