@@ -40,6 +40,7 @@ from autotune.submission import (
     record_duplicate_cancelled,
     record_failure,
     record_quota_wait,
+    refusal_event,
     release_claim,
     status_tick,
     submit,
@@ -266,3 +267,49 @@ def test_a_released_claim_keeps_the_slot_and_remembers_a_create_without_an_answe
     assert released.claim_expires_at == claim_expiry(LATER, 0.5) and released.error == "timeout"
     quick = release_claim(submitting(), Slots(), error="reset", now=LATER)
     assert quick is not None and quick.record is not None and not quick.record.create_unanswered
+
+
+
+def test_a_refusal_event_tells_the_request_as_it_came_when_it_can_travel():
+    request = make_request()
+    event = refusal_event(request, "the report says rejected", LATER)
+    assert event.type.value == "autotune.job.v1.refused" and event.time == "2026-11-25T12:05:00Z"
+    payload = event.payload
+    assert (payload.dataset_uri, payload.generation, payload.idempotency_key) == (
+        request.training.uri, request.training.generation, request.idempotency_key)
+    assert (payload.report_uri, payload.model, payload.error) == (request.report_uri, request.settings.model, "the report says rejected")
+    # One id per refusal reason: a redelivery repeats it, another reason is another event.
+    assert refusal_event(request, "the report says rejected", NOW).id == event.id
+    assert refusal_event(request, "another reason", LATER).id != event.id
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"), [("uri", 924), ("generation", 40), ("key", 64), ("report", 1024), ("model", 128), ("error", 2048)]
+)
+def test_a_refusal_event_bounds_each_field_whatever_the_request_held(field, limit):
+    request = make_request()
+    just_fits, too_long, control = "a" * limit, "a" * (limit + 1), "bad\x00name"
+    def event_with(text: str):
+        training = request.training
+        if field == "uri":  # the uri is gs://bucket/object: the object takes the rest
+            prefix = f"gs://{training.bucket}/"
+            training = msgspec.structs.replace(training, object=text[len(prefix):] if text.startswith("a") else text)
+            text = prefix + training.object if text.startswith("a") else prefix + text
+        changed = {
+            "uri": lambda: msgspec.structs.replace(request, training=training),
+            "generation": lambda: msgspec.structs.replace(request, training=msgspec.structs.replace(training, generation=text)),
+            "key": lambda: msgspec.structs.replace(request, idempotency_key=text),
+            "report": lambda: msgspec.structs.replace(request, report_uri=text),
+            "model": lambda: msgspec.structs.replace(request, settings=msgspec.structs.replace(request.settings, model=text)),
+            "error": lambda: request,
+        }[field]()
+        payload = refusal_event(changed, text if field == "error" else "refused", LATER).payload
+        told = {"uri": payload.dataset_uri, "generation": payload.generation, "key": payload.idempotency_key,
+                "report": payload.report_uri, "model": payload.model, "error": payload.error}[field]
+        return text, told
+    sent, told = event_with(just_fits)
+    assert told == sent  # at the limit: as it came
+    sent, told = event_with(too_long)
+    assert told is not None and len(told) == limit and told == ascii(sent)[:limit]
+    sent, told = event_with(control)
+    assert told == ascii(sent)[:limit] and "\x00" not in (told or "")
