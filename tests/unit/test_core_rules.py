@@ -32,6 +32,7 @@ from autotune.submission import (
     Outcome,
     Pipeline,
     Slots,
+    TuningServiceError,
     cancel_queued,
     decide_claim,
     lease_leftovers,
@@ -313,3 +314,52 @@ def test_a_refusal_event_bounds_each_field_whatever_the_request_held(field, limi
     assert told is not None and len(told) == limit and told == ascii(sent)[:limit]
     sent, told = event_with(control)
     assert told == ascii(sent)[:limit] and "\x00" not in (told or "")
+
+
+# --- what a tick reports ---------------------------------------------------------------------
+
+
+def test_a_tick_counts_the_leftover_events_it_publishes_across_records(world):
+    pipeline, ledger, _ = world
+
+    class DeadBus:
+        def publish_event(self, event):
+            raise ConnectionError("bus down")
+
+    alive, pipeline.publisher = pipeline.publisher, DeadBus()
+    for request in (make_request("incoming/a.jsonl", sha256="a" * 64), make_request("incoming/b.jsonl", sha256="b" * 64)):
+        with pytest.raises(ConnectionError):
+            submit(pipeline, request)
+    pipeline.publisher = alive
+    pipeline.clock.advance(31)
+    summary = status_tick(pipeline)
+    assert summary.published == 2 and sorted(alive.types()) == ["queued", "submitted"]
+    assert status_tick(pipeline).published == 0
+
+
+def test_a_tick_counts_promotions_and_take_overs(world):
+    pipeline, ledger, service = world
+    first, second = make_request("incoming/a.jsonl", sha256="a" * 64), make_request("incoming/b.jsonl", sha256="b" * 64)
+    assert submit(pipeline, first) == Outcome.SUBMITTED and submit(pipeline, second) == Outcome.QUEUED
+    first_record = ledger.get(first.idempotency_key)
+    assert first_record is not None and first_record.job_name is not None
+    service.succeed(first_record.job_name)
+    summary = status_tick(pipeline)
+    assert (summary.observed, summary.promoted, summary.taken_over) == (1, 1, 0)
+    promoted = ledger.get(second.idempotency_key)
+    assert promoted is not None and promoted.state is LedgerState.SUBMITTED
+    assert status_tick(pipeline).promoted == 0
+
+    third = make_request("incoming/c.jsonl", sha256="c" * 64)
+    service.answers_lost = 1  # the create makes its job, but its answer is lost
+    second_record = ledger.get(second.idempotency_key)
+    assert second_record is not None and second_record.job_name is not None
+    service.succeed(second_record.job_name)
+    status_tick(pipeline)
+    with pytest.raises(TuningServiceError):  # raised so Pub/Sub delivers the request again
+        submit(pipeline, third)
+    pipeline.clock.advance(3600)
+    summary = status_tick(pipeline)
+    assert summary.taken_over == 1
+    adopted = ledger.get(third.idempotency_key)
+    assert adopted is not None and adopted.state is LedgerState.SUBMITTED and len(service.created) == 3
