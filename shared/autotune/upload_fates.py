@@ -116,8 +116,10 @@ def with_report(fate: UploadFate, report: Mapping | None) -> UploadFate:
 def report_totals(report: Mapping) -> tuple[int, int]:
     """(errors, warnings) over every occurrence, not only the listed ones: `counts` has them all,
     the listed issues tell each code's severity."""
-    counts = report.get("counts") if isinstance(report.get("counts"), Mapping) else {}
-    severity = {}
+    counts = report.get("counts")
+    if not isinstance(counts, Mapping):
+        counts = {}
+    severity: dict[object, object] = {}
     for issue in report.get("errors") or []:
         if isinstance(issue, Mapping):
             severity.setdefault(issue.get("code"), issue.get("severity"))
