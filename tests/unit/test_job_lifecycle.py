@@ -112,13 +112,13 @@ def test_observed_maps_vertex_states_from_submitted(vertex, expected):
     if expected is None:
         assert seen is None or seen.state == S.SUBMITTED
     else:
-        assert seen.state == expected
+        assert seen is not None and seen.state == expected
 
 
 def test_every_vertex_state_is_mapped():
     from google.cloud.aiplatform_v1.types import JobState
 
-    assert {s.name for s in JobState} <= set(VERTEX_TO_LEDGER)
+    assert {s.name for s in JobState} <= set(VERTEX_TO_LEDGER)  # type: ignore[attr-defined]  # proto-plus enums iterate at run time
 
 
 def test_succeeded_between_two_polls_announces_running_then_succeeded():
@@ -127,6 +127,7 @@ def test_succeeded_between_two_polls_announces_running_then_succeeded():
         stats={"tuningDatasetExampleCount": "3"},
     )
     seen = observed(record(S.SUBMITTED), job, NOW)
+    assert seen is not None
     events = [event_from_dict(item) for item in seen.outbox]
     assert [e.type for e in events] == [EventType.JOB_RUNNING, EventType.JOB_SUCCEEDED]
     assert events[1].payload.tuned_model == "projects/p/locations/l/models/1@1"
@@ -137,6 +138,7 @@ def test_succeeded_between_two_polls_announces_running_then_succeeded():
 
 def test_failed_job_carries_its_error_into_the_event():
     seen = observed(record(S.RUNNING), JobSnapshot(name=JOB, state="JOB_STATE_FAILED", started=True, error="bad data at line 3"), NOW)
+    assert seen is not None
     [event] = [event_from_dict(item) for item in seen.outbox]
     assert event.type == EventType.JOB_FAILED
     assert event.payload.error == "bad data at line 3"
@@ -151,6 +153,7 @@ def test_new_stats_are_kept_without_an_event():
     seen = observed(
         record(S.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING", stats={"totalBillableTokenCount": "1"}), NOW
     )
+    assert seen is not None
     assert seen.tuning_data_stats == {"totalBillableTokenCount": "1"} and seen.outbox == () and seen.state == S.RUNNING
 
 
