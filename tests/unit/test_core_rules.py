@@ -363,3 +363,90 @@ def test_a_tick_counts_promotions_and_take_overs(world):
     assert summary.taken_over == 1
     adopted = ledger.get(third.idempotency_key)
     assert adopted is not None and adopted.state is LedgerState.SUBMITTED and len(service.created) == 3
+
+
+# --- the claim decision, pinned to what it records ----------------------------------------------
+
+
+def owner_record(state: LedgerState, job_name: str | None = "projects/p/locations/l/tuningJobs/9") -> LedgerRecord:
+    earlier = make_request("incoming/first.jsonl", generation="5")
+    record = new_record(idempotency_key=earlier.idempotency_key, content_key=earlier.content_key, dataset_uri=earlier.training.uri,
+                        generation="5", now=NOW)
+    return msgspec.structs.replace(record, state=state, job_name=job_name)
+
+
+def claim(owner: LedgerRecord | None = None, slots: Slots | None = None, *, force: bool = False, spec_error: str | None = None):
+    request = make_request(force=force)
+    view = ClaimView(record=None, content_owner=owner, slots=Slots() if slots is None else slots)
+    return request, decide_claim(view, request, now=LATER, max_jobs=1, claim_seconds=60, spec_error=spec_error)
+
+
+def test_a_first_claim_records_the_request_and_takes_the_slot():
+    request, change = claim()
+    assert change.outcome is Outcome.SUBMIT and change.content_owner_key == request.idempotency_key
+    assert change.slots == Slots(active={request.idempotency_key: timestamp(LATER)})
+    record = change.record
+    assert record is not None and record.state is LedgerState.SUBMITTING
+    assert (record.attempts, record.claim_expires_at, record.retune_reason) == (1, claim_expiry(LATER, 60), None)
+    assert (record.dataset_uri, record.generation, record.report_uri) == (request.training.uri, "1764000000000001", request.report_uri)
+    assert (record.model, record.region, record.forced) == ("gemini-2.5-flash", "us-central1", False)
+    assert record.request == msgspec.to_builtins(request) and record.queue_order == "00001764000000000001"
+    assert [t.state for t in record.history] == [LedgerState.ACCEPTED, LedgerState.SUBMITTING]
+
+
+@pytest.mark.parametrize("job_name", ["projects/p/locations/l/tuningJobs/9", None])
+def test_content_tuned_before_is_skipped_with_the_earlier_tuning_named(job_name):
+    owner = owner_record(LedgerState.SUCCEEDED, job_name)
+    request, change = claim(owner)
+    assert change.outcome is Outcome.SKIPPED and change.slots is None and change.content_owner_key is None
+    skipped = change.record
+    assert skipped is not None and skipped.state is LedgerState.SKIPPED
+    assert (skipped.duplicate_of, skipped.job_name) == (owner.idempotency_key, job_name)
+    job = f", job {job_name}" if job_name else ""
+    assert skipped.reason == (
+        f"same bytes and settings as gs://bkt/incoming/first.jsonl generation 5 (ledger {owner.idempotency_key}, SUCCEEDED{job}): "
+        "not tuned again; upload with metadata autotune-force: true to tune anyway"
+    )
+
+
+def test_forced_and_retried_content_is_tuned_again_and_says_why():
+    _, forced = claim(owner_record(LedgerState.SUCCEEDED), force=True)
+    assert forced.outcome is Outcome.SUBMIT and forced.record is not None and forced.record.forced
+    assert forced.record.retune_reason == forced.record.reason == (
+        "autotune-force: true: tuned again although gs://bkt/incoming/first.jsonl generation 5 has the same bytes and settings"
+    )
+    _, retried = claim(owner_record(LedgerState.FAILED))
+    assert retried.record is not None and retried.record.retune_reason == (
+        "tuned again: the earlier tuning of the same content (gs://bkt/incoming/first.jsonl generation 5) ended FAILED"
+    )
+
+
+def test_a_queued_claim_says_why_it_waits_after_why_it_is_tuned_again():
+    busy = Slots(active={"other": timestamp(NOW)})
+    _, plain = claim(slots=busy)
+    assert plain.outcome is Outcome.QUEUED and plain.record is not None
+    assert plain.record.reason == "1 of 1 job slots in use, 0 waiting"
+    _, retried = claim(owner_record(LedgerState.CANCELLED), slots=busy)
+    assert retried.record is not None and retried.record.reason == (
+        "tuned again: the earlier tuning of the same content (gs://bkt/incoming/first.jsonl generation 5) ended CANCELLED; "
+        "1 of 1 job slots in use, 0 waiting"
+    )
+
+
+def test_a_request_that_makes_no_job_fails_and_owns_its_content_only_when_nothing_did():
+    request, fresh = claim(spec_error="adapter size 3 is not offered")
+    assert fresh.outcome is Outcome.FAILED and fresh.slots is None and fresh.content_owner_key == request.idempotency_key
+    assert fresh.record is not None and fresh.record.state is LedgerState.FAILED
+    assert (fresh.record.reason, fresh.record.error) == ("cannot be submitted", "adapter size 3 is not offered")
+    _, again = claim(owner_record(LedgerState.FAILED), spec_error="adapter size 3 is not offered")
+    assert again.outcome is Outcome.FAILED and again.content_owner_key is None
+
+
+def test_a_claim_on_a_live_record_is_a_duplicate_and_on_a_dead_one_a_take_over():
+    request = make_request()
+    live = submitting(expires=LATER)
+    view = ClaimView(record=live, content_owner=None, slots=Slots())
+    assert decide_claim(view, request, now=NOW, max_jobs=1) == decide_claim(view, request, now=NOW, max_jobs=1)
+    assert decide_claim(view, request, now=NOW, max_jobs=1).outcome is Outcome.DUPLICATE
+    taken = decide_claim(view, request, now=LATER, max_jobs=1, claim_seconds=60)
+    assert taken.outcome is Outcome.SUBMIT and taken.record is not None and taken.record.claim_expires_at == claim_expiry(LATER, 60)
