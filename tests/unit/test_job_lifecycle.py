@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from autotune.events import EventType
@@ -196,3 +197,35 @@ def test_a_job_that_ran_between_two_polls_is_recorded_running_first_with_what_wa
     assert [(t.state, t.reason) for t in seen.history][-2:] == [(S.RUNNING, "job started"), (S.FAILED, "job failed")]
     running = event_from_dict(seen.outbox[0])
     assert running.type == EventType.JOB_RUNNING and running.payload.state == "RUNNING"
+
+
+def test_each_event_names_its_dataset_and_tells_the_end_fields_only_at_the_end():
+    base = msgspec.structs.replace(
+        record(S.RUNNING), report_uri="gs://b/reports/d.jsonl/5.json", model="gemini-2.5-flash", tuned_model="m@1", endpoint="e",
+        error="why",
+    )
+    for state in (S.SUCCEEDED, S.FAILED, S.CANCELLED):
+        [event] = [event_from_dict(item) for item in move(base, state, LATER).outbox]
+        payload = event.payload
+        assert (payload.idempotency_key, payload.report_uri, payload.model) == ("k" * 40, "gs://b/reports/d.jsonl/5.json", "gemini-2.5-flash")
+        assert (payload.tuned_model, payload.endpoint) == (("m@1", "e") if state == S.SUCCEEDED else (None, None))
+        assert payload.error == (None if state == S.SUCCEEDED else "why")
+
+
+def test_a_move_stamps_the_record_and_ends_a_claim_unless_it_is_a_claim():
+    claimed = move(record(S.QUEUED), S.SUBMITTING, NOW, claim_expires_at="2026-11-25T12:05:00.000000Z")
+    assert claimed.claim_expires_at == "2026-11-25T12:05:00.000000Z"
+    taken_again = move(claimed, S.SUBMITTING, LATER)
+    assert taken_again.claim_expires_at == "2026-11-25T12:05:00.000000Z" and taken_again.updated_at == timestamp(LATER)
+    queued_again = move(claimed, S.QUEUED, LATER)
+    assert queued_again.claim_expires_at is None and queued_again.updated_at == timestamp(LATER)
+    assert queued_again.history[-1].at == timestamp(LATER)
+
+
+def test_a_new_record_holds_what_it_was_given():
+    fresh = new_record(idempotency_key="k", content_key="c", dataset_uri="gs://b/d.jsonl", generation="5", now=NOW, region="europe-west4",
+                       forced=True, queue_order="0005")
+    assert (fresh.content_key, fresh.region, fresh.forced, fresh.queue_order) == ("c", "europe-west4", True, "0005")
+    assert fresh.history[0].at == timestamp(NOW)
+    plain = new_record(idempotency_key="k", content_key="c", dataset_uri="gs://b/d.jsonl", generation="5", now=NOW)
+    assert (plain.forced, plain.queue_order) == (False, timestamp(NOW))  # no order given: the upload time
