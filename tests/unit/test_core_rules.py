@@ -391,6 +391,7 @@ def test_a_first_claim_records_the_request_and_takes_the_slot():
     assert (record.dataset_uri, record.generation, record.report_uri) == (request.training.uri, "1764000000000001", request.report_uri)
     assert (record.model, record.region, record.forced) == ("gemini-2.5-flash", "us-central1", False)
     assert record.request == msgspec.to_builtins(request) and record.queue_order == "00001764000000000001"
+    assert record.content_key == request.content_key
     assert [t.state for t in record.history] == [LedgerState.ACCEPTED, LedgerState.SUBMITTING]
 
 
@@ -423,8 +424,9 @@ def test_forced_and_retried_content_is_tuned_again_and_says_why():
 
 def test_a_queued_claim_says_why_it_waits_after_why_it_is_tuned_again():
     busy = Slots(active={"other": timestamp(NOW)})
-    _, plain = claim(slots=busy)
+    request, plain = claim(slots=busy)
     assert plain.outcome is Outcome.QUEUED and plain.record is not None
+    assert plain.content_owner_key == request.idempotency_key  # a queued dataset owns its content already
     assert plain.record.reason == "1 of 1 job slots in use, 0 waiting"
     _, retried = claim(owner_record(LedgerState.CANCELLED), slots=busy)
     assert retried.record is not None and retried.record.reason == (
