@@ -131,7 +131,7 @@ def _install_wait4() -> None:
             return got, status
         return original(pid, options)
 
-    subprocess.os.waitpid = waitpid  # type: ignore[attr-defined]
+    subprocess.os.waitpid = waitpid  # type: ignore[attr-defined]  # subprocess re-exports os at run time only
 
 
 def main() -> None:

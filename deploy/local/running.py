@@ -56,7 +56,7 @@ def what_would_be_lost(stack: RunningStack) -> list[str]:
         report_count = sum(n.startswith(reports) for n in names)
         held.append(f"{uploads} upload(s), {report_count} report(s) and {len(names) - uploads - report_count} other object(s) "
                     f"in gs://{env['AUTOTUNE_BUCKET']}")
-    except Exception as exc:  # noqa: BLE001 (a half-dead stack is still worth describing)
+    except Exception as exc:  # any failure: a half-dead stack is still worth describing
         held.append(f"the bucket's objects (not counted: {type(exc).__name__})")
     try:
         from autotune_local.clients import firestore_client
@@ -65,6 +65,6 @@ def what_would_be_lost(stack: RunningStack) -> list[str]:
         states = [(snap.to_dict() or {}).get("state") for snap in collection.stream(timeout=COUNT_TIMEOUT_SECONDS)]
         active = sum(s in {"QUEUED", "SUBMITTING", "SUBMITTED", "RUNNING"} for s in states)
         held.append(f"{len(states)} ledger record(s), {active} of them queued or running")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         held.append(f"the ledger (not counted: {type(exc).__name__})")
     return held

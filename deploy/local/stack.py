@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -184,7 +185,7 @@ class LocalStack:
         return EventListener.create(self.subscriber(), self.project, self.config.events_topic, name)
 
 
-def options_with(base: StackOptions | None = None, **overrides: object) -> StackOptions:
+def options_with(base: StackOptions | None = None, **overrides: Any) -> StackOptions:
     """StackOptions with `overrides` applied; PipelineConfig field names (max_concurrent_jobs, ...)
     go to config_overrides, the rest must be StackOptions fields."""
     base = base or StackOptions()

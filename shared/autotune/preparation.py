@@ -162,6 +162,7 @@ def _turns_from_pair(obj: Mapping[str, Any]) -> tuple[str | None, list[tuple[str
             raise Unconvertible(f"{name} is {'missing' if value is None else type(value).__name__}; both prompt and response must be text")
     if system is not None and not isinstance(system, str):
         raise Unconvertible(f"system is {type(system).__name__}, not text")
+    assert isinstance(prompt, str) and isinstance(response, str)  # the loop above refused anything else
     return (system or None), [("user", [prompt]), ("model", [response])]
 
 
@@ -207,10 +208,11 @@ def _merged(turns: list[tuple[str, list[str]]], changes: list[str]) -> list[tupl
 def prompt_response_row(row: Mapping[str, str | None]) -> dict[str, str]:
     """A CSV row (header names matched case-insensitively) as a prompt/response example."""
     by_name = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
-    example = {}
+    example: dict[str, str] = {}
     for key in (*PROMPT_KEYS, *RESPONSE_KEYS, *SYSTEM_KEYS):
-        if by_name.get(key) not in (None, ""):
-            example[key] = by_name[key]
+        value = by_name.get(key)
+        if value is not None and value != "":
+            example[key] = value
         elif key in by_name and key in PROMPT_KEYS + RESPONSE_KEYS:
             example[key] = ""
     return example

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 from google.api_core.exceptions import InternalServerError
+from sample_data import conversation_dataset as dataset
+from sample_data import unique
 
 from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
@@ -32,9 +34,6 @@ from autotune.jobs.job_spec import KEY_LABEL
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.tick import status_tick
 from autotune_local.stack import FunctionSource
-
-from sample_data import unique
-from sample_data import conversation_dataset as dataset
 
 pytestmark = pytest.mark.integration
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from sample_data import conversation_dataset as dataset
+from sample_data import unique
 
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService

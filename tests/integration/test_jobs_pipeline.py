@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
+from sample_data import conversation_dataset as dataset
+from sample_data import unique
 
 from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
@@ -30,9 +32,6 @@ from autotune.jobs.job_spec import KEY_LABEL
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.submit import submit_request
 from autotune.jobs.request import DatasetRef, TuningRequest, content_key, idempotency_key
-
-from sample_data import unique
-from sample_data import conversation_dataset as dataset
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +78,8 @@ def types_for(events, dataset_uri: str) -> list[str]:
 
 def jobs_labelled(tuning, stack, key: str):
     parent = f"projects/{stack.project}/locations/{stack.config.defaults.region}"
-    from google.cloud import aiplatform_v1
     from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform_v1
 
     client = aiplatform_v1.GenAiTuningServiceClient(
         transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()

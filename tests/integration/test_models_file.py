@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from sample_data import unique
 
 from autotune.catalog import CatalogError
 from autotune.events import EventType
-
-from sample_data import unique
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from sample_data import conversation_dataset, unique
 
 pytestmark = pytest.mark.integration
@@ -31,7 +30,7 @@ class Receiver(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:  # http.server calls it by this name
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         with self.server.arrived:
             self.server.received.append((dict(self.headers), json.loads(body)))

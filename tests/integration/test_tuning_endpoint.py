@@ -8,12 +8,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sample_data import conversation_dataset as dataset
+from sample_data import unique
 
 from autotune.events import EventType
 from autotune_local.tuning_emulator import FakeGcsStore, TuningEmulator, make_server
-
-from sample_data import unique
-from sample_data import conversation_dataset as dataset
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,12 @@ out of attempts after 3.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import requests
+from sample_data import conversation_dataset as dataset
+from sample_data import unique
 
 from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
@@ -29,9 +30,6 @@ from autotune.jobs.cancel import cancel
 from autotune.jobs.job_spec import KEY_LABEL
 from autotune.jobs.pipeline import Pipeline
 from autotune_local.stack import FunctionSource
-
-from sample_data import unique
-from sample_data import conversation_dataset as dataset
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from sample_data import conversation_dataset, unique
 from typer.testing import CliRunner
 
 from autotune.cli import app
-from sample_data import conversation_dataset, unique
 
 pytestmark = pytest.mark.integration
 

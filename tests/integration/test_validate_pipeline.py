@@ -9,13 +9,13 @@ import json
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
+from sample_data import unique
 
 from autotune.events import EventType
 from autotune.jobs.request import decode_request
-
-from sample_data import unique
 
 pytestmark = pytest.mark.integration
 
@@ -46,8 +46,6 @@ def events(local_stack):
 @pytest.fixture(scope="module")
 def requests_seen(local_stack):
     """Our own pull subscription on tuning-requests, beside the submit function's push one."""
-    from autotune_local.clients import EventListener  # noqa: F401  (same client helpers)
-
     subscriber = local_stack.subscriber()
     name = subscriber.subscription_path(local_stack.project, f"test-requests-{uuid.uuid4().hex[:8]}")
     subscriber.create_subscription(name=name, topic=f"projects/{local_stack.project}/topics/{local_stack.config.requests_topic}")
@@ -316,11 +314,34 @@ def test_no_dataset_content_in_any_log(local_stack, events) -> None:
     # Runs after the others in this module, which all upload SECRET in their datasets.
     name = f"incoming/{unique('leak-check')}.jsonl"
     local_stack.upload(good_dataset(), name)
-    verdict_for(events, f"gs://{local_stack.bucket}/{name}")
-    for log in local_stack.log_dir.glob("*.log"):
+    dataset = f"gs://{local_stack.bucket}/{name}"
+    verdict_for(events, dataset)
+    # A check that reads nothing proves nothing: the logs must be there, and the validate log
+    # must hold this run's decision on this upload (written just after the event is published).
+    validate_log = local_stack.log_dir / "validate.log"
+    deadline = time.monotonic() + 30
+    while not _logged_decision_on(validate_log, dataset):
+        assert time.monotonic() < deadline, f"validate.log has no decision on {dataset}"
+        time.sleep(0.2)
+    logs = sorted(local_stack.log_dir.glob("*.log"))
+    assert {"validate.log", "submit.log", "status.log", "bridge.log"} <= {p.name for p in logs}
+    for log in logs:
         assert SECRET not in log.read_text(errors="replace"), log.name
     for received in events.received:
         assert SECRET not in received.data.decode()
+
+
+def _logged_decision_on(log: Path, dataset: str) -> bool:
+    if not log.exists():
+        return False
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("dataset") == dataset and entry.get("decision"):
+            return True
+    return False
 
 
 def test_storage_adapter_streams_a_pinned_generation_and_says_when_it_is_gone(local_stack) -> None:

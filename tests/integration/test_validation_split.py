@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from sample_data import conversation_dataset as dataset
+from sample_data import unique
 
 from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
@@ -16,9 +18,6 @@ from autotune.intake.split import split_object_names
 from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.events import EventType
 from autotune.validation import DatasetSource, validate_dataset
-
-from sample_data import conversation_dataset as dataset
-from sample_data import unique
 
 pytestmark = pytest.mark.integration
 

@@ -77,7 +77,9 @@ class MemoryLedger:
 
     def clear_outbox(self, key: str, event_ids: Collection[str]) -> None:
         with self.lock:
-            record = self.docs[key]
+            record = self.docs.get(key)
+            if record is None:  # as Firestore: nothing to clear is no error
+                return
             left = tuple(event for event in record.outbox if event.id not in set(event_ids))
             self.docs[key] = msgspec.structs.replace(record, outbox=left)
 

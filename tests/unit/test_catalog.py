@@ -11,13 +11,20 @@ from autotune.catalog import (
     CATALOG_FILE,
     MODELS_FILE_VAR,
     CatalogError,
-    catalog_from_files,
+    ModelSpec,
     adapter_size_enum_name,
+    catalog_from_files,
     get_model,
     load_catalog,
     model_names,
     parse_catalog,
 )
+
+
+def model(name: str) -> ModelSpec:
+    found = get_model(name)
+    assert found is not None, f"{name} is not in the catalog"
+    return found
 
 SEED = ["gemini-1.5-pro-002", "gemini-1.5-flash-002", "gemini-1.0-pro-002"]
 LINE_2_0 = ["gemini-2.0-flash-001", "gemini-2.0-flash-lite-001"]
@@ -31,12 +38,12 @@ def test_every_model_the_docs_list_and_the_retired_ones_datasets_still_name():
     assert model_names() == SEED + LINE_2_0 + CURRENT
     retired = {m.name for m in load_catalog().models.values() if m.retired}
     assert retired == set(SEED + LINE_2_0 + CURRENT[:3])
-    assert get_model("gemini-3.5-flash-lite").lifecycle == "ga"
+    assert model("gemini-3.5-flash-lite").lifecycle == "ga"
 
 
 @pytest.mark.parametrize("name", SEED)
 def test_seed_limits(name):
-    m = get_model(name)
+    m = model(name)
     assert m.max_tokens_per_example == 32_000
     assert m.max_validation_examples == 256
     assert m.max_file_bytes == 1024**3
@@ -44,18 +51,18 @@ def test_seed_limits(name):
 
 
 def test_seed_adapter_sizes_and_formats():
-    assert get_model("gemini-1.5-pro-002").adapter_sizes == (1, 4)
-    assert get_model("gemini-1.5-pro-002").default_adapter_size == 4
-    assert get_model("gemini-1.5-flash-002").adapter_sizes == (1, 4, 8, 16)
-    assert get_model("gemini-1.5-flash-002").default_adapter_size == 8
-    pro10 = get_model("gemini-1.0-pro-002")
+    assert model("gemini-1.5-pro-002").adapter_sizes == (1, 4)
+    assert model("gemini-1.5-pro-002").default_adapter_size == 4
+    assert model("gemini-1.5-flash-002").adapter_sizes == (1, 4, 8, 16)
+    assert model("gemini-1.5-flash-002").default_adapter_size == 8
+    pro10 = model("gemini-1.0-pro-002")
     assert pro10.dataset_format == "legacy" and pro10.modalities == ("text",) and pro10.text_only
     assert pro10.price_per_million_training_tokens == 0.0  # free while in preview (seed)
 
 
 @pytest.mark.parametrize("name", CURRENT)
 def test_current_limits(name):
-    m = get_model(name)
+    m = model(name)
     assert m.max_tokens_per_example == 131_072
     assert m.max_validation_examples == 5_000
     assert m.max_file_bytes == 1024**3
@@ -97,7 +104,7 @@ def test_media_kinds_and_mime_lookup():
     audio = set(catalog.media["audio"].mime_types)
     assert {"audio/m4a", "audio/mp4", "audio/pcm", "audio/x-aac", "audio/mpga"} <= audio
     assert not {"audio/aac", "audio/aiff", "audio/x-wav"} & audio
-    assert catalog.accepted_mime_types(get_model("gemini-1.0-pro-002")) == ()
+    assert catalog.accepted_mime_types(model("gemini-1.0-pro-002")) == ()
 
 
 def test_a_malformed_catalog_fails_naming_the_field():

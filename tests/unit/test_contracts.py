@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from autotune.config import ConfigError, PipelineConfig, TuningDefaults, load_config_file
-from autotune.events import EventPayload, EventType, from_pubsub_message, make_event, to_pubsub_message
+from autotune.events import (
+    EventPayload,
+    EventType,
+    from_pubsub_message,
+    make_event,
+    to_pubsub_message,
+)
 from autotune.settings import TuningSettings, is_forced
 from autotune.jobs.request import (
     DatasetRef,

@@ -14,7 +14,6 @@ from autotune.jobs.documents import Slots
 
 CONFIG = PipelineConfig(project="p", bucket="bkt", max_concurrent_jobs=2)
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-S = LedgerState
 
 
 def listed(name: str, generation: str, seconds: float, **metadata: str) -> ListedObject:
@@ -33,13 +32,13 @@ def record(name: str, generation: str, key: str, at: float):
 
 def test_every_upload_has_its_row_state_report_queue_place_and_times():
     done = record("incoming/done.jsonl", "1", "k-done", 2)
-    for state, at, extra in ((S.SUBMITTING, 3, {}), (S.SUBMITTED, 4, {"job_name": "projects/p/locations/l/tuningJobs/7"}),
-                             (S.RUNNING, 6, {}), (S.SUCCEEDED, 20, {"tuned_model": "projects/p/models/m1", "endpoint": "projects/p/endpoints/e1"})):
+    for state, at, extra in ((LedgerState.SUBMITTING, 3, {}), (LedgerState.SUBMITTED, 4, {"job_name": "projects/p/locations/l/tuningJobs/7"}),
+                             (LedgerState.RUNNING, 6, {}), (LedgerState.SUCCEEDED, 20, {"tuned_model": "projects/p/models/m1", "endpoint": "projects/p/endpoints/e1"})):
         done = move(done, state, T0 + timedelta(seconds=at), **extra)
-    running = move(move(record("incoming/run.jsonl", "2", "k-run", 30), S.SUBMITTING, T0 + timedelta(seconds=31)),
-                   S.SUBMITTED, T0 + timedelta(seconds=32), job_name="projects/p/locations/l/tuningJobs/8")
-    second = move(record("incoming/second.jsonl", "4", "k-second", 41), S.QUEUED, T0 + timedelta(seconds=42), queue_order="b")
-    first = move(record("incoming/first.jsonl", "3", "k-first", 40), S.QUEUED, T0 + timedelta(seconds=41), queue_order="a")
+    running = move(move(record("incoming/run.jsonl", "2", "k-run", 30), LedgerState.SUBMITTING, T0 + timedelta(seconds=31)),
+                   LedgerState.SUBMITTED, T0 + timedelta(seconds=32), job_name="projects/p/locations/l/tuningJobs/8")
+    second = move(record("incoming/second.jsonl", "4", "k-second", 41), LedgerState.QUEUED, T0 + timedelta(seconds=42), queue_order="b")
+    first = move(record("incoming/first.jsonl", "3", "k-first", 40), LedgerState.QUEUED, T0 + timedelta(seconds=41), queue_order="a")
     hostile = "incoming/<script>alert(1)</script>.jsonl"
     listing = Listing(
         uploads=[listed("incoming/done.jsonl", "1", 0), listed("incoming/run.jsonl", "2", 29), listed("incoming/first.jsonl", "3", 39),

@@ -5,11 +5,10 @@ validator is the real one."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import msgspec
 import pytest
+from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
 from autotune.config import PipelineConfig, TuningDefaults
 from autotune.intake.manifest import InvalidManifest, parse_manifest, resolve_settings
@@ -26,7 +25,6 @@ from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.events import EventType
 from autotune.jobs.request import TuningRequest, decode_request, encode_request
 from autotune.validation import DatasetSource, validate_dataset
-from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
 CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3))
 

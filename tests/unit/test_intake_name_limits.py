@@ -9,6 +9,7 @@ from autotune.intake.objects import NAME_LIMIT_BYTES, name_too_long, report_obje
 from test_dataset_intake import BUCKET, CONFIG, MemoryBus, MemoryStore, jsonl, run
 
 
+
 def name_of_bytes(size: int) -> str:
     """incoming/<é...>/<x...>.jsonl of exactly `size` UTF-8 bytes (é is two bytes)."""
     head, tail = "incoming/", ".jsonl"

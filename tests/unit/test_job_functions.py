@@ -2,21 +2,28 @@
 handed to them through their `configure`: what the entry points decode, acknowledge and refuse."""
 
 import base64
-from datetime import timedelta
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from functions_framework import create_app
+from intake_doubles import MemoryBus, MemoryStore
+from job_doubles import (
+    FakeTuningService,
+    MemoryLedger,
+    RecordingPublisher,
+    SteppingClock,
+    StubCatalog,
+    make_request,
+)
 
 from autotune.jobs.lifecycle import LedgerState
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.request import encode_request
 from autotune.intake.upload import IntakeDeps
 from autotune.validation import DatasetSource, validate_dataset
-from intake_doubles import MemoryBus, MemoryStore
-from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
 
 ROOT = Path(__file__).resolve().parents[2]
 

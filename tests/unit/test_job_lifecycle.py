@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from autotune.events import EventType
@@ -110,13 +111,13 @@ def test_observed_maps_vertex_states_from_submitted(vertex, expected):
     if expected is None:
         assert seen is None or seen.state == LedgerState.SUBMITTED
     else:
-        assert seen.state == expected
+        assert seen is not None and seen.state == expected
 
 
 def test_every_vertex_state_is_mapped():
     from google.cloud.aiplatform_v1.types import JobState
 
-    assert {s.name for s in JobState} <= set(VERTEX_TO_LEDGER)
+    assert {s.name for s in JobState} <= set(VERTEX_TO_LEDGER)  # type: ignore[attr-defined]  # proto-plus enums iterate at run time
 
 
 def test_succeeded_between_two_polls_announces_running_then_succeeded():

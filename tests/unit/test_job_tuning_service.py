@@ -4,6 +4,7 @@ label lookup, and every error classified the way submit needs."""
 import threading
 
 import pytest
+from job_doubles import make_request
 
 from autotune.adapters.tuning_service import VertexTuningService
 from autotune.adapters.catalog import ProjectCatalog

@@ -6,7 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from autotune.events import EventPayload, EventType, make_event, payload_json_schema, to_pubsub_message
+from autotune.events import (
+    EventPayload,
+    EventType,
+    make_event,
+    payload_json_schema,
+    to_pubsub_message,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = REPO / "docs" / "tuning-events.schema.json"

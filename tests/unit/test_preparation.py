@@ -7,8 +7,17 @@ import re
 import pytest
 
 from autotune.preparation import (
-    GEMINI_CONTENTS, LEGACY_MESSAGES, MIN_TRAINING_EXAMPLES, OPENAI_CHAT, PROMPT_RESPONSE, Unconvertible,
-    canonical_bytes, content_hash, convert_example, prompt_response_row, split_plan,
+    GEMINI_CONTENTS,
+    LEGACY_MESSAGES,
+    MIN_TRAINING_EXAMPLES,
+    OPENAI_CHAT,
+    PROMPT_RESPONSE,
+    Unconvertible,
+    canonical_bytes,
+    content_hash,
+    convert_example,
+    prompt_response_row,
+    split_plan,
 )
 
 

@@ -30,7 +30,9 @@ SETTLED = timedelta(seconds=CONFIG.reconcile_after_seconds)
 
 
 def good_jsonl(n: int = 20) -> bytes:
-    turn = lambda role, text: {"role": role, "parts": [{"text": text}]}  # noqa: E731
+    def turn(role: str, text: str) -> dict:
+        return {"role": role, "parts": [{"text": text}]}
+
     return b"".join(json.dumps({"contents": [turn("user", f"Q{i}?"), turn("model", f"A{i}.")]}).encode() + b"\n" for i in range(n))
 
 
@@ -170,7 +172,10 @@ def test_a_pass_takes_in_the_oldest_lost_uploads_first_and_leaves_the_rest_to_th
 
 def test_a_pass_runs_at_most_once_a_period_across_callers_and_never_when_off(world):
     store, _, intake, ledger = world
-    connect = lambda: (intake, store)  # noqa: E731
+
+    def connect():
+        return intake, store
+
     assert reconcile_if_due(CONFIG, ledger, connect, now=NOW) is not None
     assert reconcile_if_due(CONFIG, ledger, connect, now=NOW + timedelta(seconds=59)) is None
     assert reconcile_if_due(CONFIG, ledger, connect, now=NOW + timedelta(seconds=60)) is not None
@@ -224,7 +229,7 @@ def test_a_ledger_that_lost_its_records_does_not_resubmit_what_was_accepted_befo
     store.now = NOW - SETTLED * 3
     accepted = store.put("incoming/cancelled-before.jsonl", good_jsonl())
     assert process_upload(accepted, CONFIG, intake).decision == "accepted"
-    never_validated = store.put("incoming/never-seen.jsonl", good_jsonl(22))
+    store.put("incoming/never-seen.jsonl", good_jsonl(22))
     ledger.started = NOW - SETTLED  # the emulator came back empty after both uploads
     summary = reconcile(CONFIG, intake, store, ledger, now=NOW)
     assert summary.lost == 1 and summary.outcomes == {"accepted": 1}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import pytest
@@ -64,24 +65,30 @@ def refusal(request: TuningRequest, *, report: bytes | None = b"", generations: 
     )
 
 
+def refused(request: TuningRequest, **kwargs: Any) -> str:
+    why = refusal(request, **kwargs)
+    assert why is not None, "the request was not refused"
+    return why
+
+
 def test_a_genuine_request_passes():
     assert refusal(genuine()) is None
 
 
 def test_no_report_or_a_rejecting_one_is_refused():
-    assert "never validated" in refusal(genuine(), report=None)
-    assert "does not say valid" in refusal(genuine(), report=report_for(genuine(), valid=False))
+    assert "never validated" in refused(genuine(), report=None)
+    assert "does not say valid" in refused(genuine(), report=report_for(genuine(), valid=False))
 
 
 def test_a_report_that_accepted_other_settings_is_refused():
     forged = genuine(epochs=5)
-    assert "accepted another request" in refusal(forged, report=report_for(genuine()))
+    assert "accepted another request" in refused(forged, report=report_for(genuine()))
 
 
 def test_keys_that_do_not_hash_from_the_fields_are_refused():
     request = genuine()
-    assert "content key" in refusal(msgspec.structs.replace(request, content_key="0" * 40))
-    assert "idempotency key" in refusal(msgspec.structs.replace(request, idempotency_key="0" * 40))
+    assert "content key" in refused(msgspec.structs.replace(request, content_key="0" * 40))
+    assert "idempotency key" in refused(msgspec.structs.replace(request, idempotency_key="0" * 40))
 
 
 @pytest.mark.parametrize(("settings", "why"), [({"epochs": 1_000_000}, "epochs"), ({"learning_rate_multiplier": 1e9}, "learning_rate"),
@@ -93,24 +100,24 @@ def test_settings_out_of_limits_are_refused_even_with_a_matching_report(settings
 
 
 def test_a_pinned_copy_missing_replaced_or_misnamed_is_refused():
-    assert "no longer exists" in refusal(genuine(), generations={PINNED: None})
-    assert "written over" in refusal(genuine(), generations={PINNED: "901"})
+    assert "no longer exists" in refused(genuine(), generations={PINNED: None})
+    assert "written over" in refused(genuine(), generations={PINNED: "901"})
     request = genuine()
     misnamed = msgspec.structs.replace(request, training=msgspec.structs.replace(request.training, pinned_object="reports/pinned/x.jsonl"))
-    assert "not the one named by its validated sha256" in refusal(misnamed, generations={"reports/pinned/x.jsonl": "900"})
+    assert "not the one named by its validated sha256" in refused(misnamed, generations={"reports/pinned/x.jsonl": "900"})
     unpinned = msgspec.structs.replace(request, training=msgspec.structs.replace(request.training, pinned_object=None))
-    assert "no pinned copy" in refusal(unpinned)
+    assert "no pinned copy" in refused(unpinned)
 
 
 def test_a_report_uri_not_of_the_trigger_is_refused():
     request = msgspec.structs.replace(genuine(), report_uri=f"gs://{BUCKET}/reports/incoming/other.jsonl/1.json")
-    assert "not the report of the upload" in refusal(request)
+    assert "not the report of the upload" in refused(request)
 
 
 @pytest.mark.parametrize("field", ["display_name", "model"])
 def test_unbounded_or_unencodable_text_is_refused(field):
-    assert "characters long" in refusal(genuine(**{field: "n" * 5000}))
-    assert "surrogate" in refusal(genuine(**{field: "n\ud800"}))
+    assert "characters long" in refused(genuine(**{field: "n" * 5000}))
+    assert "surrogate" in refused(genuine(**{field: "n\ud800"}))
 
 
 def test_an_oversized_request_is_not_decoded():
@@ -130,6 +137,7 @@ def test_quarantine_fails_a_record_slimmed_to_what_can_be_written():
                         request={"settings": {"display_name": "n" * 1_000_000}})
     record = move(record, LedgerState.SUBMITTING, NOW)
     change = quarantine(record, Slots(active={"k": "t"}), error="400 maximum entity size is 1048576 bytes", now=NOW)
+    assert change is not None and change.record is not None and change.record.error is not None and change.slots is not None
     assert change.record.state == LedgerState.FAILED and change.record.request is None
     assert "quarantined" in change.record.error and "k" not in change.slots.active
     assert [e.type for e in change.record.outbox] == ["autotune.job.v1.failed"]

@@ -4,6 +4,14 @@ error classes, the skipped re-upload, take-over of dead claims."""
 import threading
 
 import pytest
+from job_doubles import (
+    FakeTuningService,
+    MemoryLedger,
+    RecordingPublisher,
+    SteppingClock,
+    StubCatalog,
+    make_request,
+)
 
 from autotune.events import EventType
 from autotune.jobs.lifecycle import LedgerState, parse_timestamp

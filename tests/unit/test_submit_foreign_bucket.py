@@ -4,6 +4,14 @@ failed record and a job.v1.failed event saying why, and never calls the tuning s
 
 import msgspec
 import pytest
+from job_doubles import (
+    FakeTuningService,
+    MemoryLedger,
+    RecordingPublisher,
+    SteppingClock,
+    StubCatalog,
+    make_request,
+)
 
 from autotune.events import EventType
 from autotune.jobs.lifecycle import LedgerState

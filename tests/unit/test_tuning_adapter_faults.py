@@ -8,6 +8,7 @@ import time
 
 import msgspec
 import pytest
+from job_doubles import make_request
 
 from autotune.adapters.tuning_service import VertexTuningService, retry_delay, retry_info_seconds
 from autotune.jobs.lifecycle import JobSnapshot, LedgerState, new_record, apply_job_snapshot

@@ -11,7 +11,15 @@ from autotune.intake.objects import StoredObject
 from autotune.jobs.lifecycle import new_record
 from autotune.intake.reconciliation import ListedObject
 from autotune.upload_fates import (
-    ACCEPTED, AWAITING, IGNORED, REJECTED, matches, parse_report_name, report_totals, upload_fates, with_report,
+    ACCEPTED,
+    AWAITING,
+    IGNORED,
+    REJECTED,
+    matches,
+    parse_report_name,
+    report_totals,
+    upload_fates,
+    with_report,
 )
 
 CONFIG = PipelineConfig(bucket="bkt")

@@ -265,10 +265,13 @@ def test_media_too_long_when_the_catalog_knows_the_limit_and_the_line_the_length
     catalog = load_catalog()
     video = msgspec.structs.replace(catalog.media["video"], max_seconds_by_resolution={"default": 60, "low": 600})
     catalog = msgspec.structs.replace(catalog, media={**catalog.media, "video": video})
-    clip = lambda end, res=None: {  # noqa: E731
-        **media_example({**fd("video/mp4", VID), "videoMetadata": {"startOffset": "0s", "endOffset": end}}),
-        **({"generationConfig": {"mediaResolution": res}} if res else {}),
-    }
+
+    def clip(end, res=None):
+        return {
+            **media_example({**fd("video/mp4", VID), "videoMetadata": {"startOffset": "0s", "endOffset": end}}),
+            **({"generationConfig": {"mediaResolution": res}} if res else {}),
+        }
+
     report = validate_for_model(
         DatasetSource("train.jsonl", [padded([clip("61s"), clip("59.5s"), clip("300s", "MEDIA_RESOLUTION_LOW")])]),
         settings=TuningSettings(model="gemini-3.5-flash", epochs=3), model=catalog.get("gemini-3.5-flash"), catalog=catalog,

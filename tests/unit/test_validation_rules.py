@@ -7,12 +7,12 @@ import json
 
 import msgspec
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autotune.catalog import load_catalog
 from autotune.settings import TuningSettings
-from autotune.validation import DatasetSource, validate_dataset
-from autotune.validation import gemini_rules, legacy_rules
+from autotune.validation import DatasetSource, gemini_rules, legacy_rules, validate_dataset
 from autotune.validation.media_rules import MediaRules
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60).filter(lambda s: not s.isspace())
@@ -112,7 +112,10 @@ def full_issues(obj, legacy: bool):
     catalog = load_catalog()
     model = catalog.get("gemini-1.0-pro-002" if legacy else "gemini-3.5-flash")
     found = []
-    add = lambda code, field, message: found.append(code)  # noqa: E731
+
+    def add(code, field, message):
+        found.append(code)
+
     if legacy:
         shape = legacy_rules.full_check(obj, add, model.name)
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
 from autotune.catalog import get_model
 from autotune.config import PipelineConfig, TuningDefaults
@@ -22,7 +23,6 @@ from autotune.intake.split import (
 )
 from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.validation import DatasetSource, validate_dataset
-from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
 CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3))
 SPLIT = {VALIDATION_SPLIT_METADATA: "0.1"}

@@ -24,7 +24,7 @@ def main() -> None:
             sys.exit(1)
         if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
             raise
-        exc.show()
+        exc.show()  # type: ignore[attr-defined]  # click's UsageError, recognised by its shape above
         doc = {"valid": False, "usage_error": {"code": "invalid_arguments", "message": exc.format_message()}}
         sys.stdout.write(json.dumps(doc) + "\n")
         sys.exit(2)

@@ -221,7 +221,7 @@ def _write_outputs(staging: Path, output: Path, validation_output: Path | None, 
                 if validation is not None:
                     validation.close()
         os.replace(partial_train, output)
-        if partial_validation is not None:
+        if partial_validation is not None and validation_output is not None:
             os.replace(partial_validation, validation_output)
     finally:
         partial_train.unlink(missing_ok=True)

@@ -51,7 +51,7 @@ def _print_report(bucket, name: str, *, as_json: bool, as_html: bool) -> None:
         # A job id, a ledger key, or the training file a manifest named: the ledger knows its report.
         record = next((r for r in find_records(records, name) if r.report_uri), None)
         prefix = f"gs://{bucket.config.bucket}/"
-        if record is not None and record.report_uri.startswith(prefix):
+        if record is not None and record.report_uri and record.report_uri.startswith(prefix):
             report_name = record.report_uri[len(prefix):]
     if report_name is None:
         raise fail(f"no stored report matches {name!r} (`autotune jobs` lists every upload)")

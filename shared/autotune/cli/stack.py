@@ -256,8 +256,8 @@ def demo(
 
 
 def _running_stack_env(state_dir: Path) -> dict[str, str]:
-    from autotune_local.stack import read_state, recorded_processes
     from autotune_local.processes import is_running
+    from autotune_local.stack import read_state, recorded_processes
 
     state = read_state(state_dir)
     if not state or not any(is_running(p) for p in recorded_processes(state_dir)):
@@ -282,7 +282,7 @@ def _refuse_to_replace(directory: Path) -> None:
 def _stop_on_sigterm() -> None:
     # SIGTERM (a supervisor, `kill PID`) and SIGHUP (the terminal closed) stop the stack the
     # same way Ctrl-C does.
-    def interrupt(signum, frame):  # noqa: ARG001
+    def interrupt(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from autotune.cli.terminal import echo
-from autotune.upload_fates import ACCEPTED, AWAITING, IGNORED, REJECTED, UploadFate, upload_fates, with_report
+from autotune.upload_fates import (
+    ACCEPTED,
+    AWAITING,
+    IGNORED,
+    REJECTED,
+    UploadFate,
+    upload_fates,
+    with_report,
+)
 
 if TYPE_CHECKING:
     from autotune.adapters.storage import GcsDatasetStore

@@ -13,7 +13,15 @@ from typing import Annotated
 import typer
 
 from autotune.cli.app import app
-from autotune.validate_command import FLAGS, OPTIONS, UsageError, ValidateArgs, render_text, report_usage_error, run
+from autotune.validate_command import (
+    FLAGS,
+    OPTIONS,
+    UsageError,
+    ValidateArgs,
+    render_text,
+    report_usage_error,
+    run,
+)
 
 __all__ = ["render_text", "validate"]
 

@@ -22,7 +22,7 @@ NAME_LIMIT_BYTES = 1024
 # Metadata on every report object: "true" (accepted) or "false" (rejected).
 REPORT_VALID_METADATA = "autotune-valid"
 # In an accepted report: the keys of the request validate published for it, so submit acts only
-# on that request (autotune.request_checks).
+# on that request (autotune.jobs.request_checks).
 REPORT_REQUEST_FIELD = "accepted_request"
 # In an accepted report of a split upload: the fraction, the counts, the limits applied, the files.
 SPLIT_REPORT_FIELD = "validation_split"

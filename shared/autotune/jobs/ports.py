@@ -66,7 +66,7 @@ class TuningService(Protocol):
 
 
 class ValidatedDatasets(Protocol):
-    """The dataset bucket as submit re-checks it (autotune.request_checks)."""
+    """The dataset bucket as submit re-checks it (autotune.jobs.request_checks)."""
 
     def read_report(self, name: str) -> bytes | None: ...
 

@@ -49,6 +49,7 @@ class _BackgroundSha256:
 
     def hexdigest(self) -> str:
         self.finish()
+        assert self._digest is not None  # finish() sets it
         return self._digest
 
 
