@@ -57,8 +57,8 @@ from pathlib import Path
 import requests
 
 from autotune.events import EventType
-from autotune.jobs.lifecycle import ENDED_STATES
 from autotune.jobs.job_spec import KEY_LABEL
+from autotune.jobs.lifecycle import ENDED_STATES
 
 END_TYPES = frozenset({EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED,
                        EventType.JOB_CANCELLED, EventType.JOB_SKIPPED})

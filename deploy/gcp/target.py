@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+
 from autotune_gcp.deployment import DeployTarget
 from autotune_local.checkout import CONFIG_FILE
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autotune_local.checkout import ROOT
 from autotune.events import EventType, TuningEvent
+from autotune_local.checkout import ROOT
 
 EXAMPLES_DIR = ROOT / "examples"
 DEMO_STATE_DIR = ROOT / ".autotune" / "demo"

@@ -27,8 +27,8 @@ from typing import Any
 import msgspec
 
 from autotune.config import PipelineConfig, load_config_file
-from autotune_local.checkout import CONFIG_FILE, ROOT
 from autotune_local import processes
+from autotune_local.checkout import CONFIG_FILE, ROOT
 from autotune_local.prerequisites import MissingPrerequisite, find_executables
 from autotune_local.processes import RunningProcess
 

@@ -639,7 +639,7 @@ def make_handler(service: TuningEmulator) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._dispatch("POST")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _dispatch(self, method: str) -> None:

@@ -20,8 +20,8 @@ from datetime import datetime
 
 from autotune.config import PipelineConfig
 from autotune.intake.objects import REPORT_VALID_METADATA, classify, report_object_name
-from autotune.jobs.lifecycle import LedgerRecord
 from autotune.intake.reconciliation import ListedObject
+from autotune.jobs.lifecycle import LedgerRecord
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"

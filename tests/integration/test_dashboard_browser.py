@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from sample_data import conversation_dataset, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from sample_data import conversation_dataset, unique
 
 pytestmark = pytest.mark.integration

@@ -25,12 +25,12 @@ from sample_data import conversation_dataset as dataset
 from sample_data import unique
 
 from autotune.adapters.bus import PubSubBus
+from autotune.adapters.catalog import ProjectCatalog
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService
 from autotune.events import EventType
-from autotune.jobs.lifecycle import ENDED_STATES
-from autotune.adapters.catalog import ProjectCatalog
 from autotune.jobs.job_spec import KEY_LABEL
+from autotune.jobs.lifecycle import ENDED_STATES
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.tick import status_tick
 from autotune_local.stack import FunctionSource

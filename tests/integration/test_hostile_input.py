@@ -17,9 +17,15 @@ import pytest
 from sample_data import conversation_dataset, unique
 
 from autotune.events import EventType
-from autotune.settings import TuningSettings
 from autotune.jobs.job_spec import KEY_LABEL
-from autotune.jobs.request import DatasetRef, TuningRequest, content_key, encode_request, idempotency_key
+from autotune.jobs.request import (
+    DatasetRef,
+    TuningRequest,
+    content_key,
+    encode_request,
+    idempotency_key,
+)
+from autotune.settings import TuningSettings
 from autotune_local.event_bridge import header_value
 
 pytestmark = pytest.mark.integration

@@ -27,11 +27,14 @@ from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService
 from autotune.events import EventType
 from autotune.jobs.lifecycle import LedgerState
+from autotune.jobs.request import (
+    DatasetRef,
+    TuningRequest,
+    content_key,
+    encode_request,
+    idempotency_key,
+)
 from autotune.settings import TuningSettings
-from autotune.jobs.request import DatasetRef, TuningRequest, content_key, encode_request, idempotency_key
-
-from sample_data import unique
-from sample_data import conversation_dataset as dataset
 
 pytestmark = pytest.mark.integration
 

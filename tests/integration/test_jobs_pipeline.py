@@ -22,16 +22,16 @@ from sample_data import conversation_dataset as dataset
 from sample_data import unique
 
 from autotune.adapters.bus import PubSubBus
+from autotune.adapters.catalog import ProjectCatalog
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService
 from autotune.events import EventType
-from autotune.jobs.lifecycle import LedgerState, parse_timestamp
-from autotune.settings import TuningSettings
-from autotune.adapters.catalog import ProjectCatalog
 from autotune.jobs.job_spec import KEY_LABEL
+from autotune.jobs.lifecycle import LedgerState, parse_timestamp
 from autotune.jobs.pipeline import Pipeline
-from autotune.jobs.submit import submit_request
 from autotune.jobs.request import DatasetRef, TuningRequest, content_key, idempotency_key
+from autotune.jobs.submit import submit_request
+from autotune.settings import TuningSettings
 
 pytestmark = pytest.mark.integration
 

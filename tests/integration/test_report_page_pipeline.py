@@ -8,12 +8,11 @@ import json
 from html.parser import HTMLParser
 
 import pytest
+from sample_data import unique
 from typer.testing import CliRunner
 
 from autotune.cli import app
 from autotune.events import EventType
-
-from sample_data import unique
 
 pytestmark = pytest.mark.integration
 

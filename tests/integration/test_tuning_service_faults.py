@@ -21,13 +21,13 @@ from sample_data import conversation_dataset as dataset
 from sample_data import unique
 
 from autotune.adapters.bus import PubSubBus
+from autotune.adapters.catalog import ProjectCatalog
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.tuning_service import VertexTuningService, state_name
 from autotune.events import EventType
-from autotune.jobs.lifecycle import LedgerState
-from autotune.adapters.catalog import ProjectCatalog
 from autotune.jobs.cancel import cancel
 from autotune.jobs.job_spec import KEY_LABEL
+from autotune.jobs.lifecycle import LedgerState
 from autotune.jobs.pipeline import Pipeline
 from autotune_local.stack import FunctionSource
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+
 from autotune.events import TuningEvent
 from autotune.jobs.documents import Change, ClaimView, Slots
 from autotune.jobs.lifecycle import JobSnapshot, LedgerRecord, LedgerState

@@ -13,7 +13,6 @@ from autotune.events import (
     make_event,
     to_pubsub_message,
 )
-from autotune.settings import TuningSettings, is_forced
 from autotune.jobs.request import (
     DatasetRef,
     InvalidTuningRequest,
@@ -23,6 +22,7 @@ from autotune.jobs.request import (
     encode_request,
     idempotency_key,
 )
+from autotune.settings import TuningSettings, is_forced
 
 
 def test_config_file_round_trips_through_environment():

@@ -5,12 +5,12 @@ import re
 from pathlib import Path
 
 import pytest
+from intake_doubles import BUCKET, NOW, MemoryStore
+from job_doubles import MemoryLedger
 
 from autotune.config import PipelineConfig
 from autotune.dashboard.app import create_app
 from autotune.dashboard.source import PipelineReader
-from intake_doubles import BUCKET, NOW, MemoryStore
-from job_doubles import MemoryLedger
 
 CONFIG = PipelineConfig(project="p", bucket=BUCKET)
 HOSTILE = "incoming/<script>alert(1)</script>.jsonl"

@@ -5,12 +5,18 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from autotune.config import PipelineConfig
-from autotune.dashboard.view import Listing, build_view, queue_positions, report_link, reports_to_read
-from autotune.intake.objects import StoredObject
+from autotune.dashboard.view import (
+    Listing,
+    build_view,
+    queue_positions,
+    report_link,
+    reports_to_read,
+)
 from autotune.events import EventPayload, EventType, make_event
-from autotune.jobs.lifecycle import LedgerState, move, new_record, timestamp
+from autotune.intake.objects import StoredObject
 from autotune.intake.reconciliation import ListedObject
 from autotune.jobs.documents import Slots
+from autotune.jobs.lifecycle import LedgerState, move, new_record, timestamp
 
 CONFIG = PipelineConfig(project="p", bucket="bkt", max_concurrent_jobs=2)
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)

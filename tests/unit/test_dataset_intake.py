@@ -11,9 +11,9 @@ import pytest
 from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
 from autotune.config import PipelineConfig, TuningDefaults
+from autotune.events import EventType
 from autotune.intake.manifest import InvalidManifest, parse_manifest, resolve_settings
 from autotune.intake.objects import (
-    ObjectGone,
     StoredObject,
     UnreadableEvent,
     classify,
@@ -22,8 +22,6 @@ from autotune.intake.objects import (
 )
 from autotune.intake.rejections import INVALID_MANIFEST, OBJECT_NOT_FOUND
 from autotune.intake.upload import IntakeDeps, process_upload
-from autotune.events import EventType
-from autotune.jobs.request import TuningRequest, decode_request, encode_request
 from autotune.validation import DatasetSource, validate_dataset
 
 CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3))

@@ -5,9 +5,9 @@ into the dead-letter topic. Just under the limit, it is validated as usual."""
 
 import json
 
-from autotune.intake.objects import NAME_LIMIT_BYTES, name_too_long, report_object_name
 from test_dataset_intake import BUCKET, CONFIG, MemoryBus, MemoryStore, jsonl, run
 
+from autotune.intake.objects import NAME_LIMIT_BYTES, name_too_long, report_object_name
 
 
 def name_of_bytes(size: int) -> str:

@@ -19,10 +19,10 @@ from job_doubles import (
     make_request,
 )
 
+from autotune.intake.upload import IntakeDeps
 from autotune.jobs.lifecycle import LedgerState
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.request import encode_request
-from autotune.intake.upload import IntakeDeps
 from autotune.validation import DatasetSource, validate_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,8 +132,9 @@ def test_a_status_tick_takes_in_an_upload_whose_notification_was_lost(pipeline, 
 def test_validate_serves_with_the_configuration_and_intake_it_is_handed():
     """functions/validate's injection point: a storage event in, the verdict through the intake
     it was configured with (no Google client built)."""
-    from autotune.config import PipelineConfig
     from intake_doubles import BUCKET
+
+    from autotune.config import PipelineConfig
 
     store = MemoryStore()
     example = {"contents": [{"role": "user", "parts": [{"text": "Q?"}]}, {"role": "model", "parts": [{"text": "A."}]}]}

@@ -15,10 +15,10 @@ from autotune.jobs.lifecycle import (
     JobSnapshot,
     LedgerRecord,
     LedgerState,
+    apply_job_snapshot,
     claim_expired,
     move,
     new_record,
-    apply_job_snapshot,
     parse_timestamp,
     timestamp,
 )
@@ -44,7 +44,7 @@ def record(state: LedgerState = LedgerState.ACCEPTED, **fields) -> LedgerRecord:
 def test_every_state_has_a_transition_entry_and_an_event_entry():
     assert set(TRANSITIONS) == set(LedgerState)
     assert set(EVENT_ON_ENTRY) == set(LedgerState)
-    assert ENDED_STATES == {LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED, LedgerState.SKIPPED}
+    assert {LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED, LedgerState.SKIPPED} == ENDED_STATES
 
 
 def test_ended_states_cannot_move():
@@ -174,7 +174,6 @@ STORED_QUEUED_RECORD = {
 
 
 def test_outbox_events_are_stored_as_the_json_they_are_published_as():
-    import msgspec
 
     from autotune.events import TuningEvent
 

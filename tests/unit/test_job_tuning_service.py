@@ -6,13 +6,12 @@ import threading
 import pytest
 from job_doubles import make_request
 
-from autotune.adapters.tuning_service import VertexTuningService
 from autotune.adapters.catalog import ProjectCatalog
+from autotune.adapters.tuning_service import VertexTuningService
 from autotune.jobs.job_spec import KEY_LABEL, build_job_spec
 from autotune.jobs.ports import ErrorKind, TuningServiceError
 from autotune_local import processes
 from autotune_local.tuning_emulator import MemoryStore, TuningEmulator, make_server
-from job_doubles import make_request
 
 REQUEST = make_request(bucket="bkt", name="incoming/data.jsonl")
 LINE = b'{"contents": [{"role": "user", "parts": [{"text": "hi there"}]}, {"role": "model", "parts": [{"text": "hello"}]}]}\n'

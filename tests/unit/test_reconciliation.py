@@ -7,11 +7,12 @@ import json
 from datetime import timedelta
 
 import pytest
+from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
+from job_doubles import MemoryLedger
 
 from autotune.config import PipelineConfig, TuningDefaults
-from autotune.intake.objects import REPORT_VALID_METADATA, StoredObject, report_object_name
-from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.events import EventType
+from autotune.intake.objects import REPORT_VALID_METADATA, StoredObject, report_object_name
 from autotune.intake.reconciliation import (
     MAX_UPLOADS_PER_PASS,
     RECONCILE_WINDOW,
@@ -20,9 +21,8 @@ from autotune.intake.reconciliation import (
     reconcile,
     reconcile_if_due,
 )
+from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.validation import DatasetSource, validate_dataset
-from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
-from job_doubles import MemoryLedger
 
 CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3),
                         reconcile_every_seconds=60, reconcile_after_seconds=300)

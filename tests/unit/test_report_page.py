@@ -11,13 +11,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
 from autotune.config import PipelineConfig, TuningDefaults
 from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.report_page import html_report_name, page_view, render_report_page
 from autotune.settings import TuningSettings
 from autotune.validation import DatasetSource, validate_dataset
-from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "ZEBRA-7731-never-on-the-page"
@@ -199,7 +199,7 @@ def test_the_validate_function_writes_the_page_before_the_json_report(data: byte
     page = Page(store.pages[html_name].decode())
     report = json.loads(store.reports[json_name])
     assert "script" not in page.tags
-    assert page.text.count(("VALID: accepted" if report["valid"] else "INVALID: rejected")) == 1
+    assert page.text.count("VALID: accepted" if report["valid"] else "INVALID: rejected") == 1
     assert f"gs://{BUCKET}/incoming/{SCRIPT}.jsonl#{uploaded.generation}" in page.text
     assert f"gs://{BUCKET}/{json_name}" in page.text
 

@@ -12,12 +12,10 @@ import msgspec
 import pytest
 
 from autotune.intake.objects import REPORT_REQUEST_FIELD, pinned_object_name
-from autotune.jobs.lifecycle import LedgerState, move, new_record
-from autotune.jobs.request_checks import catalog_settings_errors, request_refusal
-from autotune.settings import TuningSettings
 from autotune.jobs.decisions import quarantine
 from autotune.jobs.documents import Slots
 from autotune.jobs.job_spec import queue_order
+from autotune.jobs.lifecycle import LedgerState, move, new_record
 from autotune.jobs.request import (
     MAX_REQUEST_BYTES,
     DatasetRef,
@@ -27,6 +25,8 @@ from autotune.jobs.request import (
     decode_request,
     idempotency_key,
 )
+from autotune.jobs.request_checks import catalog_settings_errors, request_refusal
+from autotune.settings import TuningSettings
 
 BUCKET = "bkt"
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)

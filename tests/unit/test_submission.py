@@ -13,9 +13,8 @@ from job_doubles import (
     make_request,
 )
 
-from autotune.events import EventType
-from autotune.jobs.lifecycle import LedgerState, parse_timestamp
 from autotune.adapters.tuning_service import classify_error
+from autotune.events import EventType
 from autotune.jobs.cancel import cancel
 from autotune.jobs.decisions import (
     CREATE_SETTLE_SECONDS,
@@ -25,13 +24,12 @@ from autotune.jobs.decisions import (
 )
 from autotune.jobs.documents import JobOutcome
 from autotune.jobs.job_spec import KEY_LABEL, JobSpecError, build_job_spec
+from autotune.jobs.lifecycle import LedgerState, parse_timestamp
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.ports import ErrorKind, TuningServiceError
+from autotune.jobs.request import InvalidTuningRequest, encode_request
 from autotune.jobs.submit import submit_message, submit_request
 from autotune.jobs.tick import status_tick
-from autotune.jobs.request import InvalidTuningRequest, encode_request
-from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
-
 
 
 @pytest.fixture

@@ -14,13 +14,12 @@ from job_doubles import (
 )
 
 from autotune.events import EventType
-from autotune.jobs.lifecycle import LedgerState
 from autotune.jobs.documents import JobOutcome
 from autotune.jobs.job_spec import JobSpecError, build_job_spec
+from autotune.jobs.lifecycle import LedgerState
 from autotune.jobs.pipeline import Pipeline
-from autotune.jobs.submit import submit_request
 from autotune.jobs.request import DatasetRef
-from job_doubles import FakeTuningService, MemoryLedger, RecordingPublisher, SteppingClock, StubCatalog, make_request
+from autotune.jobs.submit import submit_request
 
 
 @pytest.fixture

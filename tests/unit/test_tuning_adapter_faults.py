@@ -10,13 +10,12 @@ import msgspec
 import pytest
 from job_doubles import make_request
 
-from autotune.adapters.tuning_service import VertexTuningService, retry_delay, retry_info_seconds
-from autotune.jobs.lifecycle import JobSnapshot, LedgerState, new_record, apply_job_snapshot
 from autotune.adapters.catalog import ProjectCatalog
+from autotune.adapters.tuning_service import VertexTuningService, retry_delay, retry_info_seconds
 from autotune.jobs.job_spec import KEY_LABEL, build_job_spec
+from autotune.jobs.lifecycle import JobSnapshot, LedgerState, apply_job_snapshot, new_record
 from autotune.jobs.ports import ErrorKind, TuningServiceError
 from autotune_local.tuning_emulator import MemoryStore, TuningEmulator, make_server
-from job_doubles import make_request
 
 LINE = b'{"contents": [{"role": "user", "parts": [{"text": "hi"}]}, {"role": "model", "parts": [{"text": "hello"}]}]}\n'
 

@@ -15,7 +15,13 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1
 
-from autotune_local.tuning_emulator import FAIL_LABEL, MemoryStore, TuningEmulator, make_server, parse_label_filter
+from autotune_local.tuning_emulator import (
+    FAIL_LABEL,
+    MemoryStore,
+    TuningEmulator,
+    make_server,
+    parse_label_filter,
+)
 
 PARENT = "projects/p/locations/us-central1"
 DATA = "gs://bkt/incoming/data.jsonl"

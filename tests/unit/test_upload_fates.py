@@ -8,8 +8,8 @@ import pytest
 from autotune.cli.uploads import UploadPlanError, object_prefix, plan_uploads
 from autotune.config import PipelineConfig
 from autotune.intake.objects import StoredObject
-from autotune.jobs.lifecycle import new_record
 from autotune.intake.reconciliation import ListedObject
+from autotune.jobs.lifecycle import new_record
 from autotune.upload_fates import (
     ACCEPTED,
     AWAITING,

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from autotune_gcp.target import DEFAULT_SOURCE_DIR, dry_run_header
 
 from autotune.cli.app import app
+from autotune_gcp.target import DEFAULT_SOURCE_DIR, dry_run_header
 
 ProjectOption = Annotated[str, typer.Option("--project", help="Google Cloud project ID.")]
 RegionOption = Annotated[str, typer.Option("--region", help="Region for the functions, scheduler and bucket.")]

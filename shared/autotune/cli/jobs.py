@@ -43,7 +43,6 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
         return
     from rich.console import Console
     from rich.table import Table
-
     from rich.text import Text
 
     rows = []

@@ -36,7 +36,13 @@ def prepare(
     """Convert a dataset into the chosen model's format, reporting what changed; optionally split off validation examples."""
     from autotune.catalog import load_catalog
     from autotune.config import ConfigError, PipelineConfig
-    from autotune.preparation import Unconvertible, canonical_bytes, content_hash, convert_example, split_plan
+    from autotune.preparation import (
+        Unconvertible,
+        canonical_bytes,
+        content_hash,
+        convert_example,
+        split_plan,
+    )
     from autotune_local.checkout import config_file
 
     try:

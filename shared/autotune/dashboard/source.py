@@ -91,7 +91,7 @@ class EventFeed:
                 ack_ids.append(item.ack_id)
                 try:
                     event = from_pubsub_message(bytes(item.message.data), dict(item.message.attributes))
-                except Exception:  # noqa: BLE001 (someone else's message on the topic: not ours to show)
+                except Exception:
                     continue
                 with self._lock:
                     self._events[event.id or item.message.message_id] = event  # a redelivered copy replaces itself

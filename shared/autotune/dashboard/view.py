@@ -15,10 +15,10 @@ from urllib.parse import quote, urlencode
 
 from autotune.config import PipelineConfig
 from autotune.events import TuningEvent
-from autotune.jobs.lifecycle import ENDED_STATES, LedgerRecord, LedgerState, parse_timestamp
 from autotune.intake.reconciliation import ListedObject
-from autotune.report_page import HTML_SUFFIX, html_report_name
 from autotune.jobs.documents import Slots
+from autotune.jobs.lifecycle import ENDED_STATES, LedgerRecord, LedgerState, parse_timestamp
+from autotune.report_page import HTML_SUFFIX, html_report_name
 from autotune.upload_fates import REJECTED, UploadFate, upload_fates, with_report
 
 REPORT_ROUTE = "/report"

@@ -169,7 +169,7 @@ def reconcile(
         summary.lost += 1
         try:
             outcome = process_upload(lost.upload, config, intake)
-        except Exception as exc:  # noqa: BLE001 (one upload's failure must not stop the pass)
+        except Exception as exc:
             error = f"{type(exc).__name__}: {str(exc)[:500]}"
             summary.errors.append(f"{ascii(lost.upload.uri)}: {error}")
             failure = ledger.record_intake_failure(upload_id(lost.upload), error, now)

@@ -102,7 +102,7 @@ def _isolated(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord, st
         return step(pipeline, summary, record)
     except TuningServiceError:
         raise
-    except Exception as exc:  # noqa: BLE001 (one record's failure must not stop the tick for the others)
+    except Exception as exc:
         error = f"{type(exc).__name__}: {str(exc)[:500]}"
         summary.errors.append(f"{record.dataset_uri}: {error}")
         if not isinstance(exc, UnwritableRecord):
@@ -117,7 +117,7 @@ def _isolated(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord, st
             change = update_record(pipeline, record.idempotency_key, lambda r, s: quarantine(r, s, error=error, now=now))
             publish_announced(pipeline, change)
             summary.quarantined += 1 if change else 0
-        except Exception as again:  # noqa: BLE001
+        except Exception as again:
             summary.errors.append(f"{record.dataset_uri}: quarantine failed too: {type(again).__name__}: {str(again)[:300]}")
         return None
 

@@ -160,7 +160,7 @@ def _problems(issues: object, counts: Mapping[str, int], files: Mapping) -> list
             "field": issue.get("field"),
             "message": str(issue.get("message") or ""),
         })
-    for code, n in counts.items():  # counted but none listed (should not happen, but say so)
+    for code in counts:  # counted but none listed (should not happen, but say so)
         groups.setdefault(code, {"code": code, "severity": "error", "items": []})
     out = []
     for group in groups.values():

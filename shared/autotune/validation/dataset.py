@@ -183,7 +183,10 @@ def _check_media(
     video lengths read)."""
     if media is None or not refs:
         return False, 0
-    from autotune.validation.video_header import VideoHeaderError, is_readable_type  # only with --check-files
+    from autotune.validation.video_header import (  # only with --check-files
+        VideoHeaderError,
+        is_readable_type,
+    )
 
     sizes = media.stat(list(refs))
     videos: dict[str, tuple[str, int]] = {}

@@ -17,7 +17,12 @@ from typing import Annotated, Literal
 import msgspec
 
 from autotune.validation.codes import ErrorCode
-from autotune.validation.gemini_parts import RESOLUTION_KEYS, PartContext, check_parts, resolution_name
+from autotune.validation.gemini_parts import (
+    RESOLUTION_KEYS,
+    PartContext,
+    check_parts,
+    resolution_name,
+)
 from autotune.validation.media_rules import Add, MediaRules, type_name
 
 

@@ -7,6 +7,7 @@ Whether an object exists, and its size, is asked of a MediaInspector once per re
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+
 from autotune.catalog import Catalog, MediaKind, ModelSpec
 from autotune.validation.codes import ErrorCode
 
@@ -100,7 +101,7 @@ class MediaRules:
         counts: dict[str, int] = {}
         tokens = 0
         lower_bound = dropped = False
-        for kind_name, uri, field, seconds, resolution, _ in refs:
+        for kind_name, _uri, field, seconds, resolution, _ in refs:
             counts[kind_name] = counts.get(kind_name, 0) + 1
             kind = self._catalog.media[kind_name]
             tokens += kind.tokens_each

@@ -53,7 +53,8 @@ real.configure(pipeline=_pipeline)
 
 def quick_give_up() -> None:
     if "AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS" in os.environ:
-        from autotune.jobs import decisions, submit as submit_module
+        from autotune.jobs import decisions
+        from autotune.jobs import submit as submit_module
 
         # adopt_or_create_job reads its own binding of the limit, the decisions theirs
         decisions.MAX_FAILED_ATTEMPTS = submit_module.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
