@@ -25,7 +25,12 @@ def import_seconds(function: str) -> float:
     source = ROOT / "functions" / function
     code = "import time; t = time.perf_counter(); import main; print(time.perf_counter() - t)"
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=source, capture_output=True, text=True, check=True, env=_clean_env()
+        [sys.executable, "-c", code],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_clean_env(),
     )
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -34,7 +39,11 @@ def heaviest_imports(function: str, count: int = 5) -> list[tuple[int, str]]:
     source = ROOT / "functions" / function
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import main"],
-        cwd=source, capture_output=True, text=True, check=True, env=_clean_env(),
+        cwd=source,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_clean_env(),
     )
     rows = []
     for line in out.stderr.splitlines():

@@ -22,10 +22,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def dataset_of_size(megabytes: int) -> bytes:
-    line = json.dumps({"contents": [
-        {"role": "user", "parts": [{"text": "Summarise the following paragraph in one sentence. " + "lorem ipsum " * 40}]},
-        {"role": "model", "parts": [{"text": "A short summary of the paragraph."}]},
-    ]}).encode() + b"\n"
+    line = (
+        json.dumps(
+            {
+                "contents": [
+                    {
+                        "role": "user",
+                        "parts": [
+                            {
+                                "text": "Summarise the following paragraph in one sentence. "
+                                + "lorem ipsum " * 40
+                            }
+                        ],
+                    },
+                    {"role": "model", "parts": [{"text": "A short summary of the paragraph."}]},
+                ]
+            }
+        ).encode()
+        + b"\n"
+    )
     # Distinct lines, so duplicate detection does not short-cut anything.
     lines, size, i = [], 0, 0
     while size < megabytes * 1_000_000:
@@ -42,7 +57,11 @@ def verdict_seconds(stack, listener, name: str, data: bytes) -> tuple[float, flo
     uploaded = time.monotonic()
     uri = f"gs://{stack.bucket}/{name}"
     received = listener.wait_for(
-        lambda r: r.event.subject == uri and r.event.type in (EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED), timeout=600
+        lambda r: (
+            r.event.subject == uri
+            and r.event.type in (EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED)
+        ),
+        timeout=600,
     )
     return uploaded - began, time.monotonic() - uploaded, received.event.type.value
 
@@ -62,16 +81,28 @@ def main() -> int:
                 began = time.monotonic()
                 stack.stop()
                 downs.append(time.monotonic() - began)
-        print(f"autotune up:   median {statistics.median(ups):.2f} s, max {max(ups):.2f} s over {len(ups)} starts (all servers ready, topics and bucket created)")
-        print(f"autotune down: median {statistics.median(downs or [0]):.2f} s over {len(downs)} stops")
+        print(
+            f"autotune up:   median {statistics.median(ups):.2f} s, max {max(ups):.2f} s over {len(ups)} starts (all servers ready, topics and bucket created)"
+        )
+        print(
+            f"autotune down: median {statistics.median(downs or [0]):.2f} s over {len(downs)} stops"
+        )
         listener = stack.listen_events()
         small = (ROOT / "examples" / "classification.jsonl").read_bytes()
-        up_s, verdict_s, kind = verdict_seconds(stack, listener, "incoming/bench-small.jsonl", small)
-        print(f"small dataset ({len(small) / 1000:.1f} kB): upload {up_s:.2f} s, upload -> {kind} {verdict_s:.2f} s")
+        up_s, verdict_s, kind = verdict_seconds(
+            stack, listener, "incoming/bench-small.jsonl", small
+        )
+        print(
+            f"small dataset ({len(small) / 1000:.1f} kB): upload {up_s:.2f} s, upload -> {kind} {verdict_s:.2f} s"
+        )
         large = dataset_of_size(args.large_mb)
-        up_s, verdict_s, kind = verdict_seconds(stack, listener, "incoming/bench-large.jsonl", large)
-        print(f"large dataset ({len(large) / 1e6:.0f} MB): upload {up_s:.2f} s, upload -> {kind} {verdict_s:.2f} s "
-              f"({len(large) / 1e6 / verdict_s:.0f} MB/s end to end: read from storage, validated, report written, published)")
+        up_s, verdict_s, kind = verdict_seconds(
+            stack, listener, "incoming/bench-large.jsonl", large
+        )
+        print(
+            f"large dataset ({len(large) / 1e6:.0f} MB): upload {up_s:.2f} s, upload -> {kind} {verdict_s:.2f} s "
+            f"({len(large) / 1e6 / verdict_s:.0f} MB/s end to end: read from storage, validated, report written, published)"
+        )
         listener.close()
         stack.stop()
     return 0

@@ -75,7 +75,9 @@ def _command(mode: str, path: Path) -> list[str]:
 
 def generate(path: Path, examples: int, seed: int = 7) -> None:
     rng = random.Random(seed)
-    sentences = [" ".join(rng.choices(_WORDS, k=rng.randint(8, 24))).capitalize() + "." for _ in range(5000)]
+    sentences = [
+        " ".join(rng.choices(_WORDS, k=rng.randint(8, 24))).capitalize() + "." for _ in range(5000)
+    ]
 
     def text(n_sentences: int) -> str:
         return " ".join(rng.choices(sentences, k=n_sentences))
@@ -87,7 +89,9 @@ def generate(path: Path, examples: int, seed: int = 7) -> None:
             turns = []
             for t in range(rng.choice((2, 2, 4))):
                 role = "user" if t % 2 == 0 else "model"
-                turns.append({"role": role, "parts": [{"text": f"#{i} " + text(rng.randint(3, 9))}]})
+                turns.append(
+                    {"role": role, "parts": [{"text": f"#{i} " + text(rng.randint(3, 9))}]}
+                )
             example: dict = {"contents": turns}
             if rng.random() < 0.5:
                 example["systemInstruction"] = {"parts": [{"text": text(2)}]}
@@ -97,19 +101,32 @@ def generate(path: Path, examples: int, seed: int = 7) -> None:
 
 def measure(mode: str, path: Path) -> dict:
     started = time.perf_counter()
-    child = subprocess.Popen(_command(mode, path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        _command(mode, path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     out, err = child.communicate()
     seconds = time.perf_counter() - started
     # communicate() has reaped the child; its rusage comes from the wait status we re-read here.
     rss_mb, cpu = _rusage.pop(child.pid, (float("nan"), float("nan")))
     if mode != "validate" and child.returncode != 0:
         raise SystemExit(f"{mode} loop failed: {err.decode(errors='replace')}")
-    result: dict = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": rss_mb, "exit": child.returncode}
+    result: dict = {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "peak_rss_mb": rss_mb,
+        "exit": child.returncode,
+    }
     if mode == "validate":
         if child.returncode not in (0, 1):
-            raise SystemExit(f"autotune validate exited {child.returncode}: {err.decode(errors='replace')}{out[:2000]!r}")
+            raise SystemExit(
+                f"autotune validate exited {child.returncode}: {err.decode(errors='replace')}{out[:2000]!r}"
+            )
         report = json.loads(out)
-        result.update(examples=report["files"]["train"]["examples"], valid=report["valid"], counts=report["counts"])
+        result.update(
+            examples=report["files"]["train"]["examples"],
+            valid=report["valid"],
+            counts=report["counts"],
+        )
     else:
         result["examples"] = int(out)
     return result
@@ -135,11 +152,25 @@ def _install_wait4() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--examples", type=int, default=200_000)
-    parser.add_argument("--long-line-mb", type=int, default=0, help="also validate one line of this many MB")
-    parser.add_argument("--tiny", type=int, default=0, help="also validate this many tiny (~100-byte) examples: the most examples per byte")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating; the best and median are shown")
+    parser.add_argument(
+        "--long-line-mb", type=int, default=0, help="also validate one line of this many MB"
+    )
+    parser.add_argument(
+        "--tiny",
+        type=int,
+        default=0,
+        help="also validate this many tiny (~100-byte) examples: the most examples per byte",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each, alternating; the best and median are shown",
+    )
     args = parser.parse_args()
     _install_wait4()
 
@@ -156,7 +187,9 @@ def main() -> None:
         for mode in runs:
             runs[mode].append(measure(mode, path))
     best = {mode: min(rs, key=lambda r: r["seconds"]) for mode, rs in runs.items()}
-    median = {mode: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2] for mode, rs in runs.items()}
+    median = {
+        mode: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2] for mode, rs in runs.items()
+    }
     names = {"json": "json.loads loop", "msgspec": "msgspec loop", "validate": "autotune validate"}
     for mode, name in names.items():
         r, m = best[mode], median[mode]
@@ -174,7 +207,9 @@ def main() -> None:
             f"{min(x['cpu_seconds'] for x in runs['validate']) / min(x['cpu_seconds'] for x in runs[base]):.2f}x CPU time"
         )
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(f"validator report: valid={best['validate']['valid']} counts={best['validate']['counts']}")
+    print(
+        f"validator report: valid={best['validate']['valid']} counts={best['validate']['counts']}"
+    )
 
     if args.tiny:
         tiny_path = OUT / f"tiny-{args.tiny}.jsonl"

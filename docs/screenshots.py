@@ -18,35 +18,60 @@ from autotune_local.stack import options_with, start_stack
 
 DOCS = Path(__file__).resolve().parent
 EXAMPLES = DOCS.parent / "examples"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1000, "height": 860}
-UPLOADS = ["summarization.jsonl", "classification.jsonl", "extractive-qa.jsonl", "chat-persona.jsonl", "bad/broken-lines.jsonl"]
+UPLOADS = [
+    "summarization.jsonl",
+    "classification.jsonl",
+    "extractive-qa.jsonl",
+    "chat-persona.jsonl",
+    "bad/broken-lines.jsonl",
+]
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as state_dir:
-        stack = start_stack(options_with(state_dir=Path(state_dir), job_seconds=20.0, tick_seconds=1.0))
+        stack = start_stack(
+            options_with(state_dir=Path(state_dir), job_seconds=20.0, tick_seconds=1.0)
+        )
         try:
             for name in UPLOADS:
                 stack.upload(EXAMPLES / name, f"incoming/{Path(name).name}")
                 time.sleep(1.0)
             with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
                 browser = playwright.chromium.launch_persistent_context(
-                    profile, executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT)
+                    profile,
+                    executable_path="/usr/bin/chromium",
+                    headless=True,
+                    args=CHROMIUM_ARGS,
+                    viewport=VIEWPORT,
+                )
                 page = browser.new_page()
                 page.goto(stack.env["AUTOTUNE_DASHBOARD_URL"])
                 # A moment with every kind of row: one ended, one running, some queued, one rejected.
                 wanted = {"SUCCEEDED", "RUNNING", "QUEUED", "REJECTED"}
                 deadline = time.monotonic() + 180
                 while time.monotonic() < deadline:
-                    shown = {row.get_attribute("data-state") for row in page.locator("tr.upload").all()}
+                    shown = {
+                        row.get_attribute("data-state") for row in page.locator("tr.upload").all()
+                    }
                     if wanted <= shown:
                         break
                     page.wait_for_timeout(500)
                 page.wait_for_timeout(1000)
                 page.screenshot(path=str(DOCS / "dashboard.png"))
-                page.locator("tr.upload", has_text="classification.jsonl").locator("td.verdict .report a", has_text="HTML").click()
+                page.locator("tr.upload", has_text="classification.jsonl").locator(
+                    "td.verdict .report a", has_text="HTML"
+                ).click()
                 page.wait_for_load_state()
                 page.screenshot(path=str(DOCS / "report.png"))
                 browser.close()

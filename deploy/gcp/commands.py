@@ -42,7 +42,9 @@ def render_argument(arg: str) -> str:
     if not REFERENCE.search(arg):
         return shlex.quote(arg)
     if _DOUBLE_QUOTE_SPECIALS.search(arg):
-        raise ValueError(f"argument {arg!r} mixes a ${{NAME}} reference with shell-special characters")
+        raise ValueError(
+            f"argument {arg!r} mixes a ${{NAME}} reference with shell-special characters"
+        )
     return f'"{arg}"'
 
 

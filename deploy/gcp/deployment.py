@@ -104,25 +104,47 @@ def make_target(
     source_digests: dict[str, str] | None = None,
     notify_url: str | None = None,
 ) -> DeployTarget:
-    _check("--project", project, r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "6-30 lowercase letters, digits or hyphens")
-    _check("--region", region, r"[a-z]+(-[a-z]+)+[0-9]+", "a Google Cloud region such as us-central1")
+    _check(
+        "--project",
+        project,
+        r"[a-z][a-z0-9-]{4,28}[a-z0-9]",
+        "6-30 lowercase letters, digits or hyphens",
+    )
+    _check(
+        "--region", region, r"[a-z]+(-[a-z]+)+[0-9]+", "a Google Cloud region such as us-central1"
+    )
     bucket = bucket or f"{project}-{PREFIX}"
     _check(
-        "--bucket", bucket, r"[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]",
+        "--bucket",
+        bucket,
+        r"[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]",
         "3-63 lowercase letters, digits, '-' or '_' (no dots), starting and ending with a letter or digit",
     )
     if bucket.startswith("goog"):
-        raise TargetError(f"--bucket {bucket!r}: names starting with 'goog' are reserved by Cloud Storage")
+        raise TargetError(
+            f"--bucket {bucket!r}: names starting with 'goog' are reserved by Cloud Storage"
+        )
     location = firestore_location or region
-    _check("--firestore-location", location, r"[a-z0-9-]+", "a Firestore location such as us-central1 or nam5")
-    tuning_sa = config.tuning_service_account if tuning_service_account is None else tuning_service_account
+    _check(
+        "--firestore-location",
+        location,
+        r"[a-z0-9-]+",
+        "a Firestore location such as us-central1 or nam5",
+    )
+    tuning_sa = (
+        config.tuning_service_account if tuning_service_account is None else tuning_service_account
+    )
     if tuning_sa:
         _check(
-            "tuning service account", tuning_sa, r"[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+\.gserviceaccount\.com",
+            "tuning service account",
+            tuning_sa,
+            r"[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+\.gserviceaccount\.com",
             "a service account email",
         )
     for media in config.allowed_media_buckets:
-        _check("allowed_media_buckets", media, r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", "a bucket name")
+        _check(
+            "allowed_media_buckets", media, r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", "a bucket name"
+        )
     if notify_url is not None:
         problem = notify_url_problem(notify_url, local=False)
         if not problem and "$" in notify_url:

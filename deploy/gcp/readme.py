@@ -28,7 +28,12 @@ def sample_plan() -> str:
 
 
 def sample_roles() -> str:
-    target = make_target(project=SAMPLE["project"], region=SAMPLE["region"], bucket=None, config=load_config_file(CONFIG_FILE))
+    target = make_target(
+        project=SAMPLE["project"],
+        region=SAMPLE["region"],
+        bucket=None,
+        config=load_config_file(CONFIG_FILE),
+    )
     return roles_markdown(target)
 
 
@@ -37,14 +42,27 @@ def apis_markdown() -> str:
 
 
 def functions_markdown() -> str:
-    target = make_target(project=SAMPLE["project"], region=SAMPLE["region"], bucket=None, config=load_config_file(CONFIG_FILE))
-    rows = ["| Function | Trigger | Memory | vCPU | Timeout | Max instances | Why |", "|---|---|---|---|---|---|---|"]
+    target = make_target(
+        project=SAMPLE["project"],
+        region=SAMPLE["region"],
+        bucket=None,
+        config=load_config_file(CONFIG_FILE),
+    )
+    rows = [
+        "| Function | Trigger | Memory | vCPU | Timeout | Max instances | Why |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for fn in functions(target):
-        trigger = (f"topic `{fn.trigger.topic}`" if isinstance(fn.trigger, TopicTrigger)
-                   else "object finalized in the bucket")
+        trigger = (
+            f"topic `{fn.trigger.topic}`"
+            if isinstance(fn.trigger, TopicTrigger)
+            else "object finalized in the bucket"
+        )
         cpu = fn.cpu or "default (1/3)"
-        rows.append(f"| `{fn.name}` | {trigger} | {fn.memory} | {cpu} | {fn.timeout_seconds} s | "
-                    f"{fn.max_instances} | {fn.sizing} |")
+        rows.append(
+            f"| `{fn.name}` | {trigger} | {fn.memory} | {cpu} | {fn.timeout_seconds} s | "
+            f"{fn.max_instances} | {fn.sizing} |"
+        )
     return "\n".join(rows) + "\n"
 
 
@@ -58,7 +76,9 @@ def refresh(text: str) -> str:
 def _replace(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
-        raise SystemExit(f"docs/deploy.md has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
+        raise SystemExit(
+            f"docs/deploy.md has no <!-- {name}:begin --> ... <!-- {name}:end --> block"
+        )
     return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
 
 

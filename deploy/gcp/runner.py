@@ -32,7 +32,11 @@ def run_gcloud(argv: Sequence[str]) -> CommandResult:
     """Run a read-only gcloud command and capture what it says."""
     try:
         done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=READ_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=READ_TIMEOUT_SECONDS,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
         return CommandResult(124, "", f"timed out after {READ_TIMEOUT_SECONDS} s")
@@ -56,9 +60,13 @@ def execute(steps: Iterable[Step], echo: Callable[[str], None]) -> None:
             continue
         try:
             # gcloud's own progress goes straight to the terminal: a function build takes minutes.
-            code = subprocess.run(list(argv), timeout=CHANGE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL).returncode
+            code = subprocess.run(
+                list(argv), timeout=CHANGE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL
+            ).returncode
         except subprocess.TimeoutExpired as exc:
-            raise DeployError(f"step {number} ({step.why}) timed out after {CHANGE_TIMEOUT_SECONDS} s") from exc
+            raise DeployError(
+                f"step {number} ({step.why}) timed out after {CHANGE_TIMEOUT_SECONDS} s"
+            ) from exc
         if code != 0:
             raise DeployError(
                 f"step {number} ({step.why}) failed with exit code {code}; gcloud's message is above. "

@@ -54,13 +54,17 @@ def source_files(function: str, models_file: str = "") -> Iterator[tuple[str, Pa
     if models_file:
         path = Path(models_file)
         if not path.is_file():
-            raise StagingError(f"models_file {models_file} (deploy/config.toml) is missing: the catalog could not be staged")
+            raise StagingError(
+                f"models_file {models_file} (deploy/config.toml) is missing: the catalog could not be staged"
+            )
         yield STAGED_MODELS_FILE, path
     directory = FUNCTIONS_DIR / function
     for name in ("main.py", "requirements.txt"):
         path = directory / name
         if not path.is_file():
-            raise StagingError(f"functions/{function}/{name} is missing: the function cannot be deployed without it")
+            raise StagingError(
+                f"functions/{function}/{name} is missing: the function cannot be deployed without it"
+            )
         yield name, path
     for path in sorted(PACKAGE_DIR.rglob("*")):
         rel = path.relative_to(PACKAGE_DIR)
@@ -117,7 +121,11 @@ def imported_modules(function: str) -> set[str]:
 
 
 def third_party(modules: set[str]) -> set[str]:
-    return {m for m in modules if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] != PACKAGE}
+    return {
+        m
+        for m in modules
+        if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] != PACKAGE
+    }
 
 
 def imported_distributions(function: str) -> dict[str, set[str]]:
@@ -126,7 +134,9 @@ def imported_distributions(function: str) -> dict[str, set[str]]:
     for module in third_party(imported_modules(function)):
         dist = distribution_of(module)
         if dist is None:
-            raise StagingError(f"functions/{function}: no installed distribution provides module {module!r}")
+            raise StagingError(
+                f"functions/{function}: no installed distribution provides module {module!r}"
+            )
         out.setdefault(dist, set()).add(module)
     return out
 
@@ -185,7 +195,9 @@ def _module_index() -> dict[str, str]:
                 continue
             if file.suffix in {".py", ".so", ".pyd"}:
                 stem = file.name.split(".")[0]
-                dotted = ".".join((*parts[:-1], stem)) if stem != "__init__" else ".".join(parts[:-1])
+                dotted = (
+                    ".".join((*parts[:-1], stem)) if stem != "__init__" else ".".join(parts[:-1])
+                )
                 if dotted:
                     index.setdefault(dotted, name)
     return index
@@ -223,7 +235,11 @@ def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
 def _own_modules(name: str) -> list[str]:
     """`autotune.a.b` imports autotune, autotune.a and autotune.a.b (those that exist)."""
     parts = name.split(".")
-    return [".".join(parts[:i]) for i in range(1, len(parts) + 1) if _own_module_path(".".join(parts[:i]))]
+    return [
+        ".".join(parts[:i])
+        for i in range(1, len(parts) + 1)
+        if _own_module_path(".".join(parts[:i]))
+    ]
 
 
 def _own_module_path(name: str) -> Path | None:

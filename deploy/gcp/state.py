@@ -97,14 +97,18 @@ class ObservedState(msgspec.Struct, frozen=True, kw_only=True):
     functions: dict[str, FunctionState] = {}  # function name -> state
     scheduler_job: SchedulerJobState | None = None
 
-    def has_binding(self, scope: str, resource: str, member: str, role: str, condition: str | None = None) -> bool:
+    def has_binding(
+        self, scope: str, resource: str, member: str, role: str, condition: str | None = None
+    ) -> bool:
         return Binding(scope, resource, member, role, condition) in self.bindings
 
 
 NOTHING = ObservedState()
 
 # gcloud's ways of saying "there is no such thing".
-_NOT_FOUND = re.compile(r"NOT_FOUND|not found|does not exist|404|notFound|was not found", re.IGNORECASE)
+_NOT_FOUND = re.compile(
+    r"NOT_FOUND|not found|does not exist|404|notFound|was not found", re.IGNORECASE
+)
 
 
 def gcloud_json(run: Run, argv: list[str], *, absent_ok: bool = True) -> Any | None:
@@ -114,7 +118,9 @@ def gcloud_json(run: Run, argv: list[str], *, absent_ok: bool = True) -> Any | N
         return json.loads(text) if text else None
     if absent_ok and _NOT_FOUND.search(result.stderr):
         return None
-    raise InspectionError(f"`{' '.join(argv)}` failed: {result.stderr.strip() or result.returncode}")
+    raise InspectionError(
+        f"`{' '.join(argv)}` failed: {result.stderr.strip() or result.returncode}"
+    )
 
 
 def observe(target: DeployTarget, run: Run) -> ObservedState:
@@ -122,9 +128,15 @@ def observe(target: DeployTarget, run: Run) -> ObservedState:
     asking (gcloud would fail on them): in a new project, the plan's first step enables it."""
     p = f"--project={target.project}"
     project = gcloud_json(run, ["gcloud", "projects", "describe", target.project], absent_ok=False)
-    services = gcloud_json(run, ["gcloud", "services", "list", "--enabled", p], absent_ok=False) or []
-    enabled = frozenset(s.get("config", {}).get("name") or s["name"].rsplit("/", 1)[-1] for s in services)
-    policy = gcloud_json(run, ["gcloud", "projects", "get-iam-policy", target.project], absent_ok=False)
+    services = (
+        gcloud_json(run, ["gcloud", "services", "list", "--enabled", p], absent_ok=False) or []
+    )
+    enabled = frozenset(
+        s.get("config", {}).get("name") or s["name"].rsplit("/", 1)[-1] for s in services
+    )
+    policy = gcloud_json(
+        run, ["gcloud", "projects", "get-iam-policy", target.project], absent_ok=False
+    )
     found = _Found(bindings=parse_policy(policy, "project", target.project))
     if "storage.googleapis.com" in enabled:
         _read_buckets(target, run, found)
@@ -135,14 +147,31 @@ def observe(target: DeployTarget, run: Run) -> ObservedState:
     firestore = None
     if "firestore.googleapis.com" in enabled:
         firestore = gcloud_json(
-            run, ["gcloud", "firestore", "databases", "describe", f"--database={d.FIRESTORE_DATABASE}", p]
+            run,
+            [
+                "gcloud",
+                "firestore",
+                "databases",
+                "describe",
+                f"--database={d.FIRESTORE_DATABASE}",
+                p,
+            ],
         )
     if "cloudfunctions.googleapis.com" in enabled:
         _read_functions(target, run, found)
     job = None
     if "cloudscheduler.googleapis.com" in enabled:
         job = gcloud_json(
-            run, ["gcloud", "scheduler", "jobs", "describe", d.SCHEDULER_JOB, f"--location={target.region}", p]
+            run,
+            [
+                "gcloud",
+                "scheduler",
+                "jobs",
+                "describe",
+                d.SCHEDULER_JOB,
+                f"--location={target.region}",
+                p,
+            ],
         )
     return ObservedState(
         project_number=str(project["projectNumber"]),
@@ -170,8 +199,12 @@ class _Found(msgspec.Struct, kw_only=True):
 def _read_buckets(target: DeployTarget, run: Run, found: _Found) -> None:
     raw = gcloud_json(run, ["gcloud", "storage", "buckets", "describe", f"gs://{target.bucket}"])
     found.bucket = parse_bucket(raw) if raw is not None else None
-    for name in ([target.bucket] if found.bucket else []) + list(target.config.allowed_media_buckets):
-        policy = gcloud_json(run, ["gcloud", "storage", "buckets", "get-iam-policy", f"gs://{name}"])
+    for name in ([target.bucket] if found.bucket else []) + list(
+        target.config.allowed_media_buckets
+    ):
+        policy = gcloud_json(
+            run, ["gcloud", "storage", "buckets", "get-iam-policy", f"gs://{name}"]
+        )
         found.bindings |= parse_policy(policy, "bucket", name)
 
 
@@ -183,13 +216,17 @@ def _read_pubsub(target: DeployTarget, run: Run, found: _Found) -> None:
         if topic in found.topics:
             policy = gcloud_json(run, ["gcloud", "pubsub", "topics", "get-iam-policy", topic, p])
             found.bindings |= parse_policy(policy, "topic", topic)
-    listed = gcloud_json(run, ["gcloud", "pubsub", "subscriptions", "list", p], absent_ok=False) or []
+    listed = (
+        gcloud_json(run, ["gcloud", "pubsub", "subscriptions", "list", p], absent_ok=False) or []
+    )
     found.subscriptions = {s["name"]: parse_subscription(s) for s in listed}
 
 
 def _read_service_accounts(target: DeployTarget, run: Run, found: _Found) -> None:
     p = f"--project={target.project}"
-    listed = gcloud_json(run, ["gcloud", "iam", "service-accounts", "list", p], absent_ok=False) or []
+    listed = (
+        gcloud_json(run, ["gcloud", "iam", "service-accounts", "list", p], absent_ok=False) or []
+    )
     found.accounts = {a["email"] for a in listed}
     # Grants are made on our invoker and notifier, and on the tuning account (which may live
     # in another project, so it is read whether or not it is listed here).
@@ -205,18 +242,38 @@ def _read_service_accounts(target: DeployTarget, run: Run, found: _Found) -> Non
 def _read_functions(target: DeployTarget, run: Run, found: _Found) -> None:
     p = f"--project={target.project}"
     for fn in d.functions(target):
-        raw = gcloud_json(run, ["gcloud", "functions", "describe", fn.name, "--gen2", f"--region={target.region}", p])
+        raw = gcloud_json(
+            run,
+            ["gcloud", "functions", "describe", fn.name, "--gen2", f"--region={target.region}", p],
+        )
         if raw is None:
             continue
         state = parse_function(raw)
         if state.trigger:
-            trigger = gcloud_json(run, ["gcloud", "eventarc", "triggers", "describe", state.trigger])
-            subscription = ((trigger or {}).get("transport", {}).get("pubsub", {}) or {}).get("subscription")
+            trigger = gcloud_json(
+                run, ["gcloud", "eventarc", "triggers", "describe", state.trigger]
+            )
+            subscription = ((trigger or {}).get("transport", {}).get("pubsub", {}) or {}).get(
+                "subscription"
+            )
             state = msgspec.structs.replace(state, trigger_subscription=subscription)
             if subscription:
-                policy = gcloud_json(run, ["gcloud", "pubsub", "subscriptions", "get-iam-policy", subscription])
+                policy = gcloud_json(
+                    run, ["gcloud", "pubsub", "subscriptions", "get-iam-policy", subscription]
+                )
                 found.bindings |= parse_policy(policy, "subscription", subscription)
-        policy = gcloud_json(run, ["gcloud", "run", "services", "get-iam-policy", fn.name, f"--region={target.region}", p])
+        policy = gcloud_json(
+            run,
+            [
+                "gcloud",
+                "run",
+                "services",
+                "get-iam-policy",
+                fn.name,
+                f"--region={target.region}",
+                p,
+            ],
+        )
         found.bindings |= parse_policy(policy, "run-service", fn.name)
         found.functions[fn.name] = state
 

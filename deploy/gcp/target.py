@@ -20,8 +20,15 @@ class TargetUnusable(ValueError):
 
 
 def prepare_target(
-    project: str, region: str, bucket: str | None, config: Path | None, *, firestore_location: str | None = None,
-    tuning_service_account: str | None = None, source_dir: Path = DEFAULT_SOURCE_DIR, stage: bool = False,
+    project: str,
+    region: str,
+    bucket: str | None,
+    config: Path | None,
+    *,
+    firestore_location: str | None = None,
+    tuning_service_account: str | None = None,
+    source_dir: Path = DEFAULT_SOURCE_DIR,
+    stage: bool = False,
     notify_url: str | None = None,
 ) -> DeployTarget:
     # Imported here, not above: tests replace these modules' functions (load_config_file, source_digest).
@@ -34,9 +41,14 @@ def prepare_target(
     try:
         pipeline = load_config_file(config or CONFIG_FILE)
         target = make_target(
-            project=project, region=region, bucket=bucket, config=pipeline,
-            firestore_location=firestore_location, tuning_service_account=tuning_service_account,
-            source_root=source_dir.as_posix(), notify_url=notify_url,
+            project=project,
+            region=region,
+            bucket=bucket,
+            config=pipeline,
+            firestore_location=firestore_location,
+            tuning_service_account=tuning_service_account,
+            source_root=source_dir.as_posix(),
+            notify_url=notify_url,
         )
         keys = [fn.key for fn in functions(target)]
         models_file = pipeline.models_file
@@ -46,7 +58,10 @@ def prepare_target(
 
             # A models file that does not load stops the deploy here, not in the function.
             catalog_from_files(CATALOG_FILE.read_text(encoding="utf-8"), Path(models_file))
-        digests = {key: source_digest(key, models_file) if models_file else source_digest(key) for key in keys}
+        digests = {
+            key: source_digest(key, models_file) if models_file else source_digest(key)
+            for key in keys
+        }
         if stage:
             for key in keys:
                 stage_source(key, source_dir, models_file)
@@ -59,6 +74,9 @@ def dry_run_header(target: DeployTarget, command: str) -> str:
     return (
         f"# autotune {command} plan: project {target.project}, region {target.region}, bucket gs://{target.bucket}\n"
         "# Nothing was read from Google Cloud: this is every step, as if nothing existed yet.\n"
-        + (f"# Function sources are staged under {target.source_root}/ (run from the directory holding it).\n"
-           if command == "deploy" else "")
+        + (
+            f"# Function sources are staged under {target.source_root}/ (run from the directory holding it).\n"
+            if command == "deploy"
+            else ""
+        )
     )

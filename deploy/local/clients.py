@@ -45,7 +45,11 @@ def subscriber_client(env: Mapping[str, str]) -> pubsub_v1.SubscriberClient:
 
 def google_clients(env: Mapping[str, str]) -> GoogleClients:
     """The clients autotune.adapters.jobs.connect_pipeline builds a pipeline on, bound to this stack."""
-    return GoogleClients(firestore=firestore_client(env), publisher=publisher_client(env), storage=storage_client(env))
+    return GoogleClients(
+        firestore=firestore_client(env),
+        publisher=publisher_client(env),
+        storage=storage_client(env),
+    )
 
 
 def upload_object(
@@ -83,17 +87,31 @@ class EventListener:
     received: list[ReceivedEvent] = field(default_factory=list)
 
     @classmethod
-    def create(cls, subscriber: pubsub_v1.SubscriberClient, project: str, topic: str, name: str | None = None) -> EventListener:
-        subscription = subscriber.subscription_path(project, name or f"listener-{uuid.uuid4().hex[:12]}")
-        subscriber.create_subscription(name=subscription, topic=f"projects/{project}/topics/{topic}", ack_deadline_seconds=60)
+    def create(
+        cls,
+        subscriber: pubsub_v1.SubscriberClient,
+        project: str,
+        topic: str,
+        name: str | None = None,
+    ) -> EventListener:
+        subscription = subscriber.subscription_path(
+            project, name or f"listener-{uuid.uuid4().hex[:12]}"
+        )
+        subscriber.create_subscription(
+            name=subscription, topic=f"projects/{project}/topics/{topic}", ack_deadline_seconds=60
+        )
         return cls(subscriber, subscription)
 
-    def poll(self, timeout: float = 1.0, *, retry: object = gapic_v1.method.DEFAULT) -> list[ReceivedEvent]:
+    def poll(
+        self, timeout: float = 1.0, *, retry: object = gapic_v1.method.DEFAULT
+    ) -> list[ReceivedEvent]:
         """Pull what is there (waiting up to `timeout`), acknowledge it, and keep it in `received`.
         The library's default retry rides out an unavailable emulator for up to a minute;
         `retry=None` fails at once instead (a caller that checks whether the emulator is gone)."""
         try:
-            response = self.subscriber.pull(subscription=self.subscription, max_messages=100, timeout=timeout, retry=retry)
+            response = self.subscriber.pull(
+                subscription=self.subscription, max_messages=100, timeout=timeout, retry=retry
+            )
         except (gexc.DeadlineExceeded, gexc.RetryError):
             return []
         fresh = []
@@ -102,11 +120,16 @@ class EventListener:
             data = bytes(item.message.data)
             fresh.append(ReceivedEvent(from_pubsub_message(data, attributes), attributes, data))
         if response.received_messages:
-            self.subscriber.acknowledge(subscription=self.subscription, ack_ids=[m.ack_id for m in response.received_messages])
+            self.subscriber.acknowledge(
+                subscription=self.subscription,
+                ack_ids=[m.ack_id for m in response.received_messages],
+            )
         self.received.extend(fresh)
         return fresh
 
-    def wait_for(self, predicate: Callable[[ReceivedEvent], bool], *, timeout: float = 60.0) -> ReceivedEvent:
+    def wait_for(
+        self, predicate: Callable[[ReceivedEvent], bool], *, timeout: float = 60.0
+    ) -> ReceivedEvent:
         """The first event (already received or arriving within `timeout`) that matches."""
         deadline = time.monotonic() + timeout
         for seen in self.received:
@@ -116,8 +139,10 @@ class EventListener:
             for seen in self.poll(timeout=min(2.0, max(0.1, deadline - time.monotonic()))):
                 if predicate(seen):
                     return seen
-        raise TimeoutError(f"no matching event on {self.subscription} within {timeout:.0f} s; received: "
-                           + ", ".join(f"{r.event.type.value} {r.event.subject}" for r in self.received))
+        raise TimeoutError(
+            f"no matching event on {self.subscription} within {timeout:.0f} s; received: "
+            + ", ".join(f"{r.event.type.value} {r.event.subject}" for r in self.received)
+        )
 
     def events_for(self, dataset_uri: str) -> list[ReceivedEvent]:
         return [r for r in self.received if r.event.subject == dataset_uri]

@@ -19,7 +19,12 @@ from autotune_local.checkout import ROOT
 
 EXAMPLES_DIR = ROOT / "examples"
 DEMO_STATE_DIR = ROOT / ".autotune" / "demo"
-END_TYPES = {EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED}
+END_TYPES = {
+    EventType.DATASET_REJECTED,
+    EventType.JOB_SUCCEEDED,
+    EventType.JOB_FAILED,
+    EventType.JOB_CANCELLED,
+}
 _SKIPPED = "autotune.job.v1.skipped"
 SUMMARY_LISTED = 5  # problems per dataset in the closing summary
 
@@ -55,14 +60,27 @@ def shipped_examples(examples_dir: Path = EXAMPLES_DIR) -> list[DemoDataset]:
     for label, names in wanted:
         path = next((examples_dir / n for n in names if (examples_dir / n).is_file()), None)
         if path is None:
-            raise FileNotFoundError(f"the {label} is missing from {examples_dir} (looked for {', '.join(names)})")
-        media = next((d for d in (path.parent / "media", path.parent / "images", examples_dir / "media") if d.is_dir()), None)
+            raise FileNotFoundError(
+                f"the {label} is missing from {examples_dir} (looked for {', '.join(names)})"
+            )
+        media = next(
+            (
+                d
+                for d in (path.parent / "media", path.parent / "images", examples_dir / "media")
+                if d.is_dir()
+            ),
+            None,
+        )
         found.append(DemoDataset(label, path, media if "multimodal" in label else None))
     return found
 
 
 def run_demo(
-    *, echo: Callable[[str], None] = print, timeout: float = 300.0, job_seconds: float = 8.0, state_dir: Path = DEMO_STATE_DIR
+    *,
+    echo: Callable[[str], None] = print,
+    timeout: float = 300.0,
+    job_seconds: float = 8.0,
+    state_dir: Path = DEMO_STATE_DIR,
 ) -> bool:
     """True when every dataset reached its end and no process was left behind."""
     from autotune_local.processes import group_pids
@@ -71,19 +89,27 @@ def run_demo(
     datasets = shipped_examples()
     echo("starting the local stack (emulators, event bridge, tuning emulator, functions) ...")
     began = time.monotonic()
-    stack = start_stack(options_with(state_dir=state_dir, job_seconds=job_seconds, tick_seconds=1.0))
+    stack = start_stack(
+        options_with(state_dir=state_dir, job_seconds=job_seconds, tick_seconds=1.0)
+    )
     try:
         echo(f"ready in {time.monotonic() - began:.1f} s; logs in {_relative(stack.log_dir)}/")
         listener = stack.listen_events("demo-listener")
         followed = []
         for dataset in datasets:
             if dataset.media_dir is not None:
-                placed = media_objects(dataset.path.read_text(encoding="utf-8"), dataset.media_dir, stack.bucket)
+                placed = media_objects(
+                    dataset.path.read_text(encoding="utf-8"), dataset.media_dir, stack.bucket
+                )
                 for object_name, media in placed.items():
                     stack.upload(media, object_name)
-                echo(f"uploaded the {len(placed)} media files the {dataset.label} names, from {_relative(dataset.media_dir)}/")
+                echo(
+                    f"uploaded the {len(placed)} media files the {dataset.label} names, from {_relative(dataset.media_dir)}/"
+                )
             object_name = f"{stack.config.incoming_prefix}{dataset.path.name}"
-            generation = stack.upload(dataset.path.read_bytes(), object_name, content_type="application/jsonl")
+            generation = stack.upload(
+                dataset.path.read_bytes(), object_name, content_type="application/jsonl"
+            )
             uri = f"gs://{stack.bucket}/{object_name}"
             followed.append(Followed(dataset, object_name, uri, generation))
             echo(f"dropped the {dataset.label}: {_relative(dataset.path)} -> {uri}")
@@ -97,7 +123,10 @@ def run_demo(
                     target.events.append(received.event)
             dead = stack.dead_processes()
             if dead:
-                echo("a part of the stack stopped: " + ", ".join(f"{p.name} (see {p.log})" for p in dead))
+                echo(
+                    "a part of the stack stopped: "
+                    + ", ".join(f"{p.name} (see {p.log})" for p in dead)
+                )
                 break
         storage = stack.storage_client()
         echo("")
@@ -107,7 +136,10 @@ def run_demo(
                 echo(line)
         unfinished = [f for f in followed if not f.finished]
         if unfinished:
-            echo(f"not finished within {timeout:.0f} s: " + ", ".join(f.dataset.label for f in unfinished))
+            echo(
+                f"not finished within {timeout:.0f} s: "
+                + ", ".join(f.dataset.label for f in unfinished)
+            )
         listener.close()
     finally:
         echo("stopping the local stack ...")
@@ -120,9 +152,17 @@ def run_demo(
 def describe_event(event: TuningEvent) -> str:
     p = event.payload
     parts = [event.type.value, f"{p.dataset_uri}#{p.generation}"]
-    for label, value in (("state", p.state), ("job", p.job_name), ("tuned_model", p.tuned_model), ("endpoint", p.endpoint),
-                         ("errors", p.error_count), ("warnings", p.warning_count), ("report", p.report_uri),
-                         ("reason", p.reason), ("error", p.error)):
+    for label, value in (
+        ("state", p.state),
+        ("job", p.job_name),
+        ("tuned_model", p.tuned_model),
+        ("endpoint", p.endpoint),
+        ("errors", p.error_count),
+        ("warnings", p.warning_count),
+        ("report", p.report_uri),
+        ("reason", p.reason),
+        ("error", p.error),
+    ):
         if value not in (None, ""):
             parts.append(f"{label}={value}")
     return "  ".join(str(x) for x in parts)
@@ -130,18 +170,38 @@ def describe_event(event: TuningEvent) -> str:
 
 def _summary(item: Followed, storage, bucket: str) -> list[str]:
     lines = [f"- {item.dataset.label} ({item.uri}):"]
-    verdict = next((e for e in item.events if e.type in (EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED)), None)
+    verdict = next(
+        (
+            e
+            for e in item.events
+            if e.type in (EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED)
+        ),
+        None,
+    )
     if verdict is None:
         return lines + ["    no verdict received"]
     p = verdict.payload
-    lines.append(f"    {verdict.type.value.rsplit('.', 1)[1]}: {p.error_count or 0} errors, {p.warning_count or 0} warnings; report {p.report_uri}")
+    lines.append(
+        f"    {verdict.type.value.rsplit('.', 1)[1]}: {p.error_count or 0} errors, {p.warning_count or 0} warnings; report {p.report_uri}"
+    )
     lines += report_issue_lines(_read_report(storage, bucket, p.report_uri))
     for event in item.events:
         if event.type.value.startswith("autotune.job."):
             q = event.payload
-            detail = ", ".join(f"{k} {v}" for k, v in (("job", q.job_name), ("tuned model", q.tuned_model), ("endpoint", q.endpoint),
-                                                        ("reason", q.reason), ("error", q.error)) if v)
-            lines.append(f"    job {event.type.value.rsplit('.', 1)[1]}" + (f": {detail}" if detail else ""))
+            detail = ", ".join(
+                f"{k} {v}"
+                for k, v in (
+                    ("job", q.job_name),
+                    ("tuned model", q.tuned_model),
+                    ("endpoint", q.endpoint),
+                    ("reason", q.reason),
+                    ("error", q.error),
+                )
+                if v
+            )
+            lines.append(
+                f"    job {event.type.value.rsplit('.', 1)[1]}" + (f": {detail}" if detail else "")
+            )
     return lines
 
 
@@ -151,8 +211,16 @@ def report_issue_lines(report: dict | None, listed: int = SUMMARY_LISTED) -> lis
     issues = sorted((report or {}).get("errors", []), key=lambda i: i.get("severity") != "error")
     lines = []
     for issue in issues[:listed]:
-        where = f"line {issue['line']}" if issue.get("line") else "whole file" if issue.get("file") else "settings"
-        lines.append(f"      {issue['severity']} {issue['code']} ({where}): {issue['message'][:160]}")
+        where = (
+            f"line {issue['line']}"
+            if issue.get("line")
+            else "whole file"
+            if issue.get("file")
+            else "settings"
+        )
+        lines.append(
+            f"      {issue['severity']} {issue['code']} ({where}): {issue['message'][:160]}"
+        )
     totals = (report or {}).get("totals") or {}
     if totals:
         total = int(totals.get("errors") or 0) + int(totals.get("warnings") or 0)
@@ -160,7 +228,9 @@ def report_issue_lines(report: dict | None, listed: int = SUMMARY_LISTED) -> lis
         total = sum(n for n in ((report or {}).get("counts") or {}).values() if isinstance(n, int))
     unlisted = total - len(lines)
     if unlisted > 0:
-        lines.append(f"      ... and {unlisted:,} more not listed here (the report above has every one)")
+        lines.append(
+            f"      ... and {unlisted:,} more not listed here (the report above has every one)"
+        )
     return lines
 
 
@@ -168,7 +238,7 @@ def _read_report(storage, bucket: str, report_uri: str | None) -> dict | None:
     prefix = f"gs://{bucket}/"
     if not report_uri or not report_uri.startswith(prefix):
         return None
-    blob = storage.bucket(bucket).blob(report_uri[len(prefix):])
+    blob = storage.bucket(bucket).blob(report_uri[len(prefix) :])
     try:
         return json.loads(blob.download_as_bytes())
     except Exception:  # the summary goes on without the detail
@@ -179,7 +249,9 @@ def media_objects(dataset_text: str, media_dir: Path, bucket: str) -> dict[str, 
     """object name -> local file, for every gs://BUCKET/... fileUri of the dataset found in media_dir
     by file name: the dataset is uploaded byte for byte as shipped, its media where it points."""
     placed = {}
-    for named_bucket, object_name in re.findall(r'"fileUri":\s*"gs://([^/"]+)/([^"]+)"', dataset_text):
+    for named_bucket, object_name in re.findall(
+        r'"fileUri":\s*"gs://([^/"]+)/([^"]+)"', dataset_text
+    ):
         local = media_dir / Path(object_name).name
         if named_bucket == bucket and local.is_file():
             placed[object_name] = local

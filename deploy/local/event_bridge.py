@@ -119,14 +119,21 @@ def make_handler(routes: dict[str, dict], project: str) -> type[BaseHTTPRequestH
                 self._answer(400)
                 return
             status = forward(route["target"], headers, body)
-            fields = {"route": name, "ce_id": headers["ce-id"], "ce_type": headers["ce-type"], "status": status}
+            fields = {
+                "route": name,
+                "ce_id": headers["ce-id"],
+                "ce_type": headers["ce-type"],
+                "status": status,
+            }
             if "ce-subject" in headers:
                 fields["subject"] = headers["ce-subject"]
             if 200 <= status < 300:
                 structured_log.info("delivered", **fields)
                 self._answer(204)
             else:
-                structured_log.warning("function refused the event; Pub/Sub will deliver it again", **fields)
+                structured_log.warning(
+                    "function refused the event; Pub/Sub will deliver it again", **fields
+                )
                 self._answer(502)
 
         def _answer(self, status: int) -> None:
@@ -134,7 +141,9 @@ def make_handler(routes: dict[str, dict], project: str) -> type[BaseHTTPRequestH
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, format: str, *args: object) -> None:  # the stdlib names this parameter
+        def log_message(
+            self, format: str, *args: object
+        ) -> None:  # the stdlib names this parameter
             pass  # one structured line per delivery is enough
 
     return BridgeHandler
@@ -145,7 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--project", required=True)
-    parser.add_argument("--routes", required=True, help="JSON: name -> {kind: storage|pubsub, target: URL, topic}")
+    parser.add_argument(
+        "--routes", required=True, help="JSON: name -> {kind: storage|pubsub, target: URL, topic}"
+    )
     args = parser.parse_args(argv)
     routes = json.loads(args.routes)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(routes, args.project))

@@ -13,18 +13,24 @@ from autotune.config import PipelineConfig
 from autotune.job_end_notice import NOTIFY_SUBSCRIPTION, job_end_filter
 
 
-def subscribe_notify_url(subscriber: pubsub_v1.SubscriberClient, config: PipelineConfig, url: str) -> str:
+def subscribe_notify_url(
+    subscriber: pubsub_v1.SubscriberClient, config: PipelineConfig, url: str
+) -> str:
     """The push subscription (its path) delivering tuning-events to `url`; an existing one is
     pointed at `url`."""
     path = subscriber.subscription_path(config.project, NOTIFY_SUBSCRIPTION)
     try:
-        subscriber.create_subscription(request={
-            "name": path,
-            "topic": f"projects/{config.project}/topics/{config.events_topic}",
-            "push_config": {"push_endpoint": url},
-            "filter": job_end_filter(),
-            "ack_deadline_seconds": 60,
-        })
+        subscriber.create_subscription(
+            request={
+                "name": path,
+                "topic": f"projects/{config.project}/topics/{config.events_topic}",
+                "push_config": {"push_endpoint": url},
+                "filter": job_end_filter(),
+                "ack_deadline_seconds": 60,
+            }
+        )
     except gexc.AlreadyExists:
-        subscriber.modify_push_config(request={"subscription": path, "push_config": {"push_endpoint": url}})
+        subscriber.modify_push_config(
+            request={"subscription": path, "push_config": {"push_endpoint": url}}
+        )
     return path

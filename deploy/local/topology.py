@@ -35,7 +35,11 @@ def create_topics_and_subscriptions(
     subscriptions: Subscriptions,
     options: StackOptions,
 ) -> None:
-    source_topics = {"validate": storage_topic, "submit": config.requests_topic, "status": config.ticks_topic}
+    source_topics = {
+        "validate": storage_topic,
+        "submit": config.requests_topic,
+        "status": config.ticks_topic,
+    }
     for topic in {storage_topic, config.events_topic, config.requests_topic, config.ticks_topic}:
         _create_topic(publisher, config.project, topic)
     for name in functions:
@@ -58,10 +62,20 @@ def create_topics_and_subscriptions(
                     "dead_letter_topic": publisher.topic_path(config.project, dead_letter),
                     "max_delivery_attempts": options.max_delivery_attempts,
                 },
-                **({"retry_policy": {
-                    "minimum_backoff": duration_pb2.Duration(seconds=options.retry_min_backoff_seconds),
-                    "maximum_backoff": duration_pb2.Duration(seconds=options.retry_max_backoff_seconds),
-                }} if options.retry_policy else {}),
+                **(
+                    {
+                        "retry_policy": {
+                            "minimum_backoff": duration_pb2.Duration(
+                                seconds=options.retry_min_backoff_seconds
+                            ),
+                            "maximum_backoff": duration_pb2.Duration(
+                                seconds=options.retry_max_backoff_seconds
+                            ),
+                        }
+                    }
+                    if options.retry_policy
+                    else {}
+                ),
             }
         )
 

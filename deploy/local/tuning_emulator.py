@@ -78,7 +78,9 @@ JOB_STATES = {
     10: "JOB_STATE_UPDATING",
     11: "JOB_STATE_PARTIALLY_SUCCEEDED",
 }
-ENDED_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
+ENDED_STATES = frozenset(
+    {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+)
 # Vertex AdapterSize enum (number -> name, name -> size) from the catalog's one mapping.
 ADAPTER_SIZE_ENUM = {0: "ADAPTER_SIZE_UNSPECIFIED"} | {
     ADAPTER_SIZE_ENUM_NUMBERS[size]: name for size, name in ADAPTER_SIZE_ENUM_NAMES.items()
@@ -95,7 +97,9 @@ _PENDING_UNTIL = 0.25
 class ApiError(Exception):
     """An error answered in Google's JSON shape: {"error": {"code", "message", "status", "details"}}."""
 
-    def __init__(self, code: int, status: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, code: int, status: str, message: str, details: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(message)
         self.code, self.status, self.message, self.details = code, status, message, details or []
 
@@ -113,12 +117,21 @@ def retry_info(seconds: float) -> dict[str, Any]:
     return {"@type": _DETAIL + "RetryInfo", "retryDelay": f"{seconds:g}s"}
 
 
-def unavailable(message: str = "emulator: injected unavailable", retry_seconds: float = 1.0) -> ApiError:
+def unavailable(
+    message: str = "emulator: injected unavailable", retry_seconds: float = 1.0
+) -> ApiError:
     return ApiError(
         503,
         "UNAVAILABLE",
         message,
-        [{"@type": _DETAIL + "ErrorInfo", "reason": "SERVICE_UNAVAILABLE", "domain": "aiplatform.googleapis.com"}, retry_info(retry_seconds)],
+        [
+            {
+                "@type": _DETAIL + "ErrorInfo",
+                "reason": "SERVICE_UNAVAILABLE",
+                "domain": "aiplatform.googleapis.com",
+            },
+            retry_info(retry_seconds),
+        ],
     )
 
 
@@ -130,9 +143,16 @@ def rate_limited(method: str, retry_seconds: float = 1.0) -> ApiError:
         "RESOURCE_EXHAUSTED",
         f"Quota exceeded for quota metric '{metric}' and limit '{quota}' (emulator: injected request-rate limit).",
         [
-            {"@type": _DETAIL + "ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com",
-             "metadata": {"service": "aiplatform.googleapis.com", "quota_limit": quota}},
-            {"@type": _DETAIL + "QuotaFailure", "violations": [{"subject": "project", "description": f"{quota} exceeded"}]},
+            {
+                "@type": _DETAIL + "ErrorInfo",
+                "reason": "RATE_LIMIT_EXCEEDED",
+                "domain": "googleapis.com",
+                "metadata": {"service": "aiplatform.googleapis.com", "quota_limit": quota},
+            },
+            {
+                "@type": _DETAIL + "QuotaFailure",
+                "violations": [{"subject": "project", "description": f"{quota} exceeded"}],
+            },
             retry_info(retry_seconds),
         ],
     )
@@ -162,7 +182,9 @@ class CatalogModelRules:
         spec = catalog.get_model(model)
         if spec is None:
             return None
-        return ModelRules(adapter_sizes=frozenset(spec.adapter_sizes), regions=frozenset(spec.regions))
+        return ModelRules(
+            adapter_sizes=frozenset(spec.adapter_sizes), regions=frozenset(spec.regions)
+        )
 
 
 # --- where datasets are read from ---------------------------------------------------------------
@@ -193,7 +215,9 @@ class FakeGcsStore:
         return True
 
     def lines(self, uri: str) -> Iterator[bytes]:
-        with self.session.get(self._url(uri), params={"alt": "media"}, stream=True, timeout=30) as response:
+        with self.session.get(
+            self._url(uri), params={"alt": "media"}, stream=True, timeout=30
+        ) as response:
             response.raise_for_status()
             yield from response.iter_lines()
 
@@ -307,8 +331,17 @@ class Job:
         out = dict(self.body)
         out.update(name=self.name, state=state, createTime=_rfc3339(self.created))
         started = self.created + self.seconds * _PENDING_UNTIL
-        ended = self.cancelled_at if state == "JOB_STATE_CANCELLED" and self.cancelled_at is not None else self.created + self.seconds
-        if state not in {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_CANCELLED", "JOB_STATE_CANCELLING"} or (
+        ended = (
+            self.cancelled_at
+            if state == "JOB_STATE_CANCELLED" and self.cancelled_at is not None
+            else self.created + self.seconds
+        )
+        if state not in {
+            "JOB_STATE_QUEUED",
+            "JOB_STATE_PENDING",
+            "JOB_STATE_CANCELLED",
+            "JOB_STATE_CANCELLING",
+        } or (
             state in {"JOB_STATE_CANCELLED", "JOB_STATE_CANCELLING"} and min(now, ended) >= started
         ):
             out["startTime"] = _rfc3339(started)
@@ -319,7 +352,10 @@ class Job:
         if state == "JOB_STATE_SUCCEEDED":
             number = self.name.rsplit("/", 1)[1]
             prefix = f"projects/{self.project}/locations/{self.location}"
-            out["tunedModel"] = {"model": f"{prefix}/models/{number}@1", "endpoint": f"{prefix}/endpoints/{number}"}
+            out["tunedModel"] = {
+                "model": f"{prefix}/models/{number}@1",
+                "endpoint": f"{prefix}/endpoints/{number}",
+            }
         elif state == "JOB_STATE_FAILED":
             out["error"] = {"code": 3, "message": self.fail_message}
         elif state == "JOB_STATE_CANCELLED":
@@ -345,7 +381,14 @@ class Faults:
 
 
 _FAULT_RATES = ("rate429", "rate500", "rate503", "rateLimit429")
-_FAULT_COUNTS = ("next429", "next500", "next503", "nextAfterCreate500", "nextAfterCreate503", "nextAfterCreateStall")
+_FAULT_COUNTS = (
+    "next429",
+    "next500",
+    "next503",
+    "nextAfterCreate500",
+    "nextAfterCreate503",
+    "nextAfterCreateStall",
+)
 _FAULT_SECONDS = ("stallSeconds", "createDelaySeconds", "listLagSeconds")
 
 
@@ -402,10 +445,14 @@ class TuningEmulator:
             active = sum(
                 1
                 for job in self.jobs.values()
-                if job.project == project and (self.quota_scope != "region" or job.location == location) and not job.ended(now)
+                if job.project == project
+                and (self.quota_scope != "region" or job.location == location)
+                and not job.ended(now)
             )
             if active >= self.quota:
-                where = f"project {project}" + (f" in {location}" if self.quota_scope == "region" else "")
+                where = f"project {project}" + (
+                    f" in {location}" if self.quota_scope == "region" else ""
+                )
                 raise _quota_error(
                     f"Quota exceeded for aiplatform.googleapis.com/concurrent_tuning_jobs: {active} of {self.quota} "
                     f"concurrent tuning jobs are running in {where}."
@@ -428,12 +475,21 @@ class TuningEmulator:
             )
             self.jobs[job.name] = job
             answer = job.to_json(now, self.report_state)
-            after = next((key for key in ("nextAfterCreate500", "nextAfterCreate503", "nextAfterCreateStall") if getattr(self.faults, key) > 0), None)
+            after = next(
+                (
+                    key
+                    for key in ("nextAfterCreate500", "nextAfterCreate503", "nextAfterCreateStall")
+                    if getattr(self.faults, key) > 0
+                ),
+                None,
+            )
             if after is not None:
                 setattr(self.faults, after, getattr(self.faults, after) - 1)
             stall = self.faults.stallSeconds
         if after == "nextAfterCreate500":
-            raise ApiError(500, "INTERNAL", "emulator: injected internal error after the job was created")
+            raise ApiError(
+                500, "INTERNAL", "emulator: injected internal error after the job was created"
+            )
         if after == "nextAfterCreate503":
             raise unavailable("emulator: injected unavailable after the job was created")
         if after == "nextAfterCreateStall":
@@ -445,7 +501,9 @@ class TuningEmulator:
             job = self._job(name)
             return job.to_json(self.clock(), self.report_state)
 
-    def list(self, parent: str, filter_text: str, page_size: int, page_token: str) -> dict[str, Any]:
+    def list(
+        self, parent: str, filter_text: str, page_size: int, page_token: str
+    ) -> dict[str, Any]:
         wanted = parse_label_filter(filter_text)
         with self.lock:
             now = self.clock()
@@ -455,12 +513,16 @@ class TuningEmulator:
                 for job in sorted(self.jobs.values(), key=lambda j: j.created, reverse=True)
                 if job.name.startswith(parent + "/tuningJobs/")
                 and now - job.created >= lag
-                and all(job.body.get("labels", {}).get(key) == value for key, value in wanted.items())
+                and all(
+                    job.body.get("labels", {}).get(key) == value for key, value in wanted.items()
+                )
             ]
             start = int(page_token) if page_token.isdigit() else 0
             size = page_size if page_size > 0 else 100
             page = matching[start : start + size]
-            out: dict[str, Any] = {"tuningJobs": [job.to_json(now, self.report_state) for job in page]}
+            out: dict[str, Any] = {
+                "tuningJobs": [job.to_json(now, self.report_state) for job in page]
+            }
             if start + size < len(matching):
                 out["nextPageToken"] = str(start + size)
             return out
@@ -471,11 +533,18 @@ class TuningEmulator:
             now = self.clock()
             state = job.state(now)
             if state in ENDED_STATES:
-                raise ApiError(400, "FAILED_PRECONDITION", f"Tuning job {name} is in state {state} and cannot be cancelled.")
+                raise ApiError(
+                    400,
+                    "FAILED_PRECONDITION",
+                    f"Tuning job {name} is in state {state} and cannot be cancelled.",
+                )
             if job.cancel_requested_at is None:
                 job.cancel_requested_at = now
                 job.cancelled_at = now + self.cancelling_seconds
-                job.cancel_ignored = bool(self.cancel_ends_anyway_share) and self.rng.random() < self.cancel_ends_anyway_share
+                job.cancel_ignored = (
+                    bool(self.cancel_ends_anyway_share)
+                    and self.rng.random() < self.cancel_ends_anyway_share
+                )
             return {}
 
     def _job(self, name: str) -> Job:
@@ -512,28 +581,40 @@ class TuningEmulator:
             if not uri.endswith(".jsonl"):
                 raise invalid(f"supervisedTuningSpec.{key} {uri} must be a JSONL file (.jsonl).")
             if not self.store.exists(uri):
-                raise invalid(f"supervisedTuningSpec.{key} {uri} does not exist or is not readable.")
+                raise invalid(
+                    f"supervisedTuningSpec.{key} {uri} does not exist or is not readable."
+                )
         hyper = dict(spec.get("hyperParameters") or {})
         # proto3: a zero is the same as an absent field (the service picks its default).
         epochs = _int_field(hyper, "epochCount", "supervisedTuningSpec.hyperParameters.epochCount")
         if epochs:
             if epochs < 0:
-                raise invalid(f"supervisedTuningSpec.hyperParameters.epochCount must be positive, got {epochs}.")
+                raise invalid(
+                    f"supervisedTuningSpec.hyperParameters.epochCount must be positive, got {epochs}."
+                )
             hyper["epochCount"] = str(epochs)
         else:
             hyper.pop("epochCount", None)
         if "learningRateMultiplier" in hyper:
             rate = hyper["learningRateMultiplier"]
             if not isinstance(rate, int | float) or isinstance(rate, bool) or rate < 0:
-                raise invalid(f"supervisedTuningSpec.hyperParameters.learningRateMultiplier must be positive, got {rate!r}.")
+                raise invalid(
+                    f"supervisedTuningSpec.hyperParameters.learningRateMultiplier must be positive, got {rate!r}."
+                )
             if rate == 0:
                 del hyper["learningRateMultiplier"]
         if "adapterSize" in hyper:
-            name = _enum_name(hyper["adapterSize"], ADAPTER_SIZE_ENUM, "supervisedTuningSpec.hyperParameters.adapterSize")
+            name = _enum_name(
+                hyper["adapterSize"],
+                ADAPTER_SIZE_ENUM,
+                "supervisedTuningSpec.hyperParameters.adapterSize",
+            )
             size = ADAPTER_SIZE_VALUE.get(name)
             if size is not None and size not in rules.adapter_sizes:
                 allowed = ", ".join(str(s) for s in sorted(rules.adapter_sizes)) or "none"
-                raise invalid(f"Adapter size {size} ({name}) is not supported for {model_id}; supported: {allowed}.")
+                raise invalid(
+                    f"Adapter size {size} ({name}) is not supported for {model_id}; supported: {allowed}."
+                )
             if size is None:
                 del hyper["adapterSize"]
             else:
@@ -548,7 +629,13 @@ class TuningEmulator:
                 )
         body: dict[str, Any] = {
             key: request[key]
-            for key in ("baseModel", "tunedModelDisplayName", "description", "labels", "serviceAccount")
+            for key in (
+                "baseModel",
+                "tunedModelDisplayName",
+                "description",
+                "labels",
+                "serviceAccount",
+            )
             if request.get(key)
         }
         body["supervisedTuningSpec"] = {**spec, "hyperParameters": hyper}
@@ -568,7 +655,9 @@ def parse_label_filter(text: str) -> dict[str, str]:
     for term in re.split(r"\s+AND\s+", text):
         match = re.fullmatch(r'\s*labels\.([a-z0-9_-]+)\s*=\s*("?)([^"\s]*)\2\s*', term)
         if not match:
-            raise invalid(f"Unsupported filter {term!r}: the emulator understands labels.KEY=VALUE joined by AND.")
+            raise invalid(
+                f"Unsupported filter {term!r}: the emulator understands labels.KEY=VALUE joined by AND."
+            )
         wanted[match.group(1)] = match.group(3)
     return wanted
 
@@ -615,7 +704,9 @@ def _camel_keys(node: Any) -> Any:
 
 
 def _rfc3339(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(stamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
 
 
 # --- HTTP ---------------------------------------------------------------------------------------
@@ -651,11 +742,18 @@ def make_handler(service: TuningEmulator) -> type[BaseHTTPRequestHandler]:
                 status, answer = self._route(method, path, query, body)
             except ApiError as exc:
                 status, answer = exc.code, exc.body()
-            except Exception as exc:  # the emulator must answer, like the service, even on its own bug
-                status, answer = 500, ApiError(500, "INTERNAL", f"emulator: {type(exc).__name__}: {exc}").body()
+            except (
+                Exception
+            ) as exc:  # the emulator must answer, like the service, even on its own bug
+                status, answer = (
+                    500,
+                    ApiError(500, "INTERNAL", f"emulator: {type(exc).__name__}: {exc}").body(),
+                )
             self._send(status, answer)
 
-        def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        def _route(
+            self, method: str, path: str, query: dict[str, str], body: Any
+        ) -> tuple[int, Any]:
             if path == "/healthz" and method == "GET":
                 return 200, {"status": "ok"}
             if path.startswith("/emulator/"):
@@ -676,7 +774,12 @@ def make_handler(service: TuningEmulator) -> type[BaseHTTPRequestHandler]:
                     return 200, service.create(project, location, body)
                 if action == "list":
                     size = query.get("pageSize", "0")
-                    return 200, service.list(parent, query.get("filter", ""), int(size) if size.isdigit() else 0, query.get("pageToken", ""))
+                    return 200, service.list(
+                        parent,
+                        query.get("filter", ""),
+                        int(size) if size.isdigit() else 0,
+                        query.get("pageToken", ""),
+                    )
                 if action == "get":
                     return 200, service.get(f"{parent}/tuningJobs/{match['job']}")
                 return 200, service.cancel(f"{parent}/tuningJobs/{match['job']}")
@@ -707,7 +810,12 @@ def control(service: TuningEmulator, method: str, path: str, body: Any) -> dict[
     body = body if isinstance(body, dict) else {}
     if method == "POST" and path == "/emulator/fail-next":
         with service.lock:
-            service.fail_next.append(str(body.get("message") or "emulator: job failed as asked by POST /emulator/fail-next"))
+            service.fail_next.append(
+                str(
+                    body.get("message")
+                    or "emulator: job failed as asked by POST /emulator/fail-next"
+                )
+            )
     elif method == "POST" and path == "/emulator/faults":
         with service.lock:
             for key in _FAULT_RATES:
@@ -727,12 +835,18 @@ def control(service: TuningEmulator, method: str, path: str, body: Any) -> dict[
                 service.job_seconds = float(body["jobSeconds"])
             if "quotaScope" in body:
                 if body["quotaScope"] not in {"project", "region"}:
-                    raise ValueError(f"quotaScope must be 'project' or 'region', got {body['quotaScope']!r}")
+                    raise ValueError(
+                        f"quotaScope must be 'project' or 'region', got {body['quotaScope']!r}"
+                    )
                 service.quota_scope = body["quotaScope"]
             if "cancellingSeconds" in body:
-                service.cancelling_seconds = _seconds(body["cancellingSeconds"], "cancellingSeconds")
+                service.cancelling_seconds = _seconds(
+                    body["cancellingSeconds"], "cancellingSeconds"
+                )
             if "cancelEndsAnywayShare" in body:
-                service.cancel_ends_anyway_share = _rate(body["cancelEndsAnywayShare"], "cancelEndsAnywayShare")
+                service.cancel_ends_anyway_share = _rate(
+                    body["cancelEndsAnywayShare"], "cancelEndsAnywayShare"
+                )
             if "reportState" in body:
                 value = body["reportState"]
                 service.report_state = None if value is None else int(value)
@@ -771,33 +885,65 @@ def _seconds(value: Any, key: str) -> float:
     return seconds
 
 
-def make_server(service: TuningEmulator, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+def make_server(
+    service: TuningEmulator, host: str = "127.0.0.1", port: int = 0
+) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((host, port), make_handler(service))
     server.daemon_threads = True
     return server
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m autotune_local.tuning_emulator", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m autotune_local.tuning_emulator", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--storage-endpoint", required=True, help="fake-gcs-server, e.g. http://127.0.0.1:4443")
-    parser.add_argument("--quota", type=int, default=1, help="concurrent tuning jobs per project (default 1)")
-    parser.add_argument("--quota-scope", choices=("project", "region"), default="project",
-                        help="the quota counts a project's jobs in every region (default, as Vertex AI) or per region")
-    parser.add_argument("--job-seconds", type=float, default=15.0, help="time from create to the job's end (default 15)")
-    parser.add_argument("--fault-rate-429", type=float, default=0.0, help="share of creates answered 429")
-    parser.add_argument("--fault-rate-500", type=float, default=0.0, help="share of calls answered 500")
+    parser.add_argument(
+        "--storage-endpoint", required=True, help="fake-gcs-server, e.g. http://127.0.0.1:4443"
+    )
+    parser.add_argument(
+        "--quota", type=int, default=1, help="concurrent tuning jobs per project (default 1)"
+    )
+    parser.add_argument(
+        "--quota-scope",
+        choices=("project", "region"),
+        default="project",
+        help="the quota counts a project's jobs in every region (default, as Vertex AI) or per region",
+    )
+    parser.add_argument(
+        "--job-seconds",
+        type=float,
+        default=15.0,
+        help="time from create to the job's end (default 15)",
+    )
+    parser.add_argument(
+        "--fault-rate-429", type=float, default=0.0, help="share of creates answered 429"
+    )
+    parser.add_argument(
+        "--fault-rate-500", type=float, default=0.0, help="share of calls answered 500"
+    )
     args = parser.parse_args(argv)
     service = TuningEmulator(
         store=FakeGcsStore(args.storage_endpoint),
         quota=args.quota,
         job_seconds=args.job_seconds,
         quota_scope=args.quota_scope,
-        faults=Faults(rate429=_rate(args.fault_rate_429, "--fault-rate-429"), rate500=_rate(args.fault_rate_500, "--fault-rate-500")),
+        faults=Faults(
+            rate429=_rate(args.fault_rate_429, "--fault-rate-429"),
+            rate500=_rate(args.fault_rate_500, "--fault-rate-500"),
+        ),
     )
     server = make_server(service, args.host, args.port)
-    print(json.dumps({"severity": "INFO", "message": f"tuning emulator listening on http://{args.host}:{server.server_port}"}), flush=True)
+    print(
+        json.dumps(
+            {
+                "severity": "INFO",
+                "message": f"tuning emulator listening on http://{args.host}:{server.server_port}",
+            }
+        ),
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

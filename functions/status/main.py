@@ -44,7 +44,9 @@ _intake: Wired[tuple[IntakeDeps, BucketLister]] = Wired(_connect_intake)
 
 
 def configure(
-    *, config: Callable[[], PipelineConfig] | None = None, pipeline: Callable[[], Pipeline] | None = None,
+    *,
+    config: Callable[[], PipelineConfig] | None = None,
+    pipeline: Callable[[], Pipeline] | None = None,
     intake: Callable[[], tuple[IntakeDeps, BucketLister]] | None = None,
 ) -> None:
     """Serve with these instead of what the environment builds (each on first use): the
@@ -60,22 +62,48 @@ def status(cloud_event) -> None:
     try:
         summary = status_tick(_pipeline())
     except Exception as exc:
-        structured_log.error("status tick failed; the next tick will retry", error=f"{type(exc).__name__}: {exc}",
-                             event_id=cloud_event["id"])
+        structured_log.error(
+            "status tick failed; the next tick will retry",
+            error=f"{type(exc).__name__}: {exc}",
+            event_id=cloud_event["id"],
+        )
         return
-    if summary.changed or summary.promoted or summary.taken_over or summary.published or summary.errors:
-        structured_log.info("status tick", event_id=cloud_event["id"], **dataclasses.asdict(summary))
+    if (
+        summary.changed
+        or summary.promoted
+        or summary.taken_over
+        or summary.published
+        or summary.errors
+    ):
+        structured_log.info(
+            "status tick", event_id=cloud_event["id"], **dataclasses.asdict(summary)
+        )
     pipeline = _pipeline()
     try:
-        found = reconcile_if_due(_config(), pipeline.ledger, _intake, now=pipeline.clock(), on_outcome=_log_taken_in)
+        found = reconcile_if_due(
+            _config(), pipeline.ledger, _intake, now=pipeline.clock(), on_outcome=_log_taken_in
+        )
     except Exception as exc:
-        structured_log.error("reconciliation failed; the next pass will retry", error=f"{type(exc).__name__}: {exc}",
-                             event_id=cloud_event["id"])
+        structured_log.error(
+            "reconciliation failed; the next pass will retry",
+            error=f"{type(exc).__name__}: {exc}",
+            event_id=cloud_event["id"],
+        )
         return
     if found is not None and (found.lost or found.errors):
-        structured_log.warning("reconciliation: uploads taken in again", event_id=cloud_event["id"], **dataclasses.asdict(found))
+        structured_log.warning(
+            "reconciliation: uploads taken in again",
+            event_id=cloud_event["id"],
+            **dataclasses.asdict(found),
+        )
 
 
 def _log_taken_in(lost: LostUpload, outcome: UploadDecision) -> None:
-    structured_log.log(outcome.severity, f"reconciliation: {outcome.message}", dataset=outcome.dataset, why=lost.why,
-                       decision=outcome.decision, **outcome.fields)
+    structured_log.log(
+        outcome.severity,
+        f"reconciliation: {outcome.message}",
+        dataset=outcome.dataset,
+        why=lost.why,
+        decision=outcome.decision,
+        **outcome.fields,
+    )

@@ -44,8 +44,13 @@ def submit(cloud_event) -> None:
     try:
         data = base64.b64decode(message.get("data", ""), validate=True)
     except (binascii.Error, TypeError) as exc:
-        structured_log.error("tuning request rejected: message data is not base64; it will go to the dead-letter topic",
-                             reason=str(exc), message_id=message_id)
+        structured_log.error(
+            "tuning request rejected: message data is not base64; it will go to the dead-letter topic",
+            reason=str(exc),
+            message_id=message_id,
+        )
         raise
     outcome = submit_message(_pipeline(), data, message_id=message_id)
-    structured_log.info(f"tuning request {outcome}", message_id=message_id, event_id=cloud_event["id"])
+    structured_log.info(
+        f"tuning request {outcome}", message_id=message_id, event_id=cloud_event["id"]
+    )

@@ -28,7 +28,11 @@ _config: Wired[PipelineConfig] = Wired(PipelineConfig.from_env)
 _deps: Wired[IntakeDeps] = Wired(_connect)  # built on the first event
 
 
-def configure(*, config: Callable[[], PipelineConfig] | None = None, deps: Callable[[], IntakeDeps] | None = None) -> None:
+def configure(
+    *,
+    config: Callable[[], PipelineConfig] | None = None,
+    deps: Callable[[], IntakeDeps] | None = None,
+) -> None:
     """Serve with these instead of what the environment builds (each on first use)."""
     for wired, build in ((_config, config), (_deps, deps)):
         if build is not None:
@@ -41,18 +45,37 @@ def validate(cloud_event) -> None:
     try:
         uploaded = stored_object_from_event(cloud_event.data)
     except UnreadableEvent as exc:
-        structured_log.error("unreadable storage event acknowledged", event_id=cloud_event["id"], error=str(exc), trace=trace)
+        structured_log.error(
+            "unreadable storage event acknowledged",
+            event_id=cloud_event["id"],
+            error=str(exc),
+            trace=trace,
+        )
         return
     config, deps = _config(), _deps()
     try:
         outcome = process_upload(uploaded, config, deps)
     except Exception as exc:
         # Storage or Pub/Sub failed: raising refuses the event, so it is delivered again.
-        structured_log.error("failed; the event will be delivered again", dataset=uploaded.uri, trace=trace, decision="retry",
-                             event_id=cloud_event["id"], generation=uploaded.generation, error=type(exc).__name__)
+        structured_log.error(
+            "failed; the event will be delivered again",
+            dataset=uploaded.uri,
+            trace=trace,
+            decision="retry",
+            event_id=cloud_event["id"],
+            generation=uploaded.generation,
+            error=type(exc).__name__,
+        )
         raise
-    structured_log.log(outcome.severity, outcome.message, dataset=outcome.dataset, trace=trace, decision=outcome.decision,
-                       event_id=cloud_event["id"], **outcome.fields)
+    structured_log.log(
+        outcome.severity,
+        outcome.message,
+        dataset=outcome.dataset,
+        trace=trace,
+        decision=outcome.decision,
+        event_id=cloud_event["id"],
+        **outcome.fields,
+    )
 
 
 def _trace(cloud_event) -> str | None:

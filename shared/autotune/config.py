@@ -59,7 +59,9 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
     defaults: TuningDefaults = TuningDefaults()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, config_file: Path | None = None) -> PipelineConfig:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, config_file: Path | None = None
+    ) -> PipelineConfig:
         """The environment's AUTOTUNE_* variables over `config_file` (a function has none: its
         environment holds every setting) or, without one, over the defaults."""
         env = os.environ if environ is None else environ
@@ -131,7 +133,9 @@ def load_config_file(path: Path) -> PipelineConfig:
     from autotune.catalog.prices import PriceError, parse_prices
 
     if "prices" in pipeline:
-        raise ConfigError(f"{path}: pipeline.prices: prices go in a [prices] table of their own (model = USD per 1M training tokens)")
+        raise ConfigError(
+            f"{path}: pipeline.prices: prices go in a [prices] table of their own (model = USD per 1M training tokens)"
+        )
     try:
         defaults = msgspec.convert(raw.get("tuning_defaults", {}), TuningDefaults)
         prices = parse_prices(raw.get("prices", {}))
@@ -141,11 +145,19 @@ def load_config_file(path: Path) -> PipelineConfig:
 
 
 def _apply_env(base: PipelineConfig, env: Mapping[str, str]) -> PipelineConfig:
-    pipeline = {f: _parse(var, env[var], getattr(base, f)) for f, var in _PIPELINE_VARS.items() if var in env}
-    defaults = {
-        f: _parse(var, env[var], getattr(base.defaults, f)) for f, var in _DEFAULT_VARS.items() if var in env
+    pipeline = {
+        f: _parse(var, env[var], getattr(base, f))
+        for f, var in _PIPELINE_VARS.items()
+        if var in env
     }
-    return msgspec.structs.replace(base, **pipeline, defaults=msgspec.structs.replace(base.defaults, **defaults))
+    defaults = {
+        f: _parse(var, env[var], getattr(base.defaults, f))
+        for f, var in _DEFAULT_VARS.items()
+        if var in env
+    }
+    return msgspec.structs.replace(
+        base, **pipeline, defaults=msgspec.structs.replace(base.defaults, **defaults)
+    )
 
 
 def _parse(var: str, text: str, like: object) -> object:

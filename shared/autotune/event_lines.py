@@ -27,7 +27,9 @@ def wanted_types(names: Iterable[str]) -> frozenset[EventType]:
             chosen.add(found)
     if unknown:
         known = ", ".join(sorted(by_short))
-        raise ValueError(f"unknown event type {', '.join(map(repr, unknown))}; known: {known} (or the full autotune.*.v1.* type)")
+        raise ValueError(
+            f"unknown event type {', '.join(map(repr, unknown))}; known: {known} (or the full autotune.*.v1.* type)"
+        )
     return frozenset(chosen or EventType)
 
 

@@ -77,7 +77,13 @@ class EventPublisher(Protocol):
     def publish_event(self, event: TuningEvent) -> object: ...
 
 
-def make_event(event_type: EventType, payload: EventPayload, *, discriminator: str = "", now: datetime | None = None) -> TuningEvent:
+def make_event(
+    event_type: EventType,
+    payload: EventPayload,
+    *,
+    discriminator: str = "",
+    now: datetime | None = None,
+) -> TuningEvent:
     """An event with a stable id: the same type, dataset version and discriminator give the same id.
 
     `discriminator` tells apart events of one type that are really different (a forced second
@@ -85,9 +91,16 @@ def make_event(event_type: EventType, payload: EventPayload, *, discriminator: s
     """
     # The dataset's key too: two manifests on one training file version are two datasets, and a
     # subscriber dropping repeats by ce-id must not lose either one's events.
-    material = "|".join([
-        event_type.value, payload.dataset_uri, payload.generation, payload.idempotency_key or "", payload.job_name or "", discriminator,
-    ])
+    material = "|".join(
+        [
+            event_type.value,
+            payload.dataset_uri,
+            payload.generation,
+            payload.idempotency_key or "",
+            payload.job_name or "",
+            discriminator,
+        ]
+    )
     event_id = hashlib.sha256(material.encode()).hexdigest()[:32]
     stamp = (now or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
     return TuningEvent(type=event_type, payload=payload, time=stamp, id=event_id)
@@ -111,7 +124,10 @@ def from_pubsub_message(data: bytes, attributes: dict[str, str]) -> TuningEvent:
     """The reverse of `to_pubsub_message`, for subscribers (`autotune watch`, tests)."""
     payload = msgspec.json.decode(data, type=EventPayload)
     return TuningEvent(
-        type=EventType(attributes["ce-type"]), payload=payload, time=attributes.get("ce-time", ""), id=attributes.get("ce-id", "")
+        type=EventType(attributes["ce-type"]),
+        payload=payload,
+        time=attributes.get("ce-time", ""),
+        id=attributes.get("ce-id", ""),
     )
 
 

@@ -62,12 +62,18 @@ def detect_format(obj: Mapping[str, Any]) -> str:
         return GEMINI_CONTENTS
     if "messages" in obj:
         messages = obj["messages"]
-        roles = {m.get("role") for m in messages if isinstance(m, Mapping)} if isinstance(messages, list) else set()
+        roles = (
+            {m.get("role") for m in messages if isinstance(m, Mapping)}
+            if isinstance(messages, list)
+            else set()
+        )
         return OPENAI_CHAT if "assistant" in roles or "model" not in roles else LEGACY_MESSAGES
     if any(k in obj for k in PROMPT_KEYS) or any(k in obj for k in RESPONSE_KEYS):
         return PROMPT_RESPONSE
-    raise Unconvertible(f"not a known format: keys {', '.join(sorted(map(str, obj))) or '(none)'}; expected messages, "
-                        "prompt/response (or prompt/completion) or contents")
+    raise Unconvertible(
+        f"not a known format: keys {', '.join(sorted(map(str, obj))) or '(none)'}; expected messages, "
+        "prompt/response (or prompt/completion) or contents"
+    )
 
 
 def convert_example(obj: object, target_format: str) -> Converted:
@@ -87,7 +93,10 @@ def convert_example(obj: object, target_format: str) -> Converted:
         changes.append("prompt/response pair made a user turn and a model turn")
     else:
         system, turns = _turns_from_messages(obj["messages"], changes)
-    extra = sorted(set(obj) - {"messages", "contents", "systemInstruction", *PROMPT_KEYS, *RESPONSE_KEYS, *SYSTEM_KEYS})
+    extra = sorted(
+        set(obj)
+        - {"messages", "contents", "systemInstruction", *PROMPT_KEYS, *RESPONSE_KEYS, *SYSTEM_KEYS}
+    )
     if extra:
         changes.append(f"top-level field(s) dropped: {', '.join(extra)}")
     turns = _merged(turns, changes)
@@ -102,7 +111,9 @@ def convert_example(obj: object, target_format: str) -> Converted:
     if system is not None:
         example["systemInstruction"] = {"parts": [{"text": system}]}
         changes.append("system message moved to systemInstruction")
-    example["contents"] = [{"role": role, "parts": [{"text": t} for t in texts]} for role, texts in turns]
+    example["contents"] = [
+        {"role": role, "parts": [{"text": t} for t in texts]} for role, texts in turns
+    ]
     return Converted(example, source, tuple(changes))
 
 
@@ -112,17 +123,27 @@ def _text(content: object, where: str) -> str:
     if isinstance(content, list):
         texts = []
         for i, part in enumerate(content):
-            if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            if (
+                isinstance(part, Mapping)
+                and part.get("type") == "text"
+                and isinstance(part.get("text"), str)
+            ):
                 texts.append(part["text"])
             else:
                 kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
-                raise Unconvertible(f"{where}.content[{i}] is a {kind!s} part; only text parts are converted "
-                                    "(media must be referenced by fileData with a gs:// URI in Gemini contents)")
+                raise Unconvertible(
+                    f"{where}.content[{i}] is a {kind!s} part; only text parts are converted "
+                    "(media must be referenced by fileData with a gs:// URI in Gemini contents)"
+                )
         return "\n".join(texts)
-    raise Unconvertible(f"{where}.content must be text or a list of text parts, not {type(content).__name__}")
+    raise Unconvertible(
+        f"{where}.content must be text or a list of text parts, not {type(content).__name__}"
+    )
 
 
-def _turns_from_messages(messages: object, changes: list[str]) -> tuple[str | None, list[tuple[str, list[str]]]]:
+def _turns_from_messages(
+    messages: object, changes: list[str]
+) -> tuple[str | None, list[tuple[str, list[str]]]]:
     if not isinstance(messages, list) or not messages:
         raise Unconvertible("messages must be a non-empty list")
     system_parts: list[str] = []
@@ -137,19 +158,25 @@ def _turns_from_messages(messages: object, changes: list[str]) -> tuple[str | No
             dropped = True
         if role == "system":
             if turns:
-                raise Unconvertible(f"{where} is a system message after the conversation began; Gemini takes a system "
-                                    "instruction only before it")
+                raise Unconvertible(
+                    f"{where} is a system message after the conversation began; Gemini takes a system "
+                    "instruction only before it"
+                )
             system_parts.append(_text(message.get("content"), where))
             continue
         if role == "assistant":
             role, renamed = "model", True
         if role not in ("user", "model"):
-            raise Unconvertible(f"{where}.role is {role!r}; converted are system, user, assistant (and model)")
+            raise Unconvertible(
+                f"{where}.role is {role!r}; converted are system, user, assistant (and model)"
+            )
         turns.append((role, [_text(message.get("content"), where)]))
     if renamed:
         changes.append("role 'assistant' renamed 'model'")
     if dropped:
-        changes.append("message field(s) weight/name dropped (Gemini tuning data has no such field)")
+        changes.append(
+            "message field(s) weight/name dropped (Gemini tuning data has no such field)"
+        )
     return ("\n\n".join(system_parts) if system_parts else None), turns
 
 
@@ -159,10 +186,14 @@ def _turns_from_pair(obj: Mapping[str, Any]) -> tuple[str | None, list[tuple[str
     system = next((obj[k] for k in SYSTEM_KEYS if k in obj), None)
     for name, value in (("prompt", prompt), ("response", response)):
         if not isinstance(value, str):
-            raise Unconvertible(f"{name} is {'missing' if value is None else type(value).__name__}; both prompt and response must be text")
+            raise Unconvertible(
+                f"{name} is {'missing' if value is None else type(value).__name__}; both prompt and response must be text"
+            )
     if system is not None and not isinstance(system, str):
         raise Unconvertible(f"system is {type(system).__name__}, not text")
-    assert isinstance(prompt, str) and isinstance(response, str)  # the loop above refused anything else
+    assert isinstance(prompt, str) and isinstance(
+        response, str
+    )  # the loop above refused anything else
     return (system or None), [("user", [prompt]), ("model", [response])]
 
 
@@ -177,7 +208,9 @@ def _turns_from_contents(obj: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
         texts = []
         for j, part in enumerate(content["parts"]):
             if not isinstance(part, Mapping) or not isinstance(part.get("text"), str):
-                raise Unconvertible(f"contents[{i}].parts[{j}] is not text; the legacy format is text only")
+                raise Unconvertible(
+                    f"contents[{i}].parts[{j}] is not text; the legacy format is text only"
+                )
             texts.append(part["text"])
         turns.append((content.get("role") or "user", texts))
     return turns
@@ -188,7 +221,9 @@ def _system_from_contents(obj: Mapping[str, Any]) -> str | None:
     if instruction is None:
         return None
     parts = instruction.get("parts") if isinstance(instruction, Mapping) else None
-    if not isinstance(parts, list) or not all(isinstance(p, Mapping) and isinstance(p.get("text"), str) for p in parts):
+    if not isinstance(parts, list) or not all(
+        isinstance(p, Mapping) and isinstance(p.get("text"), str) for p in parts
+    ):
         raise Unconvertible("systemInstruction must hold text parts")
     return "\n\n".join(p["text"] for p in parts)
 
@@ -240,10 +275,14 @@ class SplitPlan:
     limits: tuple[str, ...] = field(default=())  # which limits cut the set, in words
 
 
-def split_plan(hashes: Sequence[int], fraction: float, *, max_validation_examples: int, model: str) -> SplitPlan:
+def split_plan(
+    hashes: Sequence[int], fraction: float, *, max_validation_examples: int, model: str
+) -> SplitPlan:
     """How many examples go to validation, and the hash threshold that picks them."""
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"the validation fraction must be between 0 and 1 (exclusive), not {fraction}")
+        raise ValueError(
+            f"the validation fraction must be between 0 and 1 (exclusive), not {fraction}"
+        )
     total = len(hashes)
     cut = int(fraction * HASH_SPACE)
     drawn = sorted(h for h in hashes if h < cut)
@@ -254,11 +293,15 @@ def split_plan(hashes: Sequence[int], fraction: float, *, max_validation_example
         keep = max_validation_examples
         limits.append(f"{model} accepts at most {max_validation_examples:,} validation examples")
     # keep <= share x (total - keep)  <=>  keep <= share x total / (1 + share)
-    share_cap = max(VALIDATION_SHARE_ABOVE, int(VALIDATION_SHARE_LIMIT * total / (1 + VALIDATION_SHARE_LIMIT)))
+    share_cap = max(
+        VALIDATION_SHARE_ABOVE, int(VALIDATION_SHARE_LIMIT * total / (1 + VALIDATION_SHARE_LIMIT))
+    )
     if keep > share_cap:
         keep = share_cap
-        limits.append(f"above {VALIDATION_SHARE_ABOVE:,} validation examples, at most "
-                      f"{VALIDATION_SHARE_LIMIT:.0%} of the training examples")
+        limits.append(
+            f"above {VALIDATION_SHARE_ABOVE:,} validation examples, at most "
+            f"{VALIDATION_SHARE_LIMIT:.0%} of the training examples"
+        )
     if total - keep < MIN_TRAINING_EXAMPLES:
         keep = max(0, total - MIN_TRAINING_EXAMPLES)
         limits.append(f"the training set keeps at least {MIN_TRAINING_EXAMPLES} examples")
@@ -266,4 +309,10 @@ def split_plan(hashes: Sequence[int], fraction: float, *, max_validation_example
     # out smaller than `keep` rather than split a duplicate across the two files.
     threshold = drawn[keep] if keep < asked else cut
     validation = sum(1 for h in drawn if h < threshold)
-    return SplitPlan(threshold=threshold, validation=validation, training=total - validation, asked=asked, limits=tuple(limits))
+    return SplitPlan(
+        threshold=threshold,
+        validation=validation,
+        training=total - validation,
+        asked=asked,
+        limits=tuple(limits),
+    )

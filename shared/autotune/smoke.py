@@ -61,40 +61,75 @@ def run_smoke(
     subscribed = False
     try:
         try:
-            subscriber.create_subscription(request={"name": subscription, "topic": topic, "ack_deadline_seconds": 10})
+            subscriber.create_subscription(
+                request={"name": subscription, "topic": topic, "ack_deadline_seconds": 10}
+            )
             subscribed = True
         except gexc.GoogleAPICallError as exc:
-            return SmokeResult(False, dataset_uri, time.monotonic() - began, "could not subscribe to tuning-events", _said(exc))
+            return SmokeResult(
+                False,
+                dataset_uri,
+                time.monotonic() - began,
+                "could not subscribe to tuning-events",
+                _said(exc),
+            )
         echo(f"listening on {events_topic} through {subscription.rsplit('/', 1)[1]}")
         try:
             blob.upload_from_string(SMOKE_DATASET, content_type="application/jsonl")
             generation = str(blob.generation)
         except gexc.GoogleAPICallError as exc:
-            return SmokeResult(False, dataset_uri, time.monotonic() - began, "object not written", _said(exc))
-        echo(f"uploaded {dataset_uri} (generation {generation}), a deliberately invalid dataset; waiting for its rejected event")
+            return SmokeResult(
+                False, dataset_uri, time.monotonic() - began, "object not written", _said(exc)
+            )
+        echo(
+            f"uploaded {dataset_uri} (generation {generation}), a deliberately invalid dataset; waiting for its rejected event"
+        )
         deadline = began + timeout
         while time.monotonic() < deadline:
-            if _rejected_arrived(subscriber, subscription, dataset_uri, min(10.0, max(1.0, deadline - time.monotonic()))):
+            if _rejected_arrived(
+                subscriber,
+                subscription,
+                dataset_uri,
+                min(10.0, max(1.0, deadline - time.monotonic())),
+            ):
                 return SmokeResult(True, dataset_uri, time.monotonic() - began)
         link, detail = _diagnose(storage, bucket, object_name, generation, reports_prefix, timeout)
         return SmokeResult(False, dataset_uri, time.monotonic() - began, link, detail)
     finally:
-        _clean_up(storage, subscriber, bucket, object_name, generation, reports_prefix, subscription if subscribed else None)
+        _clean_up(
+            storage,
+            subscriber,
+            bucket,
+            object_name,
+            generation,
+            reports_prefix,
+            subscription if subscribed else None,
+        )
 
 
 def _rejected_arrived(subscriber: Any, subscription: str, dataset_uri: str, wait: float) -> bool:
     from google.api_core import exceptions as gexc
 
     try:
-        response = subscriber.pull(request={"subscription": subscription, "max_messages": 20}, timeout=wait)
+        response = subscriber.pull(
+            request={"subscription": subscription, "max_messages": 20}, timeout=wait
+        )
     except (gexc.DeadlineExceeded, gexc.ServiceUnavailable):
         return False
     if not response.received_messages:
         return False
-    subscriber.acknowledge(request={"subscription": subscription, "ack_ids": [m.ack_id for m in response.received_messages]})
+    subscriber.acknowledge(
+        request={
+            "subscription": subscription,
+            "ack_ids": [m.ack_id for m in response.received_messages],
+        }
+    )
     for received in response.received_messages:
         attributes = dict(received.message.attributes)
-        if attributes.get("ce-type") != EventType.DATASET_REJECTED.value or attributes.get("ce-subject") != dataset_uri:
+        if (
+            attributes.get("ce-type") != EventType.DATASET_REJECTED.value
+            or attributes.get("ce-subject") != dataset_uri
+        ):
             continue
         try:
             from_pubsub_message(received.message.data, attributes)
@@ -104,10 +139,20 @@ def _rejected_arrived(subscriber: Any, subscription: str, dataset_uri: str, wait
     return False
 
 
-def _diagnose(storage: Any, bucket: str, object_name: str, generation: str, reports_prefix: str, timeout: float) -> tuple[str, str]:
+def _diagnose(
+    storage: Any,
+    bucket: str,
+    object_name: str,
+    generation: str,
+    reports_prefix: str,
+    timeout: float,
+) -> tuple[str, str]:
     """The first link that visibly failed, from what a user can read."""
     if storage.bucket(bucket).get_blob(object_name) is None:
-        return "object not written", f"gs://{bucket}/{object_name} is not in the bucket after the upload returned"
+        return (
+            "object not written",
+            f"gs://{bucket}/{object_name} is not in the bucket after the upload returned",
+        )
     report = report_object_name(reports_prefix, object_name, generation)
     if storage.bucket(bucket).get_blob(report) is None:
         return (
@@ -123,7 +168,13 @@ def _diagnose(storage: Any, bucket: str, object_name: str, generation: str, repo
 
 
 def _clean_up(
-    storage: Any, subscriber: Any, bucket: str, object_name: str, generation: str, reports_prefix: str, subscription: str | None
+    storage: Any,
+    subscriber: Any,
+    bucket: str,
+    object_name: str,
+    generation: str,
+    reports_prefix: str,
+    subscription: str | None,
 ) -> None:
     from google.api_core import exceptions as gexc
 

@@ -13,7 +13,14 @@ from typing import Any
 _TRACE_KEY = "logging.googleapis.com/trace"
 
 
-def log(severity: str, message: str, *, dataset: str | None = None, trace: str | None = None, **fields: Any) -> None:
+def log(
+    severity: str,
+    message: str,
+    *,
+    dataset: str | None = None,
+    trace: str | None = None,
+    **fields: Any,
+) -> None:
     entry: dict[str, Any] = {"severity": severity, "message": message}
     if dataset is not None:
         entry["dataset"] = dataset

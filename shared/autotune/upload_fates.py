@@ -58,7 +58,7 @@ def parse_report_name(report_name: str, reports_prefix: str) -> tuple[str, str] 
     """(uploaded object name, generation) of a report object's name, or None if it is not one."""
     if not report_name.startswith(reports_prefix) or not report_name.endswith(REPORT_SUFFIX):
         return None
-    upload, _, last = report_name[len(reports_prefix):].rpartition("/")
+    upload, _, last = report_name[len(reports_prefix) :].rpartition("/")
     generation = last[: -len(REPORT_SUFFIX)]
     if not upload or not generation.isdigit():
         return None
@@ -85,8 +85,13 @@ def upload_fates(
         verdict = {"true": ACCEPTED, "false": REJECTED}.get(valid or "", "")
         report_uri = f"gs://{listed.stored.bucket}/{listed.stored.name}"
         fates[(name, generation)] = UploadFate(
-            bucket=listed.stored.bucket, object_name=name, generation=generation, verdict=verdict, updated=listed.updated,
-            report_name=listed.stored.name, record=by_report_uri.get(report_uri),
+            bucket=listed.stored.bucket,
+            object_name=name,
+            generation=generation,
+            verdict=verdict,
+            updated=listed.updated,
+            report_name=listed.stored.name,
+            record=by_report_uri.get(report_uri),
         )
     for listed in uploads:
         upload = listed.stored
@@ -94,13 +99,30 @@ def upload_fates(
             continue
         kind, why = classify(upload.name, config.incoming_prefix)
         if kind == "ignored":
-            fate = UploadFate(upload.bucket, upload.name, upload.generation, IGNORED, listed.updated, why=why)
+            fate = UploadFate(
+                upload.bucket, upload.name, upload.generation, IGNORED, listed.updated, why=why
+            )
         else:
             expected = report_object_name(config.reports_prefix, upload.name, upload.generation)
-            fate = UploadFate(upload.bucket, upload.name, upload.generation, AWAITING, listed.updated, report_name=None,
-                              why=f"no report yet at gs://{upload.bucket}/{expected}")
+            fate = UploadFate(
+                upload.bucket,
+                upload.name,
+                upload.generation,
+                AWAITING,
+                listed.updated,
+                report_name=None,
+                why=f"no report yet at gs://{upload.bucket}/{expected}",
+            )
         fates[(upload.name, upload.generation)] = fate
-    return sorted(fates.values(), key=lambda f: (f.updated is None, f.updated or datetime.min, f.object_name, int(f.generation)))
+    return sorted(
+        fates.values(),
+        key=lambda f: (
+            f.updated is None,
+            f.updated or datetime.min,
+            f.object_name,
+            int(f.generation),
+        ),
+    )
 
 
 def with_report(fate: UploadFate, report: Mapping | None) -> UploadFate:
@@ -110,14 +132,22 @@ def with_report(fate: UploadFate, report: Mapping | None) -> UploadFate:
     errors, warnings = report_totals(report)
     verdict = fate.verdict or (ACCEPTED if report.get("valid") is True else REJECTED)
     model = report.get("model")
-    return replace(fate, verdict=verdict, error_count=errors, warning_count=warnings, model=model if isinstance(model, str) else None)
+    return replace(
+        fate,
+        verdict=verdict,
+        error_count=errors,
+        warning_count=warnings,
+        model=model if isinstance(model, str) else None,
+    )
 
 
 def report_totals(report: Mapping) -> tuple[int, int]:
     """(errors, warnings) over every occurrence, not only the listed ones: the report's `totals`;
     for a report without them, `counts` has them all and the listed issues tell each code's severity."""
     totals = report.get("totals")
-    if isinstance(totals, Mapping) and all(isinstance(totals.get(k), int) for k in ("errors", "warnings")):
+    if isinstance(totals, Mapping) and all(
+        isinstance(totals.get(k), int) for k in ("errors", "warnings")
+    ):
         return totals["errors"], totals["warnings"]
     counts = report.get("counts") if isinstance(report.get("counts"), Mapping) else {}
     severity = {}
@@ -138,7 +168,12 @@ def matches(fate: UploadFate, query: str) -> bool:
     """The same ways of naming a dataset `autotune status` takes: gs:// URI (with #generation),
     object name, file name, report URI; and the manifest's training file once it is in the ledger."""
     query = query.strip()
-    names = {fate.uri, fate.object_name, f"{fate.uri}#{fate.generation}", fate.object_name.rsplit("/", 1)[-1]}
+    names = {
+        fate.uri,
+        fate.object_name,
+        f"{fate.uri}#{fate.generation}",
+        fate.object_name.rsplit("/", 1)[-1],
+    }
     if fate.report_uri:
         names.add(fate.report_uri)
     return query in names

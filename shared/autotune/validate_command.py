@@ -113,7 +113,10 @@ def main_argv(argv: list[str]) -> int:
 def report_usage_error(exc: UsageError, as_json: bool) -> int:
     sys.stderr.write(terminal_text(f"Error: {exc.message}") + "\n")
     if as_json:
-        sys.stdout.write(json.dumps({"valid": False, "usage_error": {"code": exc.code, "message": exc.message}}) + "\n")
+        sys.stdout.write(
+            json.dumps({"valid": False, "usage_error": {"code": exc.code, "message": exc.message}})
+            + "\n"
+        )
         sys.stdout.flush()
     return 2
 
@@ -163,7 +166,9 @@ def run(args: ValidateArgs) -> int:
 
     check_settings(settings, model, list(catalog.models), collect)
     if problems:
-        raise UsageError(problems[0][0], "\n".join(f"{code}: {message}" for code, message in problems))
+        raise UsageError(
+            problems[0][0], "\n".join(f"{code}: {message}" for code, message in problems)
+        )
 
     media = _media_inspector() if args.check_files else None
     total = sum(p.stat().st_size for p in (train, validation) if p is not None)
@@ -173,7 +178,9 @@ def run(args: ValidateArgs) -> int:
             settings=settings,
             validation=None
             if validation is None
-            else DatasetSource(str(validation), file_chunks(str(validation)), validation.stat().st_size),
+            else DatasetSource(
+                str(validation), file_chunks(str(validation)), validation.stat().st_size
+            ),
             media=media,
             progress=progress,
             prices=config.prices,
@@ -191,12 +198,17 @@ def run(args: ValidateArgs) -> int:
 def _check_writable(path: Path) -> None:
     # Before validating, so a long run does not end on a path it could never write.
     if path.is_dir():
-        raise UsageError("html_not_writable", f"--html: {path} is a directory; give a file name such as report.html")
+        raise UsageError(
+            "html_not_writable",
+            f"--html: {path} is a directory; give a file name such as report.html",
+        )
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError("html_not_writable", f"--html: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError("html_not_writable", f"--html: {path} cannot be written (permission denied)")
+        raise UsageError(
+            "html_not_writable", f"--html: {path} cannot be written (permission denied)"
+        )
 
 
 def _write_page(path: Path, report: dict, train: Path) -> None:
@@ -206,7 +218,9 @@ def _write_page(path: Path, report: dict, train: Path) -> None:
     try:
         path.write_bytes(page.encode("utf-8", "backslashreplace"))
     except OSError as exc:
-        raise UsageError("html_not_writable", f"--html: cannot write {path}: {exc.strerror or exc}") from None
+        raise UsageError(
+            "html_not_writable", f"--html: cannot write {path}: {exc.strerror or exc}"
+        ) from None
 
 
 def _number(text: str | None, kind: type) -> object:
@@ -285,10 +299,15 @@ def _media_inspector():
     try:
         from google.cloud import storage
 
-        project = os.environ.get("AUTOTUNE_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
+        project = (
+            os.environ.get("AUTOTUNE_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
+        )
         return GcsMediaInspector(storage.Client(project=project))
     except Exception as exc:  # no credentials, no project: a usage problem, not a crash
-        raise UsageError("no_storage_access", f"--check-files needs Cloud Storage access (or STORAGE_EMULATOR_HOST): {exc}") from None
+        raise UsageError(
+            "no_storage_access",
+            f"--check-files needs Cloud Storage access (or STORAGE_EMULATOR_HOST): {exc}",
+        ) from None
 
 
 class _NoProgress:
@@ -305,8 +324,12 @@ class _BarProgress:
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
         self._progress = Progress(
-            "validating", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            console=Console(file=sys.stderr), transient=True,
+            "validating",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=Console(file=sys.stderr),
+            transient=True,
         )
         self._total = total
 

@@ -43,7 +43,9 @@ def stop_orphaned_stacks(pytest_root: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def make_local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalStack]]:
+def make_local_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., LocalStack]]:
     stop_orphaned_stacks(tmp_path_factory.getbasetemp().parent)
     started: list[LocalStack] = []
 

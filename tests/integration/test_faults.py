@@ -38,17 +38,25 @@ from autotune_local.stack import FunctionSource
 pytestmark = pytest.mark.integration
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
-END_TYPES = {EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED,
-             EventType.JOB_SKIPPED}
+END_TYPES = {
+    EventType.DATASET_REJECTED,
+    EventType.JOB_SUCCEEDED,
+    EventType.JOB_FAILED,
+    EventType.JOB_CANCELLED,
+    EventType.JOB_SKIPPED,
+}
 WAIT = 240.0  # generous: the machine is shared; nothing here measures speed
 
 
 @pytest.fixture(scope="module")
 def stack(make_local_stack):
     return make_local_stack(
-        max_concurrent_jobs=2, job_seconds=3.0, tick_seconds=1.0,
+        max_concurrent_jobs=2,
+        job_seconds=3.0,
+        tick_seconds=1.0,
         # Reconciliation often, over uploads a few seconds old: lost messages are found within the test.
-        reconcile_every_seconds=2, reconcile_after_seconds=12,
+        reconcile_every_seconds=2,
+        reconcile_after_seconds=12,
         functions={
             "validate": FunctionSource(FUNCTIONS / "holding_validate.py", "validate"),
             "submit": FunctionSource(FUNCTIONS / "holding_submit.py", "submit"),
@@ -90,26 +98,35 @@ def jobs_by_label(stack) -> Counter:
     from google.cloud import aiplatform_v1
 
     client = aiplatform_v1.GenAiTuningServiceClient(
-        transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()
+        transport="rest",
+        client_options={"api_endpoint": stack.config.vertex_endpoint},
+        credentials=AnonymousCredentials(),
     )
     parent = f"projects/{stack.project}/locations/{stack.config.defaults.region}"
     for attempt in range(20):  # the fault test makes the emulator answer 500 on purpose
         try:
-            return Counter(job.labels.get(KEY_LABEL, "") for job in client.list_tuning_jobs(request={"parent": parent}))
+            return Counter(
+                job.labels.get(KEY_LABEL, "")
+                for job in client.list_tuning_jobs(request={"parent": parent})
+            )
         except InternalServerError:
             if attempt == 19:
                 raise
     raise AssertionError("unreachable")
 
 
-def assert_each_ends_exactly_once(stack, events, ledger, uris: list[str], *, timeout: float = WAIT) -> dict[str, EventType]:
+def assert_each_ends_exactly_once(
+    stack, events, ledger, uris: list[str], *, timeout: float = WAIT
+) -> dict[str, EventType]:
     """Every dataset has one end event (distinct ce-ids), one ledger record in an end state and at
     most one tuning job; returns each dataset's end."""
     deadline = time.monotonic() + timeout
     ended: dict[str, set[str]] = {}
     while time.monotonic() < deadline:
         events.poll(timeout=1.0)
-        ended = {u: {r.event.id for r in events.events_for(u) if r.event.type in END_TYPES} for u in uris}
+        ended = {
+            u: {r.event.id for r in events.events_for(u) if r.event.type in END_TYPES} for u in uris
+        }
         if all(ended.values()):
             break
     missing = [u for u, ids in ended.items() if not ids]
@@ -119,14 +136,24 @@ def assert_each_ends_exactly_once(stack, events, ledger, uris: list[str], *, tim
         events.poll(timeout=1.0)
     ends = {}
     for u in uris:
-        end_events = {r.event.id: r.event for r in events.events_for(u) if r.event.type in END_TYPES}
-        assert len(end_events) == 1, f"{u} ended {len(end_events)} times: {[e.type.value for e in end_events.values()]}"
+        end_events = {
+            r.event.id: r.event for r in events.events_for(u) if r.event.type in END_TYPES
+        }
+        assert len(end_events) == 1, (
+            f"{u} ended {len(end_events)} times: {[e.type.value for e in end_events.values()]}"
+        )
         ends[u] = next(iter(end_events.values())).type
     records = [r for r in ledger.records() if r.dataset_uri in uris]
-    assert Counter(r.dataset_uri for r in records) == Counter({u: 1 for u, t in ends.items() if t != EventType.DATASET_REJECTED})
-    assert all(r.state in ENDED_STATES for r in records), [(r.dataset_uri, r.state) for r in records]
+    assert Counter(r.dataset_uri for r in records) == Counter(
+        {u: 1 for u, t in ends.items() if t != EventType.DATASET_REJECTED}
+    )
+    assert all(r.state in ENDED_STATES for r in records), [
+        (r.dataset_uri, r.state) for r in records
+    ]
     per_label = jobs_by_label(stack)
-    assert all(per_label[r.idempotency_key] <= 1 for r in records), "a dataset version has two tuning jobs"
+    assert all(per_label[r.idempotency_key] <= 1 for r in records), (
+        "a dataset version has two tuning jobs"
+    )
     return ends
 
 
@@ -137,7 +164,9 @@ def test_validate_killed_mid_flight_is_delivered_again_and_ends_once(stack, even
     stack.restart("validate")
     ends = assert_each_ends_exactly_once(stack, events, ledger, [uri])
     assert ends[uri] == EventType.JOB_SUCCEEDED
-    accepted = {r.event.id for r in events.events_for(uri) if r.event.type == EventType.DATASET_ACCEPTED}
+    accepted = {
+        r.event.id for r in events.events_for(uri) if r.event.type == EventType.DATASET_ACCEPTED
+    }
     assert len(accepted) == 1
 
 
@@ -156,7 +185,9 @@ def test_submit_killed_between_job_create_and_ledger_write_adopts_the_job(stack,
 def test_submit_killed_with_a_burst_in_flight_loses_and_doubles_nothing(stack, events, ledger):
     names = [f"incoming/{unique(f'burst-{i}')}.jsonl" for i in range(6)]
     uris = upload_all(stack, names)
-    events.wait_for(lambda r: r.event.subject in uris and r.event.type == EventType.JOB_SUBMITTED, timeout=WAIT)
+    events.wait_for(
+        lambda r: r.event.subject in uris and r.event.type == EventType.JOB_SUBMITTED, timeout=WAIT
+    )
     stack.restart("submit")
     ends = assert_each_ends_exactly_once(stack, events, ledger, uris)
     assert set(ends.values()) == {EventType.JOB_SUCCEEDED}
@@ -170,11 +201,15 @@ def test_tuning_service_failing_30_percent_with_500_and_429(stack, events, ledge
     control = f"{stack.config.vertex_endpoint}/emulator/faults"
     requests.post(control, json={"rate429": 0.3, "rate500": 0.3}, timeout=10).raise_for_status()
     try:
-        uris = upload_all(stack, [f"incoming/{unique(f'flaky-service-{i}')}.jsonl" for i in range(4)])
+        uris = upload_all(
+            stack, [f"incoming/{unique(f'flaky-service-{i}')}.jsonl" for i in range(4)]
+        )
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             events.poll(timeout=1.0)
-            submitted = {r.event.subject for r in events.received if r.event.type == EventType.JOB_SUBMITTED}
+            submitted = {
+                r.event.subject for r in events.received if r.event.type == EventType.JOB_SUBMITTED
+            }
             if set(uris) <= submitted:
                 break
     finally:
@@ -184,7 +219,9 @@ def test_tuning_service_failing_30_percent_with_500_and_429(stack, events, ledge
     assert set(ends.values()) <= {EventType.JOB_SUCCEEDED, EventType.JOB_FAILED}
     # The faults really were met: by submit, or by status when it created a job for a dataset
     # it promoted from the queue (with two slots, most jobs here start that way).
-    callers = "".join((stack.log_dir / f"{name}.log").read_text(errors="replace") for name in ("submit", "status"))
+    callers = "".join(
+        (stack.log_dir / f"{name}.log").read_text(errors="replace") for name in ("submit", "status")
+    )
     assert "injected" in callers
 
 
@@ -199,8 +236,12 @@ def test_two_status_ticks_at_once_double_nothing(stack, events, ledger):
         project=stack.project,
         max_jobs=stack.config.max_concurrent_jobs,
     )
-    tick_event = {"ce-specversion": "1.0", "ce-source": "//test", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
-                  "Content-Type": "application/json"}
+    tick_event = {
+        "ce-specversion": "1.0",
+        "ce-source": "//test",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "Content-Type": "application/json",
+    }
     body = json.dumps({"message": {"data": "", "messageId": "x"}, "subscription": "test"}).encode()
     stop = threading.Event()
 
@@ -208,8 +249,13 @@ def test_two_status_ticks_at_once_double_nothing(stack, events, ledger):
         with ThreadPoolExecutor(max_workers=3) as pool:
             while not stop.is_set():
                 futures = [
-                    pool.submit(requests.post, stack.env["AUTOTUNE_STATUS_URL"], headers={**tick_event, "ce-id": uuid.uuid4().hex},
-                                data=body, timeout=120)
+                    pool.submit(
+                        requests.post,
+                        stack.env["AUTOTUNE_STATUS_URL"],
+                        headers={**tick_event, "ce-id": uuid.uuid4().hex},
+                        data=body,
+                        timeout=120,
+                    )
                     for _ in range(2)
                 ]
                 futures.append(pool.submit(status_tick, second_instance))
@@ -226,11 +272,20 @@ def test_two_status_ticks_at_once_double_nothing(stack, events, ledger):
         ticker.join()
     assert set(ends.values()) == {EventType.JOB_SUCCEEDED}
     for uri in uris:
-        kinds = Counter(r.event.type for r in {r.event.id: r for r in events.events_for(uri)}.values())
-        assert kinds[EventType.JOB_SUBMITTED] == kinds[EventType.JOB_RUNNING] == kinds[EventType.JOB_SUCCEEDED] == 1, (uri, kinds)
+        kinds = Counter(
+            r.event.type for r in {r.event.id: r for r in events.events_for(uri)}.values()
+        )
+        assert (
+            kinds[EventType.JOB_SUBMITTED]
+            == kinds[EventType.JOB_RUNNING]
+            == kinds[EventType.JOB_SUCCEEDED]
+            == 1
+        ), (uri, kinds)
 
 
-def test_pubsub_emulator_restarted_with_datasets_in_flight_keeps_what_the_ledger_holds(stack, ledger):
+def test_pubsub_emulator_restarted_with_datasets_in_flight_keeps_what_the_ledger_holds(
+    stack, ledger
+):
     """The emulator keeps nothing across a restart (topics, subscriptions, messages): the stack
     creates its topics and subscriptions again. Datasets already in the ledger reach their end
     exactly once (the ledger drives them); one being validated during the restart, whose tuning
@@ -244,11 +299,15 @@ def test_pubsub_emulator_restarted_with_datasets_in_flight_keeps_what_the_ledger
     uris = upload_all(stack, names)
     claimed = {EventType.JOB_QUEUED, EventType.JOB_SUBMITTED}
     for uri in uris:  # each one is in the ledger: past the messages that a restart loses
-        listener.wait_for(lambda r, uri=uri: r.event.subject == uri and r.event.type in claimed, timeout=WAIT)
+        listener.wait_for(
+            lambda r, uri=uri: r.event.subject == uri and r.event.type in claimed, timeout=WAIT
+        )
     listener.close()
     held = f"incoming/{unique('hold-pubsub-restart')}.jsonl"
     [held_uri] = upload_all(stack, [held])
-    wait_log(stack, "validate", held)  # validate holds it, then publishes its request into the restart
+    wait_log(
+        stack, "validate", held
+    )  # validate holds it, then publishes its request into the restart
 
     stack.restart("pubsub")
 
@@ -276,7 +335,9 @@ def test_pubsub_emulator_restarted_with_datasets_in_flight_keeps_what_the_ledger
         events.close()
 
 
-def test_a_lost_storage_notification_and_a_lost_tuning_request_are_taken_in_again(stack, events, ledger):
+def test_a_lost_storage_notification_and_a_lost_tuning_request_are_taken_in_again(
+    stack, events, ledger
+):
     """What a restarted emulator (or, on Google Cloud, a dead-lettered validation) loses, made to
     happen on purpose: uploads while validate's subscription does not exist (their notifications
     go nowhere), and an upload while submit's does not (its tuning request goes nowhere).
@@ -300,19 +361,32 @@ def test_a_lost_storage_notification_and_a_lost_tuning_request_are_taken_in_agai
 
     restore_submit = without_subscription("submit")
     [no_request_uri] = upload_all(stack, [f"incoming/{unique('lost-request')}.jsonl"])
-    events.wait_for(lambda r: r.event.subject == no_request_uri and r.event.type == EventType.DATASET_ACCEPTED, timeout=WAIT)
+    events.wait_for(
+        lambda r: r.event.subject == no_request_uri and r.event.type == EventType.DATASET_ACCEPTED,
+        timeout=WAIT,
+    )
     time.sleep(1.0)  # validate published the request, to no subscription
     restore_submit()
     [untouched_uri] = upload_all(stack, [f"incoming/{unique('never-lost')}.jsonl"])
 
     uris = [*no_notification_uris, no_request_uri, untouched_uri]
     ends = assert_each_ends_exactly_once(stack, events, ledger, uris)
-    assert ends == {no_notification_uris[0]: EventType.JOB_SUCCEEDED, no_notification_uris[1]: EventType.DATASET_REJECTED,
-                    no_request_uri: EventType.JOB_SUCCEEDED, untouched_uri: EventType.JOB_SUCCEEDED}
+    assert ends == {
+        no_notification_uris[0]: EventType.JOB_SUCCEEDED,
+        no_notification_uris[1]: EventType.DATASET_REJECTED,
+        no_request_uri: EventType.JOB_SUCCEEDED,
+        untouched_uri: EventType.JOB_SUCCEEDED,
+    }
     for uri in uris:
-        verdicts = {r.event.id for r in events.events_for(uri) if r.event.type in {EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED}}
+        verdicts = {
+            r.event.id
+            for r in events.events_for(uri)
+            if r.event.type in {EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED}
+        }
         assert len(verdicts) == 1, uri  # copies, if any, carry the same ce-id
-    untouched = [r for r in events.events_for(untouched_uri) if r.event.type == EventType.DATASET_ACCEPTED]
+    untouched = [
+        r for r in events.events_for(untouched_uri) if r.event.type == EventType.DATASET_ACCEPTED
+    ]
     assert len(untouched) == 1  # never taken in again
     log = (stack.log_dir / "status.log").read_text(errors="replace")
     assert "reconciliation: dataset accepted" in log and "reconciliation: dataset rejected" in log

@@ -33,7 +33,9 @@ from autotune_gcp.state import CommandResult, SubscriptionState, observe
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("gcloud") is None, reason="the Google Cloud CLI (gcloud) is not installed"),
+    pytest.mark.skipif(
+        shutil.which("gcloud") is None, reason="the Google Cloud CLI (gcloud) is not installed"
+    ),
 ]
 
 FIXTURE = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "gcp_deployed_state.json"
@@ -44,14 +46,22 @@ ARGUMENT_ERROR = re.compile(
 )
 WORKERS = 4  # gcloud takes 1-2 s of CPU to start; the machine is shared
 TIMEOUT_SECONDS = 60  # nothing should reach the network; a hang fails instead of blocking CI
-DIGESTS = {"validate": "0123456789abcdef", "submit": "1123456789abcdef", "status": "2123456789abcdef"}
+DIGESTS = {
+    "validate": "0123456789abcdef",
+    "submit": "1123456789abcdef",
+    "status": "2123456789abcdef",
+}
 # What the lookups would capture in a real project.
 CAPTURED = {
     "PROJECT_NUMBER": "123456789012",
-    **{f"{fn.upper()}_TRIGGER": f"projects/sample-project/locations/us-central1/triggers/autotune-{fn}-547219"
-       for fn in DIGESTS},
-    **{f"{fn.upper()}_SUBSCRIPTION": f"projects/sample-project/subscriptions/eventarc-us-central1-autotune-{fn}-547219-sub-938"
-       for fn in DIGESTS},
+    **{
+        f"{fn.upper()}_TRIGGER": f"projects/sample-project/locations/us-central1/triggers/autotune-{fn}-547219"
+        for fn in DIGESTS
+    },
+    **{
+        f"{fn.upper()}_SUBSCRIPTION": f"projects/sample-project/subscriptions/eventarc-us-central1-autotune-{fn}-547219-sub-938"
+        for fn in DIGESTS
+    },
 }
 
 
@@ -59,8 +69,14 @@ NOTIFY_URL = "https://hooks.example.com/autotune?team=ml&kind=job-end"
 
 
 def target(config: PipelineConfig | None = None, notify_url: str | None = None):
-    return make_target(project="sample-project", region="us-central1", bucket=None,
-                       config=config or PipelineConfig(), source_digests=DIGESTS, notify_url=notify_url)
+    return make_target(
+        project="sample-project",
+        region="us-central1",
+        bucket=None,
+        config=config or PipelineConfig(),
+        source_digests=DIGESTS,
+        notify_url=notify_url,
+    )
 
 
 def inspection_commands() -> list[tuple[str, ...]]:
@@ -70,7 +86,11 @@ def inspection_commands() -> list[tuple[str, ...]]:
     def run(argv):
         asked.append(tuple(argv))
         line = " ".join(argv)
-        return CommandResult(0, json.dumps(outputs[line]), "") if line in outputs else CommandResult(1, "", "NOT_FOUND")
+        return (
+            CommandResult(0, json.dumps(outputs[line]), "")
+            if line in outputs
+            else CommandResult(1, "", "NOT_FOUND")
+        )
 
     observe(target(), run)
     return asked
@@ -78,7 +98,8 @@ def inspection_commands() -> list[tuple[str, ...]]:
 
 def every_command() -> list[tuple[str, ...]]:
     variant = msgspec.structs.replace(
-        PipelineConfig(), allowed_media_buckets=("media-a", "media-b"),
+        PipelineConfig(),
+        allowed_media_buckets=("media-a", "media-b"),
         tuning_service_account="tuning-runner@other-project.iam.gserviceaccount.com",
     )
     run, _ = _recorded()
@@ -91,14 +112,27 @@ def every_command() -> list[tuple[str, ...]]:
     # --notify-url: the subscription made, pointed elsewhere, made again with another filter, removed
     notifying = target(notify_url=NOTIFY_URL)
     notify_path = d.notify_subscription(notifying)
-    pushing = SubscriptionState(topic="projects/sample-project/topics/tuning-events",
-                                push_endpoint="https://old.example.com/hook", filter="")
-    with_notify = msgspec.structs.replace(deployed, subscriptions={**deployed.subscriptions, notify_path: pushing})
+    pushing = SubscriptionState(
+        topic="projects/sample-project/topics/tuning-events",
+        push_endpoint="https://old.example.com/hook",
+        filter="",
+    )
+    with_notify = msgspec.structs.replace(
+        deployed, subscriptions={**deployed.subscriptions, notify_path: pushing}
+    )
     plans = [
         deploy_plan(notifying),
         deploy_plan(notifying, with_notify),
-        deploy_plan(notifying, msgspec.structs.replace(with_notify, subscriptions={
-            **deployed.subscriptions, notify_path: msgspec.structs.replace(pushing, filter=job_end_filter())})),
+        deploy_plan(
+            notifying,
+            msgspec.structs.replace(
+                with_notify,
+                subscriptions={
+                    **deployed.subscriptions,
+                    notify_path: msgspec.structs.replace(pushing, filter=job_end_filter()),
+                },
+            ),
+        ),
         destroy_plan(notifying),
         deploy_plan(target()),
         deploy_plan(target(variant)),
@@ -116,7 +150,11 @@ def _recorded():
 
     def run(argv):
         line = " ".join(argv)
-        return CommandResult(0, json.dumps(outputs[line]), "") if line in outputs else CommandResult(1, "", "NOT_FOUND")
+        return (
+            CommandResult(0, json.dumps(outputs[line]), "")
+            if line in outputs
+            else CommandResult(1, "", "NOT_FOUND")
+        )
 
     return run, outputs
 
@@ -130,24 +168,43 @@ def offline_gcloud(tmp_path_factory):
     config_dir.mkdir()
     for function in DIGESTS:
         staging.stage(function, home / ".autotune" / "gcp-source")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CLOUDSDK_", "GOOGLE_", "GCE_")) and k not in {"HTTPS_PROXY", "HTTP_PROXY"}}
-    env.update({
-        "CLOUDSDK_CONFIG": str(config_dir),
-        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-        "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
-        "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
-        "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
-        "CLOUDSDK_CORE_DISABLE_FILE_LOGGING": "1",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CLOUDSDK_", "GOOGLE_", "GCE_"))
+        and k not in {"HTTPS_PROXY", "HTTP_PROXY"}
+    }
+    env.update(
+        {
+            "CLOUDSDK_CONFIG": str(config_dir),
+            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+            "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
+            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
+            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
+            "CLOUDSDK_CORE_DISABLE_FILE_LOGGING": "1",
+        }
+    )
     # The first run writes the configuration directory's files; do it alone, not racing 4 ways.
-    subprocess.run(["gcloud", "config", "list"], cwd=home, env=env, capture_output=True,
-                   timeout=TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["gcloud", "config", "list"],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        timeout=TIMEOUT_SECONDS,
+        stdin=subprocess.DEVNULL,
+    )
 
     def run(argv: tuple[str, ...]) -> subprocess.CompletedProcess | str:
         try:
-            return subprocess.run(list(argv), cwd=home, env=env, capture_output=True, text=True,
-                                  timeout=TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+            return subprocess.run(
+                list(argv),
+                cwd=home,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT_SECONDS,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
             return f"timed out after {TIMEOUT_SECONDS} s"
 
@@ -167,9 +224,26 @@ def verdict(result: subprocess.CompletedProcess | str) -> str | None:
 
 
 def test_the_check_tells_an_argument_error_from_missing_credentials(offline_gcloud):
-    good, bad = ("gcloud", "pubsub", "topics", "create", "tuning-events", "--project=sample-project"), (
-        "gcloud", "pubsub", "topics", "create", "tuning-events", "--project=sample-project", "--no-such-flag")
-    wrong_value = ("gcloud", "pubsub", "subscriptions", "update", "s", "--max-delivery-attempts=500")
+    good, bad = (
+        ("gcloud", "pubsub", "topics", "create", "tuning-events", "--project=sample-project"),
+        (
+            "gcloud",
+            "pubsub",
+            "topics",
+            "create",
+            "tuning-events",
+            "--project=sample-project",
+            "--no-such-flag",
+        ),
+    )
+    wrong_value = (
+        "gcloud",
+        "pubsub",
+        "subscriptions",
+        "update",
+        "s",
+        "--max-delivery-attempts=500",
+    )
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(offline_gcloud, [good, bad, wrong_value]))
     assert verdict(results[0]) is None
@@ -180,11 +254,28 @@ def test_the_check_tells_an_argument_error_from_missing_credentials(offline_gclo
 def test_every_planned_command_fails_only_for_lack_of_credentials(offline_gcloud):
     commands = every_command()
     assert len(commands) > 60  # deploy, its variants, destroy and inspection together
-    assert {c[1] for c in commands} >= {"projects", "services", "storage", "pubsub", "firestore", "iam",
-                                         "functions", "eventarc", "run", "scheduler", "beta"}
+    assert {c[1] for c in commands} >= {
+        "projects",
+        "services",
+        "storage",
+        "pubsub",
+        "firestore",
+        "iam",
+        "functions",
+        "eventarc",
+        "run",
+        "scheduler",
+        "beta",
+    }
     with ThreadPoolExecutor(WORKERS) as pool:
         results = list(pool.map(offline_gcloud, commands))
     assert any(c[3:5] == ("update", "autotune-notify") for c in commands)
     assert any(c[3:5] == ("delete", "autotune-notify") for c in commands)
-    problems = [f"{' '.join(c)}\n    -> {v}" for c, r in zip(commands, results, strict=True) if (v := verdict(r))]
-    assert not problems, f"{len(problems)} of {len(commands)} commands were rejected:\n" + "\n".join(problems)
+    problems = [
+        f"{' '.join(c)}\n    -> {v}"
+        for c, r in zip(commands, results, strict=True)
+        if (v := verdict(r))
+    ]
+    assert not problems, (
+        f"{len(problems)} of {len(commands)} commands were rejected:\n" + "\n".join(problems)
+    )

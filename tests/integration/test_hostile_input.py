@@ -31,8 +31,14 @@ from autotune_local.event_bridge import header_value
 pytestmark = pytest.mark.integration
 
 MARKER = f"Quetzal-Ledger-{uuid.uuid4().hex[:10]}"  # dataset text that must never leave the bucket
-END_TYPES = {EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED, EventType.JOB_REFUSED,
-             EventType.JOB_SKIPPED}
+END_TYPES = {
+    EventType.DATASET_REJECTED,
+    EventType.JOB_SUCCEEDED,
+    EventType.JOB_FAILED,
+    EventType.JOB_CANCELLED,
+    EventType.JOB_REFUSED,
+    EventType.JOB_SKIPPED,
+}
 WAIT = 180.0  # generous: the machine is shared; nothing here measures speed
 ONE_GB = 1_073_741_824  # the catalog's max_file_bytes
 
@@ -59,7 +65,9 @@ def uri(stack, name: str) -> str:
 
 def end_of(events, dataset_uri: str, timeout: float = WAIT):
     """The dataset's one end event (waits for it, then checks no second distinct one came)."""
-    first = events.wait_for(lambda r: r.event.subject == dataset_uri and r.event.type in END_TYPES, timeout=timeout).event
+    first = events.wait_for(
+        lambda r: r.event.subject == dataset_uri and r.event.type in END_TYPES, timeout=timeout
+    ).event
     events.poll(timeout=1.0)
     ends = {r.event.id for r in events.events_for(dataset_uri) if r.event.type in END_TYPES}
     assert ends == {first.id}, f"{dataset_uri} ended {len(ends)} times"
@@ -102,8 +110,12 @@ def name_of_bytes(size: int, stem: str) -> str:
 
 def test_names_with_dots_spaces_and_unicode_are_tuned_once_with_their_report(stack, events):
     tag = uuid.uuid4().hex[:8]
-    names = [f"incoming/../escape-{tag}.jsonl", f"incoming/a/../../b-{tag}.jsonl", f"incoming/with  space\tand tab {tag}.jsonl",
-             f"incoming/日本語 données \"😀\" {tag}.jsonl"]
+    names = [
+        f"incoming/../escape-{tag}.jsonl",
+        f"incoming/a/../../b-{tag}.jsonl",
+        f"incoming/with  space\tand tab {tag}.jsonl",
+        f'incoming/日本語 données "😀" {tag}.jsonl',
+    ]
     generations = {name: stack.upload(dataset(name), name) for name in names}
     for name in names:
         ended = end_of(events, uri(stack, name))
@@ -131,7 +143,13 @@ def test_name_at_the_1024_byte_storage_limit_is_rejected_with_its_reason_once(st
 
 def test_names_outside_incoming_are_ignored_without_an_event(stack, events):
     stem = unique("outside")
-    names = [f"{stem}.jsonl", f"notes/{stem}.jsonl", f"INCOMING/{stem}.jsonl", f"incomingx/{stem}.jsonl", f"reports/incoming/{stem}.jsonl"]
+    names = [
+        f"{stem}.jsonl",
+        f"notes/{stem}.jsonl",
+        f"INCOMING/{stem}.jsonl",
+        f"incomingx/{stem}.jsonl",
+        f"reports/incoming/{stem}.jsonl",
+    ]
     for name in names:
         stack.upload(dataset(name), name)
     for name in names:
@@ -176,16 +194,24 @@ def test_display_name_of_ten_kilobytes_is_rejected_with_a_report(stack, events):
     assert all(long_name[:200] not in r.data.decode() for r in events.received)
 
 
-def test_tuning_requests_that_are_not_json_or_miss_fields_end_in_the_dead_letter_topic_with_a_reason(stack):
+def test_tuning_requests_that_are_not_json_or_miss_fields_end_in_the_dead_letter_topic_with_a_reason(
+    stack,
+):
     """Published directly on tuning-requests, one after the other, so each one's dead-letter
     entry and logged reason are checked on their own."""
     publisher, subscriber = stack.publisher(), stack.subscriber()
     topic = stack.config.topic_path(stack.config.requests_topic)
-    dead_letter = subscriber.subscription_path(stack.project, stack.subscriptions.dead_letter["submit"])
+    dead_letter = subscriber.subscription_path(
+        stack.project, stack.subscriptions.dead_letter["submit"]
+    )
     poison = {
         "not JSON": b"{this is not json",
-        "missing required field `content_key`": json.dumps({"schema_version": 1, "idempotency_key": "a" * 40}).encode(),
-        "Expected `int`, got `str` - at `$.schema_version`": json.dumps({"schema_version": "one", "training": []}).encode(),
+        "missing required field `content_key`": json.dumps(
+            {"schema_version": 1, "idempotency_key": "a" * 40}
+        ).encode(),
+        "Expected `int`, got `str` - at `$.schema_version`": json.dumps(
+            {"schema_version": "one", "training": []}
+        ).encode(),
     }
     for reason, data in poison.items():
         marker = unique("poison")
@@ -199,37 +225,55 @@ def test_tuning_requests_that_are_not_json_or_miss_fields_end_in_the_dead_letter
                 if item.message.attributes.get("marker") == marker:
                     found = bytes(item.message.data)
         assert found == data, f"{reason}: not in the dead-letter topic"
-        logged = [d for d in decisions(stack, "submit") if "dead-letter" in d.get("message", "") and reason in d.get("reason", "")]
-        assert 1 <= len(logged) <= stack_max_delivery_attempts(stack), reason  # retried a bounded number of times
+        logged = [
+            d
+            for d in decisions(stack, "submit")
+            if "dead-letter" in d.get("message", "") and reason in d.get("reason", "")
+        ]
+        assert 1 <= len(logged) <= stack_max_delivery_attempts(stack), (
+            reason
+        )  # retried a bounded number of times
 
 
 def stack_max_delivery_attempts(stack) -> int:
     subscriber = stack.subscriber()
-    push = subscriber.get_subscription(subscription=subscriber.subscription_path(stack.project, stack.subscriptions.push["submit"]))
+    push = subscriber.get_subscription(
+        subscription=subscriber.subscription_path(stack.project, stack.subscriptions.push["submit"])
+    )
     return push.dead_letter_policy.max_delivery_attempts
 
 
-def test_tuning_request_naming_a_bucket_that_is_not_ours_is_refused_with_an_event_and_no_job(stack, events):
-    settings = TuningSettings(model="gemini-2.5-flash", epochs=1, region=stack.config.defaults.region)
+def test_tuning_request_naming_a_bucket_that_is_not_ours_is_refused_with_an_event_and_no_job(
+    stack, events
+):
+    settings = TuningSettings(
+        model="gemini-2.5-flash", epochs=1, region=stack.config.defaults.region
+    )
     sha = hashlib.sha256(MARKER.encode()).hexdigest()
     content = content_key(sha, None, settings)
     name, generation = f"incoming/{unique('foreign')}.jsonl", "1700000000000001"
     request = TuningRequest(
         idempotency_key=idempotency_key("someone-elses-bucket", name, generation, content),
         content_key=content,
-        training=DatasetRef(bucket="someone-elses-bucket", object=name, generation=generation, sha256=sha, size=100),
+        training=DatasetRef(
+            bucket="someone-elses-bucket", object=name, generation=generation, sha256=sha, size=100
+        ),
         settings=settings,
         report_uri=f"gs://someone-elses-bucket/reports/{name}/{generation}.json",
         requested_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     )
-    stack.publisher().publish(stack.config.topic_path(stack.config.requests_topic), encode_request(request)).result(timeout=30)
+    stack.publisher().publish(
+        stack.config.topic_path(stack.config.requests_topic), encode_request(request)
+    ).result(timeout=30)
     ended = end_of(events, f"gs://someone-elses-bucket/{name}")
     assert ended.type == EventType.JOB_REFUSED
     assert f"not in the dataset bucket {stack.bucket}" in ended.payload.error
     assert _jobs_labelled(stack, request.idempotency_key) == []
 
 
-def test_one_gigabyte_and_one_byte_is_rejected_from_its_size_without_being_read(stack, events, tmp_path: Path):
+def test_one_gigabyte_and_one_byte_is_rejected_from_its_size_without_being_read(
+    stack, events, tmp_path: Path
+):
     """A sparse file (one real line, the rest a hole) uploaded like any other; the storage
     event carries the size, and the report shows no line was read."""
     huge = tmp_path / "huge.jsonl"
@@ -242,16 +286,33 @@ def test_one_gigabyte_and_one_byte_is_rejected_from_its_size_without_being_read(
     assert ended.type == EventType.DATASET_REJECTED and "file_too_large" in ended.payload.counts
     train = report_of(stack, ended)["files"]["train"]
     assert train["size"] == ONE_GB + 1
-    assert train["lines"] == 0 and train["sha256"] == hashlib.sha256(b"").hexdigest()  # not a byte read
+    assert (
+        train["lines"] == 0 and train["sha256"] == hashlib.sha256(b"").hexdigest()
+    )  # not a byte read
 
 
 def test_media_in_a_bucket_outside_the_allow_list_is_rejected(stack, events):
     name = f"incoming/{unique('media')}.jsonl"
-    rows = [{"contents": [
-        {"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": f"gs://not-an-allowed-bucket/{MARKER}-{i}.png"}},
-                                   {"text": f"{MARKER} what is this?"}]},
-        {"role": "model", "parts": [{"text": "A picture."}]},
-    ]} for i in range(20)]
+    rows = [
+        {
+            "contents": [
+                {
+                    "role": "user",
+                    "parts": [
+                        {
+                            "fileData": {
+                                "mimeType": "image/png",
+                                "fileUri": f"gs://not-an-allowed-bucket/{MARKER}-{i}.png",
+                            }
+                        },
+                        {"text": f"{MARKER} what is this?"},
+                    ],
+                },
+                {"role": "model", "parts": [{"text": "A picture."}]},
+            ]
+        }
+        for i in range(20)
+    ]
     stack.upload(b"".join(json.dumps(r).encode() + b"\n" for r in rows), name)
     ended = end_of(events, uri(stack, name))
     assert ended.type == EventType.DATASET_REJECTED
@@ -261,16 +322,22 @@ def test_media_in_a_bucket_outside_the_allow_list_is_rejected(stack, events):
 def test_no_dataset_content_in_any_log_line_or_event(stack, events):
     # Runs last in this module: every dataset above carries MARKER in its text.
     bad = f"incoming/{unique('bad-json')}.jsonl"
-    stack.upload(dataset(bad) + f'{{"contents": [{{"text": "{MARKER} cut short'.encode() + b"\n", bad)
+    stack.upload(
+        dataset(bad) + f'{{"contents": [{{"text": "{MARKER} cut short'.encode() + b"\n", bad
+    )
     assert end_of(events, uri(stack, bad)).type == EventType.DATASET_REJECTED
     events.poll(timeout=1.0)
     logs = sorted(stack.log_dir.glob("*.log"))
-    assert {"validate.log", "submit.log", "status.log", "bridge.log", "tuning.log"} <= {p.name for p in logs}
+    assert {"validate.log", "submit.log", "status.log", "bridge.log", "tuning.log"} <= {
+        p.name for p in logs
+    }
     for log in logs:
         assert MARKER not in log.read_text(errors="replace"), log.name
     assert events.received
     for received in events.received:
-        assert MARKER not in received.data.decode() and MARKER not in json.dumps(received.attributes)
+        assert MARKER not in received.data.decode() and MARKER not in json.dumps(
+            received.attributes
+        )
 
 
 def _client(stack):
@@ -278,7 +345,9 @@ def _client(stack):
     from google.cloud import aiplatform_v1
 
     return aiplatform_v1.GenAiTuningServiceClient(
-        transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()
+        transport="rest",
+        client_options={"api_endpoint": stack.config.vertex_endpoint},
+        credentials=AnonymousCredentials(),
     )
 
 
@@ -288,4 +357,8 @@ def _job(stack, name: str):
 
 def _jobs_labelled(stack, key: str) -> list:
     parent = f"projects/{stack.project}/locations/{stack.config.defaults.region}"
-    return list(_client(stack).list_tuning_jobs(request={"parent": parent, "filter": f'labels.{KEY_LABEL}="{key}"'}))
+    return list(
+        _client(stack).list_tuning_jobs(
+            request={"parent": parent, "filter": f'labels.{KEY_LABEL}="{key}"'}
+        )
+    )

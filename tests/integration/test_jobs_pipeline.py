@@ -67,7 +67,9 @@ def uri(stack, name: str) -> str:
 
 def wait_event(events, dataset_uri: str, *types: EventType, timeout: float = WAIT):
     wanted = {*types, EventType.DATASET_REJECTED}
-    event = events.wait_for(lambda r: r.event.subject == dataset_uri and r.event.type in wanted, timeout=timeout).event
+    event = events.wait_for(
+        lambda r: r.event.subject == dataset_uri and r.event.type in wanted, timeout=timeout
+    ).event
     assert event.type in types, f"{dataset_uri} was rejected: {event.payload.counts}"
     return event
 
@@ -82,13 +84,19 @@ def jobs_labelled(tuning, stack, key: str):
     from google.cloud import aiplatform_v1
 
     client = aiplatform_v1.GenAiTuningServiceClient(
-        transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()
+        transport="rest",
+        client_options={"api_endpoint": stack.config.vertex_endpoint},
+        credentials=AnonymousCredentials(),
     )
-    return list(client.list_tuning_jobs(request={"parent": parent, "filter": f'labels.{KEY_LABEL}="{key}"'}))
+    return list(
+        client.list_tuning_jobs(request={"parent": parent, "filter": f'labels.{KEY_LABEL}="{key}"'})
+    )
 
 
 def emulator_control(stack, route: str, body: dict) -> dict:
-    answer = requests.post(f"{stack.config.vertex_endpoint}/emulator/{route}", json=body, timeout=10)
+    answer = requests.post(
+        f"{stack.config.vertex_endpoint}/emulator/{route}", json=body, timeout=10
+    )
     answer.raise_for_status()
     return answer.json()
 
@@ -98,11 +106,18 @@ def finalize_event(stack, name: str) -> tuple[dict[str, str], bytes]:
     from autotune_local.event_bridge import cloud_event_for
 
     host = stack.env["STORAGE_EMULATOR_HOST"]
-    resource = requests.get(f"{host}/storage/v1/b/{stack.bucket}/o/{urllib.parse.quote(name, safe='')}", timeout=10).json()
+    resource = requests.get(
+        f"{host}/storage/v1/b/{stack.bucket}/o/{urllib.parse.quote(name, safe='')}", timeout=10
+    ).json()
     push = {
         "message": {
             "data": base64.b64encode(json.dumps(resource).encode()).decode(),
-            "attributes": {"bucketId": stack.bucket, "objectId": name, "eventType": "OBJECT_FINALIZE", "objectGeneration": str(resource["generation"])},
+            "attributes": {
+                "bucketId": stack.bucket,
+                "objectId": name,
+                "eventType": "OBJECT_FINALIZE",
+                "objectGeneration": str(resource["generation"]),
+            },
             "messageId": uuid.uuid4().hex,
         },
         "subscription": "test",
@@ -115,8 +130,17 @@ def test_same_finalize_event_ten_times_at_once_gives_one_job(stack, events, ledg
     stack.upload(dataset(name), name)
     headers, body = finalize_event(stack, name)
     with ThreadPoolExecutor(max_workers=10) as pool:
-        answers = list(pool.map(lambda _: requests.post(stack.env["AUTOTUNE_VALIDATE_URL"], headers=headers, data=body, timeout=120), range(10)))
-    assert all(a.status_code < 300 for a in answers), [a.text for a in answers if a.status_code >= 300]
+        answers = list(
+            pool.map(
+                lambda _: requests.post(
+                    stack.env["AUTOTUNE_VALIDATE_URL"], headers=headers, data=body, timeout=120
+                ),
+                range(10),
+            )
+        )
+    assert all(a.status_code < 300 for a in answers), [
+        a.text for a in answers if a.status_code >= 300
+    ]
 
     done = wait_event(events, uri(stack, name), *END_EVENTS)
     assert done.type == EventType.JOB_SUCCEEDED
@@ -133,7 +157,9 @@ def test_crash_between_create_and_ledger_write_gives_no_second_job(stack, events
     name = f"manual/{unique('crash')}.jsonl"  # outside incoming/: the validate function leaves it alone
     data = dataset(name)
     generation = str(stack.upload(data, name))
-    settings = TuningSettings(model="gemini-2.5-flash", epochs=1, region=stack.config.defaults.region)
+    settings = TuningSettings(
+        model="gemini-2.5-flash", epochs=1, region=stack.config.defaults.region
+    )
     import hashlib
 
     sha = hashlib.sha256(data).hexdigest()
@@ -141,7 +167,9 @@ def test_crash_between_create_and_ledger_write_gives_no_second_job(stack, events
     request = TuningRequest(
         idempotency_key=idempotency_key(stack.bucket, name, generation, content),
         content_key=content,
-        training=DatasetRef(bucket=stack.bucket, object=name, generation=generation, sha256=sha, size=len(data)),
+        training=DatasetRef(
+            bucket=stack.bucket, object=name, generation=generation, sha256=sha, size=len(data)
+        ),
         settings=settings,
         report_uri=f"gs://{stack.bucket}/reports/{name}/{generation}.json",
         requested_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
@@ -178,7 +206,9 @@ def test_crash_between_create_and_ledger_write_gives_no_second_job(stack, events
     assert types_for(events, uri(stack, name)) == ["submitted", "running", "succeeded"]
 
 
-def test_five_datasets_under_quota_one_run_one_at_a_time_in_upload_order(stack, events, ledger, tuning):
+def test_five_datasets_under_quota_one_run_one_at_a_time_in_upload_order(
+    stack, events, ledger, tuning
+):
     assert stack.config.max_concurrent_jobs == 1
     names = [f"incoming/{unique(f'five-{i}')}.jsonl" for i in range(5)]
     peak = {"active": 0}
@@ -186,8 +216,14 @@ def test_five_datasets_under_quota_one_run_one_at_a_time_in_upload_order(stack, 
 
     def watch_emulator():
         while not stop.is_set():
-            jobs = requests.get(f"{stack.config.vertex_endpoint}/emulator/state", timeout=10).json()["jobs"]
-            active = sum(n for state, n in jobs.items() if state in {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"})
+            jobs = requests.get(
+                f"{stack.config.vertex_endpoint}/emulator/state", timeout=10
+            ).json()["jobs"]
+            active = sum(
+                n
+                for state, n in jobs.items()
+                if state in {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"}
+            )
             peak["active"] = max(peak["active"], active)
             stop.wait(0.2)
 
@@ -197,18 +233,27 @@ def test_five_datasets_under_quota_one_run_one_at_a_time_in_upload_order(stack, 
         stack.upload(dataset(names[0]), names[0])
         wait_event(events, uri(stack, names[0]), EventType.JOB_SUBMITTED)
         for name in names[1:]:
-            stack.upload(dataset(name), name)  # waits while the slot is taken (or runs if all before it ended)
+            stack.upload(
+                dataset(name), name
+            )  # waits while the slot is taken (or runs if all before it ended)
             wait_event(events, uri(stack, name), EventType.JOB_QUEUED, EventType.JOB_SUBMITTED)
-        ends = [wait_event(events, uri(stack, name), *END_EVENTS, timeout=WAIT * 2) for name in names]
+        ends = [
+            wait_event(events, uri(stack, name), *END_EVENTS, timeout=WAIT * 2) for name in names
+        ]
     finally:
         stop.set()
         watcher.join()
     assert [e.type for e in ends] == [EventType.JOB_SUCCEEDED] * 5
     assert peak["active"] <= 1
-    records = sorted((ledger.get(e.payload.idempotency_key) for e in ends), key=lambda r: _entered(r, LedgerState.SUBMITTING))
+    records = sorted(
+        (ledger.get(e.payload.idempotency_key) for e in ends),
+        key=lambda r: _entered(r, LedgerState.SUBMITTING),
+    )
     assert [r.dataset_uri for r in records] == [uri(stack, n) for n in names]  # FIFO: upload order
     for earlier, later in zip(records, records[1:]):
-        assert _entered(later, LedgerState.SUBMITTING) >= _entered(earlier, LedgerState.SUCCEEDED)  # never two at once
+        assert _entered(later, LedgerState.SUBMITTING) >= _entered(
+            earlier, LedgerState.SUCCEEDED
+        )  # never two at once
     for name in names:
         assert types_for(events, uri(stack, name)).count("succeeded") == 1
 
@@ -238,7 +283,10 @@ def test_service_429_leaves_the_dataset_queued_and_it_runs_later(stack, events, 
     done = wait_event(events, uri(stack, name), *END_EVENTS)
     assert done.type == EventType.JOB_SUCCEEDED
     states = [t.state for t in ledger.get(done.payload.idempotency_key).history]
-    assert states[:3] == [LedgerState.ACCEPTED, LedgerState.SUBMITTING, LedgerState.QUEUED] and states[-1] == LedgerState.SUCCEEDED
+    assert (
+        states[:3] == [LedgerState.ACCEPTED, LedgerState.SUBMITTING, LedgerState.QUEUED]
+        and states[-1] == LedgerState.SUCCEEDED
+    )
 
 
 def test_reupload_of_the_same_bytes_is_skipped_unless_forced(stack, events, ledger, tuning):
@@ -250,21 +298,37 @@ def test_reupload_of_the_same_bytes_is_skipped_unless_forced(stack, events, ledg
 
     second_generation = str(stack.upload(data, name))
     skipped = events.wait_for(
-        lambda r: r.event.subject == uri(stack, name) and r.event.payload.generation == second_generation
-        and r.event.type in {EventType.JOB_SKIPPED, EventType.JOB_SUBMITTED},
+        lambda r: (
+            r.event.subject == uri(stack, name)
+            and r.event.payload.generation == second_generation
+            and r.event.type in {EventType.JOB_SKIPPED, EventType.JOB_SUBMITTED}
+        ),
         timeout=WAIT,
     ).event
     assert skipped.type == EventType.JOB_SKIPPED
-    assert "autotune-force" in skipped.payload.reason and skipped.payload.job_name == first.payload.job_name
+    assert (
+        "autotune-force" in skipped.payload.reason
+        and skipped.payload.job_name == first.payload.job_name
+    )
 
     third_generation = str(stack.upload(data, name, metadata={"autotune-force": "true"}))
     forced = events.wait_for(
-        lambda r: r.event.subject == uri(stack, name) and r.event.payload.generation == third_generation and r.event.type in END_EVENTS,
+        lambda r: (
+            r.event.subject == uri(stack, name)
+            and r.event.payload.generation == third_generation
+            and r.event.type in END_EVENTS
+        ),
         timeout=WAIT,
     ).event
-    assert forced.type == EventType.JOB_SUCCEEDED and forced.payload.job_name != first.payload.job_name
-    submitted = [r.event for r in events.events_for(uri(stack, name))
-                 if r.event.type == EventType.JOB_SUBMITTED and r.event.payload.generation == third_generation]
+    assert (
+        forced.type == EventType.JOB_SUCCEEDED and forced.payload.job_name != first.payload.job_name
+    )
+    submitted = [
+        r.event
+        for r in events.events_for(uri(stack, name))
+        if r.event.type == EventType.JOB_SUBMITTED
+        and r.event.payload.generation == third_generation
+    ]
     assert "autotune-force" in submitted[0].payload.reason
 
 
@@ -272,8 +336,12 @@ def test_poison_request_ends_in_the_dead_letter_topic(stack):
     publisher, subscriber = stack.publisher(), stack.subscriber()
     poison = b'{"schema_version": 1, "idempotency_key": "not-a-request"}'
     marker = unique("poison")
-    publisher.publish(stack.config.topic_path(stack.config.requests_topic), poison, marker=marker).result(timeout=30)
-    dead_letter = subscriber.subscription_path(stack.project, stack.subscriptions.dead_letter["submit"])
+    publisher.publish(
+        stack.config.topic_path(stack.config.requests_topic), poison, marker=marker
+    ).result(timeout=30)
+    dead_letter = subscriber.subscription_path(
+        stack.project, stack.subscriptions.dead_letter["submit"]
+    )
     import time
 
     deadline = time.monotonic() + WAIT
@@ -286,8 +354,14 @@ def test_poison_request_ends_in_the_dead_letter_topic(stack):
                 found = item.message
     assert found is not None and bytes(found.data) == poison
     log = (stack.log_dir / "submit.log").read_text()
-    reasons = [json.loads(line) for line in log.splitlines() if line.startswith("{") and "dead-letter" in line]
-    assert any("missing required field `content_key`" in entry.get("reason", "") for entry in reasons)
+    reasons = [
+        json.loads(line)
+        for line in log.splitlines()
+        if line.startswith("{") and "dead-letter" in line
+    ]
+    assert any(
+        "missing required field `content_key`" in entry.get("reason", "") for entry in reasons
+    )
 
 
 def test_cli_shows_the_ledger_and_cancels_a_queued_dataset(stack, events, ledger):
@@ -297,8 +371,12 @@ def test_cli_shows_the_ledger_and_cancels_a_queued_dataset(stack, events, ledger
 
     runner = CliRunner()
     first, second = f"incoming/{unique('cli-a')}.jsonl", f"incoming/{unique('cli-b')}.jsonl"
-    usual = requests.get(f"{stack.config.vertex_endpoint}/emulator/state", timeout=10).json()["jobSeconds"]
-    emulator_control(stack, "config", {"jobSeconds": 600})  # the first job runs until it is cancelled
+    usual = requests.get(f"{stack.config.vertex_endpoint}/emulator/state", timeout=10).json()[
+        "jobSeconds"
+    ]
+    emulator_control(
+        stack, "config", {"jobSeconds": 600}
+    )  # the first job runs until it is cancelled
     try:
         stack.upload(dataset(first), first)
         wait_event(events, uri(stack, first), EventType.JOB_SUBMITTED)
@@ -312,32 +390,44 @@ def test_cli_shows_the_ledger_and_cancels_a_queued_dataset(stack, events, ledger
     by_uri = {r["dataset_uri"]: r for r in json.loads(listed.output)}
     assert by_uri[uri(stack, second)]["state"] == "QUEUED"
 
-    cancelled = runner.invoke(app, ["cancel", second.rsplit("/", 1)[1], "--state-dir", str(stack.state_dir)])
+    cancelled = runner.invoke(
+        app, ["cancel", second.rsplit("/", 1)[1], "--state-dir", str(stack.state_dir)]
+    )
     assert cancelled.exit_code == 0, cancelled.output
-    assert wait_event(events, uri(stack, second), EventType.JOB_CANCELLED).payload.state == "CANCELLED"
+    assert (
+        wait_event(events, uri(stack, second), EventType.JOB_CANCELLED).payload.state == "CANCELLED"
+    )
 
     job_name = wait_event(events, uri(stack, first), EventType.JOB_SUBMITTED).payload.job_name
-    cancel_running = runner.invoke(app, ["cancel", job_name.rsplit("/", 1)[1], "--state-dir", str(stack.state_dir)])
+    cancel_running = runner.invoke(
+        app, ["cancel", job_name.rsplit("/", 1)[1], "--state-dir", str(stack.state_dir)]
+    )
     assert cancel_running.exit_code == 0, cancel_running.output
     ended = wait_event(events, uri(stack, first), *END_EVENTS)
     assert ended.type == EventType.JOB_CANCELLED
 
     shown = runner.invoke(app, ["status", uri(stack, first), "--state-dir", str(stack.state_dir)])
     assert shown.exit_code == 0 and "CANCELLED" in shown.output and job_name in shown.output
-    missing = runner.invoke(app, ["status", "gs://nowhere/none.jsonl", "--state-dir", str(stack.state_dir)])
+    missing = runner.invoke(
+        app, ["status", "gs://nowhere/none.jsonl", "--state-dir", str(stack.state_dir)]
+    )
     assert missing.exit_code == 1
 
 
 def test_with_500s_injected_every_dataset_still_gets_exactly_one_job(make_local_stack):
     """A stack of its own where 15 % of the tuning service's answers are 500: submits are
     redelivered or taken over by the tick, polls retried, and still one job per dataset."""
-    stack = make_local_stack(job_seconds=2.0, tick_seconds=1.0, fault_rate_500=0.15, max_concurrent_jobs=2)
+    stack = make_local_stack(
+        job_seconds=2.0, tick_seconds=1.0, fault_rate_500=0.15, max_concurrent_jobs=2
+    )
     listener = stack.listen_events()
     try:
         names = [f"incoming/{unique(f'flaky-{i}')}.jsonl" for i in range(4)]
         for name in names:
             stack.upload(dataset(name), name)
-        ends = [wait_event(listener, uri(stack, name), *END_EVENTS, timeout=WAIT * 2) for name in names]
+        ends = [
+            wait_event(listener, uri(stack, name), *END_EVENTS, timeout=WAIT * 2) for name in names
+        ]
         assert [e.type for e in ends] == [EventType.JOB_SUCCEEDED] * 4
         tuning = VertexTuningService(stack.config.vertex_endpoint)
         emulator_control(stack, "faults", {"rate500": 0.0})
@@ -362,26 +452,46 @@ def test_overlapping_status_ticks_double_nothing(stack, events, ledger, tuning):
     wait_event(events, uri(stack, names[1]), EventType.JOB_QUEUED, EventType.JOB_SUBMITTED)
 
     pipeline = Pipeline(
-        ledger=ledger, service=tuning, publisher=PubSubBus(stack.publisher(), stack.config), catalog=ProjectCatalog(),
-        project=stack.project, max_jobs=stack.config.max_concurrent_jobs,
+        ledger=ledger,
+        service=tuning,
+        publisher=PubSubBus(stack.publisher(), stack.config),
+        catalog=ProjectCatalog(),
+        project=stack.project,
+        max_jobs=stack.config.max_concurrent_jobs,
     )
     tick_headers = {
-        "ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
-        "ce-source": f"//pubsub.googleapis.com/projects/{stack.project}/topics/{stack.config.ticks_topic}", "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-source": f"//pubsub.googleapis.com/projects/{stack.project}/topics/{stack.config.ticks_topic}",
+        "Content-Type": "application/json",
     }
-    tick_body = json.dumps({"message": {"data": base64.b64encode(b"{}").decode(), "messageId": "t"}, "subscription": "test"})
+    tick_body = json.dumps(
+        {
+            "message": {"data": base64.b64encode(b"{}").decode(), "messageId": "t"},
+            "subscription": "test",
+        }
+    )
 
     def burst(i: int) -> None:
         if i % 3 == 0:
             status_tick(pipeline)
         else:
-            requests.post(stack.env["AUTOTUNE_STATUS_URL"], headers={**tick_headers, "ce-id": uuid.uuid4().hex}, data=tick_body, timeout=120)
+            requests.post(
+                stack.env["AUTOTUNE_STATUS_URL"],
+                headers={**tick_headers, "ce-id": uuid.uuid4().hex},
+                data=tick_body,
+                timeout=120,
+            )
 
     import time
 
     deadline = time.monotonic() + WAIT * 2
     with ThreadPoolExecutor(max_workers=6) as pool:
-        while not all(ledger_state(ledger, stack, n) in {LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED} for n in names):
+        while not all(
+            ledger_state(ledger, stack, n)
+            in {LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED}
+            for n in names
+        ):
             assert time.monotonic() < deadline, [ledger_state(ledger, stack, n) for n in names]
             list(pool.map(burst, range(6)))
     for name in names:
@@ -390,7 +500,11 @@ def test_overlapping_status_ticks_double_nothing(stack, events, ledger, tuning):
     for name in names:
         kinds = types_for(events, uri(stack, name))
         assert [kinds.count(k) for k in ("submitted", "running", "succeeded")] == [1, 1, 1], kinds
-    keys = [r.idempotency_key for r in ledger.records() if r.dataset_uri in {uri(stack, n) for n in names}]
+    keys = [
+        r.idempotency_key
+        for r in ledger.records()
+        if r.dataset_uri in {uri(stack, n) for n in names}
+    ]
     assert [len(jobs_labelled(tuning, stack, key)) for key in keys] == [1, 1]
 
 

@@ -23,7 +23,9 @@ from autotune.jobs.documents import Change, ClaimView, JobOutcome, Slots
 from autotune.jobs.lifecycle import LedgerRecord, LedgerState
 from autotune.jobs.ports import Ledger
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))  # the doubles live beside the unit tests
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1] / "unit")
+)  # the doubles live beside the unit tests
 from job_doubles import MemoryLedger
 
 T0 = "2026-12-01T10:00:00.000000Z"
@@ -34,10 +36,18 @@ def event(event_id: str) -> TuningEvent:
     return TuningEvent(type=EventType.JOB_RUNNING, payload=payload, time=T0, id=event_id)
 
 
-def record(key: str, *, state: LedgerState = LedgerState.QUEUED, created_at: str = T0, **fields: object) -> LedgerRecord:
+def record(
+    key: str, *, state: LedgerState = LedgerState.QUEUED, created_at: str = T0, **fields: object
+) -> LedgerRecord:
     return LedgerRecord(
-        idempotency_key=key, content_key=f"content-{key}", dataset_uri=f"gs://b/incoming/{key}.jsonl",
-        generation="1", state=state, created_at=created_at, updated_at=created_at, **fields,  # type: ignore[arg-type]  # msgspec checks the fields
+        idempotency_key=key,
+        content_key=f"content-{key}",
+        dataset_uri=f"gs://b/incoming/{key}.jsonl",
+        generation="1",
+        state=state,
+        created_at=created_at,
+        updated_at=created_at,
+        **fields,  # type: ignore[arg-type]  # msgspec checks the fields
     )
 
 
@@ -57,7 +67,12 @@ def first_claim_wins(key: str) -> Callable[[ClaimView], Change]:
     def decide(view: ClaimView) -> Change:
         if view.record is not None:
             return Change(JobOutcome.DUPLICATE)
-        return Change(JobOutcome.QUEUED, record=record(key), slots=view.slots.waiting(key, T0), content_owner_key=key)
+        return Change(
+            JobOutcome.QUEUED,
+            record=record(key),
+            slots=view.slots.waiting(key, T0),
+            content_owner_key=key,
+        )
 
     return decide
 
@@ -85,7 +100,9 @@ def in_threads(count: int, work: Callable[[int], object]) -> list[object]:
 
 def test_competing_claims_have_exactly_one_winner(connect) -> None:
     handles = [connect() for _ in range(4)]
-    outcomes = in_threads(4, lambda i: handles[i].claim("k1", "content-k1", first_claim_wins("k1")).outcome)
+    outcomes = in_threads(
+        4, lambda i: handles[i].claim("k1", "content-k1", first_claim_wins("k1")).outcome
+    )
     assert outcomes.count(JobOutcome.QUEUED) == 1 and outcomes.count(JobOutcome.DUPLICATE) == 3
     ledger = connect()
     assert ledger.get("k1") == record("k1")
@@ -99,7 +116,9 @@ def test_a_claim_sees_the_record_that_owns_its_content(connect) -> None:
 
     def decide(view: ClaimView) -> Change:
         seen.append(view)
-        return Change(JobOutcome.SKIPPED, record=record("k2", state=LedgerState.SKIPPED, duplicate_of="k1"))
+        return Change(
+            JobOutcome.SKIPPED, record=record("k2", state=LedgerState.SKIPPED, duplicate_of="k1")
+        )
 
     assert ledger.claim("k2", "same-bytes", decide).outcome is JobOutcome.SKIPPED
     assert seen[-1].record is None and seen[-1].content_owner == record("k1")
@@ -117,7 +136,9 @@ def test_an_update_of_an_existing_record_writes_what_the_decision_returns(connec
 
     def submit(current: LedgerRecord, slots: Slots) -> Change:
         seen.append((current, slots))
-        moved = msgspec.structs.replace(current, state=LedgerState.SUBMITTING, attempts=current.attempts + 1)
+        moved = msgspec.structs.replace(
+            current, state=LedgerState.SUBMITTING, attempts=current.attempts + 1
+        )
         return Change(JobOutcome.SUBMITTED, record=moved, slots=slots.holding("k1", T0))
 
     change = ledger.update("k1", submit)
@@ -152,7 +173,10 @@ def test_concurrent_updates_lose_no_write(connect) -> None:
     handles = [connect() for _ in range(3)]
 
     def bump(current: LedgerRecord, slots: Slots) -> Change:
-        return Change(JobOutcome.CHANGED, record=msgspec.structs.replace(current, attempts=current.attempts + 1))
+        return Change(
+            JobOutcome.CHANGED,
+            record=msgspec.structs.replace(current, attempts=current.attempts + 1),
+        )
 
     def work(i: int) -> None:
         for _ in range(3):
@@ -167,14 +191,24 @@ def test_listing_filters_by_state_in_upload_order_and_finds_the_outbox(connect) 
     ledger = connect()
     rows = [
         record("b", created_at="2026-12-01T10:00:02.000000Z"),
-        record("a", created_at="2026-12-01T10:00:02.000000Z", state=LedgerState.RUNNING,
-               outbox=(event("e1"), event("e2"))),
+        record(
+            "a",
+            created_at="2026-12-01T10:00:02.000000Z",
+            state=LedgerState.RUNNING,
+            outbox=(event("e1"), event("e2")),
+        ),
         record("c", created_at="2026-12-01T10:00:01.000000Z", state=LedgerState.SUCCEEDED),
     ]
     for row in rows:
-        ledger.claim(row.idempotency_key, row.content_key, lambda view, row=row: Change(JobOutcome.CHANGED, record=row))
+        ledger.claim(
+            row.idempotency_key,
+            row.content_key,
+            lambda view, row=row: Change(JobOutcome.CHANGED, record=row),
+        )
     assert [r.idempotency_key for r in ledger.records()] == ["c", "a", "b"]
-    assert [r.idempotency_key for r in ledger.records([LedgerState.QUEUED, LedgerState.RUNNING])] == ["a", "b"]
+    assert [
+        r.idempotency_key for r in ledger.records([LedgerState.QUEUED, LedgerState.RUNNING])
+    ] == ["a", "b"]
     assert ledger.records([LedgerState.FAILED]) == []
     assert [r.idempotency_key for r in ledger.with_outbox()] == ["a"]
 

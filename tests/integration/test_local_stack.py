@@ -25,9 +25,19 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from autotune.cli import main; main()"]
 REQUIRED_ENV = [
-    "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "AUTOTUNE_PROJECT", "AUTOTUNE_BUCKET",
-    "AUTOTUNE_EVENTS_TOPIC", "AUTOTUNE_REQUESTS_TOPIC", "AUTOTUNE_TICKS_TOPIC", "AUTOTUNE_VERTEX_ENDPOINT",
-    "AUTOTUNE_VALIDATE_URL", "AUTOTUNE_SUBMIT_URL", "AUTOTUNE_STATUS_URL", "AUTOTUNE_MAX_CONCURRENT_JOBS",
+    "STORAGE_EMULATOR_HOST",
+    "PUBSUB_EMULATOR_HOST",
+    "FIRESTORE_EMULATOR_HOST",
+    "AUTOTUNE_PROJECT",
+    "AUTOTUNE_BUCKET",
+    "AUTOTUNE_EVENTS_TOPIC",
+    "AUTOTUNE_REQUESTS_TOPIC",
+    "AUTOTUNE_TICKS_TOPIC",
+    "AUTOTUNE_VERTEX_ENDPOINT",
+    "AUTOTUNE_VALIDATE_URL",
+    "AUTOTUNE_SUBMIT_URL",
+    "AUTOTUNE_STATUS_URL",
+    "AUTOTUNE_MAX_CONCURRENT_JOBS",
 ]
 
 
@@ -75,11 +85,26 @@ def test_up_detach_writes_local_env_and_down_leaves_no_process(tmp_path: Path) -
     pids = every_pid(state_dir)
     try:
         names = {p.name for p in recorded_processes(state_dir)}
-        assert {"pubsub", "firestore", "storage", "tuning", "bridge", "ticker", "validate", "submit", "status", "dashboard"} <= names
+        assert {
+            "pubsub",
+            "firestore",
+            "storage",
+            "tuning",
+            "bridge",
+            "ticker",
+            "validate",
+            "submit",
+            "status",
+            "dashboard",
+        } <= names
         # The Firestore wrapper script runs Java as a child: it is in the group, so it is counted.
         assert len(pids) > len(names)
         env_text = (state_dir / "local.env").read_text()
-        exported = dict(line[len("export "):].split("=", 1) for line in env_text.splitlines() if line.startswith("export "))
+        exported = dict(
+            line[len("export ") :].split("=", 1)
+            for line in env_text.splitlines()
+            if line.startswith("export ")
+        )
         assert set(REQUIRED_ENV) <= set(exported)
         assert exported["AUTOTUNE_VERTEX_ENDPOINT"].startswith("http://127.0.0.1:")
         assert exported["AUTOTUNE_EVENTS_TOPIC"] == "tuning-events"
@@ -88,7 +113,14 @@ def test_up_detach_writes_local_env_and_down_leaves_no_process(tmp_path: Path) -
         with urllib.request.urlopen(exported["AUTOTUNE_DASHBOARD_URL"], timeout=10) as page:
             assert page.status == 200 and b"autotune pipeline" in page.read()
         assert all((state_dir / "logs" / f"{name}.log").exists() for name in names)
-        uploaded = cli("upload", str(REPO / "examples" / "classification.jsonl"), "--epochs", "2", "--state-dir", str(state_dir))
+        uploaded = cli(
+            "upload",
+            str(REPO / "examples" / "classification.jsonl"),
+            "--epochs",
+            "2",
+            "--state-dir",
+            str(state_dir),
+        )
         assert uploaded.returncode == 0, uploaded.stderr
         assert "uploaded gs://autotune-datasets/incoming/classification.jsonl" in uploaded.stdout
         assert "'autotune-epochs': '2'" in uploaded.stdout
@@ -99,8 +131,13 @@ def test_up_detach_writes_local_env_and_down_leaves_no_process(tmp_path: Path) -
         assert "1 upload(s)" in again.stderr and "ledger record(s)" in again.stderr
         assert alive(pids) == pids  # the running stack was left alone
 
-        watch = subprocess.Popen([*CLI, "watch", "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, cwd=REPO)
+        watch = subprocess.Popen(
+            [*CLI, "watch", "--state-dir", str(state_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         assert watch.stdout.readline().startswith("listening on tuning-events")
     finally:
         down = cli("down", "--state-dir", str(state_dir))
@@ -126,7 +163,11 @@ def test_ctrl_c_on_up_stops_every_process(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     up = subprocess.Popen(
         [*CLI, "up", "--state-dir", str(state_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, preexec_fn=_sigint_as_a_terminal_sends_it,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        preexec_fn=_sigint_as_a_terminal_sends_it,
     )
     try:
         output = read_until_ready(up)
@@ -145,9 +186,17 @@ def test_ctrl_c_on_up_stops_every_process(tmp_path: Path) -> None:
     assert alive(pids) == set()
 
 
-def test_second_up_refuses_then_with_replace_cleans_a_stack_left_by_a_killed_up_and_reuses_no_data(tmp_path: Path) -> None:
+def test_second_up_refuses_then_with_replace_cleans_a_stack_left_by_a_killed_up_and_reuses_no_data(
+    tmp_path: Path,
+) -> None:
     state_dir = tmp_path / "state"
-    up = subprocess.Popen([*CLI, "up", "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    up = subprocess.Popen(
+        [*CLI, "up", "--state-dir", str(state_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
     try:
         assert "ready" in read_until_ready(up)
     except BaseException:
@@ -158,14 +207,21 @@ def test_second_up_refuses_then_with_replace_cleans_a_stack_left_by_a_killed_up_
     first_env = json.loads((state_dir / STATE_FILE).read_text())["env"]
     from autotune_local.clients import storage_client, upload_object
 
-    upload_object(storage_client(first_env), first_env["AUTOTUNE_BUCKET"], "notes/left-behind.txt", b"old data")
+    upload_object(
+        storage_client(first_env),
+        first_env["AUTOTUNE_BUCKET"],
+        "notes/left-behind.txt",
+        b"old data",
+    )
     up.kill()  # SIGKILL: no chance to clean up; its servers, in their own sessions, live on
     up.wait()
     assert alive(first_pids) == first_pids - {up.pid}
 
     refused = cli("up", "--detach", "--state-dir", str(state_dir))
     assert refused.returncode == 1 and "already running" in refused.stderr
-    assert alive(first_pids) == first_pids - {up.pid}  # a killed `up` left servers holding data: kept unless told
+    assert alive(first_pids) == first_pids - {
+        up.pid
+    }  # a killed `up` left servers holding data: kept unless told
     result = cli("up", "--detach", "--replace", "--state-dir", str(state_dir))
     try:
         assert result.returncode == 0, result.stderr
@@ -184,7 +240,9 @@ def flaky_stack(make_local_stack, tmp_path_factory):
     deliveries = tmp_path_factory.mktemp("deliveries")
     stack = make_local_stack(
         functions={
-            "validate": FunctionSource(REPO / "tests" / "integration" / "functions" / "flaky_validate.py", "validate"),
+            "validate": FunctionSource(
+                REPO / "tests" / "integration" / "functions" / "flaky_validate.py", "validate"
+            ),
             "submit": None,
             "status": None,
         },
@@ -195,7 +253,15 @@ def flaky_stack(make_local_stack, tmp_path_factory):
 
 
 def good_dataset() -> bytes:
-    rows = [{"contents": [{"role": "user", "parts": [{"text": f"Q{i}"}]}, {"role": "model", "parts": [{"text": f"A{i}"}]}]} for i in range(20)]
+    rows = [
+        {
+            "contents": [
+                {"role": "user", "parts": [{"text": f"Q{i}"}]},
+                {"role": "model", "parts": [{"text": f"A{i}"}]},
+            ]
+        }
+        for i in range(20)
+    ]
     return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
 
 
@@ -205,12 +271,18 @@ def test_bridge_delivers_again_when_the_function_fails(flaky_stack) -> None:
     name = f"incoming/fails-once-{uuid.uuid4().hex[:8]}.jsonl"
     stack.upload(good_dataset(), name)
 
-    received = events.wait_for(lambda r: r.event.subject == f"gs://{stack.bucket}/{name}", timeout=60)
+    received = events.wait_for(
+        lambda r: r.event.subject == f"gs://{stack.bucket}/{name}", timeout=60
+    )
 
     assert received.event.type is EventType.DATASET_ACCEPTED
     attempts = sorted(p.name for p in deliveries.iterdir() if p.read_text() == name)
     assert len(attempts) == 2  # refused once, delivered again, then accepted
-    bridge_log = [json.loads(x) for x in (stack.log_dir / "bridge.log").read_text().splitlines() if x.startswith("{")]
+    bridge_log = [
+        json.loads(x)
+        for x in (stack.log_dir / "bridge.log").read_text().splitlines()
+        if x.startswith("{")
+    ]
     statuses = [e["status"] for e in bridge_log if e.get("subject") == f"objects/{name}"]
     assert statuses[0] >= 500 and statuses[-1] == 200
     events.close()
@@ -223,7 +295,9 @@ def test_events_the_function_always_refuses_end_in_the_dead_letter_topic(flaky_s
     for name in names:
         stack.upload(good_dataset(), name)
     subscriber = stack.subscriber()
-    dead_letter = subscriber.subscription_path(stack.project, stack.subscriptions.dead_letter["validate"])
+    dead_letter = subscriber.subscription_path(
+        stack.project, stack.subscriptions.dead_letter["validate"]
+    )
     from google.api_core import exceptions as gexc
 
     deadline = time.monotonic() + 120
@@ -239,15 +313,25 @@ def test_events_the_function_always_refuses_end_in_the_dead_letter_topic(flaky_s
     for name in names:
         assert len([p for p in deliveries.iterdir() if p.read_text() == name]) == 5, name
 
-def test_demo_follows_the_shipped_examples_to_their_end_and_leaves_no_process(tmp_path: Path) -> None:
+
+def test_demo_follows_the_shipped_examples_to_their_end_and_leaves_no_process(
+    tmp_path: Path,
+) -> None:
     from autotune_local.demo import run_demo
 
     lines: list[str] = []
-    finished = run_demo(echo=lines.append, timeout=240, job_seconds=2.0, state_dir=tmp_path / "demo")
+    finished = run_demo(
+        echo=lines.append, timeout=240, job_seconds=2.0, state_dir=tmp_path / "demo"
+    )
     output = "\n".join(lines)
     assert finished, output
-    assert "autotune.dataset.v1.rejected  gs://autotune-datasets/incoming/conversation-shape.jsonl" in output
-    assert "autotune.job.v1.succeeded  gs://autotune-datasets/incoming/classification.jsonl" in output
+    assert (
+        "autotune.dataset.v1.rejected  gs://autotune-datasets/incoming/conversation-shape.jsonl"
+        in output
+    )
+    assert (
+        "autotune.job.v1.succeeded  gs://autotune-datasets/incoming/classification.jsonl" in output
+    )
     assert "autotune.job.v1.succeeded  gs://autotune-datasets/incoming/multimodal.jsonl" in output
     assert "tuned_model=projects/autotune-local/" in output
     assert lines[-1] == "stopped: no process left."

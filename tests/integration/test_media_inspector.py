@@ -24,7 +24,11 @@ MEDIA = ROOT / "examples" / "media"
 def media_bucket(local_stack):
     """The example images, uploaded under media/ (not a dataset prefix, so nothing is tuned)."""
     for image in sorted(MEDIA.iterdir()):
-        local_stack.upload(image, f"media/{image.name}", content_type="image/png" if image.suffix == ".png" else "image/jpeg")
+        local_stack.upload(
+            image,
+            f"media/{image.name}",
+            content_type="image/png" if image.suffix == ".png" else "image/jpeg",
+        )
     return local_stack
 
 
@@ -35,7 +39,11 @@ def test_stat_reports_sizes_and_missing_objects(media_bucket):
     missing = f"gs://{bucket}/media/no-such-file.png"
     elsewhere = "gs://a-bucket-that-does-not-exist-here/x.png"
     sizes = inspector.stat([present, missing, elsewhere, present, "https://example.com/a.png"])
-    assert sizes == {present: (MEDIA / "red-circle.png").stat().st_size, missing: None, elsewhere: None}
+    assert sizes == {
+        present: (MEDIA / "red-circle.png").stat().st_size,
+        missing: None,
+        elsewhere: None,
+    }
 
 
 def test_cli_check_files_finds_the_uploaded_media(media_bucket, tmp_path):
@@ -49,18 +57,31 @@ def test_cli_check_files_finds_the_uploaded_media(media_bucket, tmp_path):
     bad.write_text("\n".join(lines) + "\n")
 
     env = {**os.environ, **media_bucket.env}
-    argv = [sys.executable, "-c", "from autotune.cli import main; main()", "validate", "--model", "gemini-3.5-flash",
-            "--check-files", "--json"]
+    argv = [
+        sys.executable,
+        "-c",
+        "from autotune.cli import main; main()",
+        "validate",
+        "--model",
+        "gemini-3.5-flash",
+        "--check-files",
+        "--json",
+    ]
     ok = subprocess.run([*argv, str(good)], capture_output=True, text=True, env=env, cwd=ROOT)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert json.loads(ok.stdout)["stats"]["media"] == {
-        "references": 16, "distinct_objects": 16, "checked": True, "video_durations_read": 0,
+        "references": 16,
+        "distinct_objects": 16,
+        "checked": True,
+        "video_durations_read": 0,
     }
 
     missing = subprocess.run([*argv, str(bad)], capture_output=True, text=True, env=env, cwd=ROOT)
     assert missing.returncode == 1
     errors = json.loads(missing.stdout)["errors"]
-    assert [(e["code"], e["line"]) for e in errors if e["code"] == "file_not_found"] == [("file_not_found", 4)]
+    assert [(e["code"], e["line"]) for e in errors if e["code"] == "file_not_found"] == [
+        ("file_not_found", 4)
+    ]
 
 
 def _box(kind: bytes, payload: bytes) -> bytes:
@@ -79,7 +100,9 @@ def _mp4(seconds: int, *, media: int, moov_first: bool = True) -> bytes:
 def video_bucket(local_stack):
     videos = {
         "short.mp4": _mp4(42, media=2048),
-        "long.mp4": _mp4(400, media=300_000, moov_first=False),  # the header 300 kB in: ranged reads
+        "long.mp4": _mp4(
+            400, media=300_000, moov_first=False
+        ),  # the header 300 kB in: ranged reads
         "cut.mp4": _mp4(42, media=300_000, moov_first=False)[:200_000],  # an upload cut short
     }
     for name, data in videos.items():
@@ -100,24 +123,53 @@ def test_cli_check_files_reports_a_long_and_an_unreadable_video_by_line(video_bu
     stack, _ = video_bucket
 
     def row(i: int, name: str) -> str:
-        return json.dumps({
-            "contents": [
-                {"role": "user", "parts": [{"fileData": {"mimeType": "video/mp4", "fileUri": f"gs://{stack.bucket}/media/video/{name}"}},
-                                           {"text": f"What happens in clip {i}?"}]},
-                {"role": "model", "parts": [{"text": f"Answer {i}."}]},
-            ],
-            "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_MEDIUM"},
-        })
+        return json.dumps(
+            {
+                "contents": [
+                    {
+                        "role": "user",
+                        "parts": [
+                            {
+                                "fileData": {
+                                    "mimeType": "video/mp4",
+                                    "fileUri": f"gs://{stack.bucket}/media/video/{name}",
+                                }
+                            },
+                            {"text": f"What happens in clip {i}?"},
+                        ],
+                    },
+                    {"role": "model", "parts": [{"text": f"Answer {i}."}]},
+                ],
+                "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_MEDIUM"},
+            }
+        )
 
     lines = [row(1, "long.mp4"), row(2, "cut.mp4")] + [row(10 + i, "short.mp4") for i in range(20)]
     dataset = tmp_path / "videos.jsonl"
     dataset.write_text("\n".join(lines) + "\n")
-    argv = [sys.executable, "-c", "from autotune.cli import main; main()", "validate", "--model", "gemini-3.5-flash",
-            "--check-files", "--json", str(dataset)]
-    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **stack.env}, cwd=ROOT)
-    assert done.returncode == 0, done.stdout + done.stderr  # warnings only: 1 of 22 examples dropped
+    argv = [
+        sys.executable,
+        "-c",
+        "from autotune.cli import main; main()",
+        "validate",
+        "--model",
+        "gemini-3.5-flash",
+        "--check-files",
+        "--json",
+        str(dataset),
+    ]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, env={**os.environ, **stack.env}, cwd=ROOT
+    )
+    assert done.returncode == 0, (
+        done.stdout + done.stderr
+    )  # warnings only: 1 of 22 examples dropped
     report = json.loads(done.stdout)
-    found = {(e["code"], e["line"], e["field"]) for e in report["errors"] if e["code"].startswith(("media_too", "video_"))}
+    found = {
+        (e["code"], e["line"], e["field"])
+        for e in report["errors"]
+        if e["code"].startswith(("media_too", "video_"))
+    }
     field = "contents[0].parts[0].fileData.fileUri"
     assert found == {("media_too_long", 1, field), ("video_duration_unreadable", 2, field)}
     assert report["stats"]["media"]["video_durations_read"] == 2

@@ -34,8 +34,15 @@ source = "ours"
 
 
 def dataset() -> bytes:
-    rows = [{"contents": [{"parts": [{"text": f"Question {i}?"}]}, {"role": "model", "parts": [{"text": f"Answer {i}."}]}]}
-            for i in range(20)]
+    rows = [
+        {
+            "contents": [
+                {"parts": [{"text": f"Question {i}?"}]},
+                {"role": "model", "parts": [{"text": f"Answer {i}."}]},
+            ]
+        }
+        for i in range(20)
+    ]
     return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
 
 
@@ -49,7 +56,10 @@ def test_the_stack_validates_with_the_models_file(make_local_stack, tmp_path):
         stack.upload(dataset(), name, metadata={"autotune-model": "gemini-4-flash"})
         uri = f"gs://{stack.bucket}/{name}"
         received = listener.wait_for(
-            lambda r: r.event.subject == uri and r.event.type in (EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED),
+            lambda r: (
+                r.event.subject == uri
+                and r.event.type in (EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED)
+            ),
             timeout=60,
         )
         assert received.event.type is EventType.DATASET_ACCEPTED, received.event.payload.counts
@@ -60,7 +70,11 @@ def test_the_stack_validates_with_the_models_file(make_local_stack, tmp_path):
 
 def test_a_bad_models_file_stops_the_stack_naming_file_and_key(make_local_stack, tmp_path):
     path = tmp_path / "broken.toml"
-    path.write_text(NEW_MODEL.replace("max_tokens_per_example = 131_072", 'max_tokens_per_example = "many"'))
+    path.write_text(
+        NEW_MODEL.replace("max_tokens_per_example = 131_072", 'max_tokens_per_example = "many"')
+    )
     with pytest.raises(CatalogError) as caught:
         make_local_stack(models_file=str(path))
-    assert str(path) in str(caught.value) and "models.gemini-4-flash: max_tokens_per_example" in str(caught.value)
+    assert str(path) in str(
+        caught.value
+    ) and "models.gemini-4-flash: max_tokens_per_example" in str(caught.value)

@@ -51,8 +51,24 @@ def test_up_with_notify_url_pushes_the_jobs_end_to_a_receiver(tmp_path: Path) ->
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{receiver.server_address[1]}/autotune"
     state_dir = tmp_path / "state"
-    assert cli("up", "--detach", "--notify-url", "ftp://nowhere", "--state-dir", str(state_dir)).returncode == 2
-    started = cli("up", "--detach", "--notify-url", url, "--job-seconds", "2", "--tick-seconds", "1", "--state-dir", str(state_dir))
+    assert (
+        cli(
+            "up", "--detach", "--notify-url", "ftp://nowhere", "--state-dir", str(state_dir)
+        ).returncode
+        == 2
+    )
+    started = cli(
+        "up",
+        "--detach",
+        "--notify-url",
+        url,
+        "--job-seconds",
+        "2",
+        "--tick-seconds",
+        "1",
+        "--state-dir",
+        str(state_dir),
+    )
     try:
         assert started.returncode == 0, started.stderr
         assert f"job end events are pushed to {url}" in started.stdout
@@ -63,20 +79,32 @@ def test_up_with_notify_url_pushes_the_jobs_end_to_a_receiver(tmp_path: Path) ->
         subject = f"gs://autotune-datasets/incoming/{dataset.name}"
 
         def ended() -> tuple[dict, dict] | None:
-            return next(((h, b) for h, b in receiver.received
-                         if b["message"]["attributes"].get("ce-type") == "autotune.job.v1.succeeded"
-                         and b["message"]["attributes"].get("ce-subject") == subject), None)
+            return next(
+                (
+                    (h, b)
+                    for h, b in receiver.received
+                    if b["message"]["attributes"].get("ce-type") == "autotune.job.v1.succeeded"
+                    and b["message"]["attributes"].get("ce-subject") == subject
+                ),
+                None,
+            )
 
         deadline = time.monotonic() + 180  # a bound on a hang, not a measure of speed
         with receiver.arrived:
             while ended() is None and time.monotonic() < deadline:
                 receiver.arrived.wait(timeout=2)
         found = ended()
-        assert found is not None, [b["message"]["attributes"].get("ce-type") for _, b in receiver.received]
+        assert found is not None, [
+            b["message"]["attributes"].get("ce-type") for _, b in receiver.received
+        ]
         headers, body = found
         assert body["subscription"] == "projects/autotune-local/subscriptions/autotune-notify"
         payload = json.loads(base64.b64decode(body["message"]["data"]))
-        assert payload["state"] == "SUCCEEDED" and payload["tuned_model"] and payload["dataset_uri"] == subject
+        assert (
+            payload["state"] == "SUCCEEDED"
+            and payload["tuned_model"]
+            and payload["dataset_uri"] == subject
+        )
         # What the emulator does not do, unlike Google Cloud: sign the push, apply the filter.
         assert "Authorization" not in headers
         types = {b["message"]["attributes"].get("ce-type") for _, b in receiver.received}

@@ -40,8 +40,12 @@ class Parsed(HTMLParser):
 
 
 def example(i: int) -> dict:
-    return {"contents": [{"role": "user", "parts": [{"text": f"{SECRET} question {i}"}]},
-                         {"role": "model", "parts": [{"text": f"{SECRET} answer {i}"}]}]}
+    return {
+        "contents": [
+            {"role": "user", "parts": [{"text": f"{SECRET} question {i}"}]},
+            {"role": "model", "parts": [{"text": f"{SECRET} answer {i}"}]},
+        ]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +64,11 @@ def test_an_upload_gets_an_html_report_beside_its_json_report(local_stack, event
     generation = local_stack.upload(b"".join(json.dumps(r).encode() + b"\n" for r in rows), name)
     uri = f"gs://{local_stack.bucket}/{name}"
     received = events.wait_for(
-        lambda r: r.event.subject == uri and r.event.type in (EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED), timeout=60.0
+        lambda r: (
+            r.event.subject == uri
+            and r.event.type in (EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED)
+        ),
+        timeout=60.0,
     )
     assert received.event.type is EventType.DATASET_REJECTED
 
@@ -80,7 +88,9 @@ def test_an_upload_gets_an_html_report_beside_its_json_report(local_stack, event
     assert f"{uri}#{generation}" in text
     assert SECRET not in html
 
-    shown = CliRunner().invoke(app, ["report", name, "--html", "--state-dir", str(local_stack.state_dir)])
+    shown = CliRunner().invoke(
+        app, ["report", name, "--html", "--state-dir", str(local_stack.state_dir)]
+    )
     assert shown.exit_code == 0, shown.output
     assert shown.output == html
 
@@ -91,14 +101,21 @@ def test_a_configured_price_reaches_the_stored_reports_in_dollars(make_local_sta
     listener = stack.listen_events()
     try:
         name = f"incoming/{unique('priced')}.jsonl"
-        generation = stack.upload(b"".join(json.dumps(example(i)).encode() + b"\n" for i in range(20)), name)
+        generation = stack.upload(
+            b"".join(json.dumps(example(i)).encode() + b"\n" for i in range(20)), name
+        )
         uri = f"gs://{stack.bucket}/{name}"
-        received = listener.wait_for(lambda r: r.event.subject == uri and r.event.type is EventType.DATASET_ACCEPTED, timeout=60.0)
+        received = listener.wait_for(
+            lambda r: r.event.subject == uri and r.event.type is EventType.DATASET_ACCEPTED,
+            timeout=60.0,
+        )
         assert received.event.payload.valid is True
     finally:
         listener.close()
     bucket = stack.storage_client().bucket(stack.bucket)
-    cost = json.loads(bucket.blob(f"reports/{name}/{generation}.json").download_as_bytes())["cost_estimate"]
+    cost = json.loads(bucket.blob(f"reports/{name}/{generation}.json").download_as_bytes())[
+        "cost_estimate"
+    ]
     assert (cost["price_source"], cost["price_per_million_training_tokens"]) == ("config", 1000.0)
     dollars = round(cost["billable_tokens"] * 1000.0 / 1e6, 2)
     assert cost["estimated_cost"] == dollars > 0

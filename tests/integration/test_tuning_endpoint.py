@@ -46,7 +46,11 @@ def test_the_stack_runs_against_another_tuning_server(make_local_stack):
         stack.upload(dataset(name), name)
         uri = f"gs://{stack.bucket}/{name}"
         ended = listener.wait_for(
-            lambda r: r.event.subject == uri and r.event.type in {EventType.JOB_SUCCEEDED, EventType.JOB_FAILED}, timeout=240
+            lambda r: (
+                r.event.subject == uri
+                and r.event.type in {EventType.JOB_SUCCEEDED, EventType.JOB_FAILED}
+            ),
+            timeout=240,
         )
         listener.close()
         assert ended.event.type == EventType.JOB_SUCCEEDED

@@ -34,21 +34,31 @@ from autotune_local.stack import FunctionSource
 pytestmark = pytest.mark.integration
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
-END_TYPES = {EventType.JOB_SUCCEEDED, EventType.JOB_FAILED, EventType.JOB_CANCELLED, EventType.JOB_SKIPPED}
+END_TYPES = {
+    EventType.JOB_SUCCEEDED,
+    EventType.JOB_FAILED,
+    EventType.JOB_CANCELLED,
+    EventType.JOB_SKIPPED,
+}
 WAIT = 240.0  # generous: the machine is shared; nothing here measures speed
 
 
 @pytest.fixture(scope="module")
 def stack(make_local_stack):
     return make_local_stack(
-        max_concurrent_jobs=1, quota=4, job_seconds=8.0, tick_seconds=1.0,
+        max_concurrent_jobs=1,
+        quota=4,
+        job_seconds=8.0,
+        tick_seconds=1.0,
         functions={
             "submit": FunctionSource(FUNCTIONS / "holding_submit.py", "submit"),
             "status": FunctionSource(FUNCTIONS / "quick_status.py", "status"),
         },
         extra_env={
-            "AUTOTUNE_TEST_CLAIM_SECONDS": "6", "AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS": "3",
-            "AUTOTUNE_TUNING_CALL_TIMEOUT_SECONDS": "2", "AUTOTUNE_TUNING_CREATE_SETTLE_SECONDS": "6",
+            "AUTOTUNE_TEST_CLAIM_SECONDS": "6",
+            "AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS": "3",
+            "AUTOTUNE_TUNING_CALL_TIMEOUT_SECONDS": "2",
+            "AUTOTUNE_TUNING_CREATE_SETTLE_SECONDS": "6",
         },
     )
 
@@ -68,17 +78,44 @@ def ledger(stack):
 @pytest.fixture(autouse=True)
 def calm_service(stack):
     yield
-    control(stack, "faults", {"rate500": 0.0, "rate503": 0.0, "rateLimit429": 0.0, "createDelaySeconds": 0.0, "listLagSeconds": 0.0,
-                              "nextAfterCreate500": 0, "nextAfterCreate503": 0, "nextAfterCreateStall": 0})
-    control(stack, "config", {"reportState": None, "cancellingSeconds": 0.0, "cancelEndsAnywayShare": 0.0})
-    wait_until(lambda: not any(state in ACTIVE for state in control(stack, "state", method="GET")["jobs"]), "the emulator's jobs to end")
+    control(
+        stack,
+        "faults",
+        {
+            "rate500": 0.0,
+            "rate503": 0.0,
+            "rateLimit429": 0.0,
+            "createDelaySeconds": 0.0,
+            "listLagSeconds": 0.0,
+            "nextAfterCreate500": 0,
+            "nextAfterCreate503": 0,
+            "nextAfterCreateStall": 0,
+        },
+    )
+    control(
+        stack,
+        "config",
+        {"reportState": None, "cancellingSeconds": 0.0, "cancelEndsAnywayShare": 0.0},
+    )
+    wait_until(
+        lambda: not any(state in ACTIVE for state in control(stack, "state", method="GET")["jobs"]),
+        "the emulator's jobs to end",
+    )
 
 
-ACTIVE = {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING", "42"}
+ACTIVE = {
+    "JOB_STATE_QUEUED",
+    "JOB_STATE_PENDING",
+    "JOB_STATE_RUNNING",
+    "JOB_STATE_CANCELLING",
+    "42",
+}
 
 
 def control(stack, route: str, body: dict | None = None, method: str = "POST") -> dict:
-    answer = requests.request(method, f"{stack.config.vertex_endpoint}/emulator/{route}", json=body, timeout=10)
+    answer = requests.request(
+        method, f"{stack.config.vertex_endpoint}/emulator/{route}", json=body, timeout=10
+    )
     answer.raise_for_status()
     return answer.json()
 
@@ -116,11 +153,17 @@ def labelled_jobs(stack) -> dict[str, list]:
 
 
 def ends_once(events, dataset_uri: str, timeout: float = WAIT) -> EventType:
-    events.wait_for(lambda r: r.event.subject == dataset_uri and r.event.type in END_TYPES, timeout=timeout)
+    events.wait_for(
+        lambda r: r.event.subject == dataset_uri and r.event.type in END_TYPES, timeout=timeout
+    )
     settle = time.monotonic() + 4.0  # a second end would show up now, if there were one
     while time.monotonic() < settle:
         events.poll(timeout=1.0)
-    ends = {r.event.id: r.event.type for r in events.events_for(dataset_uri) if r.event.type in END_TYPES}
+    ends = {
+        r.event.id: r.event.type
+        for r in events.events_for(dataset_uri)
+        if r.event.type in END_TYPES
+    }
     assert len(ends) == 1, f"{dataset_uri} ended {len(ends)} times: {list(ends.values())}"
     return next(iter(ends.values()))
 
@@ -129,7 +172,9 @@ def one_job_for(stack, ledger, dataset_uri: str) -> None:
     record = record_of(ledger, dataset_uri)
     jobs = labelled_jobs(stack).get(record.idempotency_key, [])
     kept = [job for job in jobs if state_name(job.state) != "JOB_STATE_CANCELLED"]
-    assert len(kept) == 1 and kept[0].name == record.job_name, [(job.name, state_name(job.state)) for job in jobs]
+    assert len(kept) == 1 and kept[0].name == record.job_name, [
+        (job.name, state_name(job.state)) for job in jobs
+    ]
 
 
 def test_a_create_slower_than_the_client_deadline_gives_one_job(stack, events, ledger):
@@ -137,7 +182,9 @@ def test_a_create_slower_than_the_client_deadline_gives_one_job(stack, events, l
     job afterwards; the next attempt waits for it to show, finds it by label and adopts it."""
     control(stack, "faults", {"createDelaySeconds": 4.0})
     uri = upload(stack, "slow-create")
-    wait_until(lambda: (r := record_of(ledger, uri)) and r.create_unanswered, "the create to time out")
+    wait_until(
+        lambda: (r := record_of(ledger, uri)) and r.create_unanswered, "the create to time out"
+    )
     control(stack, "faults", {"createDelaySeconds": 0.0})
     assert ends_once(events, uri) == EventType.JOB_SUCCEEDED
     one_job_for(stack, ledger, uri)
@@ -145,7 +192,9 @@ def test_a_create_slower_than_the_client_deadline_gives_one_job(stack, events, l
     assert any("adopted" in (t.reason or "") for t in record.history)
 
 
-@pytest.mark.parametrize("fault", ["nextAfterCreate500", "nextAfterCreate503", "nextAfterCreateStall"])
+@pytest.mark.parametrize(
+    "fault", ["nextAfterCreate500", "nextAfterCreate503", "nextAfterCreateStall"]
+)
 def test_a_create_that_makes_its_job_then_fails_gives_one_job(stack, events, ledger, fault):
     control(stack, "faults", {fault: 1, "stallSeconds": 5.0})
     uri = upload(stack, f"after-create-{fault[15:].lower()}")
@@ -154,7 +203,9 @@ def test_a_create_that_makes_its_job_then_fails_gives_one_job(stack, events, led
     assert any("adopted" in (t.reason or "") for t in record_of(ledger, uri).history)
 
 
-def test_a_list_lagging_past_the_settle_pause_gives_a_second_job_which_is_cancelled(stack, events, ledger):
+def test_a_list_lagging_past_the_settle_pause_gives_a_second_job_which_is_cancelled(
+    stack, events, ledger
+):
     """What list lag can still do: the create's answer is lost and the job stays out of lists
     longer than the settle pause, so a second job is made. The status tick finds it once lists
     show it, cancels it, records it on the dataset and announces it; the dataset ends once."""
@@ -162,16 +213,24 @@ def test_a_list_lagging_past_the_settle_pause_gives_a_second_job_which_is_cancel
     control(stack, "faults", {"nextAfterCreate500": 1, "listLagSeconds": 9.0})
     try:
         uri = upload(stack, "list-lag")
-        duplicate = events.wait_for(lambda r: r.event.subject == uri and r.event.type == EventType.JOB_DUPLICATE_CANCELLED, timeout=WAIT)
+        duplicate = events.wait_for(
+            lambda r: r.event.subject == uri and r.event.type == EventType.JOB_DUPLICATE_CANCELLED,
+            timeout=WAIT,
+        )
     finally:
         control(stack, "config", {"jobSeconds": 8.0})
     record = record_of(ledger, uri)
-    assert record.duplicate_jobs == (duplicate.event.payload.job_name,) and duplicate.event.payload.job_name != record.job_name
+    assert (
+        record.duplicate_jobs == (duplicate.event.payload.job_name,)
+        and duplicate.event.payload.job_name != record.job_name
+    )
     assert ends_once(events, uri) == EventType.JOB_SUCCEEDED
     one_job_for(stack, ledger, uri)
 
 
-def test_submit_killed_after_create_then_500s_never_gives_up_nor_frees_the_slot(stack, events, ledger):
+def test_submit_killed_after_create_then_500s_never_gives_up_nor_frees_the_slot(
+    stack, events, ledger
+):
     """The issue's second reproduction: submit dies after its create reached the service, then the
     service answers 500 to everything while the record runs out of attempts. The record keeps
     its slot (a second upload waits), and adopts the job once the service answers again."""
@@ -183,13 +242,18 @@ def test_submit_killed_after_create_then_500s_never_gives_up_nor_frees_the_slot(
     stack.restart("submit")
     wait_until(lambda: record_of(ledger, first).failed_attempts > 3, "the attempts to run out")
     second = upload(stack, "waits-for-the-slot")
-    wait_until(lambda: (r := record_of(ledger, second)) and r.state == LedgerState.QUEUED, "the second dataset to queue")
+    wait_until(
+        lambda: (r := record_of(ledger, second)) and r.state == LedgerState.QUEUED,
+        "the second dataset to queue",
+    )
     time.sleep(3.0)  # a few more ticks of 500s
     held = record_of(ledger, first)
     assert held.state == LedgerState.SUBMITTING and held.idempotency_key in ledger.slots().active
     assert not [r for r in events.events_for(first) if r.event.type == EventType.JOB_FAILED]
     jobs = control(stack, "state", method="GET")["jobs"]  # past the injected 500s
-    assert sum(n for state, n in jobs.items() if state in ACTIVE) <= 1, jobs  # the held dataset's own job only: the second waits
+    assert sum(n for state, n in jobs.items() if state in ACTIVE) <= 1, (
+        jobs
+    )  # the held dataset's own job only: the second waits
     control(stack, "faults", {"rate500": 0.0})
     assert ends_once(events, first) == EventType.JOB_SUCCEEDED
     assert ends_once(events, second) == EventType.JOB_SUCCEEDED
@@ -202,10 +266,15 @@ def test_job_states_no_client_knows_are_recorded_and_polled_on(stack, events, le
     control(stack, "config", {"jobSeconds": 16.0})
     try:
         uri = upload(stack, f"state-{number}")
-        events.wait_for(lambda r: r.event.subject == uri and r.event.type == EventType.JOB_RUNNING, timeout=WAIT)
+        events.wait_for(
+            lambda r: r.event.subject == uri and r.event.type == EventType.JOB_RUNNING, timeout=WAIT
+        )
         control(stack, "config", {"reportState": number})
         expected = {10: "JOB_STATE_UPDATING", 11: "JOB_STATE_PARTIALLY_SUCCEEDED", 42: "42"}[number]
-        record = wait_until(lambda: (r := record_of(ledger, uri)) and r.job_state == expected and r, f"job_state {expected}")
+        record = wait_until(
+            lambda: (r := record_of(ledger, uri)) and r.job_state == expected and r,
+            f"job_state {expected}",
+        )
         control(stack, "config", {"reportState": None})
     finally:
         control(stack, "config", {"jobSeconds": 8.0})
@@ -230,14 +299,31 @@ def connect(stack) -> Pipeline:
     )
 
 
-@pytest.mark.parametrize(("share", "end"), [(0.0, EventType.JOB_CANCELLED), (1.0, EventType.JOB_SUCCEEDED)])
-def test_cancel_is_asynchronous_and_the_ledger_follows_what_the_service_reports(stack, events, ledger, share, end):
+@pytest.mark.parametrize(
+    ("share", "end"), [(0.0, EventType.JOB_CANCELLED), (1.0, EventType.JOB_SUCCEEDED)]
+)
+def test_cancel_is_asynchronous_and_the_ledger_follows_what_the_service_reports(
+    stack, events, ledger, share, end
+):
     control(stack, "config", {"cancellingSeconds": 4.0, "cancelEndsAnywayShare": share})
     uri = upload(stack, f"cancel-{int(share)}")
-    events.wait_for(lambda r: r.event.subject == uri and r.event.type == EventType.JOB_RUNNING, timeout=WAIT)
+    events.wait_for(
+        lambda r: r.event.subject == uri and r.event.type == EventType.JOB_RUNNING, timeout=WAIT
+    )
     key = record_of(ledger, uri).idempotency_key
     assert cancel(connect(stack), key).value == "cancelled"
-    record = wait_until(lambda: (r := record_of(ledger, uri)) and r.job_state == "JOB_STATE_CANCELLING" and r, "CANCELLING")
-    assert record.state == LedgerState.RUNNING and key in ledger.slots().active  # still holding the service's quota
+    record = wait_until(
+        lambda: (r := record_of(ledger, uri)) and r.job_state == "JOB_STATE_CANCELLING" and r,
+        "CANCELLING",
+    )
+    assert (
+        record.state == LedgerState.RUNNING and key in ledger.slots().active
+    )  # still holding the service's quota
     assert ends_once(events, uri) == end
-    assert record_of(ledger, uri).state == {EventType.JOB_CANCELLED: LedgerState.CANCELLED, EventType.JOB_SUCCEEDED: LedgerState.SUCCEEDED}[end]
+    assert (
+        record_of(ledger, uri).state
+        == {
+            EventType.JOB_CANCELLED: LedgerState.CANCELLED,
+            EventType.JOB_SUCCEEDED: LedgerState.SUCCEEDED,
+        }[end]
+    )

@@ -24,8 +24,12 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
 
 
 def example(i: int, text: str = "") -> dict:
-    return {"contents": [{"role": "user", "parts": [{"text": f"Question {i}? {text}"}]},
-                         {"role": "model", "parts": [{"text": f"Answer {i}."}]}]}
+    return {
+        "contents": [
+            {"role": "user", "parts": [{"text": f"Question {i}? {text}"}]},
+            {"role": "model", "parts": [{"text": f"Answer {i}."}]},
+        ]
+    }
 
 
 def jsonl(rows) -> bytes:
@@ -47,8 +51,13 @@ def events(local_stack):
 def requests_seen(local_stack):
     """Our own pull subscription on tuning-requests, beside the submit function's push one."""
     subscriber = local_stack.subscriber()
-    name = subscriber.subscription_path(local_stack.project, f"test-requests-{uuid.uuid4().hex[:8]}")
-    subscriber.create_subscription(name=name, topic=f"projects/{local_stack.project}/topics/{local_stack.config.requests_topic}")
+    name = subscriber.subscription_path(
+        local_stack.project, f"test-requests-{uuid.uuid4().hex[:8]}"
+    )
+    subscriber.create_subscription(
+        name=name,
+        topic=f"projects/{local_stack.project}/topics/{local_stack.config.requests_topic}",
+    )
     yield RequestTap(subscriber, name)
     subscriber.delete_subscription(subscription=name)
 
@@ -61,13 +70,20 @@ class RequestTap:
         from google.api_core import exceptions as gexc
 
         try:
-            response = self.subscriber.pull(subscription=self.subscription, max_messages=100, timeout=timeout)
+            response = self.subscriber.pull(
+                subscription=self.subscription, max_messages=100, timeout=timeout
+            )
         except (gexc.DeadlineExceeded, gexc.RetryError):
             return
         for item in response.received_messages:
-            self.seen.append((decode_request(bytes(item.message.data)), dict(item.message.attributes)))
+            self.seen.append(
+                (decode_request(bytes(item.message.data)), dict(item.message.attributes))
+            )
         if response.received_messages:
-            self.subscriber.acknowledge(subscription=self.subscription, ack_ids=[m.ack_id for m in response.received_messages])
+            self.subscriber.acknowledge(
+                subscription=self.subscription,
+                ack_ids=[m.ack_id for m in response.received_messages],
+            )
 
     def for_uri(self, uri: str, timeout: float = 30.0):
         deadline = time.monotonic() + timeout
@@ -80,7 +96,10 @@ class RequestTap:
 
 def verdict_for(events, uri: str, timeout: float = 60.0):
     return events.wait_for(
-        lambda r: r.event.subject == uri and r.event.type in (EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED),
+        lambda r: (
+            r.event.subject == uri
+            and r.event.type in (EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED)
+        ),
         timeout=timeout,
     )
 
@@ -88,10 +107,17 @@ def verdict_for(events, uri: str, timeout: float = 60.0):
 def read_report(local_stack, report_uri: str) -> dict:
     prefix = f"gs://{local_stack.bucket}/"
     assert report_uri.startswith(prefix)
-    return json.loads(local_stack.storage_client().bucket(local_stack.bucket).blob(report_uri[len(prefix):]).download_as_bytes())
+    return json.loads(
+        local_stack.storage_client()
+        .bucket(local_stack.bucket)
+        .blob(report_uri[len(prefix) :])
+        .download_as_bytes()
+    )
 
 
-def test_good_dataset_is_accepted_with_a_report_a_request_and_a_cloudevent(local_stack, events, requests_seen) -> None:
+def test_good_dataset_is_accepted_with_a_report_a_request_and_a_cloudevent(
+    local_stack, events, requests_seen
+) -> None:
     data = good_dataset()
     name = f"incoming/{unique('good')}.jsonl"
     generation = local_stack.upload(data, name, metadata={"autotune-epochs": "2"})
@@ -117,17 +143,27 @@ def test_good_dataset_is_accepted_with_a_report_a_request_and_a_cloudevent(local
     assert report["files"]["train"]["examples"] == 20
 
     ((request, request_attributes),) = requests_seen.for_uri(uri)
-    assert request.idempotency_key == payload["idempotency_key"] == request_attributes["idempotency_key"]
+    assert (
+        request.idempotency_key
+        == payload["idempotency_key"]
+        == request_attributes["idempotency_key"]
+    )
     assert request.training.generation == str(generation)
     assert request.training.sha256 == hashlib.sha256(data).hexdigest()
     assert request.settings.epochs == 2
     assert request.report_uri == payload["report_uri"]
 
 
-def test_dataset_with_errors_is_rejected_with_line_numbers_and_no_request(local_stack, events, requests_seen) -> None:
+def test_dataset_with_errors_is_rejected_with_line_numbers_and_no_request(
+    local_stack, events, requests_seen
+) -> None:
     rows = [json.dumps(example(i)) for i in range(20)]
-    rows[4] = '{"contents": [{"role": "user", "parts": [{"text": "' + SECRET + '"}]}'  # cut short: invalid JSON
-    rows[9] = json.dumps({"contents": [{"role": "user", "parts": [{"text": SECRET}]}]})  # ends on the user's turn
+    rows[4] = (
+        '{"contents": [{"role": "user", "parts": [{"text": "' + SECRET + '"}]}'
+    )  # cut short: invalid JSON
+    rows[9] = json.dumps(
+        {"contents": [{"role": "user", "parts": [{"text": SECRET}]}]}
+    )  # ends on the user's turn
     name = f"incoming/{unique('bad')}.jsonl"
     generation = local_stack.upload(("\n".join(rows) + "\n").encode(), name)
     uri = f"gs://{local_stack.bucket}/{name}"
@@ -153,21 +189,39 @@ def test_multimodal_dataset_checks_its_media_in_the_bucket(local_stack, events) 
         local_stack.upload(PNG, f"{folder}/img{i}.png", content_type="image/png")
     rows = []
     for i in range(20):
-        rows.append({"contents": [
-            {"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": f"gs://{local_stack.bucket}/{folder}/img{i % 3}.png"}},
-                                       {"text": "What is in this picture?"}]},
-            {"role": "model", "parts": [{"text": f"A single pixel, number {i}."}]},
-        ]})
+        rows.append(
+            {
+                "contents": [
+                    {
+                        "role": "user",
+                        "parts": [
+                            {
+                                "fileData": {
+                                    "mimeType": "image/png",
+                                    "fileUri": f"gs://{local_stack.bucket}/{folder}/img{i % 3}.png",
+                                }
+                            },
+                            {"text": "What is in this picture?"},
+                        ],
+                    },
+                    {"role": "model", "parts": [{"text": f"A single pixel, number {i}."}]},
+                ]
+            }
+        )
     good_name = f"incoming/{unique('multimodal')}.jsonl"
     local_stack.upload(jsonl(rows), good_name)
-    rows[7]["contents"][0]["parts"][0]["fileData"]["fileUri"] = f"gs://{local_stack.bucket}/{folder}/missing.png"
+    rows[7]["contents"][0]["parts"][0]["fileData"]["fileUri"] = (
+        f"gs://{local_stack.bucket}/{folder}/missing.png"
+    )
     missing_name = f"incoming/{unique('multimodal-missing')}.jsonl"
     local_stack.upload(jsonl(rows), missing_name)
 
     good = verdict_for(events, f"gs://{local_stack.bucket}/{good_name}")
     missing = verdict_for(events, f"gs://{local_stack.bucket}/{missing_name}")
 
-    assert good.event.type is EventType.DATASET_ACCEPTED, read_report(local_stack, good.event.payload.report_uri)["errors"]
+    assert good.event.type is EventType.DATASET_ACCEPTED, read_report(
+        local_stack, good.event.payload.report_uri
+    )["errors"]
     assert missing.event.type is EventType.DATASET_REJECTED
     assert missing.event.payload.counts["file_not_found"] == 1
     report = read_report(local_stack, missing.event.payload.report_uri)
@@ -176,7 +230,12 @@ def test_multimodal_dataset_checks_its_media_in_the_bucket(local_stack, events) 
 
 def test_objects_outside_incoming_or_not_datasets_produce_no_event(local_stack, events) -> None:
     stem = unique("ignored")
-    ignored = [f"notes/{stem}.jsonl", f"incoming/{stem}.txt", f"incoming/{stem}/parts/train.jsonl", f"reports/incoming/{stem}.jsonl/1.json"]
+    ignored = [
+        f"notes/{stem}.jsonl",
+        f"incoming/{stem}.txt",
+        f"incoming/{stem}/parts/train.jsonl",
+        f"reports/incoming/{stem}.jsonl/1.json",
+    ]
     for name in ignored:
         local_stack.upload(good_dataset(), name)
     marker = f"incoming/{stem}-marker.jsonl"
@@ -198,12 +257,21 @@ def test_objects_outside_incoming_or_not_datasets_produce_no_event(local_stack, 
     assert not subjects & {f"gs://{local_stack.bucket}/{name}" for name in ignored}
 
 
-def test_manifest_tunes_the_files_it_names_and_parts_are_not_tuned_alone(local_stack, events, requests_seen) -> None:
+def test_manifest_tunes_the_files_it_names_and_parts_are_not_tuned_alone(
+    local_stack, events, requests_seen
+) -> None:
     stem = unique("manifest")
-    train, validation = f"incoming/{stem}/parts/train.jsonl", f"incoming/{stem}/parts/validation.jsonl"
+    train, validation = (
+        f"incoming/{stem}/parts/train.jsonl",
+        f"incoming/{stem}/parts/validation.jsonl",
+    )
     train_generation = local_stack.upload(good_dataset(24), train)
     local_stack.upload(jsonl(example(i) for i in range(5)), validation)
-    manifest = {"training": train, "validation": validation, "settings": {"epochs": 4, "display_name": "manifest test"}}
+    manifest = {
+        "training": train,
+        "validation": validation,
+        "settings": {"epochs": 4, "display_name": "manifest test"},
+    }
     manifest_name = f"incoming/{stem}.tuning.json"
     manifest_generation = local_stack.upload(json.dumps(manifest).encode(), manifest_name)
     train_uri = f"gs://{local_stack.bucket}/{train}"
@@ -212,36 +280,57 @@ def test_manifest_tunes_the_files_it_names_and_parts_are_not_tuned_alone(local_s
 
     assert received.event.type is EventType.DATASET_ACCEPTED
     assert received.event.payload.generation == str(train_generation)
-    assert received.event.payload.report_uri == f"gs://{local_stack.bucket}/reports/{manifest_name}/{manifest_generation}.json"
+    assert (
+        received.event.payload.report_uri
+        == f"gs://{local_stack.bucket}/reports/{manifest_name}/{manifest_generation}.json"
+    )
     ((request, _),) = requests_seen.for_uri(train_uri)
     assert request.validation.object == validation
     assert (request.settings.epochs, request.settings.display_name) == (4, "manifest test")
-    assert not [r for r in events.received if r.event.subject == f"gs://{local_stack.bucket}/{validation}"]
+    assert not [
+        r for r in events.received if r.event.subject == f"gs://{local_stack.bucket}/{validation}"
+    ]
 
 
 def test_bad_metadata_settings_are_a_rejection_with_a_report(local_stack, events) -> None:
     name = f"incoming/{unique('bad-settings')}.jsonl"
-    local_stack.upload(good_dataset(), name, metadata={"autotune-epochs": "many", "autotune-model": "gemini-0-nonexistent"})
+    local_stack.upload(
+        good_dataset(),
+        name,
+        metadata={"autotune-epochs": "many", "autotune-model": "gemini-0-nonexistent"},
+    )
     received = verdict_for(events, f"gs://{local_stack.bucket}/{name}")
     assert received.event.type is EventType.DATASET_REJECTED
     assert {"invalid_epochs", "unsupported_model"} <= set(received.event.payload.counts)
     report = read_report(local_stack, received.event.payload.report_uri)
-    assert any(e["field"] and "epochs" in e["field"] for e in report["errors"] if e["code"] == "invalid_epochs")
+    assert any(
+        e["field"] and "epochs" in e["field"]
+        for e in report["errors"]
+        if e["code"] == "invalid_epochs"
+    )
 
 
-def test_a_retired_model_is_a_rejection_whose_report_names_the_lines_too(local_stack, events, requests_seen) -> None:
+def test_a_retired_model_is_a_rejection_whose_report_names_the_lines_too(
+    local_stack, events, requests_seen
+) -> None:
     """Vertex AI refuses jobs for a retired model, so no tuning request goes out; the report still
     names the line problems a current model would also refuse."""
     name = f"incoming/{unique('retired')}.jsonl"
     rows = [example(i) for i in range(20)]
-    rows[3] = {"contents": [{"role": "user", "parts": [{"text": "Weather?"}]},
-                            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]}]}
+    rows[3] = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Weather?"}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]},
+        ]
+    }
     local_stack.upload(jsonl(rows), name, metadata={"autotune-model": "gemini-2.5-flash"})
     received = verdict_for(events, f"gs://{local_stack.bucket}/{name}")
     assert received.event.type is EventType.DATASET_REJECTED
     assert {"model_retired", "function_calling_unsupported"} <= set(received.event.payload.counts)
     report = read_report(local_stack, received.event.payload.report_uri)
-    assert [e["line"] for e in report["errors"] if e["code"] == "function_calling_unsupported"] == [4]
+    assert [e["line"] for e in report["errors"] if e["code"] == "function_calling_unsupported"] == [
+        4
+    ]
     assert not requests_seen.for_uri(f"gs://{local_stack.bucket}/{name}", timeout=5.0)
 
 
@@ -252,10 +341,23 @@ def test_video_and_role_less_turns_are_accepted(local_stack, events) -> None:
     video = f"media/{unique('clip')}.mp4"  # outside incoming/: not a dataset
     local_stack.upload(b"\x00\x00\x00\x18ftypmp42", video)
     rows = [
-        {"contents": [{"parts": [{"fileData": {"mimeType": "video/mp4", "fileUri": f"gs://{local_stack.bucket}/{video}"},
-                                  "videoMetadata": {"startOffset": "1s", "endOffset": "5.5s"}},
-                                 {"text": f"What happens in clip {i}?"}]},
-                      {"role": "model", "parts": [{"text": f"A ferry leaves, take {i}."}]}]}
+        {
+            "contents": [
+                {
+                    "parts": [
+                        {
+                            "fileData": {
+                                "mimeType": "video/mp4",
+                                "fileUri": f"gs://{local_stack.bucket}/{video}",
+                            },
+                            "videoMetadata": {"startOffset": "1s", "endOffset": "5.5s"},
+                        },
+                        {"text": f"What happens in clip {i}?"},
+                    ]
+                },
+                {"role": "model", "parts": [{"text": f"A ferry leaves, take {i}."}]},
+            ]
+        }
         for i in range(20)
     ]
     local_stack.upload(jsonl(rows), name)
@@ -263,16 +365,25 @@ def test_video_and_role_less_turns_are_accepted(local_stack, events) -> None:
     assert received.event.type is EventType.DATASET_ACCEPTED, received.event.payload.counts
 
 
-def test_a_limit_resting_on_an_unconfirmed_fact_warns_and_the_dataset_is_tuned(local_stack, events, requests_seen) -> None:
+def test_a_limit_resting_on_an_unconfirmed_fact_warns_and_the_dataset_is_tuned(
+    local_stack, events, requests_seen
+) -> None:
     """Two audio files in one example: the catalog's one-audio-file limit is unconfirmed, so the
     report warns (saying so) and the dataset goes on to tuning; 31 images, a confirmed limit, refuse."""
     audio = [f"media/{unique('talk')}.mp3" for _ in range(2)]
     for name in audio:
         local_stack.upload(b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00" * 64, name)
-    parts = [{"fileData": {"mimeType": "audio/mpeg", "fileUri": f"gs://{local_stack.bucket}/{n}"}} for n in audio]
+    parts = [
+        {"fileData": {"mimeType": "audio/mpeg", "fileUri": f"gs://{local_stack.bucket}/{n}"}}
+        for n in audio
+    ]
     rows = [example(i, SECRET) for i in range(20)]
-    rows[2] = {"contents": [{"role": "user", "parts": [*parts, {"text": "Who speaks first?"}]},
-                            {"role": "model", "parts": [{"text": "The host."}]}]}
+    rows[2] = {
+        "contents": [
+            {"role": "user", "parts": [*parts, {"text": "Who speaks first?"}]},
+            {"role": "model", "parts": [{"text": "The host."}]},
+        ]
+    }
     name = f"incoming/{unique('unconfirmed')}.jsonl"
     local_stack.upload(jsonl(rows), name)
     uri = f"gs://{local_stack.bucket}/{name}"
@@ -280,30 +391,60 @@ def test_a_limit_resting_on_an_unconfirmed_fact_warns_and_the_dataset_is_tuned(l
     assert received.event.type is EventType.DATASET_ACCEPTED, received.event.payload.counts
     report = read_report(local_stack, received.event.payload.report_uri)
     [warned] = [e for e in report["errors"] if e["code"] == "too_many_media"]
-    assert (warned["line"], warned["severity"]) == (3, "warning") and "unconfirmed" in warned["message"]
+    assert (warned["line"], warned["severity"]) == (3, "warning") and "unconfirmed" in warned[
+        "message"
+    ]
     assert report["valid"] and report["totals"]["errors"] == 0
     assert requests_seen.for_uri(uri)
 
     images = [f"media/{unique('pic')}.png" for _ in range(31)]
     for image in images:
         local_stack.upload(PNG, image)
-    rows[2] = {"contents": [{"role": "user", "parts": [
-        *({"fileData": {"mimeType": "image/png", "fileUri": f"gs://{local_stack.bucket}/{n}"}} for n in images),
-        {"text": "Which is the odd one?"}]}, {"role": "model", "parts": [{"text": "The last."}]}]}
+    rows[2] = {
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    *(
+                        {
+                            "fileData": {
+                                "mimeType": "image/png",
+                                "fileUri": f"gs://{local_stack.bucket}/{n}",
+                            }
+                        }
+                        for n in images
+                    ),
+                    {"text": "Which is the odd one?"},
+                ],
+            },
+            {"role": "model", "parts": [{"text": "The last."}]},
+        ]
+    }
     name = f"incoming/{unique('confirmed')}.jsonl"
     local_stack.upload(jsonl(rows), name)
     received = verdict_for(events, f"gs://{local_stack.bucket}/{name}")
     assert received.event.type is EventType.DATASET_REJECTED
     report = read_report(local_stack, received.event.payload.report_uri)
-    assert [(e["line"], e["severity"]) for e in report["errors"] if e["code"] == "too_many_media"] == [(3, "error")]
+    assert [
+        (e["line"], e["severity"]) for e in report["errors"] if e["code"] == "too_many_media"
+    ] == [(3, "error")]
 
 
 def test_unreadable_event_is_acknowledged(local_stack) -> None:
     headers = {
-        "ce-specversion": "1.0", "ce-id": "junk-1", "ce-source": "//storage.googleapis.com/projects/_/buckets/x",
-        "ce-type": "google.cloud.storage.object.v1.finalized", "ce-subject": "objects/x", "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": "junk-1",
+        "ce-source": "//storage.googleapis.com/projects/_/buckets/x",
+        "ce-type": "google.cloud.storage.object.v1.finalized",
+        "ce-subject": "objects/x",
+        "Content-Type": "application/json",
     }
-    request = urllib.request.Request(local_stack.env["AUTOTUNE_VALIDATE_URL"], data=b'{"no": "object here"}', headers=headers, method="POST")
+    request = urllib.request.Request(
+        local_stack.env["AUTOTUNE_VALIDATE_URL"],
+        data=b'{"no": "object here"}',
+        headers=headers,
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200
     log = (local_stack.log_dir / "validate.log").read_text()

@@ -38,7 +38,9 @@ def events(stack):
 
 
 def wait_type(events, subject: str, *types: EventType):
-    return events.wait_for(lambda r: r.event.subject == subject and r.event.type in types, timeout=WAIT).event
+    return events.wait_for(
+        lambda r: r.event.subject == subject and r.event.type in types, timeout=WAIT
+    ).event
 
 
 def jobs_for(stack, key: str) -> list:
@@ -49,10 +51,14 @@ def jobs_for(stack, key: str) -> list:
     from autotune.jobs.job_spec import KEY_LABEL
 
     client = aiplatform_v1.GenAiTuningServiceClient(
-        transport="rest", client_options={"api_endpoint": stack.config.vertex_endpoint}, credentials=AnonymousCredentials()
+        transport="rest",
+        client_options={"api_endpoint": stack.config.vertex_endpoint},
+        credentials=AnonymousCredentials(),
     )
     parent = f"projects/{stack.project}/locations/{stack.config.defaults.region}"
-    return list(client.list_tuning_jobs(request={"parent": parent, "filter": f'labels.{KEY_LABEL}="{key}"'}))
+    return list(
+        client.list_tuning_jobs(request={"parent": parent, "filter": f'labels.{KEY_LABEL}="{key}"'})
+    )
 
 
 def examples_trained(ledger, key: str) -> int:
@@ -72,7 +78,9 @@ def test_a_training_file_alone_is_split_and_the_job_gets_a_validation_dataset(st
     training_name, validation_name = split_object_names(name, generation)
     training_uri = f"gs://{stack.bucket}/{training_name}"
 
-    accepted = wait_type(events, training_uri, EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED)
+    accepted = wait_type(
+        events, training_uri, EventType.DATASET_ACCEPTED, EventType.DATASET_REJECTED
+    )
     assert accepted.type == EventType.DATASET_ACCEPTED
     ended = wait_type(events, training_uri, *END_EVENTS)
     assert ended.type == EventType.JOB_SUCCEEDED
@@ -80,40 +88,67 @@ def test_a_training_file_alone_is_split_and_the_job_gets_a_validation_dataset(st
     bucket = stack.storage_client().bucket(stack.bucket)
     training_part = bucket.blob(training_name).download_as_bytes()
     validation_part = bucket.blob(validation_name).download_as_bytes()
-    assert sorted(training_part.splitlines() + validation_part.splitlines()) == sorted(data.splitlines())
+    assert sorted(training_part.splitlines() + validation_part.splitlines()) == sorted(
+        data.splitlines()
+    )
     assert 0 < len(validation_part.splitlines()) < 200
 
     ledger = FirestoreLedger(stack.firestore_client(), stack.config.ledger_collection)
     record = ledger.get(accepted.payload.idempotency_key)
     request = record.request
     assert request["validation"]["object"] == validation_name
-    assert bucket.blob(request["validation"]["pinned_object"]).download_as_bytes() == validation_part
+    assert (
+        bucket.blob(request["validation"]["pinned_object"]).download_as_bytes() == validation_part
+    )
     assert bucket.blob(request["training"]["pinned_object"]).download_as_bytes() == training_part
     # What Vertex AI was asked: the pinned copies, validation included.
     (job,) = jobs_for(stack, accepted.payload.idempotency_key)
     assert job.name == ended.payload.job_name
     spec = job.supervised_tuning_spec
-    assert spec.validation_dataset_uri == f"gs://{stack.bucket}/{request['validation']['pinned_object']}"
-    assert spec.training_dataset_uri == f"gs://{stack.bucket}/{request['training']['pinned_object']}"
-    assert examples_trained(ledger, accepted.payload.idempotency_key) == len(training_part.splitlines())
+    assert (
+        spec.validation_dataset_uri
+        == f"gs://{stack.bucket}/{request['validation']['pinned_object']}"
+    )
+    assert (
+        spec.training_dataset_uri == f"gs://{stack.bucket}/{request['training']['pinned_object']}"
+    )
+    assert examples_trained(ledger, accepted.payload.idempotency_key) == len(
+        training_part.splitlines()
+    )
 
     # The same upload delivered again, through the real adapters: the same files, the same
     # request, and still one dataset version in the ledger.
     parts_before = {n: bucket.get_blob(n).generation for n in (training_name, validation_name)}
     store = GcsDatasetStore(stack.storage_client(), stack.bucket)
-    deps = IntakeDeps(store=store, bus=PubSubBus(stack.publisher(), stack.config), validate_dataset=validate_dataset,
-                      dataset_source=DatasetSource)
+    deps = IntakeDeps(
+        store=store,
+        bus=PubSubBus(stack.publisher(), stack.config),
+        validate_dataset=validate_dataset,
+        dataset_source=DatasetSource,
+    )
     already_received = {id(r) for r in events.received}
     again = process_upload(store.stat(name), stack.config, deps)
     assert again.decision == "accepted"
     assert again.fields["idempotency_key"] == accepted.payload.idempotency_key
-    assert {n: bucket.get_blob(n).generation for n in (training_name, validation_name)} == parts_before
+    assert {
+        n: bucket.get_blob(n).generation for n in (training_name, validation_name)
+    } == parts_before
     # The request is published before its event: once the second "accepted" is seen, submit has
     # the request; it keys the ledger by the idempotency key, so the delivery finds its record.
-    events.wait_for(lambda r: r.event.subject == training_uri and r.event.type == EventType.DATASET_ACCEPTED
-                    and id(r) not in already_received, timeout=WAIT)
-    assert [j.name for j in jobs_for(stack, accepted.payload.idempotency_key)] == [ended.payload.job_name]
-    assert [r.idempotency_key for r in ledger.records() if r.dataset_uri == training_uri] == [accepted.payload.idempotency_key]
+    events.wait_for(
+        lambda r: (
+            r.event.subject == training_uri
+            and r.event.type == EventType.DATASET_ACCEPTED
+            and id(r) not in already_received
+        ),
+        timeout=WAIT,
+    )
+    assert [j.name for j in jobs_for(stack, accepted.payload.idempotency_key)] == [
+        ended.payload.job_name
+    ]
+    assert [r.idempotency_key for r in ledger.records() if r.dataset_uri == training_uri] == [
+        accepted.payload.idempotency_key
+    ]
 
 
 def test_the_split_file_writer_keeps_a_file_of_the_same_bytes_and_replaces_other_bytes(stack):

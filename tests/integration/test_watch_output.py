@@ -23,10 +23,16 @@ WATCH_SECONDS = "150"  # watch stops by itself: a bound on a hang, nothing here 
 
 
 def start_watch(stack, columns: int, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}} | {"COLUMNS": str(columns)}
+    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}} | {
+        "COLUMNS": str(columns)
+    }
     watch = subprocess.Popen(
         [*CLI, "watch", "--seconds", WATCH_SECONDS, "--state-dir", str(stack.state_dir), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
     )
     # Its subscription exists once it says so: events published after this reach it.
     stream = watch.stderr if "--json" in args else watch.stdout
@@ -40,7 +46,9 @@ def stop(watch: subprocess.Popen) -> None:
     watch.communicate(timeout=60)
 
 
-def test_watch_lines_fit_and_json_lines_are_filtered_cloudevents(local_stack, tmp_path: Path) -> None:
+def test_watch_lines_fit_and_json_lines_are_filtered_cloudevents(
+    local_stack, tmp_path: Path
+) -> None:
     text_watch = start_watch(local_stack, 70)
     json_watch = start_watch(local_stack, 70, "--json", "--type", "rejected")
     try:
@@ -49,7 +57,18 @@ def test_watch_lines_fit_and_json_lines_are_filtered_cloudevents(local_stack, tm
         rejected = tmp_path / (unique("watched-bad-" + "x" * 60) + ".jsonl")
         rejected.write_bytes(conversation_dataset(rejected.name, 18) + b"not json\n")
         for path in (accepted, rejected):
-            result = CliRunner().invoke(app, ["upload", str(path), "--wait", "--timeout", "180", "--state-dir", str(local_stack.state_dir)])
+            result = CliRunner().invoke(
+                app,
+                [
+                    "upload",
+                    str(path),
+                    "--wait",
+                    "--timeout",
+                    "180",
+                    "--state-dir",
+                    str(local_stack.state_dir),
+                ],
+            )
             assert result.exit_code in (0, 1), result.output
 
         rejected_uri = f"gs://{local_stack.bucket}/incoming/{rejected.name}"
@@ -60,7 +79,9 @@ def test_watch_lines_fit_and_json_lines_are_filtered_cloudevents(local_stack, tm
                 break
         assert documents and documents[-1]["subject"] == rejected_uri, documents
         assert {d["type"] for d in documents} == {"autotune.dataset.v1.rejected"}
-        assert documents[-1]["data"]["report_uri"].startswith(f"gs://{local_stack.bucket}/reports/")  # whole, not cut
+        assert documents[-1]["data"]["report_uri"].startswith(
+            f"gs://{local_stack.bucket}/reports/"
+        )  # whole, not cut
 
         lines = []
         wanted = {"autotune.dataset.v1.accepted", "autotune.dataset.v1.rejected"}
@@ -70,7 +91,9 @@ def test_watch_lines_fit_and_json_lines_are_filtered_cloudevents(local_stack, tm
                 break
         assert wanted <= {line.split(" ", 1)[0] for line in lines}, lines
         assert all(len(line) <= 70 for line in lines), lines
-        assert all(line.endswith("…") for line in lines if line.startswith("autotune.dataset.v1.rejected")), lines
+        assert all(
+            line.endswith("…") for line in lines if line.startswith("autotune.dataset.v1.rejected")
+        ), lines
     finally:
         stop(text_watch)
         stop(json_watch)

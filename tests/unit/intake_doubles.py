@@ -27,10 +27,18 @@ class MemoryStore:
         self.now = NOW
         self._generation = 1000
 
-    def put(self, name: str, data: bytes, metadata: dict | None = None, content_encoding: str = "") -> StoredObject:
+    def put(
+        self, name: str, data: bytes, metadata: dict | None = None, content_encoding: str = ""
+    ) -> StoredObject:
         self._generation += 1
-        obj = StoredObject(bucket=BUCKET, name=name, generation=str(self._generation), size=len(data), metadata=metadata or {},
-                           content_encoding=content_encoding)
+        obj = StoredObject(
+            bucket=BUCKET,
+            name=name,
+            generation=str(self._generation),
+            size=len(data),
+            metadata=metadata or {},
+            content_encoding=content_encoding,
+        )
         self.objects[name] = (obj, data)
         self.updated[name] = self.now
         return obj
@@ -49,7 +57,7 @@ class MemoryStore:
         data = self._data(name, generation)
         for start in range(0, len(data), 7):  # odd chunk size: lines straddle chunks
             self.chunks_read += 1
-            yield data[start:start + 7]
+            yield data[start : start + 7]
 
     def read_bytes(self, name: str, generation: str) -> bytes:
         return self._data(name, generation)
@@ -62,8 +70,13 @@ class MemoryStore:
         self.effects.append(f"pin {pinned_name}")
         source = self.objects[name][0]
         self._generation += 1
-        copy = StoredObject(bucket=BUCKET, name=pinned_name, generation=str(self._generation), size=len(data),
-                            content_encoding=source.content_encoding)
+        copy = StoredObject(
+            bucket=BUCKET,
+            name=pinned_name,
+            generation=str(self._generation),
+            size=len(data),
+            content_encoding=source.content_encoding,
+        )
         self.objects[pinned_name] = (copy, data)
         self.updated[pinned_name] = self.now
         return copy
@@ -93,10 +106,15 @@ class MemoryStore:
         for name, valid in sorted(self.report_valid.items()):
             if name.startswith(prefix):
                 metadata = {REPORT_VALID_METADATA: "true" if valid else "false"}
-                yield ListedObject(StoredObject(bucket=BUCKET, name=name, generation="1", metadata=metadata), self.updated[name])
+                yield ListedObject(
+                    StoredObject(bucket=BUCKET, name=name, generation="1", metadata=metadata),
+                    self.updated[name],
+                )
         for name in sorted(self.pages):  # listed like any object: no verdict metadata
             if name.startswith(prefix):
-                yield ListedObject(StoredObject(bucket=BUCKET, name=name, generation="1"), self.updated[name])
+                yield ListedObject(
+                    StoredObject(bucket=BUCKET, name=name, generation="1"), self.updated[name]
+                )
 
 
 class MemoryBus:

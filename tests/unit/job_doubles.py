@@ -36,17 +36,27 @@ class MemoryLedger:
     def claim(self, key: str, content_key: str, decide: Callable[[ClaimView], Change]) -> Change:
         with self.lock:
             owner_key = self.content.get(content_key)
-            view = ClaimView(record=self.docs.get(key), content_owner=self.docs.get(owner_key or ""), slots=self.slot_doc)
+            view = ClaimView(
+                record=self.docs.get(key),
+                content_owner=self.docs.get(owner_key or ""),
+                slots=self.slot_doc,
+            )
             change = decide(view)
             self._write(key, change)
             if change.content_owner_key is not None:
                 self.content[content_key] = change.content_owner_key
             return change
 
-    def update(self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]) -> Change | None:
-        return self.update_or_absent(key, lambda record, slots: None if record is None else decide(record, slots))
+    def update(
+        self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]
+    ) -> Change | None:
+        return self.update_or_absent(
+            key, lambda record, slots: None if record is None else decide(record, slots)
+        )
 
-    def update_or_absent(self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]) -> Change | None:
+    def update_or_absent(
+        self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]
+    ) -> Change | None:
         with self.lock:
             record = self.docs.get(key)
             change = decide(record, self.slot_doc)
@@ -89,7 +99,9 @@ class MemoryLedger:
 
     def report_uris_since(self, since: str) -> set[str]:
         with self.lock:
-            return {r.report_uri for r in self.docs.values() if r.report_uri and r.created_at >= since}
+            return {
+                r.report_uri for r in self.docs.values() if r.report_uri and r.created_at >= since
+            }
 
     def started_at(self, now: datetime) -> datetime:
         # A ledger as old as the tests' uploads unless a test says it began later (a restart).
@@ -125,7 +137,9 @@ class FakeTuningService:
         self.errors: list[TuningServiceError] = []
         self.lookup_errors: list[TuningServiceError] = []  # raised by the label lookups
         self.answers_lost = 0  # creates that make their job and then raise a transient error
-        self.hidden_from_lookup: set[str] = set()  # jobs a label lookup does not show yet (list lag)
+        self.hidden_from_lookup: set[str] = (
+            set()
+        )  # jobs a label lookup does not show yet (list lag)
         self.quota = quota
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
@@ -146,23 +160,34 @@ class FakeTuningService:
             if self.lookup_errors:
                 raise self.lookup_errors.pop(0)
             return [
-                job for job in self.jobs.values()
-                if job.name.startswith(parent) and job.labels.get(key) == value and job.name not in self.hidden_from_lookup
+                job
+                for job in self.jobs.values()
+                if job.name.startswith(parent)
+                and job.labels.get(key) == value
+                and job.name not in self.hidden_from_lookup
             ]
 
     def create(self, parent: str, job: Mapping[str, Any]) -> JobSnapshot:
         with self.lock:
             self._maybe_fail()
-            active = sum(1 for j in self.jobs.values() if j.state in {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"})
+            active = sum(
+                1
+                for j in self.jobs.values()
+                if j.state in {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"}
+            )
             if active >= self.quota:
                 raise TuningServiceError(ErrorKind.QUOTA, "quota exceeded", 429)
             name = f"{parent}/tuningJobs/{next(self.ids)}"
-            snap = JobSnapshot(name=name, state="JOB_STATE_PENDING", labels=dict(job.get("labels", {})))
+            snap = JobSnapshot(
+                name=name, state="JOB_STATE_PENDING", labels=dict(job.get("labels", {}))
+            )
             self.jobs[name] = snap
             self.created.append((parent, job))
             if self.answers_lost > 0:
                 self.answers_lost -= 1
-                raise TuningServiceError(ErrorKind.TRANSIENT, "ReadTimeout: the answer to create was lost")
+                raise TuningServiceError(
+                    ErrorKind.TRANSIENT, "ReadTimeout: the answer to create was lost"
+                )
             return snap
 
     def get(self, name: str) -> JobSnapshot:
@@ -175,12 +200,18 @@ class FakeTuningService:
     def cancel(self, name: str) -> None:
         with self.lock:
             self.cancelled.append(name)
-            self.jobs[name] = msgspec.structs.replace(self.jobs[name], state="JOB_STATE_CANCELLED", error="CANCELED")
+            self.jobs[name] = msgspec.structs.replace(
+                self.jobs[name], state="JOB_STATE_CANCELLED", error="CANCELED"
+            )
 
     def set_state(self, name: str, state: str, **fields: Any) -> None:
         with self.lock:
-            started = state in {"JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"} or fields.pop("started", False)
-            self.jobs[name] = msgspec.structs.replace(self.jobs[name], state=state, started=started, **fields)
+            started = state in {"JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"} or fields.pop(
+                "started", False
+            )
+            self.jobs[name] = msgspec.structs.replace(
+                self.jobs[name], state=state, started=started, **fields
+            )
 
     def succeed(self, name: str) -> None:
         number = name.rsplit("/", 1)[1]
@@ -217,7 +248,13 @@ class StubCatalog:
         return 4 if model == "gemini-1.5-pro-002" else None
 
     def adapter_size_enum(self, size: int) -> str:
-        return {1: "ADAPTER_SIZE_ONE", 2: "ADAPTER_SIZE_TWO", 4: "ADAPTER_SIZE_FOUR", 8: "ADAPTER_SIZE_EIGHT", 16: "ADAPTER_SIZE_SIXTEEN"}[size]
+        return {
+            1: "ADAPTER_SIZE_ONE",
+            2: "ADAPTER_SIZE_TWO",
+            4: "ADAPTER_SIZE_FOUR",
+            8: "ADAPTER_SIZE_EIGHT",
+            16: "ADAPTER_SIZE_SIXTEEN",
+        }[size]
 
 
 class SteppingClock:
@@ -250,7 +287,9 @@ def make_request(
     return TuningRequest(
         idempotency_key=idempotency_key(bucket, name, generation, content),
         content_key=content,
-        training=DatasetRef(bucket=bucket, object=name, generation=generation, sha256=sha256, size=100),
+        training=DatasetRef(
+            bucket=bucket, object=name, generation=generation, sha256=sha256, size=100
+        ),
         settings=settings,
         report_uri=f"gs://{bucket}/reports/{name}/{generation}.json",
         force=force,

@@ -26,11 +26,16 @@ def model(name: str) -> ModelSpec:
     assert found is not None, f"{name} is not in the catalog"
     return found
 
+
 SEED = ["gemini-1.5-pro-002", "gemini-1.5-flash-002", "gemini-1.0-pro-002"]
 LINE_2_0 = ["gemini-2.0-flash-001", "gemini-2.0-flash-lite-001"]
 CURRENT = [
-    "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite",
-    "gemini-3.1-flash-lite", "gemini-3.5-flash", "gemini-3.5-flash-lite",
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+    "gemini-2.5-flash-lite",
+    "gemini-3.1-flash-lite",
+    "gemini-3.5-flash",
+    "gemini-3.5-flash-lite",
 ]
 
 
@@ -83,8 +88,12 @@ def test_every_model_has_a_lifecycle_and_an_honest_price():
 
 def test_adapter_size_enum_mapping():
     assert ADAPTER_SIZE_ENUM_NAMES == {
-        1: "ADAPTER_SIZE_ONE", 2: "ADAPTER_SIZE_TWO", 4: "ADAPTER_SIZE_FOUR",
-        8: "ADAPTER_SIZE_EIGHT", 16: "ADAPTER_SIZE_SIXTEEN", 32: "ADAPTER_SIZE_THIRTY_TWO",
+        1: "ADAPTER_SIZE_ONE",
+        2: "ADAPTER_SIZE_TWO",
+        4: "ADAPTER_SIZE_FOUR",
+        8: "ADAPTER_SIZE_EIGHT",
+        16: "ADAPTER_SIZE_SIXTEEN",
+        32: "ADAPTER_SIZE_THIRTY_TWO",
     }
     assert ADAPTER_SIZE_ENUM_NUMBERS == {1: 1, 2: 6, 4: 2, 8: 3, 16: 4, 32: 5}
     assert adapter_size_enum_name(8) == "ADAPTER_SIZE_EIGHT"
@@ -127,7 +136,10 @@ def test_every_fact_has_a_source_with_url_and_date_and_unconfirmed_ones_say_so()
             assert fact["url"] and fact["read_on"], (item.name, fact)
             assert fact["confirmed"] is (fact["fact"] not in item.unconfirmed)
     seed_facts = {f["fact"]: f for f in catalog.facts(catalog.get("gemini-1.5-pro-002"))}
-    assert seed_facts["function_calling"]["source"] is None and not seed_facts["function_calling"]["confirmed"]
+    assert (
+        seed_facts["function_calling"]["source"] is None
+        and not seed_facts["function_calling"]["confirmed"]
+    )
     facts = {f["fact"]: f for f in catalog.facts(catalog.media["video"])}
     assert facts["max_seconds_by_resolution"]["confirmed"] is True
     assert facts["max_seconds_by_resolution"]["value"] == {"low": 1200, "medium": 300, "high": 300}
@@ -138,9 +150,17 @@ def test_every_fact_has_a_source_with_url_and_date_and_unconfirmed_ones_say_so()
 def test_a_fact_without_a_known_source_is_refused():
     text = CATALOG_FILE.read_text()
     with pytest.raises(CatalogError, match="nowhere"):
-        parse_catalog(text.replace('source = "limits"\nsources = { lifecycle', 'source = "nowhere"\nsources = { lifecycle', 1))
+        parse_catalog(
+            text.replace(
+                'source = "limits"\nsources = { lifecycle',
+                'source = "nowhere"\nsources = { lifecycle',
+                1,
+            )
+        )
     with pytest.raises(CatalogError, match="unknown fact"):
-        parse_catalog(text.replace('unconfirmed = ["lifecycle_date"]', 'unconfirmed = ["lifecycle_dat"]', 1))
+        parse_catalog(
+            text.replace('unconfirmed = ["lifecycle_date"]', 'unconfirmed = ["lifecycle_dat"]', 1)
+        )
 
 
 # --- a models file merged over the shipped catalog -------------------------------------------
@@ -187,10 +207,19 @@ def test_a_models_file_adds_a_model_and_corrects_a_limit(tmp_path):
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ('[models."gemini-3.5-flash"]\nmax_tokens_per_example = "lots"', "models.gemini-3.5-flash: max_tokens_per_example"),
-        ('[models."gemini-3.5-flash"]\nmax_tokens_per_example = -1', "models.gemini-3.5-flash.max_tokens_per_example must be a positive"),
+        (
+            '[models."gemini-3.5-flash"]\nmax_tokens_per_example = "lots"',
+            "models.gemini-3.5-flash: max_tokens_per_example",
+        ),
+        (
+            '[models."gemini-3.5-flash"]\nmax_tokens_per_example = -1',
+            "models.gemini-3.5-flash.max_tokens_per_example must be a positive",
+        ),
         ('[models."gemini-4"]\ndisplay_name = "x"', "models.gemini-4: "),
-        ('[media.video]\nmax_seconds_by_resolution = { ultra = 5 }', "media.video.max_seconds_by_resolution"),
+        (
+            "[media.video]\nmax_seconds_by_resolution = { ultra = 5 }",
+            "media.video.max_seconds_by_resolution",
+        ),
         ("[modles]\nx = 1", "unknown table(s) modles"),
         ("not toml =", "not valid TOML"),
     ],

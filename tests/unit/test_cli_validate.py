@@ -24,17 +24,53 @@ VALID = {
     "multimodal.jsonl": "gemini-3.1-flash-lite",
 }
 BAD = {
-    "bad/broken-lines.jsonl": ("gemini-3.5-flash", {"byte_order_mark", "crlf_line_endings", "invalid_json", "not_an_object",
-                                                    "blank_line", "invalid_utf8", "unknown_field", "duplicate_example"}),
-    "bad/conversation-shape.jsonl": ("gemini-3.5-flash", {"missing_contents", "empty_contents", "invalid_role",
-                                                          "roles_not_alternating", "first_turn_not_user", "last_turn_not_model",
-                                                          "missing_parts", "empty_parts", "invalid_part", "empty_text"}),
-    "bad/media.jsonl": ("gemini-3.5-flash", {"inline_data_unsupported", "unsupported_mime_type", "invalid_file_uri", "too_many_media"}),
-    "bad/legacy-shape.jsonl": ("gemini-1.0-pro-002", {"system_not_first", "empty_text", "missing_contents", "mixed_formats"}),
+    "bad/broken-lines.jsonl": (
+        "gemini-3.5-flash",
+        {
+            "byte_order_mark",
+            "crlf_line_endings",
+            "invalid_json",
+            "not_an_object",
+            "blank_line",
+            "invalid_utf8",
+            "unknown_field",
+            "duplicate_example",
+        },
+    ),
+    "bad/conversation-shape.jsonl": (
+        "gemini-3.5-flash",
+        {
+            "missing_contents",
+            "empty_contents",
+            "invalid_role",
+            "roles_not_alternating",
+            "first_turn_not_user",
+            "last_turn_not_model",
+            "missing_parts",
+            "empty_parts",
+            "invalid_part",
+            "empty_text",
+        },
+    ),
+    "bad/media.jsonl": (
+        "gemini-3.5-flash",
+        {"inline_data_unsupported", "unsupported_mime_type", "invalid_file_uri", "too_many_media"},
+    ),
+    "bad/legacy-shape.jsonl": (
+        "gemini-1.0-pro-002",
+        {"system_not_first", "empty_text", "missing_contents", "mixed_formats"},
+    ),
     "bad/too-few.jsonl": ("gemini-1.5-flash-002", {"too_few_examples", "model_retired"}),
-    "bad/video-and-functions.jsonl": ("gemini-3.5-flash", {
-        "media_outside_user_turn", "invalid_video_metadata", "function_part_wrong_role", "invalid_tools",
-        "invalid_media_resolution"}),
+    "bad/video-and-functions.jsonl": (
+        "gemini-3.5-flash",
+        {
+            "media_outside_user_turn",
+            "invalid_video_metadata",
+            "function_part_wrong_role",
+            "invalid_tools",
+            "invalid_media_resolution",
+        },
+    ),
 }
 
 
@@ -53,13 +89,21 @@ def test_shipped_valid_examples_pass(name, model):
 
 def test_a_retired_model_is_an_error_with_the_whole_report():
     """Exit 1 (invalid), not a usage error: the report still names every line problem."""
-    result = invoke(str(EXAMPLES / "legacy-messages.jsonl"), "--model", "gemini-1.0-pro-002", "--json")
+    result = invoke(
+        str(EXAMPLES / "legacy-messages.jsonl"), "--model", "gemini-1.0-pro-002", "--json"
+    )
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
     assert doc["valid"] is False and set(doc["counts"]) == {"model_retired", "few_examples"}
-    result = invoke(str(EXAMPLES / "bad" / "video-and-functions.jsonl"), "--model", "gemini-2.5-flash", "--json")
+    result = invoke(
+        str(EXAMPLES / "bad" / "video-and-functions.jsonl"), "--model", "gemini-2.5-flash", "--json"
+    )
     counts = json.loads(result.stdout)["counts"]
-    assert result.exit_code == 1 and {"model_retired", "function_calling_unsupported", "media_outside_user_turn"} <= set(counts)
+    assert result.exit_code == 1 and {
+        "model_retired",
+        "function_calling_unsupported",
+        "media_outside_user_turn",
+    } <= set(counts)
 
 
 @pytest.mark.parametrize(("name", "expected"), BAD.items())
@@ -78,16 +122,29 @@ def test_text_output_verdict_first_then_issues_grouped_by_code():
     assert lines[0].startswith("INVALID:")
     assert "invalid_json (error, 2)" in lines
     group = lines.index("invalid_json (error, 2)")
-    assert lines[group + 1] == f"  {path}:3: invalid_json: not valid JSON: the line ends before the JSON value is complete"
+    assert (
+        lines[group + 1]
+        == f"  {path}:3: invalid_json: not valid JSON: the line ends before the JSON value is complete"
+    )
     assert lines[group + 2].startswith(f"  {path}:7: invalid_json: ")
 
 
 def test_json_is_exactly_one_document_on_stdout():
     """In a real process, so stdout holds only what the command printed there."""
     result = subprocess.run(
-        [sys.executable, "-c", "from autotune.cli import main; main()", "validate",
-         str(EXAMPLES / "bad" / "media.jsonl"), "--model", "gemini-3.5-flash", "--json"],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-c",
+            "from autotune.cli import main; main()",
+            "validate",
+            str(EXAMPLES / "bad" / "media.jsonl"),
+            "--model",
+            "gemini-3.5-flash",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 1
     doc, end = json.JSONDecoder().raw_decode(result.stdout)
@@ -113,11 +170,22 @@ def test_usage_errors_exit_2(args):
 def test_a_setting_refused_only_by_an_unconfirmed_fact_is_a_warning_not_a_usage_error():
     """gemini-3.5-flash-lite's regions are unconfirmed in the catalog: us-west1 is reported, and the
     dataset still passes (exit 0); the same region for gemini-3.5-flash is a usage error (above)."""
-    result = invoke(str(EXAMPLES / "summarization.jsonl"), "--model", "gemini-3.5-flash-lite", "--region", "us-west1", "--json")
+    result = invoke(
+        str(EXAMPLES / "summarization.jsonl"),
+        "--model",
+        "gemini-3.5-flash-lite",
+        "--region",
+        "us-west1",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     region = [i for i in doc["errors"] if i["code"] == "unsupported_region"]
-    assert doc["valid"] and [i["severity"] for i in region] == ["warning"] and "unconfirmed" in region[0]["message"]
+    assert (
+        doc["valid"]
+        and [i["severity"] for i in region] == ["warning"]
+        and "unconfirmed" in region[0]["message"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,22 +198,44 @@ def test_a_setting_refused_only_by_an_unconfirmed_fact_is_a_warning_not_a_usage_
         (["--validation", "/nonexistent/val.jsonl"], "file_not_readable"),
     ],
 )
-@pytest.mark.parametrize("entry", ["autotune.command", "autotune.cli"])  # the executable's fast parser, and typer's
+@pytest.mark.parametrize(
+    "entry", ["autotune.command", "autotune.cli"]
+)  # the executable's fast parser, and typer's
 def test_json_usage_errors_are_one_document_with_code_and_message(args, code, entry):
     """In a real process: stdout holds exactly one JSON document, exit code 2 as without --json."""
     result = subprocess.run(
-        [sys.executable, "-c", f"from {entry} import main; main()", "validate",
-         str(EXAMPLES / "classification.jsonl"), "--model", "gemini-3.5-flash", *args, "--json"],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-c",
+            f"from {entry} import main; main()",
+            "validate",
+            str(EXAMPLES / "classification.jsonl"),
+            "--model",
+            "gemini-3.5-flash",
+            *args,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 2, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["valid"] is False and doc["usage_error"]["code"] == code and doc["usage_error"]["message"]
+    assert (
+        doc["valid"] is False
+        and doc["usage_error"]["code"] == code
+        and doc["usage_error"]["message"]
+    )
 
 
 def test_missing_file_exits_2(tmp_path):
     assert invoke(str(tmp_path / "nope.jsonl")).exit_code == 2
-    assert invoke(str(EXAMPLES / "classification.jsonl"), "--validation", str(tmp_path / "nope.jsonl")).exit_code == 2
+    assert (
+        invoke(
+            str(EXAMPLES / "classification.jsonl"), "--validation", str(tmp_path / "nope.jsonl")
+        ).exit_code
+        == 2
+    )
 
 
 def test_unknown_model_message_lists_the_catalog():
@@ -155,8 +245,18 @@ def test_unknown_model_message_lists_the_catalog():
 
 def test_validation_file_and_settings_flags():
     result = invoke(
-        str(EXAMPLES / "chat-persona.jsonl"), "--validation", str(EXAMPLES / "extractive-qa.jsonl"),
-        "--model", "gemini-3.5-flash", "--epochs", "5", "--adapter-size", "16", "--region", "europe-west4", "--json",
+        str(EXAMPLES / "chat-persona.jsonl"),
+        "--validation",
+        str(EXAMPLES / "extractive-qa.jsonl"),
+        "--model",
+        "gemini-3.5-flash",
+        "--epochs",
+        "5",
+        "--adapter-size",
+        "16",
+        "--region",
+        "europe-west4",
+        "--json",
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -167,11 +267,18 @@ def test_models_command_text_and_json():
     text = runner.invoke(app, ["models"])
     assert text.exit_code == 0 and "gemini-1.0-pro-002" in text.stdout
     doc = json.loads(runner.invoke(app, ["models", "--json"]).stdout)
-    assert [m["name"] for m in doc["models"]][:3] == ["gemini-1.5-pro-002", "gemini-1.5-flash-002", "gemini-1.0-pro-002"]
+    assert [m["name"] for m in doc["models"]][:3] == [
+        "gemini-1.5-pro-002",
+        "gemini-1.5-flash-002",
+        "gemini-1.0-pro-002",
+    ]
     assert doc["media"]["image"]["max_per_example"] == 30
     flash_lite = next(m for m in doc["models"] if m["name"] == "gemini-3.5-flash-lite")
     facts = {f["fact"]: f for f in flash_lite["facts"]}
-    assert facts["max_tokens_per_example"]["url"].startswith("https://") and facts["max_tokens_per_example"]["read_on"]
+    assert (
+        facts["max_tokens_per_example"]["url"].startswith("https://")
+        and facts["max_tokens_per_example"]["read_on"]
+    )
     assert facts["function_calling"]["confirmed"] is False
 
 
@@ -181,7 +288,10 @@ def test_models_sources_lists_each_fact_with_its_page_and_marks_unconfirmed_ones
     lines = result.stdout.splitlines()
     assert "model gemini-3.5-flash-lite" in lines
     assert any(line.startswith("  max_seconds_by_resolution = {}  [UNCONFIRMED]") for line in lines)
-    assert "      source: https://github.com/googleapis/python-aiplatform/issues/6127 (read 2026-12-02)" in lines
+    assert (
+        "      source: https://github.com/googleapis/python-aiplatform/issues/6127 (read 2026-12-02)"
+        in lines
+    )
 
 
 def test_text_output_lists_100_per_code_then_says_how_many_more(tmp_path):
@@ -219,14 +329,28 @@ def test_the_executable_validates_without_importing_typer(tmp_path):
     assert json.loads(result.stdout)["valid"] is True
 
 
-@pytest.mark.parametrize("entry", ["autotune.command", "autotune.cli"])  # the executable's fast parser, and typer's
+@pytest.mark.parametrize(
+    "entry", ["autotune.command", "autotune.cli"]
+)  # the executable's fast parser, and typer's
 def test_html_writes_the_page_the_pipeline_stores(entry, tmp_path):
     page = tmp_path / "report.html"
     dataset = EXAMPLES / "bad" / "conversation-shape.jsonl"
     result = subprocess.run(
-        [sys.executable, "-c", f"from {entry} import main; main()", "validate", str(dataset),
-         "--model", "gemini-3.5-flash", "--json", "--html", str(page)],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-c",
+            f"from {entry} import main; main()",
+            "validate",
+            str(dataset),
+            "--model",
+            "gemini-3.5-flash",
+            "--json",
+            "--html",
+            str(page),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)  # --json still prints exactly one document
@@ -241,10 +365,20 @@ def test_html_writes_the_page_the_pipeline_stores(entry, tmp_path):
     ("where", "says"),
     [("missing-folder/report.html", "does not exist"), (".", "is a directory")],
 )
-def test_html_to_a_path_that_cannot_be_written_is_a_usage_error_before_validating(where, says, tmp_path):
-    result = invoke(str(EXAMPLES / "classification.jsonl"), "--model", "gemini-3.5-flash", "--json",
-                    "--html", str(tmp_path / where))
+def test_html_to_a_path_that_cannot_be_written_is_a_usage_error_before_validating(
+    where, says, tmp_path
+):
+    result = invoke(
+        str(EXAMPLES / "classification.jsonl"),
+        "--model",
+        "gemini-3.5-flash",
+        "--json",
+        "--html",
+        str(tmp_path / where),
+    )
     assert result.exit_code == 2
     doc = json.loads(result.stdout.splitlines()[-1])
-    assert doc["usage_error"]["code"] == "html_not_writable" and says in doc["usage_error"]["message"]
+    assert (
+        doc["usage_error"]["code"] == "html_not_writable" and says in doc["usage_error"]["message"]
+    )
     assert "--html" in doc["usage_error"]["message"]

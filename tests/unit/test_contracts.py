@@ -34,7 +34,9 @@ def test_config_file_round_trips_through_environment():
 
 
 def test_environment_overrides_the_file():
-    config = PipelineConfig.from_env({"AUTOTUNE_MAX_CONCURRENT_JOBS": "4", "AUTOTUNE_ALLOWED_MEDIA_BUCKETS": "a, b,"})
+    config = PipelineConfig.from_env(
+        {"AUTOTUNE_MAX_CONCURRENT_JOBS": "4", "AUTOTUNE_ALLOWED_MEDIA_BUCKETS": "a, b,"}
+    )
     assert config.max_concurrent_jobs == 4
     assert config.allowed_media_buckets == ("a", "b")
 
@@ -54,7 +56,12 @@ def test_bad_config_file_names_the_file(tmp_path):
 def test_metadata_overrides_defaults_and_keeps_unreadable_text_for_the_validator():
     base = TuningSettings.from_defaults(TuningDefaults(model="gemini-2.5-flash", epochs=3))
     settings = base.overridden_by_metadata(
-        {"autotune-epochs": "abc", "autotune-adapter-size": " 8 ", "autotune-model": "gemini-2.5-pro", "other": "x"}
+        {
+            "autotune-epochs": "abc",
+            "autotune-adapter-size": " 8 ",
+            "autotune-model": "gemini-2.5-pro",
+            "other": "x",
+        }
     )
     assert settings.model == "gemini-2.5-pro"
     assert settings.epochs == "abc"
@@ -70,7 +77,9 @@ def test_force_flag():
 
 def _request(**changes):
     settings = TuningSettings(model="gemini-2.5-flash", epochs=3)
-    training = DatasetRef(bucket="b", object="incoming/a.jsonl", generation="7", sha256="ab" * 32, size=10)
+    training = DatasetRef(
+        bucket="b", object="incoming/a.jsonl", generation="7", sha256="ab" * 32, size=10
+    )
     ckey = content_key(training.sha256, None, settings)
     fields = dict(
         idempotency_key=idempotency_key("b", training.object, "7", ckey),
@@ -87,7 +96,10 @@ def _request(**changes):
 def test_tuning_request_round_trip_and_keys_fit_vertex_labels():
     request = _request()
     assert decode_request(encode_request(request)) == request
-    assert len(request.idempotency_key) <= 63 and request.idempotency_key == request.idempotency_key.lower()
+    assert (
+        len(request.idempotency_key) <= 63
+        and request.idempotency_key == request.idempotency_key.lower()
+    )
 
 
 def test_content_key_ignores_name_but_not_settings():
@@ -129,17 +141,27 @@ def test_event_binary_binding_and_stable_id():
     assert attributes["ce-type"] == "autotune.dataset.v1.accepted"
     assert attributes["ce-subject"] == "gs://b/incoming/a.jsonl"
     assert set(attributes) == {
-        "ce-specversion", "ce-id", "ce-source", "ce-type", "ce-time", "ce-subject", "ce-datacontenttype",
+        "ce-specversion",
+        "ce-id",
+        "ce-source",
+        "ce-type",
+        "ce-time",
+        "ce-subject",
+        "ce-datacontenttype",
     }
-    assert json.loads(data) == {"dataset_uri": "gs://b/incoming/a.jsonl", "generation": "7", "error_count": 0}
+    assert json.loads(data) == {
+        "dataset_uri": "gs://b/incoming/a.jsonl",
+        "generation": "7",
+        "error_count": 0,
+    }
     assert from_pubsub_message(data, attributes) == first
 
 
 def test_traceparent_becomes_the_cloud_logging_trace_field():
     from autotune.structured_log import trace_from_traceparent
 
-    assert trace_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "p") == (
-        "projects/p/traces/4bf92f3577b34da6a3ce929d0e0e4736"
-    )
+    assert trace_from_traceparent(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "p"
+    ) == ("projects/p/traces/4bf92f3577b34da6a3ce929d0e0e4736")
     assert trace_from_traceparent(None, "p") is None
     assert trace_from_traceparent("garbage", "p") is None

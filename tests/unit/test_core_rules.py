@@ -51,8 +51,22 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def world():
-    ledger, service, bus, clock = MemoryLedger(), FakeTuningService(), RecordingPublisher(), SteppingClock()
-    pipeline = Pipeline(ledger=ledger, service=service, publisher=bus, catalog=StubCatalog(), project="p", max_jobs=1, clock=clock, claim_seconds=60)
+    ledger, service, bus, clock = (
+        MemoryLedger(),
+        FakeTuningService(),
+        RecordingPublisher(),
+        SteppingClock(),
+    )
+    pipeline = Pipeline(
+        ledger=ledger,
+        service=service,
+        publisher=bus,
+        catalog=StubCatalog(),
+        project="p",
+        max_jobs=1,
+        clock=clock,
+        claim_seconds=60,
+    )
     return pipeline, ledger, service
 
 
@@ -60,7 +74,12 @@ def test_a_new_dataset_queues_behind_a_waiting_one_even_when_a_slot_is_free():
     # First in, first out: a free slot belongs to the head of the queue (the tick promotes it),
     # not to whoever arrives while the head waits (for a quota pause, say).
     waiting = Slots(queued={"older": "00000000000000000001"})
-    change = decide_claim(ClaimView(record=None, content_owner=None, slots=waiting), make_request(), now=NOW, max_jobs=2)
+    change = decide_claim(
+        ClaimView(record=None, content_owner=None, slots=waiting),
+        make_request(),
+        now=NOW,
+        max_jobs=2,
+    )
     assert change.outcome is JobOutcome.QUEUED
     assert change.record is not None and change.record.state is LedgerState.QUEUED
     assert change.slots is not None and change.slots.active == {}
@@ -68,9 +87,16 @@ def test_a_new_dataset_queues_behind_a_waiting_one_even_when_a_slot_is_free():
 
 
 def test_with_an_empty_queue_and_a_free_slot_a_new_dataset_is_submitted_at_once():
-    change = decide_claim(ClaimView(record=None, content_owner=None, slots=Slots()), make_request(), now=NOW, max_jobs=1)
+    change = decide_claim(
+        ClaimView(record=None, content_owner=None, slots=Slots()),
+        make_request(),
+        now=NOW,
+        max_jobs=1,
+    )
     assert change.outcome is JobOutcome.SUBMIT and change.slots is not None
-    assert list(change.slots.active) == [make_request().idempotency_key] and change.slots.queued == {}
+    assert (
+        list(change.slots.active) == [make_request().idempotency_key] and change.slots.queued == {}
+    )
 
 
 @pytest.mark.parametrize("held", ["active", "queued"])
@@ -93,7 +119,9 @@ def test_a_tick_frees_the_slot_of_a_record_that_ended_without_giving_it_back(wor
     assert record is not None
     # The record ended, but the slots document still counts it (a crash between the two writes
     # of an older version, say): the tick notices and frees the slot.
-    ledger.docs[request.idempotency_key] = msgspec.structs.replace(record, state=LedgerState.FAILED, job_name=None)
+    ledger.docs[request.idempotency_key] = msgspec.structs.replace(
+        record, state=LedgerState.FAILED, job_name=None
+    )
     assert ledger.slots().active
     status_tick(pipeline)
     assert ledger.slots() == Slots()
@@ -105,9 +133,18 @@ LATER = datetime(2026, 11, 25, 12, 5, tzinfo=UTC)
 
 
 def queued(key: str = "k1", **fields: Any) -> LedgerRecord:
-    accepted = new_record(idempotency_key=key, content_key=f"c-{key}", dataset_uri=f"gs://b/{key}.jsonl", generation="7",
-                          now=NOW, model="gemini-2.5-flash", queue_order="0001")
-    return move(accepted, LedgerState.QUEUED, NOW, reason="1 of 1 job slots in use, 0 waiting", **fields)
+    accepted = new_record(
+        idempotency_key=key,
+        content_key=f"c-{key}",
+        dataset_uri=f"gs://b/{key}.jsonl",
+        generation="7",
+        now=NOW,
+        model="gemini-2.5-flash",
+        queue_order="0001",
+    )
+    return move(
+        accepted, LedgerState.QUEUED, NOW, reason="1 of 1 job slots in use, 0 waiting", **fields
+    )
 
 
 def test_promote_moves_the_head_of_the_queue_into_a_free_slot_with_a_new_claim():
@@ -149,10 +186,18 @@ def test_cancel_queued_ends_the_record_with_why_and_frees_its_queue_place():
 def test_record_failure_keeps_the_reason_given_or_says_the_service_refused():
     told = record_failure(queued(), Slots(queued={"k1": "0001"}), error="400 bad", now=LATER)
     assert told is not None and told.outcome is JobOutcome.FAILED and told.slots == Slots()
-    assert told.record is not None and told.record.state is LedgerState.FAILED and told.record.error == "400 bad"
+    assert (
+        told.record is not None
+        and told.record.state is LedgerState.FAILED
+        and told.record.error == "400 bad"
+    )
     assert told.record.history[-1].reason == "the tuning service refused the job"
     own = record_failure(queued(), Slots(), error="e", now=LATER, reason="cannot be submitted")
-    assert own is not None and own.record is not None and own.record.history[-1].reason == "cannot be submitted"
+    assert (
+        own is not None
+        and own.record is not None
+        and own.record.history[-1].reason == "cannot be submitted"
+    )
     assert record_failure(told.record, Slots(), error="again", now=LATER) is None
 
 
@@ -166,10 +211,14 @@ def test_lease_leftovers_takes_events_at_least_the_grace_old_and_leases_them_for
     fresh = _leftover("e2", "2026-11-25T12:04:31.000000Z")
     record = queued()
     record = msgspec.structs.replace(record, outbox=(old, fresh))
-    change = lease_leftovers(record, Slots(), now=LATER, grace_seconds=300)  # NOW is exactly the grace before LATER
+    change = lease_leftovers(
+        record, Slots(), now=LATER, grace_seconds=300
+    )  # NOW is exactly the grace before LATER
     assert change is not None and change.outcome is JobOutcome.CHANGED
     assert change.announced == (old,)
-    assert change.record == msgspec.structs.replace(record, outbox_lease_until=timestamp(LATER + (LATER - NOW)))
+    assert change.record == msgspec.structs.replace(
+        record, outbox_lease_until=timestamp(LATER + (LATER - NOW))
+    )
     # While the lease runs no other tick takes them; at its end they are free to take again.
     leased = change.record
     assert leased is not None
@@ -183,7 +232,13 @@ def test_lease_leftovers_takes_events_at_least_the_grace_old_and_leases_them_for
 
 
 def test_quarantine_fails_a_record_slimmed_to_what_can_be_written_and_frees_its_slot():
-    record = queued(request={"big": "x" * 10}, tuning_data_stats={"n": 1}, outbox=(_leftover("e", timestamp(NOW)),), error="old", retune_reason="r")
+    record = queued(
+        request={"big": "x" * 10},
+        tuning_data_stats={"n": 1},
+        outbox=(_leftover("e", timestamp(NOW)),),
+        error="old",
+        retune_reason="r",
+    )
     long_history = msgspec.structs.replace(record, history=record.history * 20)
     change = quarantine(long_history, Slots(queued={"k1": "0001"}), error="E" * 600, now=LATER)
     assert change is not None and change.outcome is JobOutcome.FAILED and change.slots == Slots()
@@ -191,7 +246,9 @@ def test_quarantine_fails_a_record_slimmed_to_what_can_be_written_and_frees_its_
     assert failed is not None and failed.state is LedgerState.FAILED
     why = f"quarantined: the ledger could not write this record ({'E' * 500})"
     assert failed.error == why and failed.history[-1].reason == why
-    assert failed.request is None and failed.tuning_data_stats is None and failed.retune_reason is None
+    assert (
+        failed.request is None and failed.tuning_data_stats is None and failed.retune_reason is None
+    )
     assert len(failed.history) == QUARANTINE_HISTORY + 1
     assert [e.type for e in failed.outbox] == [EventType.JOB_FAILED]
     assert quarantine(failed, Slots(), error="again", now=LATER) is None
@@ -199,18 +256,26 @@ def test_quarantine_fails_a_record_slimmed_to_what_can_be_written_and_frees_its_
 
 def test_record_duplicate_cancelled_remembers_the_job_once_and_announces_it():
     record = msgspec.structs.replace(queued(), job_name="projects/p/locations/l/tuningJobs/1")
-    change = record_duplicate_cancelled(record, Slots(), job_name="projects/p/locations/l/tuningJobs/2", now=LATER)
+    change = record_duplicate_cancelled(
+        record, Slots(), job_name="projects/p/locations/l/tuningJobs/2", now=LATER
+    )
     assert change is not None and change.outcome is JobOutcome.CHANGED and change.slots is None
     updated = change.record
-    assert updated is not None and updated.duplicate_jobs == ("projects/p/locations/l/tuningJobs/2",)
+    assert updated is not None and updated.duplicate_jobs == (
+        "projects/p/locations/l/tuningJobs/2",
+    )
     assert updated.updated_at == timestamp(LATER)
-    [event] = updated.outbox[len(record.outbox):]
+    [event] = updated.outbox[len(record.outbox) :]
     assert event.type == EventType.JOB_DUPLICATE_CANCELLED and event.time == "2026-11-25T12:05:00Z"
     assert event.payload.job_name == "projects/p/locations/l/tuningJobs/2"
     assert event.payload.reason is not None
     assert event.payload.reason.endswith("the dataset keeps projects/p/locations/l/tuningJobs/1")
-    assert record_duplicate_cancelled(updated, Slots(), job_name="projects/p/locations/l/tuningJobs/2", now=LATER) is None
-
+    assert (
+        record_duplicate_cancelled(
+            updated, Slots(), job_name="projects/p/locations/l/tuningJobs/2", now=LATER
+        )
+        is None
+    )
 
 
 def test_slots_count_free_places_and_name_the_head_in_upload_order_then_key():
@@ -227,16 +292,28 @@ def test_slots_moves_take_a_key_out_of_where_it_was():
     assert both.without("k") == Slots(active={"x": "t1"}, queued={"y": "0002"})
 
 
-def submitting(*, attempts: int = 1, failed_attempts: int = 0, expires: datetime = NOW) -> LedgerRecord:
+def submitting(
+    *, attempts: int = 1, failed_attempts: int = 0, expires: datetime = NOW
+) -> LedgerRecord:
     return msgspec.structs.replace(
-        move(queued(), LedgerState.SUBMITTING, NOW, attempts=attempts, claim_expires_at=timestamp(expires)),
+        move(
+            queued(),
+            LedgerState.SUBMITTING,
+            NOW,
+            attempts=attempts,
+            claim_expires_at=timestamp(expires),
+        ),
         failed_attempts=failed_attempts,
     )
 
 
 def test_take_over_of_an_expired_claim_counts_the_attempt_and_holds_the_slot_again():
-    change = take_over(submitting(attempts=2), Slots(active={"k1": timestamp(NOW)}), now=LATER, claim_seconds=60)
-    assert change.outcome is JobOutcome.SUBMIT and change.slots == Slots(active={"k1": timestamp(LATER)})
+    change = take_over(
+        submitting(attempts=2), Slots(active={"k1": timestamp(NOW)}), now=LATER, claim_seconds=60
+    )
+    assert change.outcome is JobOutcome.SUBMIT and change.slots == Slots(
+        active={"k1": timestamp(LATER)}
+    )
     claimed = change.record
     assert claimed is not None and claimed.state is LedgerState.SUBMITTING
     assert (claimed.attempts, claimed.failed_attempts) == (3, 1)
@@ -247,9 +324,15 @@ def test_take_over_of_an_expired_claim_counts_the_attempt_and_holds_the_slot_aga
 def test_the_last_take_over_says_it_is_the_last_look():
     before_last = take_over(submitting(failed_attempts=MAX_FAILED_ATTEMPTS - 2), Slots(), now=LATER)
     last = take_over(submitting(failed_attempts=MAX_FAILED_ATTEMPTS - 1), Slots(), now=LATER)
-    assert before_last.record is not None and before_last.record.history[-1].reason == "took over an expired claim (attempt 2)"
+    assert (
+        before_last.record is not None
+        and before_last.record.history[-1].reason == "took over an expired claim (attempt 2)"
+    )
     assert last.record is not None
-    assert last.record.history[-1].reason == "took over an expired claim (attempt 2); last look before giving up"
+    assert (
+        last.record.history[-1].reason
+        == "took over an expired claim (attempt 2); last look before giving up"
+    )
 
 
 def test_a_claim_that_has_not_expired_is_not_taken_over():
@@ -259,7 +342,12 @@ def test_a_claim_that_has_not_expired_is_not_taken_over():
 
 def test_a_quota_wait_returns_the_dataset_to_its_old_queue_place_counting_the_waits():
     record = submitting()
-    change = record_quota_wait(msgspec.structs.replace(record, quota_waits=1), Slots(active={"k1": "t"}), message="429", now=LATER)
+    change = record_quota_wait(
+        msgspec.structs.replace(record, quota_waits=1),
+        Slots(active={"k1": "t"}),
+        message="429",
+        now=LATER,
+    )
     assert change is not None and change.outcome is JobOutcome.QUEUED
     assert change.slots == Slots(queued={"k1": "0001"})
     assert change.record is not None and change.record.quota_waits == 2
@@ -269,11 +357,14 @@ def test_a_released_claim_keeps_the_slot_and_remembers_a_create_without_an_answe
     change = release_claim(submitting(), Slots(), error="timeout", now=LATER, min_pause=0.5)
     assert change is not None and change.outcome is JobOutcome.RELEASED and change.slots is None
     released = change.record
-    assert released is not None and released.create_unanswered and released.updated_at == timestamp(LATER)
+    assert (
+        released is not None
+        and released.create_unanswered
+        and released.updated_at == timestamp(LATER)
+    )
     assert released.claim_expires_at == claim_expiry(LATER, 0.5) and released.error == "timeout"
     quick = release_claim(submitting(), Slots(), error="reset", now=LATER)
     assert quick is not None and quick.record is not None and not quick.record.create_unanswered
-
 
 
 def test_a_refusal_event_tells_the_request_as_it_came_when_it_can_travel():
@@ -282,37 +373,66 @@ def test_a_refusal_event_tells_the_request_as_it_came_when_it_can_travel():
     assert event.type.value == "autotune.job.v1.refused" and event.time == "2026-11-25T12:05:00Z"
     payload = event.payload
     assert (payload.dataset_uri, payload.generation, payload.idempotency_key) == (
-        request.training.uri, request.training.generation, request.idempotency_key)
-    assert (payload.report_uri, payload.model, payload.error) == (request.report_uri, request.settings.model, "the report says rejected")
+        request.training.uri,
+        request.training.generation,
+        request.idempotency_key,
+    )
+    assert (payload.report_uri, payload.model, payload.error) == (
+        request.report_uri,
+        request.settings.model,
+        "the report says rejected",
+    )
     # One id per refusal reason: a redelivery repeats it, another reason is another event.
     assert refusal_event(request, "the report says rejected", NOW).id == event.id
     assert refusal_event(request, "another reason", LATER).id != event.id
 
 
 @pytest.mark.parametrize(
-    ("field", "limit"), [("uri", 924), ("generation", 40), ("key", 64), ("report", 1024), ("model", 128), ("error", 2048)]
+    ("field", "limit"),
+    [
+        ("uri", 924),
+        ("generation", 40),
+        ("key", 64),
+        ("report", 1024),
+        ("model", 128),
+        ("error", 2048),
+    ],
 )
 def test_a_refusal_event_bounds_each_field_whatever_the_request_held(field, limit):
     request = make_request()
     just_fits, too_long, control = "a" * limit, "a" * (limit + 1), "bad\x00name"
+
     def event_with(text: str):
         training = request.training
         if field == "uri":  # the uri is gs://bucket/object: the object takes the rest
             prefix = f"gs://{training.bucket}/"
-            training = msgspec.structs.replace(training, object=text[len(prefix):] if text.startswith("a") else text)
+            training = msgspec.structs.replace(
+                training, object=text[len(prefix) :] if text.startswith("a") else text
+            )
             text = prefix + training.object if text.startswith("a") else prefix + text
         changed = {
             "uri": lambda: msgspec.structs.replace(request, training=training),
-            "generation": lambda: msgspec.structs.replace(request, training=msgspec.structs.replace(training, generation=text)),
+            "generation": lambda: msgspec.structs.replace(
+                request, training=msgspec.structs.replace(training, generation=text)
+            ),
             "key": lambda: msgspec.structs.replace(request, idempotency_key=text),
             "report": lambda: msgspec.structs.replace(request, report_uri=text),
-            "model": lambda: msgspec.structs.replace(request, settings=msgspec.structs.replace(request.settings, model=text)),
+            "model": lambda: msgspec.structs.replace(
+                request, settings=msgspec.structs.replace(request.settings, model=text)
+            ),
             "error": lambda: request,
         }[field]()
         payload = refusal_event(changed, text if field == "error" else "refused", LATER).payload
-        told = {"uri": payload.dataset_uri, "generation": payload.generation, "key": payload.idempotency_key,
-                "report": payload.report_uri, "model": payload.model, "error": payload.error}[field]
+        told = {
+            "uri": payload.dataset_uri,
+            "generation": payload.generation,
+            "key": payload.idempotency_key,
+            "report": payload.report_uri,
+            "model": payload.model,
+            "error": payload.error,
+        }[field]
         return text, told
+
     sent, told = event_with(just_fits)
     assert told == sent  # at the limit: as it came
     sent, told = event_with(too_long)
@@ -332,7 +452,10 @@ def test_a_tick_counts_the_leftover_events_it_publishes_across_records(world):
             raise ConnectionError("bus down")
 
     alive, pipeline.publisher = pipeline.publisher, DeadBus()
-    for request in (make_request("incoming/a.jsonl", sha256="a" * 64), make_request("incoming/b.jsonl", sha256="b" * 64)):
+    for request in (
+        make_request("incoming/a.jsonl", sha256="a" * 64),
+        make_request("incoming/b.jsonl", sha256="b" * 64),
+    ):
         with pytest.raises(ConnectionError):
             submit_request(pipeline, request)
     pipeline.publisher = alive
@@ -344,8 +467,14 @@ def test_a_tick_counts_the_leftover_events_it_publishes_across_records(world):
 
 def test_a_tick_counts_promotions_and_take_overs(world):
     pipeline, ledger, service = world
-    first, second = make_request("incoming/a.jsonl", sha256="a" * 64), make_request("incoming/b.jsonl", sha256="b" * 64)
-    assert submit_request(pipeline, first) == JobOutcome.SUBMITTED and submit_request(pipeline, second) == JobOutcome.QUEUED
+    first, second = (
+        make_request("incoming/a.jsonl", sha256="a" * 64),
+        make_request("incoming/b.jsonl", sha256="b" * 64),
+    )
+    assert (
+        submit_request(pipeline, first) == JobOutcome.SUBMITTED
+        and submit_request(pipeline, second) == JobOutcome.QUEUED
+    )
     first_record = ledger.get(first.idempotency_key)
     assert first_record is not None and first_record.job_name is not None
     service.succeed(first_record.job_name)
@@ -367,35 +496,69 @@ def test_a_tick_counts_promotions_and_take_overs(world):
     summary = status_tick(pipeline)
     assert summary.taken_over == 1
     adopted = ledger.get(third.idempotency_key)
-    assert adopted is not None and adopted.state is LedgerState.SUBMITTED and len(service.created) == 3
+    assert (
+        adopted is not None and adopted.state is LedgerState.SUBMITTED and len(service.created) == 3
+    )
 
 
 # --- the claim decision, pinned to what it records ----------------------------------------------
 
 
-def owner_record(state: LedgerState, job_name: str | None = "projects/p/locations/l/tuningJobs/9") -> LedgerRecord:
+def owner_record(
+    state: LedgerState, job_name: str | None = "projects/p/locations/l/tuningJobs/9"
+) -> LedgerRecord:
     earlier = make_request("incoming/first.jsonl", generation="5")
-    record = new_record(idempotency_key=earlier.idempotency_key, content_key=earlier.content_key, dataset_uri=earlier.training.uri,
-                        generation="5", now=NOW)
+    record = new_record(
+        idempotency_key=earlier.idempotency_key,
+        content_key=earlier.content_key,
+        dataset_uri=earlier.training.uri,
+        generation="5",
+        now=NOW,
+    )
     return msgspec.structs.replace(record, state=state, job_name=job_name)
 
 
-def claim(owner: LedgerRecord | None = None, slots: Slots | None = None, *, force: bool = False, spec_error: str | None = None):
+def claim(
+    owner: LedgerRecord | None = None,
+    slots: Slots | None = None,
+    *,
+    force: bool = False,
+    spec_error: str | None = None,
+):
     request = make_request(force=force)
     view = ClaimView(record=None, content_owner=owner, slots=Slots() if slots is None else slots)
-    return request, decide_claim(view, request, now=LATER, max_jobs=1, claim_seconds=60, spec_error=spec_error)
+    return request, decide_claim(
+        view, request, now=LATER, max_jobs=1, claim_seconds=60, spec_error=spec_error
+    )
 
 
 def test_a_first_claim_records_the_request_and_takes_the_slot():
     request, change = claim()
-    assert change.outcome is JobOutcome.SUBMIT and change.content_owner_key == request.idempotency_key
+    assert (
+        change.outcome is JobOutcome.SUBMIT and change.content_owner_key == request.idempotency_key
+    )
     assert change.slots == Slots(active={request.idempotency_key: timestamp(LATER)})
     record = change.record
     assert record is not None and record.state is LedgerState.SUBMITTING
-    assert (record.attempts, record.claim_expires_at, record.retune_reason) == (1, claim_expiry(LATER, 60), None)
-    assert (record.dataset_uri, record.generation, record.report_uri) == (request.training.uri, "1764000000000001", request.report_uri)
-    assert (record.model, record.region, record.forced) == ("gemini-2.5-flash", "us-central1", False)
-    assert record.request == msgspec.to_builtins(request) and record.queue_order == "00001764000000000001"
+    assert (record.attempts, record.claim_expires_at, record.retune_reason) == (
+        1,
+        claim_expiry(LATER, 60),
+        None,
+    )
+    assert (record.dataset_uri, record.generation, record.report_uri) == (
+        request.training.uri,
+        "1764000000000001",
+        request.report_uri,
+    )
+    assert (record.model, record.region, record.forced) == (
+        "gemini-2.5-flash",
+        "us-central1",
+        False,
+    )
+    assert (
+        record.request == msgspec.to_builtins(request)
+        and record.queue_order == "00001764000000000001"
+    )
     assert record.content_key == request.content_key
     assert [t.state for t in record.history] == [LedgerState.ACCEPTED, LedgerState.SUBMITTING]
 
@@ -404,7 +567,11 @@ def test_a_first_claim_records_the_request_and_takes_the_slot():
 def test_content_tuned_before_is_skipped_with_the_earlier_tuning_named(job_name):
     owner = owner_record(LedgerState.SUCCEEDED, job_name)
     request, change = claim(owner)
-    assert change.outcome is JobOutcome.SKIPPED and change.slots is None and change.content_owner_key is None
+    assert (
+        change.outcome is JobOutcome.SKIPPED
+        and change.slots is None
+        and change.content_owner_key is None
+    )
     skipped = change.record
     assert skipped is not None and skipped.state is LedgerState.SKIPPED
     assert (skipped.duplicate_of, skipped.job_name) == (owner.idempotency_key, job_name)
@@ -417,9 +584,15 @@ def test_content_tuned_before_is_skipped_with_the_earlier_tuning_named(job_name)
 
 def test_forced_and_retried_content_is_tuned_again_and_says_why():
     _, forced = claim(owner_record(LedgerState.SUCCEEDED), force=True)
-    assert forced.outcome is JobOutcome.SUBMIT and forced.record is not None and forced.record.forced
-    assert forced.record.retune_reason == forced.record.reason == (
-        "autotune-force: true: tuned again although gs://bkt/incoming/first.jsonl generation 5 has the same bytes and settings"
+    assert (
+        forced.outcome is JobOutcome.SUBMIT and forced.record is not None and forced.record.forced
+    )
+    assert (
+        forced.record.retune_reason
+        == forced.record.reason
+        == (
+            "autotune-force: true: tuned again although gs://bkt/incoming/first.jsonl generation 5 has the same bytes and settings"
+        )
     )
     _, retried = claim(owner_record(LedgerState.FAILED))
     assert retried.record is not None and retried.record.retune_reason == (
@@ -431,7 +604,9 @@ def test_a_queued_claim_says_why_it_waits_after_why_it_is_tuned_again():
     busy = Slots(active={"other": timestamp(NOW)})
     request, plain = claim(slots=busy)
     assert plain.outcome is JobOutcome.QUEUED and plain.record is not None
-    assert plain.content_owner_key == request.idempotency_key  # a queued dataset owns its content already
+    assert (
+        plain.content_owner_key == request.idempotency_key
+    )  # a queued dataset owns its content already
     assert plain.record.reason == "1 of 1 job slots in use, 0 waiting"
     _, retried = claim(owner_record(LedgerState.CANCELLED), slots=busy)
     assert retried.record is not None and retried.record.reason == (
@@ -442,9 +617,16 @@ def test_a_queued_claim_says_why_it_waits_after_why_it_is_tuned_again():
 
 def test_a_request_that_makes_no_job_fails_and_owns_its_content_only_when_nothing_did():
     request, fresh = claim(spec_error="adapter size 3 is not offered")
-    assert fresh.outcome is JobOutcome.FAILED and fresh.slots is None and fresh.content_owner_key == request.idempotency_key
+    assert (
+        fresh.outcome is JobOutcome.FAILED
+        and fresh.slots is None
+        and fresh.content_owner_key == request.idempotency_key
+    )
     assert fresh.record is not None and fresh.record.state is LedgerState.FAILED
-    assert (fresh.record.reason, fresh.record.error) == ("cannot be submitted", "adapter size 3 is not offered")
+    assert (fresh.record.reason, fresh.record.error) == (
+        "cannot be submitted",
+        "adapter size 3 is not offered",
+    )
     _, again = claim(owner_record(LedgerState.FAILED), spec_error="adapter size 3 is not offered")
     assert again.outcome is JobOutcome.FAILED and again.content_owner_key is None
 
@@ -453,7 +635,13 @@ def test_a_claim_on_a_live_record_is_a_duplicate_and_on_a_dead_one_a_take_over()
     request = make_request()
     live = submitting(expires=LATER)
     view = ClaimView(record=live, content_owner=None, slots=Slots())
-    assert decide_claim(view, request, now=NOW, max_jobs=1) == decide_claim(view, request, now=NOW, max_jobs=1)
+    assert decide_claim(view, request, now=NOW, max_jobs=1) == decide_claim(
+        view, request, now=NOW, max_jobs=1
+    )
     assert decide_claim(view, request, now=NOW, max_jobs=1).outcome is JobOutcome.DUPLICATE
     taken = decide_claim(view, request, now=LATER, max_jobs=1, claim_seconds=60)
-    assert taken.outcome is JobOutcome.SUBMIT and taken.record is not None and taken.record.claim_expires_at == claim_expiry(LATER, 60)
+    assert (
+        taken.outcome is JobOutcome.SUBMIT
+        and taken.record is not None
+        and taken.record.claim_expires_at == claim_expiry(LATER, 60)
+    )

@@ -20,9 +20,16 @@ HOSTILE = "incoming/<script>alert(1)</script>.jsonl"
 def store() -> MemoryStore:
     store = MemoryStore()
     upload = store.put(HOSTILE, b"{}\n", {"autotune-model": "<img src=x onerror=alert(2)>"})
-    report = {"valid": False, "counts": {"invalid_field": 1}, "errors": [{"code": "invalid_field", "severity": "error",
-                                                                          "field": "contents[0].<script>"}]}
-    store.put(f"reports/{HOSTILE}/{upload.generation}.json", json.dumps(report).encode(), {"autotune-valid": "false"})
+    report = {
+        "valid": False,
+        "counts": {"invalid_field": 1},
+        "errors": [{"code": "invalid_field", "severity": "error", "field": "contents[0].<script>"}],
+    }
+    store.put(
+        f"reports/{HOSTILE}/{upload.generation}.json",
+        json.dumps(report).encode(),
+        {"autotune-valid": "false"},
+    )
     return store
 
 
@@ -33,7 +40,9 @@ def client(store):
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-@pytest.mark.parametrize("path", ["/", "/api/state", "/report?name=reports/x/1.json", "/healthz", "/anything/else"])
+@pytest.mark.parametrize(
+    "path", ["/", "/api/state", "/report?name=reports/x/1.json", "/healthz", "/anything/else"]
+)
 def test_every_method_but_get_is_refused(client, store, method, path):
     before = dict(store.objects)
     response = client.open(path, method=method, data=b"{}")
@@ -49,10 +58,14 @@ def test_the_page_shows_names_as_text_never_as_markup(client):
     page = response.get_data(as_text=True)
     assert "<script>alert(1)" not in page and "<img src=x" not in page
     # The data rides in a JSON block with <, > and & escaped; the one script carries the policy's nonce.
-    initial = re.search(r'<script type="application/json" id="initial-state">(.*?)</script>', page, re.S).group(1)
+    initial = re.search(
+        r'<script type="application/json" id="initial-state">(.*?)</script>', page, re.S
+    ).group(1)
     assert "\\u003cscript\\u003ealert(1)" in initial
     assert json.loads(initial)["uploads"][0]["object"] == HOSTILE
-    nonce = re.search(r"script-src 'nonce-([^']+)'", response.headers["Content-Security-Policy"]).group(1)
+    nonce = re.search(
+        r"script-src 'nonce-([^']+)'", response.headers["Content-Security-Policy"]
+    ).group(1)
     assert re.findall(r"<script nonce=\"([^\"]+)\">", page) == [nonce]
     assert "textContent" in page and "innerHTML" not in page
 
@@ -64,10 +77,15 @@ def test_the_json_endpoint_holds_the_rejected_upload_with_its_error_count_and_re
     report = client.get(row["report_json"])
     assert report.status_code == 200 and report.mimetype == "application/json"
     assert report.get_json()["errors"][0]["field"] == "contents[0].<script>"
-    assert "sandbox" in report.headers["Content-Security-Policy"] and "script-src" not in report.headers["Content-Security-Policy"]
+    assert (
+        "sandbox" in report.headers["Content-Security-Policy"]
+        and "script-src" not in report.headers["Content-Security-Policy"]
+    )
 
 
-@pytest.mark.parametrize("name", [HOSTILE, "reports/none.json", "reports/x/1.txt", "", "incoming/../reports/x.json"])
+@pytest.mark.parametrize(
+    "name", [HOSTILE, "reports/none.json", "reports/x/1.txt", "", "incoming/../reports/x.json"]
+)
 def test_only_stored_reports_are_served(client, name):
     assert client.get("/report", query_string={"name": name}).status_code == 404
 
@@ -81,7 +99,11 @@ def test_a_pipeline_that_cannot_be_read_is_said_so(store):
     state = client.get("/api/state")
     assert state.status_code == 503 and "firestore is down" in state.get_json()["error"]
     page = client.get("/")
-    assert page.status_code == 200 and "cannot read the pipeline: ConnectionError: firestore is down" in page.get_data(as_text=True)
+    assert (
+        page.status_code == 200
+        and "cannot read the pipeline: ConnectionError: firestore is down"
+        in page.get_data(as_text=True)
+    )
 
 
 def test_the_command_without_a_project_or_a_local_stack_says_what_to_give(tmp_path: Path) -> None:
@@ -89,5 +111,7 @@ def test_the_command_without_a_project_or_a_local_stack_says_what_to_give(tmp_pa
 
     from autotune.cli import app
 
-    result = CliRunner().invoke(app, ["dashboard", "--state-dir", str(tmp_path)], env={"AUTOTUNE_PROJECT": ""})
+    result = CliRunner().invoke(
+        app, ["dashboard", "--state-dir", str(tmp_path)], env={"AUTOTUNE_PROJECT": ""}
+    )
     assert result.exit_code == 2 and "--project" in result.output

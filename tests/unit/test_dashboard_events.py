@@ -33,14 +33,22 @@ class FakeSubscriber:
             raise gexc.PermissionDenied("pubsub.subscriptions.create denied")
         self.created.append(request)
 
-    def pull(self, subscription: str, max_messages: int, timeout: float, retry: object) -> SimpleNamespace:
+    def pull(
+        self, subscription: str, max_messages: int, timeout: float, retry: object
+    ) -> SimpleNamespace:
         with self.lock:
             batch, self.waiting = self.waiting[:max_messages], self.waiting[max_messages:]
         if not batch:
             time.sleep(0.02)
-        return SimpleNamespace(received_messages=[
-            SimpleNamespace(ack_id=f"ack-{i}", message=SimpleNamespace(data=data, attributes=attributes, message_id=str(i)))
-            for i, (data, attributes) in enumerate(batch)])
+        return SimpleNamespace(
+            received_messages=[
+                SimpleNamespace(
+                    ack_id=f"ack-{i}",
+                    message=SimpleNamespace(data=data, attributes=attributes, message_id=str(i)),
+                )
+                for i, (data, attributes) in enumerate(batch)
+            ]
+        )
 
     def acknowledge(self, subscription: str, ack_ids: list[str]) -> None:
         self.acked.extend(ack_ids)
@@ -50,7 +58,10 @@ class FakeSubscriber:
 
 
 def event(n: int):
-    return make_event(EventType.JOB_QUEUED, EventPayload(dataset_uri=f"gs://b/incoming/{n}.jsonl", generation="1", state="QUEUED"))
+    return make_event(
+        EventType.JOB_QUEUED,
+        EventPayload(dataset_uri=f"gs://b/incoming/{n}.jsonl", generation="1", state="QUEUED"),
+    )
 
 
 def wait_until(condition, timeout: float = 5.0) -> None:
@@ -64,13 +75,26 @@ def test_the_feed_keeps_the_newest_events_once_each_and_deletes_its_subscription
     subscriber = FakeSubscriber()
     feed = EventFeed(subscriber, CONFIG, keep=3).start()
     [request] = subscriber.created
-    assert request["topic"] == "projects/p/topics/tuning-events" and "/autotune-dashboard-" in request["name"]
-    assert request["expiration_policy"]["ttl"]["seconds"] == 86400  # a killed page's subscription goes away by itself
+    assert (
+        request["topic"] == "projects/p/topics/tuning-events"
+        and "/autotune-dashboard-" in request["name"]
+    )
+    assert (
+        request["expiration_policy"]["ttl"]["seconds"] == 86400
+    )  # a killed page's subscription goes away by itself
     messages = [to_pubsub_message(event(n)) for n in range(5)]
     with subscriber.lock:
-        subscriber.waiting = [*messages, messages[4], (b"not an event", {"ce-type": "someone.else"})]
+        subscriber.waiting = [
+            *messages,
+            messages[4],
+            (b"not an event", {"ce-type": "someone.else"}),
+        ]
     wait_until(lambda: len(subscriber.acked) == 7)
-    assert [e.subject for e in feed.events()] == ["gs://b/incoming/2.jsonl", "gs://b/incoming/3.jsonl", "gs://b/incoming/4.jsonl"]
+    assert [e.subject for e in feed.events()] == [
+        "gs://b/incoming/2.jsonl",
+        "gs://b/incoming/3.jsonl",
+        "gs://b/incoming/4.jsonl",
+    ]
     assert "events on tuning-events since" in feed.note
     feed.close()
     assert subscriber.deleted == [request["name"]]

@@ -24,12 +24,18 @@ from autotune.intake.rejections import INVALID_MANIFEST, OBJECT_NOT_FOUND
 from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.validation import DatasetSource, validate_dataset
 
-CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3))
+CONFIG = PipelineConfig(
+    project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3)
+)
 
 
 def example(i: int) -> dict:
-    return {"contents": [{"role": "user", "parts": [{"text": f"Question {i}?"}]},
-                         {"role": "model", "parts": [{"text": f"Answer {i}."}]}]}
+    return {
+        "contents": [
+            {"role": "user", "parts": [{"text": f"Question {i}?"}]},
+            {"role": "model", "parts": [{"text": f"Answer {i}."}]},
+        ]
+    }
 
 
 def jsonl(n: int = 20) -> bytes:
@@ -46,8 +52,16 @@ def bus(store: MemoryStore) -> MemoryBus:
     return MemoryBus(store.effects)
 
 
-def run(store: MemoryStore, bus: MemoryBus, uploaded: StoredObject, config: PipelineConfig = CONFIG):
-    deps = IntakeDeps(store=store, bus=bus, validate_dataset=validate_dataset, dataset_source=DatasetSource, now=lambda: NOW)
+def run(
+    store: MemoryStore, bus: MemoryBus, uploaded: StoredObject, config: PipelineConfig = CONFIG
+):
+    deps = IntakeDeps(
+        store=store,
+        bus=bus,
+        validate_dataset=validate_dataset,
+        dataset_source=DatasetSource,
+        now=lambda: NOW,
+    )
     return process_upload(uploaded, config, deps)
 
 
@@ -76,17 +90,42 @@ def test_classify(name: str, kind: str) -> None:
 
 
 def test_report_path_follows_the_dataset_path_and_generation() -> None:
-    assert report_object_name("reports/", "incoming/a.jsonl", "17") == "reports/incoming/a.jsonl/17.json"
+    assert (
+        report_object_name("reports/", "incoming/a.jsonl", "17")
+        == "reports/incoming/a.jsonl/17.json"
+    )
 
 
 def test_event_data_is_read_from_a_storage_object_resource() -> None:
     obj = stored_object_from_event(
-        {"bucket": "b", "name": "incoming/x.jsonl", "generation": "123", "size": "45", "metadata": {"autotune-epochs": "2"}}
+        {
+            "bucket": "b",
+            "name": "incoming/x.jsonl",
+            "generation": "123",
+            "size": "45",
+            "metadata": {"autotune-epochs": "2"},
+        }
     )
-    assert (obj.bucket, obj.name, obj.generation, obj.size, obj.metadata) == ("b", "incoming/x.jsonl", "123", 45, {"autotune-epochs": "2"})
+    assert (obj.bucket, obj.name, obj.generation, obj.size, obj.metadata) == (
+        "b",
+        "incoming/x.jsonl",
+        "123",
+        45,
+        {"autotune-epochs": "2"},
+    )
 
 
-@pytest.mark.parametrize("data", [None, "text", {}, {"bucket": "b"}, {"bucket": "b", "name": "x"}, {"bucket": "b", "name": "x", "generation": "abc"}])
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        "text",
+        {},
+        {"bucket": "b"},
+        {"bucket": "b", "name": "x"},
+        {"bucket": "b", "name": "x", "generation": "abc"},
+    ],
+)
 def test_unreadable_event_data_is_named(data: object) -> None:
     with pytest.raises(UnreadableEvent):
         stored_object_from_event(data)
@@ -97,17 +136,33 @@ def test_unreadable_event_data_is_named(data: object) -> None:
 
 def test_settings_layer_defaults_then_manifest_then_metadata() -> None:
     manifest = parse_manifest(
-        b'{"training": "incoming/p/parts/t.jsonl", "settings": {"epochs": 5, "adapter_size": 4, "model": "gemini-2.5-pro"}}', bucket=BUCKET
+        b'{"training": "incoming/p/parts/t.jsonl", "settings": {"epochs": 5, "adapter_size": 4, "model": "gemini-2.5-pro"}}',
+        bucket=BUCKET,
     )
     settings = resolve_settings(CONFIG, manifest, {"autotune-epochs": "7", "unrelated": "x"})
-    assert (settings.model, settings.epochs, settings.adapter_size, settings.region) == ("gemini-2.5-pro", 7, 4, "us-central1")
+    assert (settings.model, settings.epochs, settings.adapter_size, settings.region) == (
+        "gemini-2.5-pro",
+        7,
+        4,
+        "us-central1",
+    )
 
 
 def test_manifest_accepts_object_names_and_uris_of_its_own_bucket() -> None:
     manifest = parse_manifest(
-        json.dumps({"training": f"gs://{BUCKET}/incoming/p/parts/t.jsonl", "validation": "incoming/p/parts/v.jsonl"}).encode(), bucket=BUCKET
+        json.dumps(
+            {
+                "training": f"gs://{BUCKET}/incoming/p/parts/t.jsonl",
+                "validation": "incoming/p/parts/v.jsonl",
+            }
+        ).encode(),
+        bucket=BUCKET,
     )
-    assert (manifest.training, manifest.validation, dict(manifest.settings)) == ("incoming/p/parts/t.jsonl", "incoming/p/parts/v.jsonl", {})
+    assert (manifest.training, manifest.validation, dict(manifest.settings)) == (
+        "incoming/p/parts/t.jsonl",
+        "incoming/p/parts/v.jsonl",
+        {},
+    )
 
 
 @pytest.mark.parametrize(
@@ -132,8 +187,12 @@ def test_bad_manifests_are_named(text: bytes, says: str) -> None:
 # --- one upload, start to end ------------------------------------------------------------------
 
 
-def test_good_dataset_is_accepted_request_published_before_event(store: MemoryStore, bus: MemoryBus) -> None:
-    uploaded = store.put("incoming/good.jsonl", jsonl(20), {"autotune-epochs": "2", "autotune-force": "true"})
+def test_good_dataset_is_accepted_request_published_before_event(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
+    uploaded = store.put(
+        "incoming/good.jsonl", jsonl(20), {"autotune-epochs": "2", "autotune-force": "true"}
+    )
     outcome = run(store, bus, uploaded)
 
     report_name = f"reports/incoming/good.jsonl/{uploaded.generation}.json"
@@ -141,8 +200,13 @@ def test_good_dataset_is_accepted_request_published_before_event(store: MemorySt
     report = json.loads(store.reports[report_name])
     pinned_name = f"reports/pinned/{report['files']['train']['sha256']}.jsonl"
     page_name = f"reports/incoming/good.jsonl/{uploaded.generation}.html"
-    assert store.effects == [f"pin {pinned_name}", f"page {page_name}", f"report {report_name}", "request",
-                             "event autotune.dataset.v1.accepted"]
+    assert store.effects == [
+        f"pin {pinned_name}",
+        f"page {page_name}",
+        f"report {report_name}",
+        "request",
+        "event autotune.dataset.v1.accepted",
+    ]
     assert report["valid"] is True
     (request,) = bus.requests
     assert request.training.uri == f"gs://{BUCKET}/incoming/good.jsonl"
@@ -160,7 +224,9 @@ def test_good_dataset_is_accepted_request_published_before_event(store: MemorySt
     assert event.payload.generation == uploaded.generation
 
 
-def test_same_bytes_and_settings_give_the_same_content_key(store: MemoryStore, bus: MemoryBus) -> None:
+def test_same_bytes_and_settings_give_the_same_content_key(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     run(store, bus, store.put("incoming/a.jsonl", jsonl(20)))
     run(store, bus, store.put("incoming/b.jsonl", jsonl(20)))
     run(store, bus, store.put("incoming/c.jsonl", jsonl(20), {"autotune-epochs": "4"}))
@@ -169,7 +235,9 @@ def test_same_bytes_and_settings_give_the_same_content_key(store: MemoryStore, b
     assert first.idempotency_key != second.idempotency_key  # another object: another dataset
 
 
-def test_bad_lines_are_a_rejection_with_a_report_and_no_request(store: MemoryStore, bus: MemoryBus) -> None:
+def test_bad_lines_are_a_rejection_with_a_report_and_no_request(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     data = jsonl(20) + b"{broken\n"
     uploaded = store.put("incoming/bad.jsonl", data)
     outcome = run(store, bus, uploaded)
@@ -185,7 +253,11 @@ def test_bad_lines_are_a_rejection_with_a_report_and_no_request(store: MemorySto
 
 
 def test_bad_settings_in_metadata_are_a_rejection(store: MemoryStore, bus: MemoryBus) -> None:
-    uploaded = store.put("incoming/s.jsonl", jsonl(20), {"autotune-model": "gemini-9-ultra", "autotune-epochs": "many"})
+    uploaded = store.put(
+        "incoming/s.jsonl",
+        jsonl(20),
+        {"autotune-model": "gemini-9-ultra", "autotune-epochs": "many"},
+    )
     outcome = run(store, bus, uploaded)
     assert outcome.decision == "rejected"
     counts = bus.events[0].payload.counts
@@ -202,8 +274,15 @@ def test_no_dataset_content_in_events_or_outcome(store: MemoryStore, bus: Memory
     assert secret not in json.dumps(dict(outcome.fields), default=str) + outcome.message
 
 
-def test_objects_that_are_not_datasets_are_ignored_without_effects(store: MemoryStore, bus: MemoryBus) -> None:
-    for name in ("notes.txt", "reports/incoming/a.jsonl/1.json", "incoming/p/parts/train.jsonl", "incoming/readme.md"):
+def test_objects_that_are_not_datasets_are_ignored_without_effects(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
+    for name in (
+        "notes.txt",
+        "reports/incoming/a.jsonl/1.json",
+        "incoming/p/parts/train.jsonl",
+        "incoming/readme.md",
+    ):
         outcome = run(store, bus, store.put(name, jsonl(20)))
         assert outcome.decision == "ignored", name
     assert store.effects == [] and bus.events == []
@@ -214,46 +293,74 @@ def test_object_of_another_bucket_is_ignored(store: MemoryStore, bus: MemoryBus)
     assert run(store, bus, other).decision == "ignored"
 
 
-def test_dataset_over_the_size_limit_is_rejected_without_reading(store: MemoryStore, bus: MemoryBus) -> None:
+def test_dataset_over_the_size_limit_is_rejected_without_reading(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     uploaded = store.put("incoming/huge.jsonl", jsonl(20))
-    huge = StoredObject(bucket=BUCKET, name=uploaded.name, generation=uploaded.generation, size=2 * 1024**3)
+    huge = StoredObject(
+        bucket=BUCKET, name=uploaded.name, generation=uploaded.generation, size=2 * 1024**3
+    )
     outcome = run(store, bus, huge)
     assert outcome.decision == "rejected"
     assert bus.events[0].payload.counts["file_too_large"] == 1
     assert store.chunks_read == 0
 
 
-def test_manifest_triggers_the_files_it_names_with_its_settings(store: MemoryStore, bus: MemoryBus) -> None:
+def test_manifest_triggers_the_files_it_names_with_its_settings(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     train = store.put("incoming/proj/parts/train.jsonl", jsonl(20))
     validation = store.put("incoming/proj/parts/validation.jsonl", jsonl(5))
-    manifest = store.put("incoming/proj.tuning.json", json.dumps({
-        "training": "incoming/proj/parts/train.jsonl",
-        "validation": "incoming/proj/parts/validation.jsonl",
-        "settings": {"epochs": 6, "display_name": "support bot"},
-    }).encode(), {"autotune-adapter-size": "4"})
+    manifest = store.put(
+        "incoming/proj.tuning.json",
+        json.dumps(
+            {
+                "training": "incoming/proj/parts/train.jsonl",
+                "validation": "incoming/proj/parts/validation.jsonl",
+                "settings": {"epochs": 6, "display_name": "support bot"},
+            }
+        ).encode(),
+        {"autotune-adapter-size": "4"},
+    )
 
     outcome = run(store, bus, manifest)
 
     assert outcome.decision == "accepted"
     (request,) = bus.requests
     assert (request.training.object, request.training.generation) == (train.name, train.generation)
-    assert (request.validation.object, request.validation.generation) == (validation.name, validation.generation)
-    assert (request.settings.epochs, request.settings.adapter_size, request.settings.display_name) == (6, 4, "support bot")
-    assert request.report_uri == f"gs://{BUCKET}/reports/incoming/proj.tuning.json/{manifest.generation}.json"
+    assert (request.validation.object, request.validation.generation) == (
+        validation.name,
+        validation.generation,
+    )
+    assert (
+        request.settings.epochs,
+        request.settings.adapter_size,
+        request.settings.display_name,
+    ) == (6, 4, "support bot")
+    assert (
+        request.report_uri
+        == f"gs://{BUCKET}/reports/incoming/proj.tuning.json/{manifest.generation}.json"
+    )
     (event,) = bus.events
     assert event.subject == f"gs://{BUCKET}/{train.name}"
 
 
-def test_two_manifests_on_one_training_file_publish_distinct_event_ids(store: MemoryStore, bus: MemoryBus) -> None:
+def test_two_manifests_on_one_training_file_publish_distinct_event_ids(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     store.put("incoming/p/parts/t.jsonl", jsonl(20))
     for epochs in (2, 3):
-        body = json.dumps({"training": "incoming/p/parts/t.jsonl", "settings": {"epochs": epochs}}).encode()
+        body = json.dumps(
+            {"training": "incoming/p/parts/t.jsonl", "settings": {"epochs": epochs}}
+        ).encode()
         run(store, bus, store.put(f"incoming/p{epochs}.tuning.json", body))
     first, second = bus.events
     assert first.id != second.id
 
 
-def test_unusable_manifest_is_rejected_with_a_report_about_the_manifest(store: MemoryStore, bus: MemoryBus) -> None:
+def test_unusable_manifest_is_rejected_with_a_report_about_the_manifest(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     manifest = store.put("incoming/x.tuning.json", b'{"training": 1}')
     outcome = run(store, bus, manifest)
     assert outcome.decision == "rejected"
@@ -265,28 +372,38 @@ def test_unusable_manifest_is_rejected_with_a_report_about_the_manifest(store: M
 
 def test_oversized_manifest_is_rejected_without_reading(store: MemoryStore, bus: MemoryBus) -> None:
     manifest = store.put("incoming/x.tuning.json", b"{}")
-    huge = StoredObject(bucket=BUCKET, name=manifest.name, generation="1", size=10**9)  # generation 1 is gone: a read would fail
+    huge = StoredObject(
+        bucket=BUCKET, name=manifest.name, generation="1", size=10**9
+    )  # generation 1 is gone: a read would fail
     outcome = run(store, bus, huge)
     assert outcome.decision == "rejected"
     assert bus.events[0].payload.counts == {INVALID_MANIFEST: 1}
 
 
-def test_manifest_naming_a_missing_training_file_is_rejected(store: MemoryStore, bus: MemoryBus) -> None:
+def test_manifest_naming_a_missing_training_file_is_rejected(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     manifest = store.put("incoming/x.tuning.json", b'{"training": "incoming/x/parts/nope.jsonl"}')
     run(store, bus, manifest)
     assert bus.events[0].payload.counts == {OBJECT_NOT_FOUND: 1}
     assert bus.requests == []
 
 
-def test_missing_validation_file_named_by_metadata_is_rejected(store: MemoryStore, bus: MemoryBus) -> None:
-    uploaded = store.put("incoming/a.jsonl", jsonl(20), {"autotune-validation": "incoming/parts/missing.jsonl"})
+def test_missing_validation_file_named_by_metadata_is_rejected(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
+    uploaded = store.put(
+        "incoming/a.jsonl", jsonl(20), {"autotune-validation": "incoming/parts/missing.jsonl"}
+    )
     run(store, bus, uploaded)
     assert bus.events[0].type is EventType.DATASET_REJECTED
     assert bus.events[0].payload.counts == {OBJECT_NOT_FOUND: 1}
     assert bus.events[0].subject == uploaded.uri
 
 
-def test_object_replaced_before_it_is_read_is_left_to_the_newer_upload(store: MemoryStore, bus: MemoryBus) -> None:
+def test_object_replaced_before_it_is_read_is_left_to_the_newer_upload(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     first = store.put("incoming/a.jsonl", jsonl(20))
     store.put("incoming/a.jsonl", jsonl(21))  # a newer generation replaces it
     outcome = run(store, bus, first)
@@ -310,20 +427,27 @@ def codes_of(bus: MemoryBus) -> dict[str, int]:
     return dict(event.payload.counts)
 
 
-def test_an_object_stored_with_a_content_encoding_is_refused_with_its_own_code(store: MemoryStore, bus: MemoryBus) -> None:
+def test_an_object_stored_with_a_content_encoding_is_refused_with_its_own_code(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     uploaded = store.put("incoming/zipped.jsonl", jsonl(20), content_encoding="gzip")
     assert run(store, bus, uploaded).decision == "rejected"
     assert codes_of(bus) == {"content_encoded": 1}
     assert store.chunks_read == 0 and not bus.requests
 
 
-def test_content_encoding_set_after_the_read_is_caught_on_the_pinned_copy(store: MemoryStore, bus: MemoryBus) -> None:
+def test_content_encoding_set_after_the_read_is_caught_on_the_pinned_copy(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     uploaded = store.put("incoming/patched.jsonl", jsonl(20))
     original_pin = store.pin
 
     def pin_after_patch(name, generation, pinned_name):
         obj, data = store.objects[name]
-        store.objects[name] = (StoredObject(**{**obj.__dict__, "content_encoding": "gzip"}), data)  # a metadata patch
+        store.objects[name] = (
+            StoredObject(**{**obj.__dict__, "content_encoding": "gzip"}),
+            data,
+        )  # a metadata patch
         return original_pin(name, generation, pinned_name)
 
     store.pin = pin_after_patch
@@ -331,7 +455,9 @@ def test_content_encoding_set_after_the_read_is_caught_on_the_pinned_copy(store:
     assert codes_of(bus) == {"content_encoded": 1} and not bus.requests
 
 
-def test_an_overwrite_after_validation_leaves_the_pinned_copy_as_validated(store: MemoryStore, bus: MemoryBus) -> None:
+def test_an_overwrite_after_validation_leaves_the_pinned_copy_as_validated(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     uploaded = store.put("incoming/kept.jsonl", jsonl(20))
     run(store, bus, uploaded)
     (request,) = bus.requests
@@ -341,7 +467,9 @@ def test_an_overwrite_after_validation_leaves_the_pinned_copy_as_validated(store
 
 
 @pytest.mark.parametrize("field", ["training", "validation", "model", "display_name", "region"])
-def test_a_lone_surrogate_anywhere_in_a_manifest_is_a_rejection_with_a_report(store: MemoryStore, bus: MemoryBus, field: str) -> None:
+def test_a_lone_surrogate_anywhere_in_a_manifest_is_a_rejection_with_a_report(
+    store: MemoryStore, bus: MemoryBus, field: str
+) -> None:
     store.put("incoming/s/parts/train.jsonl", jsonl(20))
     doc: dict = {"training": "incoming/s/parts/train.jsonl", "settings": {}}
     if field in {"training", "validation"}:
@@ -355,17 +483,30 @@ def test_a_lone_surrogate_anywhere_in_a_manifest_is_a_rejection_with_a_report(st
     assert report["valid"] is False and "surrogate" in report["errors"][0]["message"]
 
 
-@pytest.mark.parametrize("metadata", [{"autotune-display-name": "n" * 129}, {"autotune-model": "gemini\x1b[2J"},
-                                      {"autotune-epochs": "3" * 2000}])
-def test_unusable_metadata_text_is_a_rejection_with_a_report(store: MemoryStore, bus: MemoryBus, metadata: dict) -> None:
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"autotune-display-name": "n" * 129},
+        {"autotune-model": "gemini\x1b[2J"},
+        {"autotune-epochs": "3" * 2000},
+    ],
+)
+def test_unusable_metadata_text_is_a_rejection_with_a_report(
+    store: MemoryStore, bus: MemoryBus, metadata: dict
+) -> None:
     uploaded = store.put("incoming/meta.jsonl", jsonl(20), metadata)
     assert run(store, bus, uploaded).decision == "rejected"
     assert codes_of(bus) == {"unusable_text": 1} and not bus.requests
 
 
-def test_a_manifest_naming_the_pipelines_own_output_is_invalid(store: MemoryStore, bus: MemoryBus) -> None:
+def test_a_manifest_naming_the_pipelines_own_output_is_invalid(
+    store: MemoryStore, bus: MemoryBus
+) -> None:
     store.put("reports/pinned/" + "a" * 64 + ".jsonl", jsonl(20))
-    uploaded = store.put("incoming/own.tuning.json", json.dumps({"training": "reports/pinned/" + "a" * 64 + ".jsonl"}).encode())
+    uploaded = store.put(
+        "incoming/own.tuning.json",
+        json.dumps({"training": "reports/pinned/" + "a" * 64 + ".jsonl"}).encode(),
+    )
     assert run(store, bus, uploaded).decision == "rejected"
     assert codes_of(bus) == {"invalid_manifest": 1}
 
@@ -375,18 +516,55 @@ class MemoryMedia:
         self.store = store
 
     def stat(self, uris):
-        return {uri: (len(found[1]) if (found := self.store.objects.get(uri.split("/", 3)[3])) else None) for uri in uris}
+        return {
+            uri: (
+                len(found[1]) if (found := self.store.objects.get(uri.split("/", 3)[3])) else None
+            )
+            for uri in uris
+        }
 
 
-@pytest.mark.parametrize("target", ["reports/incoming/x.jsonl/1.json", "incoming/other.tuning.json", "incoming/media-self.jsonl"])
-def test_media_pointing_at_the_pipelines_own_objects_is_refused(store: MemoryStore, bus: MemoryBus, target: str) -> None:
+@pytest.mark.parametrize(
+    "target",
+    ["reports/incoming/x.jsonl/1.json", "incoming/other.tuning.json", "incoming/media-self.jsonl"],
+)
+def test_media_pointing_at_the_pipelines_own_objects_is_refused(
+    store: MemoryStore, bus: MemoryBus, target: str
+) -> None:
     store.put(target, b"{}")
-    rows = [{"contents": [{"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": f"gs://{BUCKET}/{target}"}},
-                                                      {"text": f"q{i}"}]},
-                          {"role": "model", "parts": [{"text": "a"}]}]} for i in range(20)]
-    uploaded = store.put("incoming/media-self.jsonl", b"".join(json.dumps(r).encode() + b"\n" for r in rows))
-    deps = IntakeDeps(store=store, bus=bus, validate_dataset=validate_dataset, dataset_source=DatasetSource, now=lambda: NOW,
-                      media=MemoryMedia(store))
+    rows = [
+        {
+            "contents": [
+                {
+                    "role": "user",
+                    "parts": [
+                        {
+                            "fileData": {
+                                "mimeType": "image/png",
+                                "fileUri": f"gs://{BUCKET}/{target}",
+                            }
+                        },
+                        {"text": f"q{i}"},
+                    ],
+                },
+                {"role": "model", "parts": [{"text": "a"}]},
+            ]
+        }
+        for i in range(20)
+    ]
+    uploaded = store.put(
+        "incoming/media-self.jsonl", b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    )
+    deps = IntakeDeps(
+        store=store,
+        bus=bus,
+        validate_dataset=validate_dataset,
+        dataset_source=DatasetSource,
+        now=lambda: NOW,
+        media=MemoryMedia(store),
+    )
     assert process_upload(uploaded, CONFIG, deps).decision == "rejected"
     # One per referencing line: each of the 20 lines names the object.
-    assert codes_of(bus).get("media_is_pipeline_object") == 20 and "file_not_found" not in codes_of(bus)
+    assert codes_of(bus).get("media_is_pipeline_object") == 20 and "file_not_found" not in codes_of(
+        bus
+    )

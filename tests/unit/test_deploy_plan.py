@@ -25,25 +25,48 @@ from autotune_gcp.state import NOTHING, CommandResult, InspectionError, observe
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).parent / "fixtures" / "gcp_deployed_state.json"
-DIGESTS = {"validate": "0123456789abcdef", "submit": "1123456789abcdef", "status": "2123456789abcdef"}
+DIGESTS = {
+    "validate": "0123456789abcdef",
+    "submit": "1123456789abcdef",
+    "status": "2123456789abcdef",
+}
 FUNCTIONS = ("validate", "submit", "status")
 
 # The roles each identity may hold, written from the issue rather than from roles.py, so the
 # plan is checked against the requirement and not against itself. status creates tuning jobs
 # when it promotes a queued dataset (autotune.jobs.tick.status_tick), hence aiplatform.user.
 ALLOWED_ROLES = {
-    "autotune-validate": {"roles/storage.objectViewer", "roles/storage.objectUser", "roles/pubsub.publisher"},
+    "autotune-validate": {
+        "roles/storage.objectViewer",
+        "roles/storage.objectUser",
+        "roles/pubsub.publisher",
+    },
     # submit re-checks each request against the bucket's report and pinned copies (read only)
-    "autotune-submit": {"roles/aiplatform.user", "roles/iam.serviceAccountUser", "roles/datastore.user",
-                        "roles/pubsub.publisher", "roles/storage.objectViewer"},
+    "autotune-submit": {
+        "roles/aiplatform.user",
+        "roles/iam.serviceAccountUser",
+        "roles/datastore.user",
+        "roles/pubsub.publisher",
+        "roles/storage.objectViewer",
+    },
     # status reconciles lost uploads with validate's code, so it also holds validate's storage roles
-    "autotune-status": {"roles/aiplatform.user", "roles/iam.serviceAccountUser", "roles/datastore.user",
-                        "roles/pubsub.publisher", "roles/storage.objectViewer", "roles/storage.objectUser"},
+    "autotune-status": {
+        "roles/aiplatform.user",
+        "roles/iam.serviceAccountUser",
+        "roles/datastore.user",
+        "roles/pubsub.publisher",
+        "roles/storage.objectViewer",
+        "roles/storage.objectUser",
+    },
     "autotune-invoker": {"roles/eventarc.eventReceiver", "roles/run.invoker"},
     # --notify-url: its OIDC token only names the account, which needs no access to anything
     "autotune-notifier": set(),
     "gcp-sa-aiplatform": {"roles/storage.objectViewer"},
-    "gcp-sa-pubsub": {"roles/pubsub.publisher", "roles/pubsub.subscriber", "roles/iam.serviceAccountTokenCreator"},
+    "gcp-sa-pubsub": {
+        "roles/pubsub.publisher",
+        "roles/pubsub.subscriber",
+        "roles/iam.serviceAccountTokenCreator",
+    },
     "gs-project-accounts": {"roles/pubsub.publisher"},
     "tuning": {"roles/storage.objectViewer"},
 }
@@ -51,8 +74,14 @@ ALLOWED_ROLES = {
 
 def sample_target(**overrides) -> d.DeployTarget:
     config = overrides.pop("config", PipelineConfig())
-    return make_target(project="sample-project", region="us-central1", bucket=overrides.pop("bucket", None),
-                       config=config, source_digests=DIGESTS, **overrides)
+    return make_target(
+        project="sample-project",
+        region="us-central1",
+        bucket=overrides.pop("bucket", None),
+        config=config,
+        source_digests=DIGESTS,
+        **overrides,
+    )
 
 
 def recorded_run():
@@ -99,14 +128,22 @@ def test_every_function_is_deployed_gen2_python312_with_a_trigger_and_retries():
     assert set(deploys) == {f"autotune-{f}" for f in FUNCTIONS}
     for name, argv in deploys.items():
         assert "--gen2" in argv and "--runtime=python312" in argv and "--retry" in argv
-        triggers = [a for a in argv if a.startswith(("--trigger-topic=", "--trigger-event-filters="))]
+        triggers = [
+            a for a in argv if a.startswith(("--trigger-topic=", "--trigger-event-filters="))
+        ]
         assert triggers, f"{name} has no trigger"
-        assert flag_values(argv, "--service-account") == [f"{name}@sample-project.iam.gserviceaccount.com"]
-        assert flag_values(argv, "--trigger-service-account") == ["autotune-invoker@sample-project.iam.gserviceaccount.com"]
+        assert flag_values(argv, "--service-account") == [
+            f"{name}@sample-project.iam.gserviceaccount.com"
+        ]
+        assert flag_values(argv, "--trigger-service-account") == [
+            "autotune-invoker@sample-project.iam.gserviceaccount.com"
+        ]
     assert flag_values(deploys["autotune-submit"], "--trigger-topic") == ["tuning-requests"]
     assert flag_values(deploys["autotune-status"], "--trigger-topic") == ["status-ticks"]
     assert flag_values(deploys["autotune-validate"], "--trigger-event-filters") == [
-        "type=google.cloud.storage.object.v1.finalized", "bucket=sample-project-autotune"]
+        "type=google.cloud.storage.object.v1.finalized",
+        "bucket=sample-project-autotune",
+    ]
 
 
 def test_sizing_values_are_in_the_formats_the_service_accepts():
@@ -122,25 +159,46 @@ def test_sizing_values_are_in_the_formats_the_service_accepts():
 
 def test_every_trigger_subscription_gets_a_dead_letter_topic_that_keeps_its_messages():
     steps = deploy_plan(sample_target())
-    created_topics = {s.argv[4] for s in steps if s.argv[:4] == ("gcloud", "pubsub", "topics", "create")}
-    held = {flag_values(s.argv, "--topic")[0] for s in steps if s.argv[:4] == ("gcloud", "pubsub", "subscriptions", "create")}
-    updates = {s.argv[4]: s.argv for s in steps if s.argv[:4] == ("gcloud", "pubsub", "subscriptions", "update")}
+    created_topics = {
+        s.argv[4] for s in steps if s.argv[:4] == ("gcloud", "pubsub", "topics", "create")
+    }
+    held = {
+        flag_values(s.argv, "--topic")[0]
+        for s in steps
+        if s.argv[:4] == ("gcloud", "pubsub", "subscriptions", "create")
+    }
+    updates = {
+        s.argv[4]: s.argv
+        for s in steps
+        if s.argv[:4] == ("gcloud", "pubsub", "subscriptions", "update")
+    }
     for fn in FUNCTIONS:
         subscription = f"${{{fn.upper()}_SUBSCRIPTION}}"
         dead_letter = f"autotune-{fn}-dead-letter"
-        assert updates[subscription][5:] == (f"--dead-letter-topic=projects/sample-project/topics/{dead_letter}",
-                                              "--max-delivery-attempts=5")
+        assert updates[subscription][5:] == (
+            f"--dead-letter-topic=projects/sample-project/topics/{dead_letter}",
+            "--max-delivery-attempts=5",
+        )
         assert dead_letter in created_topics and dead_letter in held
     pubsub_agent = "serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
-    grants = {(s.argv[2], s.argv[4], flag_values(s.argv, "--role")[0]) for s in steps
-              if s.argv[3:4] == ("add-iam-policy-binding",) and f"--member={pubsub_agent}" in s.argv}
+    grants = {
+        (s.argv[2], s.argv[4], flag_values(s.argv, "--role")[0])
+        for s in steps
+        if s.argv[3:4] == ("add-iam-policy-binding",) and f"--member={pubsub_agent}" in s.argv
+    }
     for fn in FUNCTIONS:
         assert ("topics", f"autotune-{fn}-dead-letter", "roles/pubsub.publisher") in grants
-        assert ("subscriptions", f"${{{fn.upper()}_SUBSCRIPTION}}", "roles/pubsub.subscriber") in grants
+        assert (
+            "subscriptions",
+            f"${{{fn.upper()}_SUBSCRIPTION}}",
+            "roles/pubsub.subscriber",
+        ) in grants
 
 
 def test_topics_come_from_the_config():
-    config = msgspec.structs.replace(PipelineConfig(), requests_topic="req-x", events_topic="ev-x", ticks_topic="tick-x")
+    config = msgspec.structs.replace(
+        PipelineConfig(), requests_topic="req-x", events_topic="ev-x", ticks_topic="tick-x"
+    )
     steps = deploy_plan(sample_target(config=config))
     created = {s.argv[4] for s in steps if s.argv[:4] == ("gcloud", "pubsub", "topics", "create")}
     assert {"req-x", "ev-x", "tick-x"} <= created and "tuning-requests" not in created
@@ -148,16 +206,26 @@ def test_topics_come_from_the_config():
 
 @pytest.mark.parametrize("tuning_sa", ["", "tuner-sa@other-project.iam.gserviceaccount.com"])
 def test_no_identity_holds_a_role_outside_its_list(tuning_sa):
-    config = msgspec.structs.replace(PipelineConfig(), allowed_media_buckets=("media-a", "media-b"),
-                                     tuning_service_account=tuning_sa)
-    steps = deploy_plan(sample_target(config=config, notify_url="https://hooks.example.com/autotune"))
+    config = msgspec.structs.replace(
+        PipelineConfig(),
+        allowed_media_buckets=("media-a", "media-b"),
+        tuning_service_account=tuning_sa,
+    )
+    steps = deploy_plan(
+        sample_target(config=config, notify_url="https://hooks.example.com/autotune")
+    )
     held: dict[str, set[str]] = {}
     for step in steps:
         if "add-iam-policy-binding" in step.argv:
-            member, role = flag_values(step.argv, "--member")[0], flag_values(step.argv, "--role")[0]
+            member, role = (
+                flag_values(step.argv, "--member")[0],
+                flag_values(step.argv, "--role")[0],
+            )
             held.setdefault(principal_of(member), set()).add(role)
     for principal, granted in held.items():
-        assert granted <= ALLOWED_ROLES[principal], f"{principal} holds {granted - ALLOWED_ROLES[principal]}"
+        assert granted <= ALLOWED_ROLES[principal], (
+            f"{principal} holds {granted - ALLOWED_ROLES[principal]}"
+        )
     assert "roles/aiplatform.user" not in held["autotune-validate"] | held["autotune-invoker"]
     assert ("roles/iam.serviceAccountUser" in held["autotune-submit"]) == bool(tuning_sa)
 
@@ -165,23 +233,38 @@ def test_no_identity_holds_a_role_outside_its_list(tuning_sa):
 def test_no_basic_roles_and_report_writing_is_confined_to_the_reports_prefix():
     steps = deploy_plan(sample_target())
     roles_granted = {r for s in steps for r in flag_values(s.argv, "--role")}
-    assert not roles_granted & {"roles/owner", "roles/editor", "roles/viewer", "roles/storage.admin",
-                                "roles/storage.objectAdmin"}
+    assert not roles_granted & {
+        "roles/owner",
+        "roles/editor",
+        "roles/viewer",
+        "roles/storage.admin",
+        "roles/storage.objectAdmin",
+    }
     writers = [s for s in steps if "--role=roles/storage.objectUser" in s.argv]
-    assert sorted(principal_of(flag_values(w.argv, "--member")[0]) for w in writers) == ["autotune-status", "autotune-validate"]
+    assert sorted(principal_of(flag_values(w.argv, "--member")[0]) for w in writers) == [
+        "autotune-status",
+        "autotune-validate",
+    ]
     for writer in writers:
         assert flag_values(writer.argv, "--condition") == [
             'expression=resource.name.startsWith("projects/_/buckets/sample-project-autotune/objects/reports/"),'
-            "title=autotune-reports-only"]
+            "title=autotune-reports-only"
+        ]
 
 
 def test_the_vertex_ai_agent_reads_the_bucket_and_the_project_number_is_looked_up_first():
     steps = deploy_plan(sample_target())
     assert steps[0].capture == "PROJECT_NUMBER"
     assert steps[0].argv[:4] == ("gcloud", "projects", "describe", "sample-project")
-    vertex = [s for s in steps if "--member=serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-aiplatform.iam.gserviceaccount.com" in s.argv]
+    vertex = [
+        s
+        for s in steps
+        if "--member=serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-aiplatform.iam.gserviceaccount.com"
+        in s.argv
+    ]
     assert [(s.argv[1:4], flag_values(s.argv, "--role")) for s in vertex] == [
-        (("storage", "buckets", "add-iam-policy-binding"), ["roles/storage.objectViewer"])]
+        (("storage", "buckets", "add-iam-policy-binding"), ["roles/storage.objectViewer"])
+    ]
 
 
 def test_every_reference_is_captured_by_an_earlier_step_and_every_capture_is_used():
@@ -198,8 +281,13 @@ def test_every_reference_is_captured_by_an_earlier_step_and_every_capture_is_use
 def test_bucket_scheduler_and_firestore_are_created_as_required():
     steps = deploy_plan(sample_target())
     bucket = next(s for s in steps if s.argv[:4] == ("gcloud", "storage", "buckets", "create"))
-    assert "--uniform-bucket-level-access" in bucket.argv and "--public-access-prevention" in bucket.argv
-    database = next(s for s in steps if s.argv[:4] == ("gcloud", "firestore", "databases", "create"))
+    assert (
+        "--uniform-bucket-level-access" in bucket.argv
+        and "--public-access-prevention" in bucket.argv
+    )
+    database = next(
+        s for s in steps if s.argv[:4] == ("gcloud", "firestore", "databases", "create")
+    )
     assert "--type=firestore-native" in database.argv
     job = next(s for s in steps if s.argv[:4] == ("gcloud", "scheduler", "jobs", "create"))
     assert flag_values(job.argv, "--topic") == ["projects/sample-project/topics/status-ticks"]
@@ -207,7 +295,9 @@ def test_bucket_scheduler_and_firestore_are_created_as_required():
 
 
 def test_functions_get_the_configuration_as_environment_variables():
-    config = msgspec.structs.replace(PipelineConfig(), allowed_media_buckets=("media-a", "media-b"), max_concurrent_jobs=4)
+    config = msgspec.structs.replace(
+        PipelineConfig(), allowed_media_buckets=("media-a", "media-b"), max_concurrent_jobs=4
+    )
     target = sample_target(config=config)
     deploys = [s for s in deploy_plan(target) if s.argv[:3] == ("gcloud", "functions", "deploy")]
     for step in deploys:
@@ -215,7 +305,10 @@ def test_functions_get_the_configuration_as_environment_variables():
         env = parse_env_flag(flag)
         assert env == target.config.to_env()
         assert env["AUTOTUNE_ALLOWED_MEDIA_BUCKETS"] == "media-a,media-b"
-        assert env["AUTOTUNE_PROJECT"] == "sample-project" and env["AUTOTUNE_BUCKET"] == "sample-project-autotune"
+        assert (
+            env["AUTOTUNE_PROJECT"] == "sample-project"
+            and env["AUTOTUNE_BUCKET"] == "sample-project-autotune"
+        )
         assert env["AUTOTUNE_VERTEX_ENDPOINT"] == ""
 
 
@@ -256,7 +349,11 @@ def test_rendering_refuses_an_argument_that_would_expand_differently():
 def test_inspection_reads_the_recorded_project():
     state = deployed_state()
     assert state.project_number == "123456789012"
-    assert state.bucket and state.bucket.uniform_access and state.bucket.public_access_prevention == "enforced"
+    assert (
+        state.bucket
+        and state.bucket.uniform_access
+        and state.bucket.public_access_prevention == "enforced"
+    )
     assert state.firestore_type == "FIRESTORE_NATIVE"
     assert set(state.functions) == {f"autotune-{f}" for f in FUNCTIONS}
     assert all(f.trigger_subscription for f in state.functions.values())
@@ -275,7 +372,9 @@ def test_cli_says_nothing_to_change(monkeypatch, tmp_path):
     monkeypatch.setattr(staging, "source_digest", lambda key: DIGESTS[key])
     monkeypatch.setattr("autotune.config.load_config_file", lambda path=None: PipelineConfig())
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["deploy", "--project", "sample-project", "--region", "us-central1", "--no-smoke"])
+    result = CliRunner().invoke(
+        app, ["deploy", "--project", "sample-project", "--region", "us-central1", "--no-smoke"]
+    )
     assert result.exit_code == 0, result.output
     assert "nothing to change" in result.output
 
@@ -290,10 +389,24 @@ def test_deploy_ends_with_the_smoke_test_and_fails_when_it_does(monkeypatch, tmp
     monkeypatch.setattr(staging, "source_digest", lambda key: DIGESTS[key])
     monkeypatch.setattr("autotune.config.load_config_file", lambda path=None: PipelineConfig())
     checked = []
-    monkeypatch.setattr(smoke, "google_cloud_clients", lambda project, bucket, config: ("storage", "subscriber", {"project": project, "bucket": bucket}))
-    monkeypatch.setattr(smoke, "run_and_report", lambda storage, subscriber, names, timeout: checked.append(names) or False)
+    monkeypatch.setattr(
+        smoke,
+        "google_cloud_clients",
+        lambda project, bucket, config: (
+            "storage",
+            "subscriber",
+            {"project": project, "bucket": bucket},
+        ),
+    )
+    monkeypatch.setattr(
+        smoke,
+        "run_and_report",
+        lambda storage, subscriber, names, timeout: checked.append(names) or False,
+    )
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["deploy", "--project", "sample-project", "--region", "us-central1"])
+    result = CliRunner().invoke(
+        app, ["deploy", "--project", "sample-project", "--region", "us-central1"]
+    )
     assert checked == [{"project": "sample-project", "bucket": "sample-project-autotune"}]
     assert result.exit_code == 1
 
@@ -318,9 +431,13 @@ def test_only_what_drifted_is_planned():
 
 
 def test_new_source_redeploys_only_that_function_and_reattaches_its_dead_letter_policy():
-    target = msgspec.structs.replace(sample_target(), source_digests={**DIGESTS, "submit": "ffffffffffffffff"})
+    target = msgspec.structs.replace(
+        sample_target(), source_digests={**DIGESTS, "submit": "ffffffffffffffff"}
+    )
     steps = deploy_plan(target, deployed_state())
-    assert [s.argv[3] for s in steps if s.argv[:3] == ("gcloud", "functions", "deploy")] == ["autotune-submit"]
+    assert [s.argv[3] for s in steps if s.argv[:3] == ("gcloud", "functions", "deploy")] == [
+        "autotune-submit"
+    ]
     assert [s.capture for s in steps if s.capture] == ["SUBMIT_TRIGGER", "SUBMIT_SUBSCRIPTION"]
     assert any(s.argv[:4] == ("gcloud", "pubsub", "subscriptions", "update") for s in steps)
     assert all("${PROJECT_NUMBER}" not in " ".join(s.argv) for s in steps)  # known from the state
@@ -329,7 +446,9 @@ def test_new_source_redeploys_only_that_function_and_reattaches_its_dead_letter_
 def test_a_missing_grant_is_the_only_step():
     state = deployed_state()
     member = "serviceAccount:autotune-status@sample-project.iam.gserviceaccount.com"
-    lost = frozenset(b for b in state.bindings if not (b.member == member and b.role == "roles/datastore.user"))
+    lost = frozenset(
+        b for b in state.bindings if not (b.member == member and b.role == "roles/datastore.user")
+    )
     steps = deploy_plan(sample_target(), msgspec.structs.replace(state, bindings=lost))
     assert [s.argv[:3] for s in steps] == [("gcloud", "projects", "add-iam-policy-binding")]
     assert f"--member={member}" in steps[0].argv
@@ -343,7 +462,9 @@ def test_a_datastore_mode_database_is_a_clear_conflict():
 
 def test_an_unreadable_project_stops_inspection_with_gclouds_message():
     def run(argv):
-        return CommandResult(1, "", "ERROR: (gcloud.projects.describe) PERMISSION_DENIED: no access")
+        return CommandResult(
+            1, "", "ERROR: (gcloud.projects.describe) PERMISSION_DENIED: no access"
+        )
 
     with pytest.raises(InspectionError, match="PERMISSION_DENIED"):
         observe(sample_target(), run)
@@ -352,7 +473,9 @@ def test_an_unreadable_project_stops_inspection_with_gclouds_message():
 def test_an_existing_bucket_elsewhere_moves_the_storage_trigger_to_its_location():
     state = msgspec.structs.replace(deployed_state(), bucket=d_bucket("us"), functions={})
     steps = deploy_plan(sample_target(), state)
-    validate = next(s for s in steps if s.argv[:4] == ("gcloud", "functions", "deploy", "autotune-validate"))
+    validate = next(
+        s for s in steps if s.argv[:4] == ("gcloud", "functions", "deploy", "autotune-validate")
+    )
     assert flag_values(validate.argv, "--trigger-location") == ["us"]
 
 
@@ -375,14 +498,22 @@ def d_bucket(location):
     ],
 )
 def test_bad_targets_are_named(field, kwargs):
-    args = {"project": "sample-project", "region": "us-central1", "bucket": None, "config": PipelineConfig(), **kwargs}
+    args = {
+        "project": "sample-project",
+        "region": "us-central1",
+        "bucket": None,
+        "config": PipelineConfig(),
+        **kwargs,
+    }
     with pytest.raises(TargetError, match=re.escape(field)):
         make_target(**args)
 
 
 def test_cli_reports_a_bad_option_without_a_traceback(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["deploy", "--project", "X", "--region", "us-central1", "--dry-run"])
+    result = CliRunner().invoke(
+        app, ["deploy", "--project", "X", "--region", "us-central1", "--dry-run"]
+    )
     assert result.exit_code == 2
     assert "--project 'X'" in result.output and "Traceback" not in result.output
 
@@ -398,10 +529,14 @@ PUBSUB_AGENT = "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceac
 def notify_subscription_json(**changes) -> dict:
     """`gcloud pubsub subscriptions list` as it shows the subscription deploy made."""
     raw = {
-        "name": NOTIFY_PATH, "topic": "projects/sample-project/topics/tuning-events",
-        "ackDeadlineSeconds": 60, "filter": job_end_filter(),
-        "pushConfig": {"pushEndpoint": NOTIFY_URL,
-                       "oidcToken": {"serviceAccountEmail": NOTIFIER, "audience": NOTIFY_URL}},
+        "name": NOTIFY_PATH,
+        "topic": "projects/sample-project/topics/tuning-events",
+        "ackDeadlineSeconds": 60,
+        "filter": job_end_filter(),
+        "pushConfig": {
+            "pushEndpoint": NOTIFY_URL,
+            "oidcToken": {"serviceAccountEmail": NOTIFIER, "audience": NOTIFY_URL},
+        },
         "state": "ACTIVE",
     }
     raw.update(changes)
@@ -412,11 +547,15 @@ def recorded_run_with_notify(subscription: dict | None = None):
     """The deployed project after `deploy --notify-url`, read through the same gcloud commands."""
     outputs = json.loads(FIXTURE.read_text())["outputs"]
     p = "--project=sample-project --format=json"
-    outputs[f"gcloud pubsub subscriptions list {p}"].append(subscription or notify_subscription_json())
+    outputs[f"gcloud pubsub subscriptions list {p}"].append(
+        subscription or notify_subscription_json()
+    )
     outputs[f"gcloud iam service-accounts list {p}"].append(
-        {"email": NOTIFIER, "name": f"projects/sample-project/serviceAccounts/{NOTIFIER}"})
+        {"email": NOTIFIER, "name": f"projects/sample-project/serviceAccounts/{NOTIFIER}"}
+    )
     outputs[f"gcloud iam service-accounts get-iam-policy {NOTIFIER} {p}"] = {
-        "bindings": [{"role": "roles/iam.serviceAccountTokenCreator", "members": [PUBSUB_AGENT]}]}
+        "bindings": [{"role": "roles/iam.serviceAccountTokenCreator", "members": [PUBSUB_AGENT]}]
+    }
 
     def run(argv):
         line = " ".join(argv)
@@ -439,21 +578,44 @@ def test_without_notify_url_nothing_pushes_anywhere():
 
 def test_notify_url_adds_a_filtered_push_subscription_signed_as_an_account_of_its_own():
     steps = deploy_plan(sample_target(notify_url=NOTIFY_URL))
-    [create] = [s for s in steps if s.argv[:4] == ("gcloud", "pubsub", "subscriptions", "create")
-                and s.argv[4] == "autotune-notify"]
+    [create] = [
+        s
+        for s in steps
+        if s.argv[:4] == ("gcloud", "pubsub", "subscriptions", "create")
+        and s.argv[4] == "autotune-notify"
+    ]
     assert flag_values(create.argv, "--topic") == ["tuning-events"]
     assert flag_values(create.argv, "--push-endpoint") == [NOTIFY_URL]
     assert flag_values(create.argv, "--push-auth-service-account") == [NOTIFIER]
     assert flag_values(create.argv, "--push-auth-token-audience") == [NOTIFY_URL]
     assert flag_values(create.argv, "--message-filter") == [
         'attributes.ce-type = "autotune.job.v1.succeeded" OR attributes.ce-type = "autotune.job.v1.failed" '
-        'OR attributes.ce-type = "autotune.job.v1.cancelled"']
+        'OR attributes.ce-type = "autotune.job.v1.cancelled"'
+    ]
     argvs = [s.argv for s in steps]
-    account = argvs.index(("gcloud", "iam", "service-accounts", "create", "autotune-notifier",
-                           f"--display-name={d.NOTIFIER_DESCRIPTION}", "--project=sample-project"))
-    token = argvs.index(("gcloud", "iam", "service-accounts", "add-iam-policy-binding", NOTIFIER,
-                         "--member=serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com",
-                         "--role=roles/iam.serviceAccountTokenCreator", "--project=sample-project"))
+    account = argvs.index(
+        (
+            "gcloud",
+            "iam",
+            "service-accounts",
+            "create",
+            "autotune-notifier",
+            f"--display-name={d.NOTIFIER_DESCRIPTION}",
+            "--project=sample-project",
+        )
+    )
+    token = argvs.index(
+        (
+            "gcloud",
+            "iam",
+            "service-accounts",
+            "add-iam-policy-binding",
+            NOTIFIER,
+            "--member=serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com",
+            "--role=roles/iam.serviceAccountTokenCreator",
+            "--project=sample-project",
+        )
+    )
     assert account < token < argvs.index(create.argv)
     # no role for the notifier itself: the token names it, it reaches nothing
     assert not any(f"--member=serviceAccount:{NOTIFIER}" in s.argv for s in steps)
@@ -474,21 +636,37 @@ def test_redeploy_without_notify_url_leaves_the_subscription_alone():
 def test_a_new_notify_url_updates_the_push_endpoint_in_place():
     other = "https://other.example.com/hook"
     steps = deploy_plan(sample_target(notify_url=other), notify_state())
-    assert [s.argv for s in steps] == [(
-        "gcloud", "pubsub", "subscriptions", "update", "autotune-notify", f"--push-endpoint={other}",
-        f"--push-auth-service-account={NOTIFIER}", f"--push-auth-token-audience={other}",
-        "--project=sample-project")]
+    assert [s.argv for s in steps] == [
+        (
+            "gcloud",
+            "pubsub",
+            "subscriptions",
+            "update",
+            "autotune-notify",
+            f"--push-endpoint={other}",
+            f"--push-auth-service-account={NOTIFIER}",
+            f"--push-auth-token-audience={other}",
+            "--project=sample-project",
+        )
+    ]
 
 
-@pytest.mark.parametrize("change", [
-    {"filter": ""},
-    {"filter": 'attributes.ce-type = "autotune.job.v1.succeeded"'},
-    {"topic": "projects/sample-project/topics/elsewhere"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"filter": ""},
+        {"filter": 'attributes.ce-type = "autotune.job.v1.succeeded"'},
+        {"topic": "projects/sample-project/topics/elsewhere"},
+    ],
+)
 def test_a_subscription_with_another_filter_or_topic_is_made_again(change):
-    steps = deploy_plan(sample_target(notify_url=NOTIFY_URL), notify_state(notify_subscription_json(**change)))
-    assert [s.argv[:5] for s in steps] == [("gcloud", "pubsub", "subscriptions", "delete", "autotune-notify"),
-                                           ("gcloud", "pubsub", "subscriptions", "create", "autotune-notify")]
+    steps = deploy_plan(
+        sample_target(notify_url=NOTIFY_URL), notify_state(notify_subscription_json(**change))
+    )
+    assert [s.argv[:5] for s in steps] == [
+        ("gcloud", "pubsub", "subscriptions", "delete", "autotune-notify"),
+        ("gcloud", "pubsub", "subscriptions", "create", "autotune-notify"),
+    ]
 
 
 def test_an_unsigned_push_subscription_gets_its_token_back():
@@ -501,22 +679,28 @@ def test_an_unsigned_push_subscription_gets_its_token_back():
 def test_a_missing_token_creator_grant_on_the_notifier_is_the_only_change():
     state = notify_state()
     without = frozenset(b for b in state.bindings if b.resource != NOTIFIER)
-    steps = deploy_plan(sample_target(notify_url=NOTIFY_URL), msgspec.structs.replace(state, bindings=without))
+    steps = deploy_plan(
+        sample_target(notify_url=NOTIFY_URL), msgspec.structs.replace(state, bindings=without)
+    )
     # making sure the Pub/Sub agent exists precedes any grant to it
     assert [s.argv[:5] for s in steps] == [
         ("gcloud", "beta", "services", "identity", "create"),
-        ("gcloud", "iam", "service-accounts", "add-iam-policy-binding", NOTIFIER)]
+        ("gcloud", "iam", "service-accounts", "add-iam-policy-binding", NOTIFIER),
+    ]
     assert f"--member={PUBSUB_AGENT}" in steps[1].argv
 
 
-@pytest.mark.parametrize("url", [
-    "",  # given, but empty: not the same as not asking
-    "http://hooks.example.com/autotune",  # Google Cloud pushes to https only
-    "hooks.example.com/autotune",
-    "https:///autotune",
-    "https://hooks.example.com/a b",
-    "https://hooks.example.com/${PROJECT_NUMBER}",  # would be read as a plan variable
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",  # given, but empty: not the same as not asking
+        "http://hooks.example.com/autotune",  # Google Cloud pushes to https only
+        "hooks.example.com/autotune",
+        "https:///autotune",
+        "https://hooks.example.com/a b",
+        "https://hooks.example.com/${PROJECT_NUMBER}",  # would be read as a plan variable
+    ],
+)
 def test_a_notify_url_google_cannot_push_to_is_named(url):
     with pytest.raises(TargetError, match="--notify-url"):
         sample_target(notify_url=url)
@@ -539,17 +723,50 @@ def test_cli_deploy_dry_run_with_notify_url_prints_the_subscription(monkeypatch,
 def test_destroy_removes_the_notify_subscription_and_its_account():
     steps = destroy_plan(sample_target(), notify_state())
     argvs = [s.argv for s in steps]
-    delete_subscription = ("gcloud", "pubsub", "subscriptions", "delete", "autotune-notify",
-                           "--project=sample-project", "--quiet")
+    delete_subscription = (
+        "gcloud",
+        "pubsub",
+        "subscriptions",
+        "delete",
+        "autotune-notify",
+        "--project=sample-project",
+        "--quiet",
+    )
     assert delete_subscription in argvs
     assert argvs.index(delete_subscription) < argvs.index(
-        ("gcloud", "pubsub", "topics", "delete", "tuning-events", "--project=sample-project", "--quiet"))
-    assert ("gcloud", "iam", "service-accounts", "delete", NOTIFIER, "--project=sample-project", "--quiet") in argvs
+        (
+            "gcloud",
+            "pubsub",
+            "topics",
+            "delete",
+            "tuning-events",
+            "--project=sample-project",
+            "--quiet",
+        )
+    )
+    assert (
+        "gcloud",
+        "iam",
+        "service-accounts",
+        "delete",
+        NOTIFIER,
+        "--project=sample-project",
+        "--quiet",
+    ) in argvs
     # not made, not removed
-    assert not any("autotune-notif" in arg for s in destroy_plan(sample_target(), deployed_state()) for arg in s.argv)
+    assert not any(
+        "autotune-notif" in arg
+        for s in destroy_plan(sample_target(), deployed_state())
+        for arg in s.argv
+    )
     assert not any("autotune-notif" in arg for s in destroy_plan(sample_target()) for arg in s.argv)
-    assert sum("autotune-notif" in " ".join(s.argv)
-               for s in destroy_plan(sample_target(notify_url=NOTIFY_URL))) == 2
+    assert (
+        sum(
+            "autotune-notif" in " ".join(s.argv)
+            for s in destroy_plan(sample_target(notify_url=NOTIFY_URL))
+        )
+        == 2
+    )
 
 
 # --- destroy -------------------------------------------------------------------------------------
@@ -591,7 +808,9 @@ def test_destroy_without_yes_and_without_a_terminal_keeps_data(monkeypatch, tmp_
     monkeypatch.setattr(runner, "execute", lambda steps, echo: ran.extend(s.argv for s in steps))
     monkeypatch.setattr("autotune.config.load_config_file", lambda path=None: PipelineConfig())
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["destroy", "--project", "sample-project", "--region", "us-central1"], input="")
+    result = CliRunner().invoke(
+        app, ["destroy", "--project", "sample-project", "--region", "us-central1"], input=""
+    )
     assert result.exit_code == 0, result.output
     assert ran and not any(a[1:3] in {("storage", "rm"), ("firestore", "bulk-delete")} for a in ran)
     assert "kept:" in result.output
@@ -622,30 +841,46 @@ def test_requirements_are_exactly_what_the_function_imports_pinned_as_in_pyproje
     imported = staging.imported_distributions(function)
     installed = staging.installed_with(set(requirements))
     missing = {dist: mods for dist, mods in imported.items() if dist not in installed}
-    assert not missing, f"functions/{function} imports {missing} but requirements.txt does not install it"
+    assert not missing, (
+        f"functions/{function} imports {missing} but requirements.txt does not install it"
+    )
     unused = set(requirements) - set(imported)
-    assert not unused, f"functions/{function}/requirements.txt installs {unused}, which the function never imports"
+    assert not unused, (
+        f"functions/{function}/requirements.txt installs {unused}, which the function never imports"
+    )
     pins = project_pins()
     for name, version in requirements.items():
-        assert pins.get(name) == version, f"{name}=={version} differs from pyproject.toml ({pins.get(name)})"
+        assert pins.get(name) == version, (
+            f"{name}=={version} differs from pyproject.toml ({pins.get(name)})"
+        )
 
 
 def test_validate_installs_and_imports_neither_vertex_ai_nor_firestore():
     requirements = pinned(ROOT / "functions" / "validate" / "requirements.txt")
     assert not {"google-cloud-aiplatform", "google-cloud-firestore"} & set(requirements)
-    assert not {"google-cloud-aiplatform", "google-cloud-firestore"} & set(staging.imported_distributions("validate"))
+    assert not {"google-cloud-aiplatform", "google-cloud-firestore"} & set(
+        staging.imported_distributions("validate")
+    )
 
 
 def test_the_import_scan_follows_autotune_modules_and_lazy_imports():
     modules = staging.imported_modules("submit")
     assert "autotune.jobs.submit" in modules
-    assert any(m.startswith("google.cloud.aiplatform") for m in modules)  # imported inside a function
+    assert any(
+        m.startswith("google.cloud.aiplatform") for m in modules
+    )  # imported inside a function
 
 
 def test_staging_writes_what_the_digest_covers(tmp_path):
     staged = staging.stage("validate", tmp_path)
     files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
-    assert {"main.py", "requirements.txt", ".gcloudignore", "autotune/__init__.py", "autotune/config.py"} <= set(files)
+    assert {
+        "main.py",
+        "requirements.txt",
+        ".gcloudignore",
+        "autotune/__init__.py",
+        "autotune/config.py",
+    } <= set(files)
     assert not any(f.startswith("autotune/cli/") or "__pycache__" in f for f in files)
     expected = {rel for rel, _ in staging.source_files("validate")} | {".gcloudignore"}
     assert set(files) == expected
@@ -653,7 +888,9 @@ def test_staging_writes_what_the_digest_covers(tmp_path):
     for module in staging.imported_modules("validate"):
         if module.startswith("autotune"):
             parts = module.split(".")
-            assert (staged / Path(*parts)).with_suffix(".py").exists() or (staged / Path(*parts) / "__init__.py").exists()
+            assert (staged / Path(*parts)).with_suffix(".py").exists() or (
+                staged / Path(*parts) / "__init__.py"
+            ).exists()
 
 
 # --- docs/deploy.md shows the real plan and the real roles ----------------------------------------
@@ -664,7 +901,9 @@ DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 def readme_block(name: str) -> str:
     text = DEPLOY_DOC.read_text()
-    match = re.search(rf"<!-- {name}:begin -->\n```[a-z]*\n(.*?)```\n<!-- {name}:end -->", text, re.S)
+    match = re.search(
+        rf"<!-- {name}:begin -->\n```[a-z]*\n(.*?)```\n<!-- {name}:end -->", text, re.S
+    )
     assert match, f"docs/deploy.md has no {name} block"
     return match.group(1)
 
@@ -675,19 +914,28 @@ def mask_digests(text: str) -> str:
 
 def test_readme_plan_is_the_commands_output(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["deploy", "--project", "sample-project", "--region", "us-central1", "--dry-run"])
+    result = CliRunner().invoke(
+        app, ["deploy", "--project", "sample-project", "--region", "us-central1", "--dry-run"]
+    )
     assert result.exit_code == 0, result.output
     # The source digests change with every code change; docs/deploy.md states they are examples.
     assert mask_digests(readme_block("deploy-plan")) == mask_digests(result.output), (
-        "docs/deploy.md's plan is stale: regenerate it with `python -m autotune_gcp.readme`")
+        "docs/deploy.md's plan is stale: regenerate it with `python -m autotune_gcp.readme`"
+    )
 
 
 def test_readme_roles_table_is_the_role_table():
-    target = make_target(project="sample-project", region="us-central1", bucket=None, config=load_config_file(ROOT / "deploy" / "config.toml"))
+    target = make_target(
+        project="sample-project",
+        region="us-central1",
+        bucket=None,
+        config=load_config_file(ROOT / "deploy" / "config.toml"),
+    )
     text = DEPLOY_DOC.read_text()
     match = re.search(r"<!-- deploy-roles:begin -->\n(.*?)<!-- deploy-roles:end -->", text, re.S)
     assert match and match.group(1) == roles.roles_markdown(target), (
-        "docs/deploy.md's roles table is stale: regenerate it with `python -m autotune_gcp.readme`")
+        "docs/deploy.md's roles table is stale: regenerate it with `python -m autotune_gcp.readme`"
+    )
 
 
 def test_references_in_the_plan_are_shell_variable_names():
@@ -702,8 +950,15 @@ def test_references_in_the_plan_are_shell_variable_names():
 
 def test_inspection_only_reads():
     run, asked = recorded_run()
-    observe(sample_target(config=msgspec.structs.replace(
-        PipelineConfig(), tuning_service_account="tuning-runner@other-project.iam.gserviceaccount.com")), run)
+    observe(
+        sample_target(
+            config=msgspec.structs.replace(
+                PipelineConfig(),
+                tuning_service_account="tuning-runner@other-project.iam.gserviceaccount.com",
+            )
+        ),
+        run,
+    )
     assert all(line.endswith("--format=json") for line in asked)
     for line in asked:
         words = line.split()
@@ -743,9 +998,15 @@ def test_runner_names_the_failed_step(monkeypatch):
 
     monkeypatch.setattr(runner.subprocess, "run", lambda argv, **kwargs: Failed())
     with pytest.raises(runner.DeployError, match=r"step 1 \(topic x\) failed with exit code 1"):
-        runner.execute([Step(argv=("gcloud", "pubsub", "topics", "create", "x"), why="topic x")], lambda _: None)
+        runner.execute(
+            [Step(argv=("gcloud", "pubsub", "topics", "create", "x"), why="topic x")],
+            lambda _: None,
+        )
     with pytest.raises(runner.DeployError, match="found nothing: boom"):
-        runner.execute([Step(argv=("gcloud", "projects", "describe", "p"), why="n", capture="N")], lambda _: None)
+        runner.execute(
+            [Step(argv=("gcloud", "projects", "describe", "p"), why="n", capture="N")],
+            lambda _: None,
+        )
 
 
 def test_the_import_scan_catches_a_dependency_hidden_in_a_lazy_import(tmp_path, monkeypatch):
@@ -770,12 +1031,18 @@ def test_the_import_scan_catches_a_dependency_hidden_in_a_lazy_import(tmp_path, 
 def test_a_function_stored_without_its_empty_variables_is_still_current():
     state = deployed_state()
     trimmed = {
-        name: msgspec.structs.replace(fn, environment={k: v for k, v in fn.environment.items() if v})
+        name: msgspec.structs.replace(
+            fn, environment={k: v for k, v in fn.environment.items() if v}
+        )
         for name, fn in state.functions.items()
     }
     assert deploy_plan(sample_target(), msgspec.structs.replace(state, functions=trimmed)) == []
-    changed = {name: msgspec.structs.replace(fn, environment={**fn.environment, "AUTOTUNE_DEFAULT_EPOCHS": "9"})
-               for name, fn in state.functions.items()}
+    changed = {
+        name: msgspec.structs.replace(
+            fn, environment={**fn.environment, "AUTOTUNE_DEFAULT_EPOCHS": "9"}
+        )
+        for name, fn in state.functions.items()
+    }
     steps = deploy_plan(sample_target(), msgspec.structs.replace(state, functions=changed))
     assert len([s for s in steps if s.argv[:3] == ("gcloud", "functions", "deploy")]) == 3
 
@@ -791,7 +1058,9 @@ def test_a_staged_function_imports_from_its_own_directory(function, tmp_path):
         f"for name in {own!r}: importlib.import_module(name)\n"
         "print(autotune.__file__)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=staged, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=staged, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).resolve().is_relative_to(staged.resolve())
 
@@ -804,14 +1073,25 @@ def test_a_new_project_is_read_without_touching_apis_it_has_not_enabled():
         asked.append(line)
         argv = tuple(argv)
         if argv[1:3] == ("projects", "describe"):
-            return CommandResult(0, json.dumps({"projectId": "sample-project", "projectNumber": "42"}), "")
+            return CommandResult(
+                0, json.dumps({"projectId": "sample-project", "projectNumber": "42"}), ""
+            )
         if argv[1:3] == ("services", "list"):
             enabled = ["serviceusage.googleapis.com", "cloudresourcemanager.googleapis.com"]
-            return CommandResult(0, json.dumps([{"config": {"name": n}, "name": f"projects/42/services/{n}"}
-                                                for n in enabled]), "")
+            return CommandResult(
+                0,
+                json.dumps(
+                    [{"config": {"name": n}, "name": f"projects/42/services/{n}"} for n in enabled]
+                ),
+                "",
+            )
         if argv[1:3] == ("projects", "get-iam-policy"):
             return CommandResult(0, json.dumps({"bindings": [], "etag": "ACAB"}), "")
-        return CommandResult(1, "", "ERROR: PERMISSION_DENIED: the API has not been used in project 42 or it is disabled")
+        return CommandResult(
+            1,
+            "",
+            "ERROR: PERMISSION_DENIED: the API has not been used in project 42 or it is disabled",
+        )
 
     state = observe(sample_target(), run)
     assert len(asked) == 3
@@ -820,4 +1100,7 @@ def test_a_new_project_is_read_without_touching_apis_it_has_not_enabled():
     assert len(steps) == len(scratch) - 1  # all of it, but the project number is known
     assert "service-42@gcp-sa-pubsub.iam.gserviceaccount.com" in render_script(steps)
     enable = next(s for s in steps if s.argv[1:3] == ("services", "enable"))
-    assert "cloudresourcemanager.googleapis.com" not in enable.argv and "pubsub.googleapis.com" in enable.argv
+    assert (
+        "cloudresourcemanager.googleapis.com" not in enable.argv
+        and "pubsub.googleapis.com" in enable.argv
+    )

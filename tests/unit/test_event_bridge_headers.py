@@ -10,7 +10,7 @@ from autotune_local.event_bridge import cloud_event_for, header_value
 
 
 def test_the_spec_example_is_encoded_as_the_spec_shows():
-    assert header_value("Euro \u20ac \U0001F600") == "Euro%20%E2%82%AC%20%F0%9F%98%80"
+    assert header_value("Euro \u20ac \U0001f600") == "Euro%20%E2%82%AC%20%F0%9F%98%80"
 
 
 def test_printable_ascii_stays_but_space_quote_and_percent_are_encoded():
@@ -21,11 +21,13 @@ def test_printable_ascii_stays_but_space_quote_and_percent_are_encoded():
 
 
 def test_storage_event_for_a_unicode_object_name_has_ascii_headers_that_decode_back():
-    name = "incoming/日本語 données \"😀\".jsonl"
+    name = 'incoming/日本語 données "😀".jsonl'
     push = {
         "message": {
             "messageId": "1",
-            "data": base64.b64encode(json.dumps({"bucket": "b", "name": name, "generation": "1"}).encode()).decode(),
+            "data": base64.b64encode(
+                json.dumps({"bucket": "b", "name": name, "generation": "1"}).encode()
+            ).decode(),
             "attributes": {"bucketId": "b", "objectId": name, "eventType": "OBJECT_FINALIZE"},
         }
     }

@@ -16,8 +16,13 @@ LONG_REASON = "the service said: " + "quota exhausted; " * 30 + "THE END"
 
 
 def failed_event(name: str = "incoming/data.jsonl"):
-    payload = EventPayload(dataset_uri=f"gs://bkt/{name}", generation="17", state="FAILED",
-                           job_name="projects/p/locations/us-central1/tuningJobs/42", error=LONG_REASON)
+    payload = EventPayload(
+        dataset_uri=f"gs://bkt/{name}",
+        generation="17",
+        state="FAILED",
+        job_name="projects/p/locations/us-central1/tuningJobs/42",
+        error=LONG_REASON,
+    )
     return make_event(EventType.JOB_FAILED, payload)
 
 
@@ -39,12 +44,19 @@ def test_json_line_is_the_cloudevent_with_the_whole_reason() -> None:
     assert "\n" not in line and "\x1b" not in line and "\x07" not in line
     doc = json.loads(line)
     assert doc == event_document(event)
-    assert doc["type"] == "autotune.job.v1.failed" and doc["id"] == event.id and doc["subject"] == event.subject
+    assert (
+        doc["type"] == "autotune.job.v1.failed"
+        and doc["id"] == event.id
+        and doc["subject"] == event.subject
+    )
     assert doc["data"]["error"] == LONG_REASON and doc["data"]["generation"] == "17"
 
 
 def test_type_filter_takes_short_and_full_names() -> None:
-    assert wanted_types(["rejected", "autotune.job.v1.succeeded"]) == {EventType.DATASET_REJECTED, EventType.JOB_SUCCEEDED}
+    assert wanted_types(["rejected", "autotune.job.v1.succeeded"]) == {
+        EventType.DATASET_REJECTED,
+        EventType.JOB_SUCCEEDED,
+    }
     assert wanted_types([]) == set(EventType)
     with pytest.raises(ValueError, match="'finished'"):
         wanted_types(["finished"])

@@ -11,9 +11,22 @@ JOB = "projects/p/locations/us-central1/tuningJobs/123456"
 
 
 def record(name: str, generation: str, key: str, *, job: str | None = None, at: datetime = NOW):
-    r = new_record(idempotency_key=key, content_key="c", dataset_uri=f"gs://bkt/{name}", generation=generation, now=at, model="gemini-2.5-flash")
+    r = new_record(
+        idempotency_key=key,
+        content_key="c",
+        dataset_uri=f"gs://bkt/{name}",
+        generation=generation,
+        now=at,
+        model="gemini-2.5-flash",
+    )
     if job:
-        r = move(move(r, LedgerState.SUBMITTING, at), LedgerState.SUBMITTED, at, job_name=job, reason="job created")
+        r = move(
+            move(r, LedgerState.SUBMITTING, at),
+            LedgerState.SUBMITTED,
+            at,
+            job_name=job,
+            reason="job created",
+        )
     return r
 
 
@@ -52,7 +65,9 @@ HOSTILE = "incoming/\x1b]0;owned\x07\x1b[2J\u202egnp.jsonl"
 
 
 def test_describe_escapes_control_characters_of_names_and_reasons():
-    hostile = move(record(HOSTILE, "4", "k4"), LedgerState.QUEUED, NOW, reason="waiting\x1b[1A\rfake line")
+    hostile = move(
+        record(HOSTILE, "4", "k4"), LedgerState.QUEUED, NOW, reason="waiting\x1b[1A\rfake line"
+    )
     text = describe_record(hostile)
     assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text and "\r" not in text
     assert "\\x1b]0;owned\\x07" in text and "\\u202e" in text and "\\x1b[1A\\x0dfake line" in text
@@ -72,9 +87,15 @@ def test_jobs_table_escapes_control_characters_and_reads_no_markup(monkeypatch):
             return []
 
     monkeypatch.setattr(uploads_cli, "connect_bucket", lambda state_dir: Bucket())
-    result = CliRunner().invoke(app, ["jobs"], env={"COLUMNS": "200"})  # wide enough for the whole name
+    result = CliRunner().invoke(
+        app, ["jobs"], env={"COLUMNS": "200"}
+    )  # wide enough for the whole name
     assert result.exit_code == 0, result.output
-    assert "\x1b" not in result.output and "\x07" not in result.output and "\u202e" not in result.output
+    assert (
+        "\x1b" not in result.output
+        and "\x07" not in result.output
+        and "\u202e" not in result.output
+    )
     assert "[bold]x[/bold]" in result.output
 
 
@@ -92,7 +113,12 @@ def _jobs_output(monkeypatch, columns: int, *args: str) -> str:
     from autotune.cli import app
 
     long = record("incoming/a-long-dataset-name.jsonl", "7", "k7", job=JOB)
-    long = move(long, LedgerState.FAILED, NOW, error="the service said: " + "quota exhausted, try later; " * 20 + "THE END")
+    long = move(
+        long,
+        LedgerState.FAILED,
+        NOW,
+        error="the service said: " + "quota exhausted, try later; " * 20 + "THE END",
+    )
 
     class Bucket:
         def records(self):
@@ -115,7 +141,9 @@ def test_jobs_table_fits_the_terminal_and_cuts_long_reasons(monkeypatch):
         failed = next(line for line in lines if "FAILED" in line)
         assert "the se" in failed and failed.rstrip().endswith("…") and "THE END" not in failed
         assert "incoming/a-long-dataset-name.jsonl#7" in failed and "123456" in failed
-        assert ("gemini-2.5-flash" in failed) == (columns >= 120)  # the model gives way on a narrow terminal
+        assert ("gemini-2.5-flash" in failed) == (
+            columns >= 120
+        )  # the model gives way on a narrow terminal
 
 
 def test_jobs_cuts_a_long_dataset_name_from_the_left_keeping_its_file_name(monkeypatch):

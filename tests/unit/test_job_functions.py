@@ -32,33 +32,57 @@ PUBSUB_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 
 @pytest.fixture
 def pipeline():
-    return Pipeline(ledger=MemoryLedger(), service=FakeTuningService(), publisher=RecordingPublisher(), catalog=StubCatalog(),
-                    project="p", clock=SteppingClock())
+    return Pipeline(
+        ledger=MemoryLedger(),
+        service=FakeTuningService(),
+        publisher=RecordingPublisher(),
+        catalog=StubCatalog(),
+        project="p",
+        clock=SteppingClock(),
+    )
 
 
 def serve(name: str, pipeline: Pipeline, intake: tuple[IntakeDeps, MemoryStore] | None = None):
-    app = create_app(target=name, source=str(ROOT / "functions" / name / "main.py"), signature_type="cloudevent")
+    app = create_app(
+        target=name, source=str(ROOT / "functions" / name / "main.py"), signature_type="cloudevent"
+    )
     function = sys.modules["main"]  # the module functions-framework just loaded from that source
     if name == "status":  # with its reconciliation's intake
         store = MemoryStore()
-        function.configure(pipeline=lambda: pipeline, intake=lambda: intake or (memory_intake(store), store))
+        function.configure(
+            pipeline=lambda: pipeline, intake=lambda: intake or (memory_intake(store), store)
+        )
     else:
         function.configure(pipeline=lambda: pipeline)
     return app.test_client()
 
 
 def memory_intake(store: MemoryStore) -> IntakeDeps:
-    return IntakeDeps(store=store, bus=MemoryBus(store.effects), validate_dataset=validate_dataset, dataset_source=DatasetSource)
+    return IntakeDeps(
+        store=store,
+        bus=MemoryBus(store.effects),
+        validate_dataset=validate_dataset,
+        dataset_source=DatasetSource,
+    )
 
 
 def cloud_event(data: bytes, message_id: str = "m-1") -> tuple[dict, str]:
     """What Eventarc (or the local event bridge) POSTs for a Pub/Sub message, binary mode."""
     headers = {
-        "ce-specversion": "1.0", "ce-id": message_id, "ce-type": PUBSUB_TYPE,
-        "ce-source": "//pubsub.googleapis.com/projects/p/topics/tuning-requests", "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": message_id,
+        "ce-type": PUBSUB_TYPE,
+        "ce-source": "//pubsub.googleapis.com/projects/p/topics/tuning-requests",
+        "Content-Type": "application/json",
     }
-    body = {"message": {"data": base64.b64encode(data).decode(), "attributes": {}, "messageId": message_id},
-            "subscription": "projects/p/subscriptions/submit-push"}
+    body = {
+        "message": {
+            "data": base64.b64encode(data).decode(),
+            "attributes": {},
+            "messageId": message_id,
+        },
+        "subscription": "projects/p/subscriptions/submit-push",
+    }
     return headers, json.dumps(body)
 
 
@@ -67,7 +91,9 @@ def test_submit_acknowledges_a_request_and_creates_the_job(pipeline):
     request = make_request()
     headers, body = cloud_event(encode_request(request))
     assert client.post("/", headers=headers, data=body).status_code == 200
-    assert client.post("/", headers=headers, data=body).status_code == 200  # redelivery: acknowledged no-op
+    assert (
+        client.post("/", headers=headers, data=body).status_code == 200
+    )  # redelivery: acknowledged no-op
     assert pipeline.ledger.get(request.idempotency_key).state == LedgerState.SUBMITTED
     assert len(pipeline.service.created) == 1
 
@@ -85,8 +111,14 @@ def test_submit_also_takes_a_raw_pubsub_push(pipeline):
     envelope into the same CloudEvent data ({"message": {...}})."""
     client = serve("submit", pipeline)
     request = make_request()
-    push = {"message": {"data": base64.b64encode(encode_request(request)).decode(), "messageId": "7", "attributes": {}},
-            "subscription": "projects/p/subscriptions/direct"}
+    push = {
+        "message": {
+            "data": base64.b64encode(encode_request(request)).decode(),
+            "messageId": "7",
+            "attributes": {},
+        },
+        "subscription": "projects/p/subscriptions/direct",
+    }
     assert client.post("/", json=push).status_code == 200
     assert pipeline.ledger.get(request.idempotency_key).state == LedgerState.SUBMITTED
 
@@ -117,7 +149,12 @@ def test_a_status_tick_takes_in_an_upload_whose_notification_was_lost(pipeline, 
     monkeypatch.setenv("AUTOTUNE_RECONCILE_AFTER_SECONDS", "300")
     store = MemoryStore()
     store.now = pipeline.clock() - timedelta(seconds=600)
-    example = {"contents": [{"role": "user", "parts": [{"text": "Q?"}]}, {"role": "model", "parts": [{"text": "A."}]}]}
+    example = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Q?"}]},
+            {"role": "model", "parts": [{"text": "A."}]},
+        ]
+    }
     upload = store.put("incoming/lost.jsonl", (json.dumps(example) + "\n").encode() * 20)
     intake = memory_intake(store)
     status_client = serve("status", pipeline, (intake, store))
@@ -137,17 +174,36 @@ def test_validate_serves_with_the_configuration_and_intake_it_is_handed():
     from autotune.config import PipelineConfig
 
     store = MemoryStore()
-    example = {"contents": [{"role": "user", "parts": [{"text": "Q?"}]}, {"role": "model", "parts": [{"text": "A."}]}]}
+    example = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Q?"}]},
+            {"role": "model", "parts": [{"text": "A."}]},
+        ]
+    }
     upload = store.put("incoming/served.jsonl", (json.dumps(example) + "\n").encode() * 20)
     intake = memory_intake(store)
-    app = create_app(target="validate", source=str(ROOT / "functions" / "validate" / "main.py"), signature_type="cloudevent")
-    sys.modules["main"].configure(config=lambda: PipelineConfig(project="p", bucket=BUCKET), deps=lambda: intake)
+    app = create_app(
+        target="validate",
+        source=str(ROOT / "functions" / "validate" / "main.py"),
+        signature_type="cloudevent",
+    )
+    sys.modules["main"].configure(
+        config=lambda: PipelineConfig(project="p", bucket=BUCKET), deps=lambda: intake
+    )
     headers = {
-        "ce-specversion": "1.0", "ce-id": "e-1", "ce-type": "google.cloud.storage.object.v1.finalized",
-        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{BUCKET}", "ce-subject": f"objects/{upload.name}",
+        "ce-specversion": "1.0",
+        "ce-id": "e-1",
+        "ce-type": "google.cloud.storage.object.v1.finalized",
+        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{BUCKET}",
+        "ce-subject": f"objects/{upload.name}",
         "Content-Type": "application/json",
     }
-    body = {"bucket": BUCKET, "name": upload.name, "generation": upload.generation, "size": str(upload.size)}
+    body = {
+        "bucket": BUCKET,
+        "name": upload.name,
+        "generation": upload.generation,
+        "size": str(upload.size),
+    }
     assert app.test_client().post("/", headers=headers, data=json.dumps(body)).status_code == 200
     [request] = intake.bus.requests
     assert request.training.uri == upload.uri

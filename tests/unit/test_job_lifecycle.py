@@ -28,7 +28,13 @@ JOB = "projects/p/locations/us-central1/tuningJobs/7"
 
 
 def record(state: LedgerState = LedgerState.ACCEPTED, **fields) -> LedgerRecord:
-    base = new_record(idempotency_key="k" * 40, content_key="c" * 40, dataset_uri="gs://b/incoming/d.jsonl", generation="5", now=NOW)
+    base = new_record(
+        idempotency_key="k" * 40,
+        content_key="c" * 40,
+        dataset_uri="gs://b/incoming/d.jsonl",
+        generation="5",
+        now=NOW,
+    )
     path = {
         LedgerState.ACCEPTED: [],
         LedgerState.QUEUED: [LedgerState.QUEUED],
@@ -37,14 +43,26 @@ def record(state: LedgerState = LedgerState.ACCEPTED, **fields) -> LedgerRecord:
         LedgerState.RUNNING: [LedgerState.SUBMITTING, LedgerState.SUBMITTED, LedgerState.RUNNING],
     }[state]
     for step in path:
-        base = move(base, step, NOW, job_name=JOB if step in {LedgerState.SUBMITTED, LedgerState.RUNNING} else None)
-    return base.__class__(**{**{f: getattr(base, f) for f in base.__struct_fields__}, "outbox": (), **fields})
+        base = move(
+            base,
+            step,
+            NOW,
+            job_name=JOB if step in {LedgerState.SUBMITTED, LedgerState.RUNNING} else None,
+        )
+    return base.__class__(
+        **{**{f: getattr(base, f) for f in base.__struct_fields__}, "outbox": (), **fields}
+    )
 
 
 def test_every_state_has_a_transition_entry_and_an_event_entry():
     assert set(TRANSITIONS) == set(LedgerState)
     assert set(EVENT_ON_ENTRY) == set(LedgerState)
-    assert {LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED, LedgerState.SKIPPED} == ENDED_STATES
+    assert {
+        LedgerState.SUCCEEDED,
+        LedgerState.FAILED,
+        LedgerState.CANCELLED,
+        LedgerState.SKIPPED,
+    } == ENDED_STATES
 
 
 def test_ended_states_cannot_move():
@@ -77,12 +95,21 @@ def test_event_ids_are_stable_and_tell_two_queued_arrivals_apart():
     first = move(record(), LedgerState.QUEUED, NOW)
     again = move(record(), LedgerState.QUEUED, NOW + timedelta(hours=1))
     assert first.outbox[0].id == again.outbox[0].id
-    requeued = move(move(move(record(), LedgerState.QUEUED, NOW), LedgerState.SUBMITTING, NOW), LedgerState.QUEUED, NOW)
+    requeued = move(
+        move(move(record(), LedgerState.QUEUED, NOW), LedgerState.SUBMITTING, NOW),
+        LedgerState.QUEUED,
+        NOW,
+    )
     assert requeued.outbox[0].id != requeued.outbox[1].id
 
 
 def test_claim_expiry():
-    claimed = move(record(), LedgerState.SUBMITTING, NOW, claim_expires_at=timestamp(NOW + timedelta(seconds=30)))
+    claimed = move(
+        record(),
+        LedgerState.SUBMITTING,
+        NOW,
+        claim_expires_at=timestamp(NOW + timedelta(seconds=30)),
+    )
     assert not claim_expired(claimed, NOW + timedelta(seconds=29))
     assert claim_expired(claimed, NOW + timedelta(seconds=30))
     assert not claim_expired(record(LedgerState.QUEUED), NOW + timedelta(days=1))
@@ -107,7 +134,9 @@ def test_timestamps_sort_as_text_in_time_order():
     ],
 )
 def test_observed_maps_vertex_states_from_submitted(vertex, expected):
-    seen = apply_job_snapshot(record(LedgerState.SUBMITTED), JobSnapshot(name=JOB, state=vertex), NOW)
+    seen = apply_job_snapshot(
+        record(LedgerState.SUBMITTED), JobSnapshot(name=JOB, state=vertex), NOW
+    )
     if expected is None:
         assert seen is None or seen.state == LedgerState.SUBMITTED
     else:
@@ -122,7 +151,11 @@ def test_every_vertex_state_is_mapped():
 
 def test_succeeded_between_two_polls_announces_running_then_succeeded():
     job = JobSnapshot(
-        name=JOB, state="JOB_STATE_SUCCEEDED", started=True, tuned_model="projects/p/locations/l/models/1@1", endpoint="projects/p/locations/l/endpoints/1",
+        name=JOB,
+        state="JOB_STATE_SUCCEEDED",
+        started=True,
+        tuned_model="projects/p/locations/l/models/1@1",
+        endpoint="projects/p/locations/l/endpoints/1",
         stats={"tuningDatasetExampleCount": "3"},
     )
     seen = apply_job_snapshot(record(LedgerState.SUBMITTED), job, NOW)
@@ -135,7 +168,11 @@ def test_succeeded_between_two_polls_announces_running_then_succeeded():
 
 
 def test_failed_job_carries_its_error_into_the_event():
-    seen = apply_job_snapshot(record(LedgerState.RUNNING), JobSnapshot(name=JOB, state="JOB_STATE_FAILED", started=True, error="bad data at line 3"), NOW)
+    seen = apply_job_snapshot(
+        record(LedgerState.RUNNING),
+        JobSnapshot(name=JOB, state="JOB_STATE_FAILED", started=True, error="bad data at line 3"),
+        NOW,
+    )
     [event] = seen.outbox
     assert event.type == EventType.JOB_FAILED
     assert event.payload.error == "bad data at line 3"
@@ -143,33 +180,68 @@ def test_failed_job_carries_its_error_into_the_event():
 
 
 def test_same_state_seen_again_changes_nothing():
-    assert apply_job_snapshot(record(LedgerState.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING"), NOW) is None
+    assert (
+        apply_job_snapshot(
+            record(LedgerState.RUNNING, job_state="JOB_STATE_RUNNING"),
+            JobSnapshot(name=JOB, state="JOB_STATE_RUNNING"),
+            NOW,
+        )
+        is None
+    )
 
 
 def test_new_stats_are_kept_without_an_event():
     seen = apply_job_snapshot(
-        record(LedgerState.RUNNING, job_state="JOB_STATE_RUNNING"), JobSnapshot(name=JOB, state="JOB_STATE_RUNNING", stats={"totalBillableTokenCount": "1"}), NOW
+        record(LedgerState.RUNNING, job_state="JOB_STATE_RUNNING"),
+        JobSnapshot(name=JOB, state="JOB_STATE_RUNNING", stats={"totalBillableTokenCount": "1"}),
+        NOW,
     )
-    assert seen.tuning_data_stats == {"totalBillableTokenCount": "1"} and seen.outbox == () and seen.state == LedgerState.RUNNING
+    assert (
+        seen.tuning_data_stats == {"totalBillableTokenCount": "1"}
+        and seen.outbox == ()
+        and seen.state == LedgerState.RUNNING
+    )
 
 
 # A QUEUED record as the ledger stored it before outbox events were typed (each event the JSON
 # object it is published as): such records must load, and a record must still be stored so.
 STORED_QUEUED_RECORD = {
-    "idempotency_key": "k1", "content_key": "c1", "dataset_uri": "gs://b/incoming/a.jsonl", "generation": "7",
+    "idempotency_key": "k1",
+    "content_key": "c1",
+    "dataset_uri": "gs://b/incoming/a.jsonl",
+    "generation": "7",
     "state": "QUEUED",
-    "history": [{"state": "ACCEPTED", "at": "2026-12-01T12:00:00.000000Z"},
-                {"state": "QUEUED", "at": "2026-12-01T12:00:00.000000Z", "reason": "1 of 1 job slots in use, 0 waiting"}],
-    "created_at": "2026-12-01T12:00:00.000000Z", "updated_at": "2026-12-01T12:00:00.000000Z",
-    "report_uri": "gs://b/reports/incoming/a.jsonl/7.json", "model": "gemini-3.5-flash", "region": "us-central1",
-    "queue_order": "00000000000000000007", "reason": "1 of 1 job slots in use, 0 waiting",
-    "outbox": [{
-        "type": "autotune.job.v1.queued",
-        "payload": {"dataset_uri": "gs://b/incoming/a.jsonl", "generation": "7", "idempotency_key": "k1",
-                    "report_uri": "gs://b/reports/incoming/a.jsonl/7.json", "model": "gemini-3.5-flash", "state": "QUEUED",
-                    "reason": "1 of 1 job slots in use, 0 waiting"},
-        "time": "2026-12-01T12:00:00Z", "id": "2e4e91209621878e3ec91ca673b16cf0",
-    }],
+    "history": [
+        {"state": "ACCEPTED", "at": "2026-12-01T12:00:00.000000Z"},
+        {
+            "state": "QUEUED",
+            "at": "2026-12-01T12:00:00.000000Z",
+            "reason": "1 of 1 job slots in use, 0 waiting",
+        },
+    ],
+    "created_at": "2026-12-01T12:00:00.000000Z",
+    "updated_at": "2026-12-01T12:00:00.000000Z",
+    "report_uri": "gs://b/reports/incoming/a.jsonl/7.json",
+    "model": "gemini-3.5-flash",
+    "region": "us-central1",
+    "queue_order": "00000000000000000007",
+    "reason": "1 of 1 job slots in use, 0 waiting",
+    "outbox": [
+        {
+            "type": "autotune.job.v1.queued",
+            "payload": {
+                "dataset_uri": "gs://b/incoming/a.jsonl",
+                "generation": "7",
+                "idempotency_key": "k1",
+                "report_uri": "gs://b/reports/incoming/a.jsonl/7.json",
+                "model": "gemini-3.5-flash",
+                "state": "QUEUED",
+                "reason": "1 of 1 job slots in use, 0 waiting",
+            },
+            "time": "2026-12-01T12:00:00Z",
+            "id": "2e4e91209621878e3ec91ca673b16cf0",
+        }
+    ],
 }
 
 
@@ -178,11 +250,24 @@ def test_outbox_events_are_stored_as_the_json_they_are_published_as():
     from autotune.events import TuningEvent
 
     stamp = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-    fresh = new_record(idempotency_key="k1", content_key="c1", dataset_uri="gs://b/incoming/a.jsonl", generation="7", now=stamp,
-                       report_uri="gs://b/reports/incoming/a.jsonl/7.json", request=None, model="gemini-3.5-flash",
-                       region="us-central1", queue_order="00000000000000000007", forced=False)
+    fresh = new_record(
+        idempotency_key="k1",
+        content_key="c1",
+        dataset_uri="gs://b/incoming/a.jsonl",
+        generation="7",
+        now=stamp,
+        report_uri="gs://b/reports/incoming/a.jsonl/7.json",
+        request=None,
+        model="gemini-3.5-flash",
+        region="us-central1",
+        queue_order="00000000000000000007",
+        forced=False,
+    )
     queued = move(fresh, LedgerState.QUEUED, stamp, reason="1 of 1 job slots in use, 0 waiting")
-    assert msgspec.json.decode(msgspec.json.encode(msgspec.to_builtins(queued))) == STORED_QUEUED_RECORD
+    assert (
+        msgspec.json.decode(msgspec.json.encode(msgspec.to_builtins(queued)))
+        == STORED_QUEUED_RECORD
+    )
     loaded = msgspec.convert(STORED_QUEUED_RECORD, LedgerRecord)
     assert loaded == queued and isinstance(loaded.outbox[0], TuningEvent)
     assert loaded.outbox[0].id == "2e4e91209621878e3ec91ca673b16cf0"

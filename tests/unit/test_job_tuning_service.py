@@ -19,7 +19,9 @@ LINE = b'{"contents": [{"role": "user", "parts": [{"text": "hi there"}]}, {"role
 
 @pytest.fixture
 def emulator():
-    service = TuningEmulator(store=MemoryStore({REQUEST.training.uri: LINE * 20}), quota=1, job_seconds=0.5)
+    service = TuningEmulator(
+        store=MemoryStore({REQUEST.training.uri: LINE * 20}), quota=1, job_seconds=0.5
+    )
     server = make_server(service)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield service, VertexTuningService(f"http://127.0.0.1:{server.server_port}")
@@ -36,8 +38,13 @@ def test_create_find_get(emulator):
     job_spec = spec()
     assert adapter.find_by_label(job_spec.parent, KEY_LABEL, REQUEST.idempotency_key) is None
     created = adapter.create(job_spec.parent, job_spec.body)
-    assert created.state == "JOB_STATE_QUEUED" and created.labels == {KEY_LABEL: REQUEST.idempotency_key}
-    assert adapter.find_by_label(job_spec.parent, KEY_LABEL, REQUEST.idempotency_key).name == created.name
+    assert created.state == "JOB_STATE_QUEUED" and created.labels == {
+        KEY_LABEL: REQUEST.idempotency_key
+    }
+    assert (
+        adapter.find_by_label(job_spec.parent, KEY_LABEL, REQUEST.idempotency_key).name
+        == created.name
+    )
     import time
 
     deadline = time.monotonic() + 30
@@ -103,6 +110,14 @@ def test_a_refused_label_filter_falls_back_to_matching_labels_client_side(emulat
             return real.list_tuning_jobs(request=request, timeout=timeout)
 
     adapter._clients[adapter.endpoint] = FilterRefusingClient()
-    assert adapter.find_by_label(job_spec.parent, KEY_LABEL, REQUEST.idempotency_key).name == created.name
+    assert (
+        adapter.find_by_label(job_spec.parent, KEY_LABEL, REQUEST.idempotency_key).name
+        == created.name
+    )
     assert adapter.find_by_label(job_spec.parent, KEY_LABEL, "0" * 40) is None
-    assert seen_filters == [f'labels.{KEY_LABEL}="{REQUEST.idempotency_key}"', None, f'labels.{KEY_LABEL}="{"0" * 40}"', None]
+    assert seen_filters == [
+        f'labels.{KEY_LABEL}="{REQUEST.idempotency_key}"',
+        None,
+        f'labels.{KEY_LABEL}="{"0" * 40}"',
+        None,
+    ]

@@ -25,19 +25,33 @@ PUBSUB_ROUTE = {"kind": "pubsub", "target": "http://127.0.0.1:1/", "topic": "tun
 
 def push(data: bytes, attributes: dict) -> dict:
     return {
-        "message": {"data": base64.b64encode(data).decode(), "attributes": attributes, "messageId": "42", "publishTime": "2026-11-25T01:00:00Z"},
+        "message": {
+            "data": base64.b64encode(data).decode(),
+            "attributes": attributes,
+            "messageId": "42",
+            "publishTime": "2026-11-25T01:00:00Z",
+        },
         "subscription": "projects/p/subscriptions/validate-push",
     }
 
 
 def test_storage_notification_becomes_a_binary_storage_cloudevent() -> None:
     data = json.dumps({"bucket": "b", "name": "incoming/a.jsonl", "generation": "7"}).encode()
-    attributes = {"bucketId": "b", "objectId": "incoming/a.jsonl", "eventType": "OBJECT_FINALIZE", "eventTime": "2026-11-25T01:02:03Z"}
+    attributes = {
+        "bucketId": "b",
+        "objectId": "incoming/a.jsonl",
+        "eventType": "OBJECT_FINALIZE",
+        "eventTime": "2026-11-25T01:02:03Z",
+    }
     headers, body = event_bridge.cloud_event_for(STORAGE_ROUTE, "p", push(data, attributes))
     assert headers["ce-type"] == "google.cloud.storage.object.v1.finalized"
     assert headers["ce-source"] == "//storage.googleapis.com/projects/_/buckets/b"
     assert headers["ce-subject"] == "objects/incoming/a.jsonl"
-    assert headers["ce-id"] == "42" and headers["ce-time"] == "2026-11-25T01:02:03Z" and headers["ce-specversion"] == "1.0"
+    assert (
+        headers["ce-id"] == "42"
+        and headers["ce-time"] == "2026-11-25T01:02:03Z"
+        and headers["ce-specversion"] == "1.0"
+    )
     assert body == data
 
 
@@ -47,7 +61,9 @@ def test_pubsub_message_becomes_a_message_published_cloudevent() -> None:
     assert headers["ce-source"] == "//pubsub.googleapis.com/projects/p/topics/tuning-requests"
     envelope = json.loads(body)
     assert base64.b64decode(envelope["message"]["data"]) == b'{"x": 1}'
-    assert envelope["message"]["attributes"] == {"k": "v"} and envelope["message"]["messageId"] == "42"
+    assert (
+        envelope["message"]["attributes"] == {"k": "v"} and envelope["message"]["messageId"] == "42"
+    )
     assert envelope["subscription"] == "projects/p/subscriptions/validate-push"
 
 
@@ -67,7 +83,9 @@ def test_unreadable_push_requests_are_refused(route: dict, body: dict) -> None:
 
 def test_stop_ends_the_whole_process_group_children_included(tmp_path: Path) -> None:
     # A wrapper that starts a child, like the Firestore emulator's script starting Java.
-    proc = processes.launch("wrapper", ["bash", "-c", "sleep 300 & sleep 300; wait"], env=os.environ, log_dir=tmp_path)
+    proc = processes.launch(
+        "wrapper", ["bash", "-c", "sleep 300 & sleep 300; wait"], env=os.environ, log_dir=tmp_path
+    )
     deadline = time.monotonic() + 10
     while len(processes.group_pids(proc)) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -85,20 +103,30 @@ def test_a_recycled_pid_is_never_signalled() -> None:
     processes.stop([stale])  # would kill this test run if it signalled
 
 
-def test_missing_emulators_say_how_to_install_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_emulators_say_how_to_install_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CLOUDSDK_ROOT_DIR", raising=False)
     with pytest.raises(MissingPrerequisite) as caught:
         find_executables()
     message = str(caught.value)
     assert "gcloud" in message and "Java" in message
-    assert "google-cloud-cli-pubsub-emulator" in message and "google-cloud-cli-firestore-emulator" in message
+    assert (
+        "google-cloud-cli-pubsub-emulator" in message
+        and "google-cloud-cli-firestore-emulator" in message
+    )
 
 
 def test_overrides_go_to_the_stack_or_the_pipeline_config() -> None:
-    options = options_with(max_concurrent_jobs=3, job_seconds=2.5, allowed_media_buckets=("media-bucket",))
+    options = options_with(
+        max_concurrent_jobs=3, job_seconds=2.5, allowed_media_buckets=("media-bucket",)
+    )
     assert options.job_seconds == 2.5
-    assert dict(options.config_overrides) == {"max_concurrent_jobs": 3, "allowed_media_buckets": ("media-bucket",)}
+    assert dict(options.config_overrides) == {
+        "max_concurrent_jobs": 3,
+        "allowed_media_buckets": ("media-bucket",),
+    }
     with pytest.raises(TypeError, match="no_such_option"):
         options_with(no_such_option=1)
     assert StackOptions().max_delivery_attempts == 5
@@ -107,12 +135,26 @@ def test_overrides_go_to_the_stack_or_the_pipeline_config() -> None:
 def test_local_env_exports_every_variable_a_shell_can_source(tmp_path: Path) -> None:
     from autotune.config import PipelineConfig
 
-    ports = {"pubsub": 1, "firestore": 2, "storage": 3, "tuning": 4, "bridge": 5, "validate": 6, "submit": 7, "status": 8}
-    env = stack_environment(PipelineConfig(project="p", bucket="b", vertex_endpoint="http://127.0.0.1:4"), ports)
+    ports = {
+        "pubsub": 1,
+        "firestore": 2,
+        "storage": 3,
+        "tuning": 4,
+        "bridge": 5,
+        "validate": 6,
+        "submit": 7,
+        "status": 8,
+    }
+    env = stack_environment(
+        PipelineConfig(project="p", bucket="b", vertex_endpoint="http://127.0.0.1:4"), ports
+    )
     env["AUTOTUNE_TUNING_SERVICE_ACCOUNT"] = "it's quoted"
     write_env_file(tmp_path / "local.env", env)
     out = subprocess.run(
-        ["bash", "-c", f"source {shlex.quote(str(tmp_path / 'local.env'))} && env"], capture_output=True, text=True, check=True
+        ["bash", "-c", f"source {shlex.quote(str(tmp_path / 'local.env'))} && env"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     sourced = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     assert sourced["PUBSUB_EMULATOR_HOST"] == "127.0.0.1:1"
@@ -132,17 +174,50 @@ def test_demo_finds_the_shipped_examples_and_the_media_they_name() -> None:
 
 
 def test_demo_summary_says_how_many_problems_it_did_not_list() -> None:
-    issues = [{"file": "gs://b/t.jsonl", "role": "train", "line": n, "code": "invalid_json", "severity": "error",
-               "field": None, "message": "not JSON"} for n in range(1, 6)]
-    issues.append({"file": "gs://b/t.jsonl", "role": "train", "line": 9, "code": "blank_line", "severity": "warning",
-                   "field": None, "message": "empty line"})
-    report = {"errors": issues, "counts": {"invalid_json": 11, "blank_line": 1}, "totals": {"errors": 11, "warnings": 1}}
+    issues = [
+        {
+            "file": "gs://b/t.jsonl",
+            "role": "train",
+            "line": n,
+            "code": "invalid_json",
+            "severity": "error",
+            "field": None,
+            "message": "not JSON",
+        }
+        for n in range(1, 6)
+    ]
+    issues.append(
+        {
+            "file": "gs://b/t.jsonl",
+            "role": "train",
+            "line": 9,
+            "code": "blank_line",
+            "severity": "warning",
+            "field": None,
+            "message": "empty line",
+        }
+    )
+    report = {
+        "errors": issues,
+        "counts": {"invalid_json": 11, "blank_line": 1},
+        "totals": {"errors": 11, "warnings": 1},
+    }
     lines = report_issue_lines(report, listed=5)
     assert len(lines) == 6 and all("invalid_json" in line for line in lines[:5])
     assert "7 more not listed" in lines[5]
     # A report stored before it carried totals: its counts say the same.
-    assert "7 more not listed" in report_issue_lines({k: v for k, v in report.items() if k != "totals"}, listed=5)[5]
-    assert len(report_issue_lines({"errors": issues[:2], "totals": {"errors": 2, "warnings": 0}}, listed=5)) == 2
+    assert (
+        "7 more not listed"
+        in report_issue_lines({k: v for k, v in report.items() if k != "totals"}, listed=5)[5]
+    )
+    assert (
+        len(
+            report_issue_lines(
+                {"errors": issues[:2], "totals": {"errors": 2, "warnings": 0}}, listed=5
+            )
+        )
+        == 2
+    )
     assert report_issue_lines(None) == []
 
 

@@ -16,7 +16,12 @@ OVERLAY = '[models."gemini-3.5-flash"]\nmax_validation_examples = 4_000\n'
 
 def target(models_file: str):
     config = msgspec.structs.replace(PipelineConfig(), models_file=models_file)
-    return make_target(project="sample-project", region="us-central1", bucket="sample-project-autotune", config=config)
+    return make_target(
+        project="sample-project",
+        region="us-central1",
+        bucket="sample-project-autotune",
+        config=config,
+    )
 
 
 def test_the_models_file_is_staged_and_named_by_the_functions_environment(tmp_path, monkeypatch):

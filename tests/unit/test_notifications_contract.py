@@ -17,7 +17,7 @@ from autotune.events import (
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = REPO / "docs" / "tuning-events.schema.json"
 REGENERATE = (
-    "python -c \"import json; from autotune.events import payload_json_schema; "
+    'python -c "import json; from autotune.events import payload_json_schema; '
     "open('docs/tuning-events.schema.json', 'w').write(json.dumps(payload_json_schema(), indent=2) + '\\n')\""
 )
 
@@ -30,13 +30,17 @@ def notifications_section() -> str:
 
 
 def test_schema_file_is_the_payload_schema() -> None:
-    assert json.loads(SCHEMA_FILE.read_text(encoding="utf-8")) == payload_json_schema(), f"regenerate it: {REGENERATE}"
+    assert json.loads(SCHEMA_FILE.read_text(encoding="utf-8")) == payload_json_schema(), (
+        f"regenerate it: {REGENERATE}"
+    )
 
 
 def test_docs_name_every_event_type_attribute_and_payload_field() -> None:
     section = notifications_section()
     missing = [t.value for t in EventType if t.value not in section]
-    _, attributes = to_pubsub_message(make_event(EventType.DATASET_ACCEPTED, EventPayload(dataset_uri="gs://b/o", generation="1")))
+    _, attributes = to_pubsub_message(
+        make_event(EventType.DATASET_ACCEPTED, EventPayload(dataset_uri="gs://b/o", generation="1"))
+    )
     missing += [a for a in attributes if a not in section]
     missing += [f for f in EventPayload.__struct_fields__ if f"`{f}`" not in section]
     assert missing == [], f"docs/notifications.md does not document: {missing}"

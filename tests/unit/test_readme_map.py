@@ -88,17 +88,21 @@ def broken_links(path: Path, root: Path = ROOT) -> list[str]:
             if destination.suffix != ".md":
                 problems.append(f"{where}: an anchor into a file that is not Markdown")
             elif unquote(anchor) not in anchors(destination):
-                problems.append(f"{where}: {destination.relative_to(root)} has no heading #{anchor}")
+                problems.append(
+                    f"{where}: {destination.relative_to(root)} has no heading #{anchor}"
+                )
     return problems
 
 
 def feature_table() -> list[tuple[str, str]]:
     """The rows of the README's table under "## Where each feature lives": (feature, module path)."""
     text = README.read_text(encoding="utf-8")
-    assert "\n## Where each feature lives" in text, "README.md has no section '## Where each feature lives'"
+    assert "\n## Where each feature lives" in text, (
+        "README.md has no section '## Where each feature lives'"
+    )
     start = text.index("\n## Where each feature lives")
     end = text.find("\n## ", start + 1)
-    section = text[start:end if end != -1 else len(text)]
+    section = text[start : end if end != -1 else len(text)]
     rows = []
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -109,14 +113,18 @@ def feature_table() -> list[tuple[str, str]]:
         paths = re.findall(r"\[`?([^`\]]+)`?\]\(([^)]+)\)", cells[1])
         assert paths, f"README feature table: the row {cells[0]!r} names no module as a link"
         for shown, target in paths:
-            assert shown == target, f"README feature table: {cells[0]!r} shows {shown} but links to {target}"
+            assert shown == target, (
+                f"README feature table: {cells[0]!r} shows {shown} but links to {target}"
+            )
             rows.append((cells[0], target))
     return rows
 
 
 def test_readme_is_short() -> None:
     count = len(README.read_text(encoding="utf-8").splitlines())
-    assert count < MAX_README_LINES, f"README.md has {count} lines; move reference text under docs/ (limit {MAX_README_LINES})"
+    assert count < MAX_README_LINES, (
+        f"README.md has {count} lines; move reference text under docs/ (limit {MAX_README_LINES})"
+    )
 
 
 def test_readme_opens_with_the_two_commands() -> None:
@@ -125,17 +133,33 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert block, "README.md has no bash block"
     commands = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
     assert commands == ["make demo", "make test"], f"README's first commands are {commands}"
-    assert text.index("```bash") < text.index("\n## "), "the two commands come before the first section"
+    assert text.index("```bash") < text.index("\n## "), (
+        "the two commands come before the first section"
+    )
 
 
 def test_feature_table_names_modules_that_exist() -> None:
     rows = feature_table()
     features = {feature for feature, _ in rows}
-    for feature in ("Validate", "Look at it", "Prepare", "Models", "Local pipeline", "Intake", "Notifications", "Jobs",
-                    "Deploy", "Configuration"):
-        assert any(f.startswith(feature) for f in features), f"README feature table has no row for {feature}"
+    for feature in (
+        "Validate",
+        "Look at it",
+        "Prepare",
+        "Models",
+        "Local pipeline",
+        "Intake",
+        "Notifications",
+        "Jobs",
+        "Deploy",
+        "Configuration",
+    ):
+        assert any(f.startswith(feature) for f in features), (
+            f"README feature table has no row for {feature}"
+        )
     missing = [f"{feature}: {path}" for feature, path in rows if not (ROOT / path).exists()]
-    assert missing == [], f"README feature table names paths that are not in the tree (re-point them): {missing}"
+    assert missing == [], (
+        f"README feature table names paths that are not in the tree (re-point them): {missing}"
+    )
 
 
 def test_layout_matches_the_tree() -> None:
@@ -148,8 +172,15 @@ def test_layout_matches_the_tree() -> None:
     missing = [entry for entry in entries if not (ROOT / entry).exists()]
     assert missing == [], f"README Layout names paths that are not in the tree: {missing}"
     top = {entry.split("/")[0] for entry in entries}
-    unlisted = sorted(path.name for path in ROOT.iterdir() if path.is_dir() and not path.name.startswith(".")
-                      and not path.name.endswith(".egg-info") and path.name != "__pycache__" and path.name not in top)
+    unlisted = sorted(
+        path.name
+        for path in ROOT.iterdir()
+        if path.is_dir()
+        and not path.name.startswith(".")
+        and not path.name.endswith(".egg-info")
+        and path.name != "__pycache__"
+        and path.name not in top
+    )
     assert unlisted == [], f"README Layout leaves out top-level directories: {unlisted}"
 
 
@@ -160,14 +191,17 @@ def test_relative_links_reach_their_target(path: Path) -> None:
 
 def test_the_link_check_catches_what_it_should(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "a.md").write_text("# A\n\n## Roles and why\n\n## `autotune` jobs: one line\n")
+    (tmp_path / "docs" / "a.md").write_text(
+        "# A\n\n## Roles and why\n\n## `autotune` jobs: one line\n"
+    )
     page = tmp_path / "README.md"
     page.write_text(
         "# T\n\n[ok](docs/a.md#roles-and-why) [ok](docs/a.md#autotune-jobs-one-line) [ok](#t)\n"
         "[gone](docs/b.md) [no heading](docs/a.md#roles) [web](https://example.com/x) [up](../x.md)\n"
         "![shown](docs/a.md) ![no picture](docs/gone.png)\n"
         "[a link over\ntwo lines](docs/a.md#nowhere)\n"
-        "```\n[in code](nowhere.md)\n```\n`[in inline code](nowhere.md)`\n")
+        "```\n[in code](nowhere.md)\n```\n`[in inline code](nowhere.md)`\n"
+    )
     (tmp_path.parent / "x.md").write_text("# X\n")
     assert broken_links(page, root=tmp_path) == [
         "README.md:4: docs/b.md: no such file",
@@ -179,7 +213,10 @@ def test_the_link_check_catches_what_it_should(tmp_path: Path) -> None:
 
 
 def test_slug_follows_github() -> None:
-    assert slug("Check a deployment without paying for a tuning job") == "check-a-deployment-without-paying-for-a-tuning-job"
+    assert (
+        slug("Check a deployment without paying for a tuning job")
+        == "check-a-deployment-without-paying-for-a-tuning-job"
+    )
     assert slug("2. No lost dataset") == "2-no-lost-dataset"
     assert slug("`empty_file` (error)") == "empty_file-error"
     assert slug("Queue and errors") == "queue-and-errors"

@@ -24,8 +24,13 @@ from autotune.intake.reconciliation import (
 from autotune.intake.upload import IntakeDeps, process_upload
 from autotune.validation import DatasetSource, validate_dataset
 
-CONFIG = PipelineConfig(project="p", bucket=BUCKET, defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3),
-                        reconcile_every_seconds=60, reconcile_after_seconds=300)
+CONFIG = PipelineConfig(
+    project="p",
+    bucket=BUCKET,
+    defaults=TuningDefaults(model="gemini-3.5-flash", epochs=3),
+    reconcile_every_seconds=60,
+    reconcile_after_seconds=300,
+)
 SETTLED = timedelta(seconds=CONFIG.reconcile_after_seconds)
 
 
@@ -33,16 +38,33 @@ def good_jsonl(n: int = 20) -> bytes:
     def turn(role: str, text: str) -> dict:
         return {"role": role, "parts": [{"text": text}]}
 
-    return b"".join(json.dumps({"contents": [turn("user", f"Q{i}?"), turn("model", f"A{i}.")]}).encode() + b"\n" for i in range(n))
+    return b"".join(
+        json.dumps({"contents": [turn("user", f"Q{i}?"), turn("model", f"A{i}.")]}).encode() + b"\n"
+        for i in range(n)
+    )
 
 
-def listed(name: str, age: timedelta, *, generation: str = "7", metadata: dict | None = None, bucket: str = BUCKET) -> ListedObject:
-    return ListedObject(StoredObject(bucket=bucket, name=name, generation=generation, metadata=metadata or {}), NOW - age)
+def listed(
+    name: str,
+    age: timedelta,
+    *,
+    generation: str = "7",
+    metadata: dict | None = None,
+    bucket: str = BUCKET,
+) -> ListedObject:
+    return ListedObject(
+        StoredObject(bucket=bucket, name=name, generation=generation, metadata=metadata or {}),
+        NOW - age,
+    )
 
 
-def report_for(name: str, age: timedelta, *, valid: bool, generation: str = "7") -> tuple[str, ListedObject]:
+def report_for(
+    name: str, age: timedelta, *, valid: bool, generation: str = "7"
+) -> tuple[str, ListedObject]:
     report_name = report_object_name(CONFIG.reports_prefix, name, generation)
-    return report_name, listed(report_name, age, metadata={REPORT_VALID_METADATA: "true" if valid else "false"})
+    return report_name, listed(
+        report_name, age, metadata={REPORT_VALID_METADATA: "true" if valid else "false"}
+    )
 
 
 def lost_names(uploads, reports=(), claimed=()) -> list[str]:
@@ -63,7 +85,10 @@ def test_a_young_upload_may_still_be_on_its_way_and_an_old_one_is_history():
     assert lost_names([listed("incoming/a.jsonl", RECONCILE_WINDOW + timedelta(seconds=1))]) == []
 
 
-@pytest.mark.parametrize("name", ["notes/a.jsonl", "incoming/team/parts/train.jsonl", "incoming/readme.txt", "incoming/folder/"])
+@pytest.mark.parametrize(
+    "name",
+    ["notes/a.jsonl", "incoming/team/parts/train.jsonl", "incoming/readme.txt", "incoming/folder/"],
+)
 def test_objects_intake_ignores_are_never_lost(name):
     assert lost_names([listed(name, SETTLED)]) == []
 
@@ -78,24 +103,38 @@ def test_a_name_too_long_for_any_report_is_not_taken_in_again_and_again():
 
 
 def test_a_rejected_upload_is_done():
-    assert lost_names([listed("incoming/a.jsonl", SETTLED)], [report_for("incoming/a.jsonl", SETTLED, valid=False)]) == []
+    assert (
+        lost_names(
+            [listed("incoming/a.jsonl", SETTLED)],
+            [report_for("incoming/a.jsonl", SETTLED, valid=False)],
+        )
+        == []
+    )
 
 
 def test_an_accepted_upload_is_lost_only_while_no_ledger_record_names_its_report():
     upload = listed("incoming/a.jsonl", SETTLED * 2)
     report_name, report = report_for("incoming/a.jsonl", SETTLED, valid=True)
     assert lost_names([upload], [(report_name, report)]) == ["incoming/a.jsonl"]
-    assert lost_names([upload], [(report_name, report)], claimed=[f"gs://{BUCKET}/{report_name}"]) == []
+    assert (
+        lost_names([upload], [(report_name, report)], claimed=[f"gs://{BUCKET}/{report_name}"])
+        == []
+    )
 
 
 def test_an_accepted_upload_whose_report_is_young_may_still_be_claimed():
     upload = listed("incoming/a.jsonl", SETTLED * 2)
-    assert lost_names([upload], [report_for("incoming/a.jsonl", timedelta(seconds=5), valid=True)]) == []
+    assert (
+        lost_names([upload], [report_for("incoming/a.jsonl", timedelta(seconds=5), valid=True)])
+        == []
+    )
 
 
 def test_the_report_of_another_generation_does_not_count():
     upload = listed("incoming/a.jsonl", SETTLED, generation="8")
-    assert lost_names([upload], [report_for("incoming/a.jsonl", SETTLED, valid=False, generation="7")]) == ["incoming/a.jsonl"]
+    assert lost_names(
+        [upload], [report_for("incoming/a.jsonl", SETTLED, valid=False, generation="7")]
+    ) == ["incoming/a.jsonl"]
 
 
 # --- a pass ------------------------------------------------------------------------------------
@@ -105,7 +144,13 @@ def test_the_report_of_another_generation_does_not_count():
 def world():
     store = MemoryStore()
     bus = MemoryBus(store.effects)
-    intake = IntakeDeps(store=store, bus=bus, validate_dataset=validate_dataset, dataset_source=DatasetSource, now=lambda: NOW)
+    intake = IntakeDeps(
+        store=store,
+        bus=bus,
+        validate_dataset=validate_dataset,
+        dataset_source=DatasetSource,
+        now=lambda: NOW,
+    )
     return store, bus, intake, MemoryLedger()
 
 
@@ -115,7 +160,11 @@ def test_a_pass_takes_in_a_lost_upload_and_the_next_pass_leaves_it(world):
     good = store.put("incoming/good.jsonl", good_jsonl())
     bad = store.put("incoming/bad.jsonl", b"{not json\n")
     summary = reconcile(CONFIG, intake, store, ledger, now=NOW)
-    assert summary.lost == 2 and summary.outcomes == {"accepted": 1, "rejected": 1} and not summary.errors
+    assert (
+        summary.lost == 2
+        and summary.outcomes == {"accepted": 1, "rejected": 1}
+        and not summary.errors
+    )
     assert [e.type for e in bus.events if e.subject == good.uri] == [EventType.DATASET_ACCEPTED]
     assert [e.type for e in bus.events if e.subject == bad.uri] == [EventType.DATASET_REJECTED]
     [request] = bus.requests
@@ -130,14 +179,18 @@ def test_an_accepted_upload_nobody_claimed_gets_the_same_request_again(world):
     store, bus, intake, ledger = world
     store.now = NOW - SETTLED * 2
     upload = store.put("incoming/good.jsonl", good_jsonl())
-    assert process_upload(upload, CONFIG, intake).decision == "accepted"  # the request was then lost
+    assert (
+        process_upload(upload, CONFIG, intake).decision == "accepted"
+    )  # the request was then lost
     first = bus.requests[-1]
     summary = reconcile(CONFIG, intake, store, ledger, now=NOW)
     assert summary.lost == 1 and summary.outcomes == {"accepted": 1}
     again = bus.requests[-1]
     assert again.idempotency_key == first.idempotency_key and again.report_uri == first.report_uri
     accepted = [e for e in bus.events if e.type == EventType.DATASET_ACCEPTED]
-    assert len(accepted) == 2 and accepted[0].id == accepted[1].id  # a copy subscribers drop by ce-id
+    assert (
+        len(accepted) == 2 and accepted[0].id == accepted[1].id
+    )  # a copy subscribers drop by ce-id
 
 
 def test_one_failing_upload_does_not_stop_the_pass(world):
@@ -155,14 +208,20 @@ def test_one_failing_upload_does_not_stop_the_pass(world):
     store.read_chunks = read_chunks
     summary = reconcile(CONFIG, intake, store, ledger, now=NOW)
     assert summary.lost == 2 and summary.outcomes == {"accepted": 1}
-    assert len(summary.errors) == 1 and "a-broken.jsonl" in summary.errors[0] and "ConnectionError" in summary.errors[0]
+    assert (
+        len(summary.errors) == 1
+        and "a-broken.jsonl" in summary.errors[0]
+        and "ConnectionError" in summary.errors[0]
+    )
 
 
 def test_a_pass_takes_in_the_oldest_lost_uploads_first_and_leaves_the_rest_to_the_next(world):
     store, bus, intake, ledger = world
     for i in range(MAX_UPLOADS_PER_PASS + 3):
         store.now = NOW - SETTLED - timedelta(seconds=100 - i)
-        store.put(f"incoming/z{99 - i:02d}.jsonl", b"{}\n")  # rejected at once; name order is against age order
+        store.put(
+            f"incoming/z{99 - i:02d}.jsonl", b"{}\n"
+        )  # rejected at once; name order is against age order
     first = reconcile(CONFIG, intake, store, ledger, now=NOW)
     assert (first.lost, first.deferred) == (MAX_UPLOADS_PER_PASS, 3)
     assert [e.subject.rsplit("/", 1)[1] for e in bus.events][:2] == ["z99.jsonl", "z98.jsonl"]
@@ -187,8 +246,12 @@ def _record_of(request):
     from autotune.jobs.lifecycle import new_record
 
     return new_record(
-        idempotency_key=request.idempotency_key, content_key=request.content_key, dataset_uri=request.training.uri,
-        generation=request.training.generation, now=NOW, report_uri=request.report_uri,
+        idempotency_key=request.idempotency_key,
+        content_key=request.content_key,
+        dataset_uri=request.training.uri,
+        generation=request.training.generation,
+        now=NOW,
+        report_uri=request.report_uri,
     )
 
 
@@ -211,7 +274,11 @@ def test_uploads_that_failed_before_wait_behind_the_others_and_never_starve_a_lo
     assert first.lost == MAX_UPLOADS_PER_PASS and first.deferred == 3 and not first.outcomes
     second = reconcile(CONFIG, intake, store, ledger, now=NOW + timedelta(seconds=1))
     # The two poison uploads never tried and the lost one go first; the failed ones pause.
-    assert second.lost == 3 and second.outcomes == {"accepted": 1} and second.waiting == MAX_UPLOADS_PER_PASS
+    assert (
+        second.lost == 3
+        and second.outcomes == {"accepted": 1}
+        and second.waiting == MAX_UPLOADS_PER_PASS
+    )
     assert [e.type for e in bus.events if e.subject == lost.uri] == [EventType.DATASET_ACCEPTED]
     # Failed again the same way: each later try waits twice as long.
     period = timedelta(seconds=CONFIG.reconcile_every_seconds)
@@ -233,4 +300,7 @@ def test_a_ledger_that_lost_its_records_does_not_resubmit_what_was_accepted_befo
     ledger.started = NOW - SETTLED  # the emulator came back empty after both uploads
     summary = reconcile(CONFIG, intake, store, ledger, now=NOW)
     assert summary.lost == 1 and summary.outcomes == {"accepted": 1}
-    assert [r.training.object for r in bus.requests] == ["incoming/cancelled-before.jsonl", "incoming/never-seen.jsonl"]
+    assert [r.training.object for r in bus.requests] == [
+        "incoming/cancelled-before.jsonl",
+        "incoming/never-seen.jsonl",
+    ]

@@ -41,8 +41,15 @@ def genuine(**settings) -> TuningRequest:
     return TuningRequest(
         idempotency_key=idempotency_key(BUCKET, "incoming/parts/t.jsonl", "111", content),
         content_key=content,
-        training=DatasetRef(bucket=BUCKET, object="incoming/parts/t.jsonl", generation="111", sha256=SHA, size=15,
-                            pinned_object=PINNED, pinned_generation="900"),
+        training=DatasetRef(
+            bucket=BUCKET,
+            object="incoming/parts/t.jsonl",
+            generation="111",
+            sha256=SHA,
+            size=15,
+            pinned_object=PINNED,
+            pinned_generation="900",
+        ),
         settings=tuning,
         report_uri=f"gs://{BUCKET}/reports/incoming/m.tuning.json/222.json",
         requested_at="2026-12-02T12:00:00Z",
@@ -56,9 +63,13 @@ def report_for(request: TuningRequest, *, valid: bool = True) -> bytes:
     return json.dumps({"valid": valid, REPORT_REQUEST_FIELD: keys}).encode()
 
 
-def refusal(request: TuningRequest, *, report: bytes | None = b"", generations: dict | None = None) -> str | None:
+def refusal(
+    request: TuningRequest, *, report: bytes | None = b"", generations: dict | None = None
+) -> str | None:
     return request_refusal(
-        request, bucket=BUCKET, reports_prefix="reports/",
+        request,
+        bucket=BUCKET,
+        reports_prefix="reports/",
         report=report_for(request) if report == b"" else report,
         current_generations={PINNED: "900"} if generations is None else generations,
         settings_errors=catalog_settings_errors,
@@ -91,8 +102,15 @@ def test_keys_that_do_not_hash_from_the_fields_are_refused():
     assert "idempotency key" in refused(msgspec.structs.replace(request, idempotency_key="0" * 40))
 
 
-@pytest.mark.parametrize(("settings", "why"), [({"epochs": 1_000_000}, "epochs"), ({"learning_rate_multiplier": 1e9}, "learning_rate"),
-                                               ({"adapter_size": 64}, "adapter"), ({"region": "asia-east1"}, "region")])
+@pytest.mark.parametrize(
+    ("settings", "why"),
+    [
+        ({"epochs": 1_000_000}, "epochs"),
+        ({"learning_rate_multiplier": 1e9}, "learning_rate"),
+        ({"adapter_size": 64}, "adapter"),
+        ({"region": "asia-east1"}, "region"),
+    ],
+)
 def test_settings_out_of_limits_are_refused_even_with_a_matching_report(settings, why):
     request = genuine(**settings)
     problem = refusal(request)
@@ -103,14 +121,23 @@ def test_a_pinned_copy_missing_replaced_or_misnamed_is_refused():
     assert "no longer exists" in refused(genuine(), generations={PINNED: None})
     assert "written over" in refused(genuine(), generations={PINNED: "901"})
     request = genuine()
-    misnamed = msgspec.structs.replace(request, training=msgspec.structs.replace(request.training, pinned_object="reports/pinned/x.jsonl"))
-    assert "not the one named by its validated sha256" in refused(misnamed, generations={"reports/pinned/x.jsonl": "900"})
-    unpinned = msgspec.structs.replace(request, training=msgspec.structs.replace(request.training, pinned_object=None))
+    misnamed = msgspec.structs.replace(
+        request,
+        training=msgspec.structs.replace(request.training, pinned_object="reports/pinned/x.jsonl"),
+    )
+    assert "not the one named by its validated sha256" in refused(
+        misnamed, generations={"reports/pinned/x.jsonl": "900"}
+    )
+    unpinned = msgspec.structs.replace(
+        request, training=msgspec.structs.replace(request.training, pinned_object=None)
+    )
     assert "no pinned copy" in refused(unpinned)
 
 
 def test_a_report_uri_not_of_the_trigger_is_refused():
-    request = msgspec.structs.replace(genuine(), report_uri=f"gs://{BUCKET}/reports/incoming/other.jsonl/1.json")
+    request = msgspec.structs.replace(
+        genuine(), report_uri=f"gs://{BUCKET}/reports/incoming/other.jsonl/1.json"
+    )
     assert "not the report of the upload" in refused(request)
 
 
@@ -133,11 +160,24 @@ def test_queue_order_is_the_triggering_uploads_not_the_training_files():
 
 
 def test_quarantine_fails_a_record_slimmed_to_what_can_be_written():
-    record = new_record(idempotency_key="k", content_key="c", dataset_uri=f"gs://{BUCKET}/x.jsonl", generation="1", now=NOW,
-                        request={"settings": {"display_name": "n" * 1_000_000}})
+    record = new_record(
+        idempotency_key="k",
+        content_key="c",
+        dataset_uri=f"gs://{BUCKET}/x.jsonl",
+        generation="1",
+        now=NOW,
+        request={"settings": {"display_name": "n" * 1_000_000}},
+    )
     record = move(record, LedgerState.SUBMITTING, NOW)
-    change = quarantine(record, Slots(active={"k": "t"}), error="400 maximum entity size is 1048576 bytes", now=NOW)
-    assert change is not None and change.record is not None and change.record.error is not None and change.slots is not None
+    change = quarantine(
+        record, Slots(active={"k": "t"}), error="400 maximum entity size is 1048576 bytes", now=NOW
+    )
+    assert (
+        change is not None
+        and change.record is not None
+        and change.record.error is not None
+        and change.slots is not None
+    )
     assert change.record.state == LedgerState.FAILED and change.record.request is None
     assert "quarantined" in change.record.error and "k" not in change.slots.active
     assert [e.type for e in change.record.outbox] == ["autotune.job.v1.failed"]

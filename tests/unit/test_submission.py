@@ -34,8 +34,22 @@ from autotune.jobs.tick import status_tick
 
 @pytest.fixture
 def world():
-    ledger, service, bus, clock = MemoryLedger(), FakeTuningService(), RecordingPublisher(), SteppingClock()
-    pipeline = Pipeline(ledger=ledger, service=service, publisher=bus, catalog=StubCatalog(), project="p", max_jobs=1, clock=clock, claim_seconds=60)
+    ledger, service, bus, clock = (
+        MemoryLedger(),
+        FakeTuningService(),
+        RecordingPublisher(),
+        SteppingClock(),
+    )
+    pipeline = Pipeline(
+        ledger=ledger,
+        service=service,
+        publisher=bus,
+        catalog=StubCatalog(),
+        project="p",
+        max_jobs=1,
+        clock=clock,
+        claim_seconds=60,
+    )
     return pipeline, ledger, service, bus, clock
 
 
@@ -50,7 +64,11 @@ def test_first_delivery_creates_one_labelled_job_and_publishes_submitted(world):
     assert body["supervisedTuningSpec"]["hyperParameters"]["epochCount"] == "3"
     record = ledger.get(request.idempotency_key)
     assert record.state == LedgerState.SUBMITTED and record.job_name.endswith("/tuningJobs/1")
-    assert [t.state for t in record.history] == [LedgerState.ACCEPTED, LedgerState.SUBMITTING, LedgerState.SUBMITTED]
+    assert [t.state for t in record.history] == [
+        LedgerState.ACCEPTED,
+        LedgerState.SUBMITTING,
+        LedgerState.SUBMITTED,
+    ]
     assert record.outbox == ()
     assert bus.types() == ["submitted"]
     assert bus.events[0].payload.job_name == record.job_name
@@ -68,7 +86,10 @@ def test_ten_concurrent_deliveries_give_one_job(world):
     pipeline, _, service, bus, _ = world
     request = make_request()
     outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(submit_request(pipeline, request))) for _ in range(10)]
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(submit_request(pipeline, request)))
+        for _ in range(10)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -79,7 +100,10 @@ def test_ten_concurrent_deliveries_give_one_job(world):
 
 def test_second_dataset_waits_in_the_queue_while_the_slot_is_taken(world):
     pipeline, ledger, service, bus, _ = world
-    first, second = make_request("incoming/a.jsonl", sha256="1" * 64), make_request("incoming/b.jsonl", sha256="2" * 64)
+    first, second = (
+        make_request("incoming/a.jsonl", sha256="1" * 64),
+        make_request("incoming/b.jsonl", sha256="2" * 64),
+    )
     submit_request(pipeline, first)
     assert submit_request(pipeline, second) == JobOutcome.QUEUED
     assert ledger.get(second.idempotency_key).state == LedgerState.QUEUED
@@ -125,7 +149,10 @@ def test_forced_reupload_is_tuned_again_and_says_so(world):
 def test_different_settings_on_the_same_bytes_are_a_new_tuning(world):
     pipeline, _, service, _, _ = world
     submit_request(pipeline, make_request(generation="100", epochs=3))
-    assert submit_request(pipeline, make_request(generation="200", epochs=5)) in {JobOutcome.SUBMITTED, JobOutcome.QUEUED}
+    assert submit_request(pipeline, make_request(generation="200", epochs=5)) in {
+        JobOutcome.SUBMITTED,
+        JobOutcome.QUEUED,
+    }
 
 
 def test_reupload_after_a_failed_tuning_is_tuned_again(world):
@@ -146,7 +173,9 @@ def test_service_quota_429_queues_the_dataset_and_frees_the_slot(world):
     assert ledger.slots().active == {} and request.idempotency_key in ledger.slots().queued
     assert bus.types() == ["queued"] and "429" in bus.events[0].payload.reason
     status_tick(pipeline)
-    assert ledger.get(request.idempotency_key).state == LedgerState.QUEUED  # waits 5 s before trying again
+    assert (
+        ledger.get(request.idempotency_key).state == LedgerState.QUEUED
+    )  # waits 5 s before trying again
     clock.advance(5)
     status_tick(pipeline)
     assert ledger.get(request.idempotency_key).state == LedgerState.SUBMITTED
@@ -176,7 +205,10 @@ def test_permanent_error_fails_the_record_with_the_service_message(world):
     assert submit_request(pipeline, request) == JobOutcome.FAILED
     record = ledger.get(request.idempotency_key)
     assert record.state == LedgerState.FAILED and record.error == "Adapter size 32 is not supported"
-    assert bus.types() == ["failed"] and bus.events[0].payload.error == "Adapter size 32 is not supported"
+    assert (
+        bus.types() == ["failed"]
+        and bus.events[0].payload.error == "Adapter size 32 is not supported"
+    )
     assert ledger.slots().active == {}
 
 
@@ -187,10 +219,18 @@ def test_a_create_without_an_answer_holds_the_claim_until_its_job_could_show(wor
     with pytest.raises(TuningServiceError):
         submit_request(pipeline, request)
     record = ledger.get(request.idempotency_key)
-    assert record.state == LedgerState.SUBMITTING and record.error == "503 unavailable" and record.create_unanswered
-    assert submit_request(pipeline, request) == JobOutcome.DUPLICATE  # the create may still be making its job
+    assert (
+        record.state == LedgerState.SUBMITTING
+        and record.error == "503 unavailable"
+        and record.create_unanswered
+    )
+    assert (
+        submit_request(pipeline, request) == JobOutcome.DUPLICATE
+    )  # the create may still be making its job
     clock.advance(CREATE_SETTLE_SECONDS)
-    assert submit_request(pipeline, request) == JobOutcome.SUBMITTED  # then the redelivery looks, finds none, creates
+    assert (
+        submit_request(pipeline, request) == JobOutcome.SUBMITTED
+    )  # then the redelivery looks, finds none, creates
     assert len(service.created) == 1 and bus.types() == ["submitted"]
     assert ledger.get(request.idempotency_key).duplicate_watch_until is not None
 
@@ -215,7 +255,9 @@ def test_a_job_made_by_a_create_whose_answer_was_lost_is_adopted_not_made_twice(
     clock.advance(CREATE_SETTLE_SECONDS)
     assert submit_request(pipeline, request) == JobOutcome.SUBMITTED
     record = ledger.get(request.idempotency_key)
-    assert len(service.created) == 1 and record.job_name in service.jobs and "adopted" in record.reason
+    assert (
+        len(service.created) == 1 and record.job_name in service.jobs and "adopted" in record.reason
+    )
 
 
 def test_a_429_on_the_lookup_is_a_retry_not_a_full_quota(world):
@@ -239,7 +281,10 @@ def test_a_lookup_refused_while_an_earlier_create_may_have_made_a_job_keeps_the_
     service.lookup_errors.append(TuningServiceError(ErrorKind.PERMANENT, "permission denied", 403))
     with pytest.raises(TuningServiceError):
         submit_request(pipeline, request)
-    assert ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING and ledger.slots().active
+    assert (
+        ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING
+        and ledger.slots().active
+    )
 
 
 def test_a_second_job_hidden_from_the_lookup_is_found_cancelled_recorded_and_announced(world):
@@ -259,8 +304,15 @@ def test_a_second_job_hidden_from_the_lookup_is_found_cancelled_recorded_and_ann
     status_tick(pipeline)  # a second tick cancels nothing more and announces nothing more
     record = ledger.get(request.idempotency_key)
     assert summary.duplicates_cancelled == 1 and service.cancelled == [first]
-    assert record.duplicate_jobs == (first,) and record.job_name == kept and record.state == LedgerState.SUBMITTED
-    assert bus.types() == ["submitted", "duplicate_cancelled"] and bus.events[-1].payload.job_name == first
+    assert (
+        record.duplicate_jobs == (first,)
+        and record.job_name == kept
+        and record.state == LedgerState.SUBMITTED
+    )
+    assert (
+        bus.types() == ["submitted", "duplicate_cancelled"]
+        and bus.events[-1].payload.job_name == first
+    )
 
 
 def test_the_watch_for_a_second_job_ends(world):
@@ -291,7 +343,12 @@ def test_poison_message_raises_with_a_logged_reason(world, capsys):
     with pytest.raises(InvalidTuningRequest):
         submit_message(pipeline, b'{"schema_version": 1, "idempotency_key": 5}', message_id="m-1")
     log = capsys.readouterr().out
-    assert '"severity": "ERROR"' in log and "dead-letter" in log and "m-1" in log and "idempotency_key" in log
+    assert (
+        '"severity": "ERROR"' in log
+        and "dead-letter" in log
+        and "m-1" in log
+        and "idempotency_key" in log
+    )
 
 
 def test_region_the_model_cannot_tune_in_fails_without_calling_the_service(world):
@@ -304,11 +361,26 @@ def test_region_the_model_cannot_tune_in_fails_without_calling_the_service(world
 
 
 def test_job_spec_uses_the_catalog_default_adapter_size_and_checks_allowed_sizes():
-    spec = build_job_spec(make_request(model="gemini-1.5-pro-002"), project="p", catalog=StubCatalog())
-    assert spec.body["supervisedTuningSpec"]["hyperParameters"]["adapterSize"] == "ADAPTER_SIZE_FOUR"
-    assert "adapterSize" not in build_job_spec(make_request(), project="p", catalog=StubCatalog()).body["supervisedTuningSpec"]["hyperParameters"]
-    with pytest.raises(JobSpecError, match="adapter size 8 is not allowed for gemini-1.5-pro-002; allowed: 1, 4"):
-        build_job_spec(make_request(model="gemini-1.5-pro-002", adapter_size=8), project="p", catalog=StubCatalog())
+    spec = build_job_spec(
+        make_request(model="gemini-1.5-pro-002"), project="p", catalog=StubCatalog()
+    )
+    assert (
+        spec.body["supervisedTuningSpec"]["hyperParameters"]["adapterSize"] == "ADAPTER_SIZE_FOUR"
+    )
+    assert (
+        "adapterSize"
+        not in build_job_spec(make_request(), project="p", catalog=StubCatalog()).body[
+            "supervisedTuningSpec"
+        ]["hyperParameters"]
+    )
+    with pytest.raises(
+        JobSpecError, match="adapter size 8 is not allowed for gemini-1.5-pro-002; allowed: 1, 4"
+    ):
+        build_job_spec(
+            make_request(model="gemini-1.5-pro-002", adapter_size=8),
+            project="p",
+            catalog=StubCatalog(),
+        )
     with pytest.raises(JobSpecError, match="not in the catalog"):
         build_job_spec(make_request(model="llama"), project="p", catalog=StubCatalog())
 
@@ -316,10 +388,21 @@ def test_job_spec_uses_the_catalog_default_adapter_size_and_checks_allowed_sizes
 def test_job_spec_with_the_real_catalog():
     from autotune.adapters.catalog import ProjectCatalog
 
-    spec = build_job_spec(make_request(model="gemini-2.5-flash", adapter_size=16), project="p", catalog=ProjectCatalog())
-    assert spec.body["supervisedTuningSpec"]["hyperParameters"]["adapterSize"] == "ADAPTER_SIZE_SIXTEEN"
+    spec = build_job_spec(
+        make_request(model="gemini-2.5-flash", adapter_size=16),
+        project="p",
+        catalog=ProjectCatalog(),
+    )
+    assert (
+        spec.body["supervisedTuningSpec"]["hyperParameters"]["adapterSize"]
+        == "ADAPTER_SIZE_SIXTEEN"
+    )
     with pytest.raises(JobSpecError, match="cannot be tuned in region asia-east1"):
-        build_job_spec(make_request(model="gemini-3.5-flash", region="asia-east1"), project="p", catalog=ProjectCatalog())
+        build_job_spec(
+            make_request(model="gemini-3.5-flash", region="asia-east1"),
+            project="p",
+            catalog=ProjectCatalog(),
+        )
 
 
 @pytest.mark.parametrize(
@@ -355,19 +438,39 @@ class LedgerThatDiesBeforeRecordingTheJob(MemoryLedger):
         self.armed = True
 
     def update(self, key, decide):
-        if self.armed and getattr(decide, "__name__", "") == "<lambda>" and self.docs[key].state == LedgerState.SUBMITTING:
+        if (
+            self.armed
+            and getattr(decide, "__name__", "") == "<lambda>"
+            and self.docs[key].state == LedgerState.SUBMITTING
+        ):
             self.armed = False
             raise CrashAfterCreate()
         return super().update(key, decide)
 
 
 def test_crash_after_create_adopts_the_job_instead_of_creating_another():
-    ledger, service, bus, clock = LedgerThatDiesBeforeRecordingTheJob(), FakeTuningService(), RecordingPublisher(), SteppingClock()
-    pipeline = Pipeline(ledger=ledger, service=service, publisher=bus, catalog=StubCatalog(), project="p", clock=clock, claim_seconds=60)
+    ledger, service, bus, clock = (
+        LedgerThatDiesBeforeRecordingTheJob(),
+        FakeTuningService(),
+        RecordingPublisher(),
+        SteppingClock(),
+    )
+    pipeline = Pipeline(
+        ledger=ledger,
+        service=service,
+        publisher=bus,
+        catalog=StubCatalog(),
+        project="p",
+        clock=clock,
+        claim_seconds=60,
+    )
     request = make_request()
     with pytest.raises(CrashAfterCreate):
         submit_request(pipeline, request)
-    assert len(service.created) == 1 and ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING
+    assert (
+        len(service.created) == 1
+        and ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING
+    )
     # A redelivery inside the claim is a no-op: the dead submitter might still be alive.
     assert submit_request(pipeline, request) == JobOutcome.DUPLICATE
     # After the claim expires, the status tick takes over and finds the job by its label.
@@ -404,7 +507,9 @@ def test_gives_up_after_repeated_attempts_only_when_a_lookup_shows_no_job(world)
     assert submit_request(pipeline, request) == JobOutcome.DUPLICATE  # now the claim pauses 30 s
     pauses = []
     while ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING and len(pauses) < 20:
-        pause = (parse_timestamp(ledger.get(request.idempotency_key).claim_expires_at) - clock.now).total_seconds()
+        pause = (
+            parse_timestamp(ledger.get(request.idempotency_key).claim_expires_at) - clock.now
+        ).total_seconds()
         pauses.append(pause)
         clock.advance(pause)
         status_tick(pipeline)
@@ -413,7 +518,12 @@ def test_gives_up_after_repeated_attempts_only_when_a_lookup_shows_no_job(world)
     assert ledger.get(request.idempotency_key).failed_attempts > MAX_FAILED_ATTEMPTS
     record = ledger.get(request.idempotency_key)
     # ...and gives up once a lookup answers that no job carries its label.
-    assert record.state == LedgerState.FAILED and "gave up after" in record.error and "holds no job" in record.error and "503" in record.error
+    assert (
+        record.state == LedgerState.FAILED
+        and "gave up after" in record.error
+        and "holds no job" in record.error
+        and "503" in record.error
+    )
     assert bus.types() == ["failed"] and ledger.slots().active == {} and service.created == []
 
 
@@ -429,15 +539,25 @@ def test_attempts_exhausted_with_the_job_on_the_service_adopt_it(world):
     for _ in range(MAX_FAILED_ATTEMPTS + 2):
         service.lookup_errors.append(TuningServiceError(ErrorKind.TRANSIENT, "500 internal", 500))
     while ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING:
-        clock.advance((parse_timestamp(ledger.get(request.idempotency_key).claim_expires_at) - clock.now).total_seconds())
+        clock.advance(
+            (
+                parse_timestamp(ledger.get(request.idempotency_key).claim_expires_at) - clock.now
+            ).total_seconds()
+        )
         status_tick(pipeline)
         assert ledger.slots().active  # the slot stays held throughout
     record = ledger.get(request.idempotency_key)
-    assert record.state == LedgerState.SUBMITTED and record.job_name == made and record.failed_attempts > MAX_FAILED_ATTEMPTS
+    assert (
+        record.state == LedgerState.SUBMITTED
+        and record.job_name == made
+        and record.failed_attempts > MAX_FAILED_ATTEMPTS
+    )
     assert len(service.created) == 1 and bus.types() == ["submitted"]
 
 
-def test_a_quota_answer_between_failures_starts_the_count_of_attempts_without_an_answer_again(world):
+def test_a_quota_answer_between_failures_starts_the_count_of_attempts_without_an_answer_again(
+    world,
+):
     pipeline, ledger, service, bus, clock = world
     request = make_request()
     for _ in range(3):
@@ -445,7 +565,9 @@ def test_a_quota_answer_between_failures_starts_the_count_of_attempts_without_an
     for _ in range(3):
         with pytest.raises(TuningServiceError):
             submit_request(pipeline, request)
-    assert ledger.get(request.idempotency_key).failed_attempts == 2  # counted from the first take-over
+    assert (
+        ledger.get(request.idempotency_key).failed_attempts == 2
+    )  # counted from the first take-over
     service.fail_next(ErrorKind.QUOTA, "429")
     assert submit_request(pipeline, request) == JobOutcome.QUEUED
     record = ledger.get(request.idempotency_key)
@@ -473,20 +595,29 @@ def test_tick_records_running_then_succeeded_once_each(world):
     status_tick(pipeline)
     assert bus.types() == ["submitted", "running", "succeeded"]
     record = ledger.get(request.idempotency_key)
-    assert record.state == LedgerState.SUCCEEDED and record.tuned_model.endswith("@1") and record.tuning_data_stats
+    assert (
+        record.state == LedgerState.SUCCEEDED
+        and record.tuned_model.endswith("@1")
+        and record.tuning_data_stats
+    )
     assert bus.events[-1].payload.tuned_model == record.tuned_model
     assert ledger.slots().active == {}
 
 
 def test_tick_promotes_queued_datasets_in_upload_order(world):
     pipeline, ledger, service, bus, _ = world
-    requests = [make_request(f"incoming/{i}.jsonl", generation=str(1000 + i), sha256=str(i) * 64) for i in range(5)]
+    requests = [
+        make_request(f"incoming/{i}.jsonl", generation=str(1000 + i), sha256=str(i) * 64)
+        for i in range(5)
+    ]
     for request in reversed(requests[1:]):  # messages arrive out of order
         submit_request(pipeline, request)
     submit_request(pipeline, requests[0])
     order = []
     for _ in range(20):
-        active = [r for r in ledger.records() if r.state in {LedgerState.SUBMITTED, LedgerState.RUNNING}]
+        active = [
+            r for r in ledger.records() if r.state in {LedgerState.SUBMITTED, LedgerState.RUNNING}
+        ]
         assert len(active) <= 1
         for record in active:
             service.succeed(record.job_name)
@@ -500,7 +631,10 @@ def test_tick_promotes_queued_datasets_in_upload_order(world):
 
 def test_overlapping_ticks_double_nothing(world):
     pipeline, ledger, service, bus, _ = world
-    requests = [make_request(f"incoming/{i}.jsonl", generation=str(1000 + i), sha256=str(i) * 64) for i in range(3)]
+    requests = [
+        make_request(f"incoming/{i}.jsonl", generation=str(1000 + i), sha256=str(i) * 64)
+        for i in range(3)
+    ]
     for request in requests:
         submit_request(pipeline, request)
     service.succeed(ledger.get(requests[0].idempotency_key).job_name)
@@ -520,7 +654,9 @@ def test_a_failed_job_publishes_failed_with_its_error(world):
     request = make_request()
     submit_request(pipeline, request)
     job = ledger.get(request.idempotency_key).job_name
-    service.set_state(job, "JOB_STATE_FAILED", error="the training data has 3 bad lines", started=True)
+    service.set_state(
+        job, "JOB_STATE_FAILED", error="the training data has 3 bad lines", started=True
+    )
     status_tick(pipeline)
     assert bus.types() == ["submitted", "running", "failed"]
     assert bus.events[-1].payload.error == "the training data has 3 bad lines"
@@ -579,12 +715,18 @@ def test_cancel_a_running_job_then_tick_records_cancelled(world):
 
 def test_cancel_a_queued_dataset_removes_it_from_the_queue(world):
     pipeline, ledger, service, bus, _ = world
-    first, second = make_request("incoming/a.jsonl", sha256="1" * 64), make_request("incoming/b.jsonl", sha256="2" * 64)
+    first, second = (
+        make_request("incoming/a.jsonl", sha256="1" * 64),
+        make_request("incoming/b.jsonl", sha256="2" * 64),
+    )
     submit_request(pipeline, first)
     submit_request(pipeline, second)
     assert cancel(pipeline, second.idempotency_key) == JobOutcome.CANCELLED
     assert ledger.slots().queued == {}
-    assert bus.types()[-1] == "cancelled" and bus.events[-1].payload.error == "cancelled by the user before it was submitted"
+    assert (
+        bus.types()[-1] == "cancelled"
+        and bus.events[-1].payload.error == "cancelled by the user before it was submitted"
+    )
     assert ledger.get(second.idempotency_key).state == LedgerState.CANCELLED
 
 
@@ -616,7 +758,10 @@ def test_take_over_of_a_request_that_no_longer_makes_a_job_fails_it(world):
     pipeline.catalog = ShrunkCatalog()
     assert submit_request(pipeline, request) == JobOutcome.FAILED
     record = ledger.get(request.idempotency_key)
-    assert record.state == LedgerState.FAILED and "cannot be tuned in region us-central1" in record.error
+    assert (
+        record.state == LedgerState.FAILED
+        and "cannot be tuned in region us-central1" in record.error
+    )
     assert ledger.slots().active == {} and bus.types() == ["failed"]
 
 
@@ -687,7 +832,11 @@ def test_an_unknown_job_state_is_recorded_as_seen_warned_once_and_polled_on(worl
     for _ in range(3):
         assert status_tick(pipeline).errors == []
     record = ledger.get(request.idempotency_key)
-    assert record.state == LedgerState.RUNNING and record.job_state == state and bus.types() == ["submitted", "running"]
+    assert (
+        record.state == LedgerState.RUNNING
+        and record.job_state == state
+        and bus.types() == ["submitted", "running"]
+    )
     assert capsys.readouterr().out.count("a job state autotune does not know") == 1
     service.succeed(job)
     status_tick(pipeline)

@@ -25,8 +25,15 @@ from autotune.jobs.submit import submit_request
 @pytest.fixture
 def world():
     ledger, service, bus = MemoryLedger(), FakeTuningService(), RecordingPublisher()
-    pipeline = Pipeline(ledger=ledger, service=service, publisher=bus, catalog=StubCatalog(), project="p",
-                        clock=SteppingClock(), dataset_bucket="bkt")
+    pipeline = Pipeline(
+        ledger=ledger,
+        service=service,
+        publisher=bus,
+        catalog=StubCatalog(),
+        project="p",
+        clock=SteppingClock(),
+        dataset_bucket="bkt",
+    )
     return pipeline, ledger, service, bus
 
 
@@ -37,16 +44,26 @@ def test_training_file_in_another_bucket_fails_with_a_reason_and_no_job(world):
     assert service.created == []
     record = ledger.get(request.idempotency_key)
     assert record.state == LedgerState.FAILED
-    assert "gs://someone-elses-bucket/incoming/data.jsonl is not in the dataset bucket bkt" in record.error
+    assert (
+        "gs://someone-elses-bucket/incoming/data.jsonl is not in the dataset bucket bkt"
+        in record.error
+    )
     [event] = bus.events
     assert event.type == EventType.JOB_FAILED and event.payload.error == record.error
 
 
 def test_validation_file_in_another_bucket_is_refused_too():
     request = make_request()
-    elsewhere = DatasetRef(bucket="other", object="v.jsonl", generation="1", sha256="b" * 64, size=10)
+    elsewhere = DatasetRef(
+        bucket="other", object="v.jsonl", generation="1", sha256="b" * 64, size=10
+    )
     with pytest.raises(JobSpecError, match="gs://other/v.jsonl is not in the dataset bucket bkt"):
-        build_job_spec(msgspec.structs.replace(request, validation=elsewhere), project="p", catalog=StubCatalog(), dataset_bucket="bkt")
+        build_job_spec(
+            msgspec.structs.replace(request, validation=elsewhere),
+            project="p",
+            catalog=StubCatalog(),
+            dataset_bucket="bkt",
+        )
 
 
 def test_own_bucket_is_submitted(world):

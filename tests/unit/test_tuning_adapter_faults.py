@@ -30,19 +30,27 @@ class Sleeps:
 
 @pytest.fixture
 def world():
-    store = MemoryStore({make_request(name=f"incoming/d{i}.jsonl").training.uri: LINE * 5 for i in range(4)})
+    store = MemoryStore(
+        {make_request(name=f"incoming/d{i}.jsonl").training.uri: LINE * 5 for i in range(4)}
+    )
     service = TuningEmulator(store=store, quota=4, job_seconds=60)
     server = make_server(service)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sleeps = Sleeps()
-    adapter = VertexTuningService(f"http://127.0.0.1:{server.server_port}", call_timeout=1.0, sleep=sleeps)
+    adapter = VertexTuningService(
+        f"http://127.0.0.1:{server.server_port}", call_timeout=1.0, sleep=sleeps
+    )
     yield service, adapter, sleeps
     server.shutdown()
     server.server_close()
 
 
 def spec(i: int = 0, region: str = "us-central1"):
-    return build_job_spec(make_request(name=f"incoming/d{i}.jsonl", region=region), project="p", catalog=ProjectCatalog())
+    return build_job_spec(
+        make_request(name=f"incoming/d{i}.jsonl", region=region),
+        project="p",
+        catalog=ProjectCatalog(),
+    )
 
 
 def test_a_503_with_retry_info_is_retried_after_the_delay_it_asks(world):
@@ -57,7 +65,11 @@ def test_a_request_rate_429_on_every_call_is_retried_a_bounded_number_of_times(w
     service, adapter, sleeps = world
     job = adapter.create(spec().parent, spec().body)
     service.faults.rateLimit429 = 1.0
-    for call in (lambda: adapter.get(job.name), lambda: adapter.find_by_label(spec().parent, KEY_LABEL, "x"), lambda: adapter.cancel(job.name)):
+    for call in (
+        lambda: adapter.get(job.name),
+        lambda: adapter.find_by_label(spec().parent, KEY_LABEL, "x"),
+        lambda: adapter.cancel(job.name),
+    ):
         with pytest.raises(TuningServiceError) as caught:
             call()
         assert caught.value.kind == ErrorKind.QUOTA and caught.value.retry_after == 1.0
@@ -71,8 +83,15 @@ def test_retry_info_is_read_from_rest_and_grpc_details_and_a_long_one_is_not_wai
     from google.protobuf import duration_pb2
     from google.rpc import error_details_pb2
 
-    assert retry_info_seconds([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2.5s"}]) == 2.5
-    grpc_detail = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=3, nanos=500_000_000))
+    assert (
+        retry_info_seconds(
+            [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2.5s"}]
+        )
+        == 2.5
+    )
+    grpc_detail = error_details_pb2.RetryInfo(
+        retry_delay=duration_pb2.Duration(seconds=3, nanos=500_000_000)
+    )
     assert retry_info_seconds([error_details_pb2.ErrorInfo(reason="X"), grpc_detail]) == 3.5
     assert retry_info_seconds([{"@type": "type.googleapis.com/google.rpc.ErrorInfo"}]) is None
     assert retry_delay(600.0, 1) is None and 0.5 <= retry_delay(None, 1) <= 1.0
@@ -85,10 +104,17 @@ def test_a_create_that_stalls_past_the_deadline_fails_transient_and_its_job_exis
     with pytest.raises(TuningServiceError) as caught:
         adapter.create(spec().parent, spec().body)
     assert caught.value.kind == ErrorKind.TRANSIENT and time.monotonic() - started < 2.9
-    assert adapter.find_by_label(spec().parent, KEY_LABEL, make_request(name="incoming/d0.jsonl").idempotency_key) is not None
+    assert (
+        adapter.find_by_label(
+            spec().parent, KEY_LABEL, make_request(name="incoming/d0.jsonl").idempotency_key
+        )
+        is not None
+    )
 
 
-@pytest.mark.parametrize(("fault", "code"), [("nextAfterCreate500", 500), ("nextAfterCreate503", 503)])
+@pytest.mark.parametrize(
+    ("fault", "code"), [("nextAfterCreate500", 500), ("nextAfterCreate503", 503)]
+)
 def test_a_create_answering_5xx_after_making_its_job(world, fault, code):
     service, adapter, _ = world
     setattr(service.faults, fault, 1)
@@ -120,7 +146,10 @@ def test_list_lag_hides_a_new_job_for_a_while(world):
     assert adapter.find_by_label(spec().parent, KEY_LABEL, key).name == job.name
 
 
-@pytest.mark.parametrize(("number", "state"), [(10, "JOB_STATE_UPDATING"), (11, "JOB_STATE_PARTIALLY_SUCCEEDED"), (42, "42")])
+@pytest.mark.parametrize(
+    ("number", "state"),
+    [(10, "JOB_STATE_UPDATING"), (11, "JOB_STATE_PARTIALLY_SUCCEEDED"), (42, "42")],
+)
 def test_job_states_beyond_the_first_ten_and_unknown_to_the_library(world, number, state):
     service, adapter, _ = world
     service.job_seconds = 0.4
@@ -131,7 +160,9 @@ def test_job_states_beyond_the_first_ten_and_unknown_to_the_library(world, numbe
     service.report_state = number
     seen = adapter.get(job.name)
     assert seen.state == state
-    [listed] = adapter.jobs_with_label(spec().parent, KEY_LABEL, make_request(name="incoming/d0.jsonl").idempotency_key)
+    [listed] = adapter.jobs_with_label(
+        spec().parent, KEY_LABEL, make_request(name="incoming/d0.jsonl").idempotency_key
+    )
     assert listed.state == state
 
 
@@ -176,13 +207,29 @@ def test_a_2_mb_stats_payload_leaves_a_small_record_without_training_text():
         "totalTruncatedExampleCount": "7",
         "truncatedExampleIndices": [str(i) for i in range(7)],
         "droppedExampleReasons": [f"example {i} too long: {secret}" for i in range(2000)],
-        "userInputTokenDistribution": {"sum": "9", "mean": 3.5, "buckets": [{"count": 1, "left": i, "right": i + 1} for i in range(5000)]},
+        "userInputTokenDistribution": {
+            "sum": "9",
+            "mean": 3.5,
+            "buckets": [{"count": 1, "left": i, "right": i + 1} for i in range(5000)],
+        },
         "userDatasetExamples": [{"role": "user", "parts": [{"text": secret}]} for _ in range(6000)],
     }
     assert len(msgspec.json.encode(stats)) > 2_000_000
-    record = new_record(idempotency_key="k" * 40, content_key="c", dataset_uri="gs://b/d.jsonl", generation="1", now=_now())
-    record = msgspec.structs.replace(record, state=LedgerState.RUNNING, job_name="j", job_state="JOB_STATE_RUNNING")
-    seen = apply_job_snapshot(record, JobSnapshot(name="j", state="JOB_STATE_SUCCEEDED", started=True, stats=stats), _now())
+    record = new_record(
+        idempotency_key="k" * 40,
+        content_key="c",
+        dataset_uri="gs://b/d.jsonl",
+        generation="1",
+        now=_now(),
+    )
+    record = msgspec.structs.replace(
+        record, state=LedgerState.RUNNING, job_name="j", job_state="JOB_STATE_RUNNING"
+    )
+    seen = apply_job_snapshot(
+        record,
+        JobSnapshot(name="j", state="JOB_STATE_SUCCEEDED", started=True, stats=stats),
+        _now(),
+    )
     encoded = msgspec.json.encode(seen)
     assert len(encoded) < 64 * 1024 and b"TRAINING-TEXT" not in encoded
     assert seen.tuning_data_stats == {
@@ -208,6 +255,9 @@ def test_a_claim_outlasts_the_longest_lookup_and_create_of_a_live_submitter():
     from autotune.adapters import tuning_service as adapter
     from autotune.jobs.decisions import CLAIM_SECONDS
 
-    slowest = adapter.CALL_ATTEMPTS * adapter.CALL_TIMEOUT_SECONDS + (adapter.CALL_ATTEMPTS - 1) * adapter.RETRY_MAX_SECONDS
+    slowest = (
+        adapter.CALL_ATTEMPTS * adapter.CALL_TIMEOUT_SECONDS
+        + (adapter.CALL_ATTEMPTS - 1) * adapter.RETRY_MAX_SECONDS
+    )
     slowest += adapter.CALL_TIMEOUT_SECONDS
     assert slowest < CLAIM_SECONDS

@@ -80,7 +80,9 @@ def tuning_job(**overrides):
         "base_model": "gemini-2.5-flash",
         "supervised_tuning_spec": aiplatform_v1.SupervisedTuningSpec(
             training_dataset_uri=DATA,
-            hyper_parameters=aiplatform_v1.SupervisedHyperParameters(epoch_count=3, adapter_size=AdapterSize.ADAPTER_SIZE_FOUR),
+            hyper_parameters=aiplatform_v1.SupervisedHyperParameters(
+                epoch_count=3, adapter_size=AdapterSize.ADAPTER_SIZE_FOUR
+            ),
         ),
         "labels": {"autotune_key": "abc123"},
         "tuned_model_display_name": "capitals",
@@ -101,7 +103,12 @@ def test_create_then_get_through_every_state(emulator, client):
     for seconds in (1.5, 3, 9.9, 10):
         service.clock.now = 1_800_000_000.0 + seconds
         seen.append(client.get_tuning_job(name=job.name).state.name)
-    assert seen == ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]
+    assert seen == [
+        "JOB_STATE_PENDING",
+        "JOB_STATE_RUNNING",
+        "JOB_STATE_RUNNING",
+        "JOB_STATE_SUCCEEDED",
+    ]
     done = client.get_tuning_job(name=job.name)
     number = job.name.rsplit("/", 1)[1]
     assert done.tuned_model.model == f"{PARENT}/models/{number}@1"
@@ -126,36 +133,61 @@ def test_accepts_enum_names_in_requests(emulator):
     _, url = emulator
     body = {
         "baseModel": "gemini-2.5-flash",
-        "supervisedTuningSpec": {"trainingDatasetUri": DATA, "hyperParameters": {"adapterSize": "ADAPTER_SIZE_SIXTEEN", "epochCount": 2}},
+        "supervisedTuningSpec": {
+            "trainingDatasetUri": DATA,
+            "hyperParameters": {"adapterSize": "ADAPTER_SIZE_SIXTEEN", "epochCount": 2},
+        },
     }
     answer = requests.post(f"{url}/v1/{PARENT}/tuningJobs", json=body, timeout=5)
     assert answer.status_code == 200, answer.text
-    assert answer.json()["supervisedTuningSpec"]["hyperParameters"]["adapterSize"] == "ADAPTER_SIZE_SIXTEEN"
+    assert (
+        answer.json()["supervisedTuningSpec"]["hyperParameters"]["adapterSize"]
+        == "ADAPTER_SIZE_SIXTEEN"
+    )
 
 
 def test_list_filters_by_label(emulator, client):
     service, _ = emulator
     service.quota = 5
-    first = client.create_tuning_job(parent=PARENT, tuning_job=tuning_job(labels={"autotune_key": "one"}))
+    first = client.create_tuning_job(
+        parent=PARENT, tuning_job=tuning_job(labels={"autotune_key": "one"})
+    )
     client.create_tuning_job(parent=PARENT, tuning_job=tuning_job(labels={"autotune_key": "two"}))
-    found = list(client.list_tuning_jobs(request={"parent": PARENT, "filter": 'labels.autotune_key="one"'}))
+    found = list(
+        client.list_tuning_jobs(request={"parent": PARENT, "filter": 'labels.autotune_key="one"'})
+    )
     assert [j.name for j in found] == [first.name]
     assert len(list(client.list_tuning_jobs(request={"parent": PARENT}))) == 2
-    assert list(client.list_tuning_jobs(request={"parent": PARENT, "filter": "labels.autotune_key=three"})) == []
-    assert list(client.list_tuning_jobs(request={"parent": "projects/p/locations/europe-west4"})) == []
+    assert (
+        list(
+            client.list_tuning_jobs(
+                request={"parent": PARENT, "filter": "labels.autotune_key=three"}
+            )
+        )
+        == []
+    )
+    assert (
+        list(client.list_tuning_jobs(request={"parent": "projects/p/locations/europe-west4"})) == []
+    )
 
 
 def test_list_pages(emulator, client):
     service, _ = emulator
     service.quota = 10
-    names = {client.create_tuning_job(parent=PARENT, tuning_job=tuning_job()).name for _ in range(5)}
+    names = {
+        client.create_tuning_job(parent=PARENT, tuning_job=tuning_job()).name for _ in range(5)
+    }
     pager = client.list_tuning_jobs(request={"parent": PARENT, "page_size": 2})
     assert {j.name for j in pager} == names
 
 
 def test_unsupported_filter_is_a_400(emulator, client):
     with pytest.raises(gexc.BadRequest, match="labels.KEY=VALUE"):
-        list(client.list_tuning_jobs(request={"parent": PARENT, "filter": 'state="JOB_STATE_RUNNING"'}))
+        list(
+            client.list_tuning_jobs(
+                request={"parent": PARENT, "filter": 'state="JOB_STATE_RUNNING"'}
+            )
+        )
 
 
 @pytest.mark.parametrize(
@@ -166,14 +198,32 @@ def test_unsupported_filter_is_a_400(emulator, client):
             {
                 "base_model": "gemini-2.5-pro",
                 "supervised_tuning_spec": aiplatform_v1.SupervisedTuningSpec(
-                    training_dataset_uri=DATA, hyper_parameters={"adapter_size": AdapterSize.ADAPTER_SIZE_SIXTEEN}
+                    training_dataset_uri=DATA,
+                    hyper_parameters={"adapter_size": AdapterSize.ADAPTER_SIZE_SIXTEEN},
                 ),
             },
             "Adapter size 16 .* not supported for gemini-2.5-pro",
         ),
-        ({"supervised_tuning_spec": aiplatform_v1.SupervisedTuningSpec(training_dataset_uri="gs://bkt/missing.jsonl")}, "does not exist"),
-        ({"supervised_tuning_spec": aiplatform_v1.SupervisedTuningSpec(training_dataset_uri="/tmp/data.jsonl")}, "must start with gs://"),
-        ({"supervised_tuning_spec": aiplatform_v1.SupervisedTuningSpec()}, "trainingDatasetUri is required"),
+        (
+            {
+                "supervised_tuning_spec": aiplatform_v1.SupervisedTuningSpec(
+                    training_dataset_uri="gs://bkt/missing.jsonl"
+                )
+            },
+            "does not exist",
+        ),
+        (
+            {
+                "supervised_tuning_spec": aiplatform_v1.SupervisedTuningSpec(
+                    training_dataset_uri="/tmp/data.jsonl"
+                )
+            },
+            "must start with gs://",
+        ),
+        (
+            {"supervised_tuning_spec": aiplatform_v1.SupervisedTuningSpec()},
+            "trainingDatasetUri is required",
+        ),
         ({"labels": {"Bad Key": "x"}}, "Label Bad Key=x is invalid"),
     ],
 )
@@ -185,7 +235,10 @@ def test_invalid_requests_are_400_with_a_message(emulator, client, overrides, me
 
 def test_model_tuned_only_in_some_regions(emulator, client):
     with pytest.raises(gexc.BadRequest, match="cannot be tuned in location asia-east1"):
-        client.create_tuning_job(parent="projects/p/locations/asia-east1", tuning_job=tuning_job(base_model="gemini-3.5-flash"))
+        client.create_tuning_job(
+            parent="projects/p/locations/asia-east1",
+            tuning_job=tuning_job(base_model="gemini-3.5-flash"),
+        )
 
 
 def test_quota_is_a_429_in_googles_error_shape_until_a_job_ends(emulator, client):
@@ -193,12 +246,22 @@ def test_quota_is_a_429_in_googles_error_shape_until_a_job_ends(emulator, client
     client.create_tuning_job(parent=PARENT, tuning_job=tuning_job())
     with pytest.raises(gexc.TooManyRequests, match="concurrent tuning jobs"):
         client.create_tuning_job(parent=PARENT, tuning_job=tuning_job())
-    raw = requests.post(f"{url}/v1/{PARENT}/tuningJobs", json=tuning_job().__class__.to_dict(tuning_job()), timeout=5)
+    raw = requests.post(
+        f"{url}/v1/{PARENT}/tuningJobs",
+        json=tuning_job().__class__.to_dict(tuning_job()),
+        timeout=5,
+    )
     body = raw.json()
-    assert raw.status_code == 429 and body["error"]["code"] == 429 and body["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert (
+        raw.status_code == 429
+        and body["error"]["code"] == 429
+        and body["error"]["status"] == "RESOURCE_EXHAUSTED"
+    )
     # The quota is per project across regions.
     with pytest.raises(gexc.TooManyRequests):
-        client.create_tuning_job(parent="projects/p/locations/europe-west4", tuning_job=tuning_job())
+        client.create_tuning_job(
+            parent="projects/p/locations/europe-west4", tuning_job=tuning_job()
+        )
     service.clock.now += 10
     client.create_tuning_job(parent=PARENT, tuning_job=tuning_job())
 
@@ -223,20 +286,29 @@ def test_unknown_job_is_404(emulator, client):
 def test_fail_label_and_fail_next_end_the_job_failed(emulator, client):
     service, url = emulator
     service.quota = 5
-    labelled = client.create_tuning_job(parent=PARENT, tuning_job=tuning_job(labels={FAIL_LABEL: "yes"}))
-    requests.post(f"{url}/emulator/fail-next", json={"message": "dataset line 3: bad role"}, timeout=5).raise_for_status()
+    labelled = client.create_tuning_job(
+        parent=PARENT, tuning_job=tuning_job(labels={FAIL_LABEL: "yes"})
+    )
+    requests.post(
+        f"{url}/emulator/fail-next", json={"message": "dataset line 3: bad role"}, timeout=5
+    ).raise_for_status()
     told = client.create_tuning_job(parent=PARENT, tuning_job=tuning_job())
     fine = client.create_tuning_job(parent=PARENT, tuning_job=tuning_job())
     service.clock.now += 10
     assert client.get_tuning_job(name=labelled.name).state.name == "JOB_STATE_FAILED"
     failed = client.get_tuning_job(name=told.name)
-    assert failed.state.name == "JOB_STATE_FAILED" and failed.error.message == "dataset line 3: bad role"
+    assert (
+        failed.state.name == "JOB_STATE_FAILED"
+        and failed.error.message == "dataset line 3: bad role"
+    )
     assert client.get_tuning_job(name=fine.name).state.name == "JOB_STATE_SUCCEEDED"
 
 
 def test_injected_faults(emulator, client):
     _, url = emulator
-    requests.post(f"{url}/emulator/faults", json={"next429": 1, "next500": 1}, timeout=5).raise_for_status()
+    requests.post(
+        f"{url}/emulator/faults", json={"next429": 1, "next500": 1}, timeout=5
+    ).raise_for_status()
     with pytest.raises(gexc.InternalServerError):
         client.list_tuning_jobs(request={"parent": PARENT})
     with pytest.raises(gexc.TooManyRequests, match="injected"):
@@ -247,7 +319,9 @@ def test_injected_faults(emulator, client):
         client.list_tuning_jobs(request={"parent": PARENT})
     state = requests.post(f"{url}/emulator/faults", json={"rate500": 0.0}, timeout=5).json()
     assert state["faults"]["rate500"] == 0.0 and state["jobs"] == {"JOB_STATE_QUEUED": 1}
-    assert requests.post(f"{url}/emulator/faults", json={"rate429": 2}, timeout=5).status_code == 400
+    assert (
+        requests.post(f"{url}/emulator/faults", json={"rate429": 2}, timeout=5).status_code == 400
+    )
     bad = requests.post(f"{url}/emulator/config", json={"quota": "many"}, timeout=5)
     assert bad.status_code == 400 and bad.json()["error"]["status"] == "INVALID_ARGUMENT"
 
@@ -266,31 +340,72 @@ def test_process_reads_the_dataset_from_fake_gcs_server(tmp_path):
 
     gcs_port, port = processes.free_port(), processes.free_port()
     gcs = processes.launch(
-        "storage", [str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(gcs_port), "-backend", "memory"],
-        env={}, log_dir=tmp_path, port=gcs_port,
+        "storage",
+        [
+            str(_get_binary_path()),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(gcs_port),
+            "-backend",
+            "memory",
+        ],
+        env={},
+        log_dir=tmp_path,
+        port=gcs_port,
     )
     emulator = processes.launch(
         "tuning",
-        [sys.executable, "-m", "autotune_local.tuning_emulator", "--port", str(port), "--storage-endpoint", f"http://127.0.0.1:{gcs_port}",
-         "--job-seconds", "1"],
-        env={"PATH": "/usr/bin:/bin"}, log_dir=tmp_path, port=port,
+        [
+            sys.executable,
+            "-m",
+            "autotune_local.tuning_emulator",
+            "--port",
+            str(port),
+            "--storage-endpoint",
+            f"http://127.0.0.1:{gcs_port}",
+            "--job-seconds",
+            "1",
+        ],
+        env={"PATH": "/usr/bin:/bin"},
+        log_dir=tmp_path,
+        port=port,
     )
     try:
-        processes.wait_ready(gcs, processes.http_answers(f"http://127.0.0.1:{gcs_port}/storage/v1/b"), timeout=30)
-        processes.wait_ready(emulator, processes.http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=30)
-        bucket = storage.Client(project="p", credentials=AnonymousCredentials(), client_options={"api_endpoint": f"http://127.0.0.1:{gcs_port}"}).create_bucket("bkt")
+        processes.wait_ready(
+            gcs, processes.http_answers(f"http://127.0.0.1:{gcs_port}/storage/v1/b"), timeout=30
+        )
+        processes.wait_ready(
+            emulator, processes.http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=30
+        )
+        bucket = storage.Client(
+            project="p",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": f"http://127.0.0.1:{gcs_port}"},
+        ).create_bucket("bkt")
         bucket.blob("incoming/data.jsonl").upload_from_string((json.dumps(EXAMPLE) + "\n") * 4)
         client = aiplatform_v1.GenAiTuningServiceClient(
-            transport="rest", client_options={"api_endpoint": f"http://127.0.0.1:{port}"}, credentials=AnonymousCredentials()
+            transport="rest",
+            client_options={"api_endpoint": f"http://127.0.0.1:{port}"},
+            credentials=AnonymousCredentials(),
         )
         with pytest.raises(gexc.BadRequest, match="does not exist"):
-            client.create_tuning_job(parent=PARENT, tuning_job=tuning_job(supervised_tuning_spec={"training_dataset_uri": "gs://bkt/nope.jsonl"}))
+            client.create_tuning_job(
+                parent=PARENT,
+                tuning_job=tuning_job(
+                    supervised_tuning_spec={"training_dataset_uri": "gs://bkt/nope.jsonl"}
+                ),
+            )
         job = client.create_tuning_job(parent=PARENT, tuning_job=tuning_job())
         deadline = time.monotonic() + 30
         while (current := client.get_tuning_job(name=job.name)).state.name != "JOB_STATE_SUCCEEDED":
             assert time.monotonic() < deadline, current.state.name
             time.sleep(0.2)
-        assert current.tuning_data_stats.supervised_tuning_data_stats.tuning_dataset_example_count == 4
+        assert (
+            current.tuning_data_stats.supervised_tuning_data_stats.tuning_dataset_example_count == 4
+        )
     finally:
         processes.stop([emulator, gcs])
         assert not processes.is_running(emulator)

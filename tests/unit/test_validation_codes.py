@@ -27,7 +27,12 @@ def example(i: int = 0) -> dict:
 
 
 def legacy(i: int = 0) -> dict:
-    return {"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "model", "content": f"Answer {i}."}]}
+    return {
+        "messages": [
+            {"role": "user", "content": f"Question {i}?"},
+            {"role": "model", "content": f"Answer {i}."},
+        ]
+    }
 
 
 def jsonl(rows: list) -> bytes:
@@ -44,7 +49,12 @@ def fd(mime: str, uri: str) -> dict:
 
 
 def media_example(*parts: dict) -> dict:
-    return {"contents": [{"role": "user", "parts": [*parts, {"text": "Describe it."}]}, turn("model", "A picture.")]}
+    return {
+        "contents": [
+            {"role": "user", "parts": [*parts, {"text": "Describe it."}]},
+            turn("model", "A picture."),
+        ]
+    }
 
 
 class FakeInspector:
@@ -73,8 +83,12 @@ def run(data: bytes, model: str = "gemini-3.5-flash", **kwargs):
     catalog = load_catalog()
     spec = catalog.get(settings.model)
     assert set(confirm) <= set(spec.unconfirmed), "confirm only what the shipped catalog does not"
-    spec = msgspec.structs.replace(spec, unconfirmed=tuple(f for f in spec.unconfirmed if f not in confirm))
-    return validate_for_model(training, settings=settings, model=spec, catalog=catalog, validation=validation, **kwargs)
+    spec = msgspec.structs.replace(
+        spec, unconfirmed=tuple(f for f in spec.unconfirmed if f not in confirm)
+    )
+    return validate_for_model(
+        training, settings=settings, model=spec, catalog=catalog, validation=validation, **kwargs
+    )
 
 
 IMG = "gs://data-bucket/img/cat.png"
@@ -85,10 +99,17 @@ CALL = {"functionCall": {"name": "get_weather", "args": {"city": "Lisbon"}}}
 CASES: dict[ErrorCode, tuple[dict, int | None]] = {
     ErrorCode.EMPTY_FILE: ({"data": b""}, None),
     ErrorCode.FILE_TOO_LARGE: ({"data": padded([]), "size": 2 * 1024**3}, None),
-    ErrorCode.TOO_FEW_EXAMPLES: ({"data": jsonl([example(i) for i in range(15)]), "model": "gemini-1.5-flash-002"}, None),
+    ErrorCode.TOO_FEW_EXAMPLES: (
+        {"data": jsonl([example(i) for i in range(15)]), "model": "gemini-1.5-flash-002"},
+        None,
+    ),
     ErrorCode.FEW_EXAMPLES: ({"data": jsonl([example(i) for i in range(16)])}, None),
     ErrorCode.VALIDATION_TOO_MANY_EXAMPLES: (
-        {"data": padded([]), "model": "gemini-1.5-flash-002", "validation": jsonl([example(i) for i in range(257)])},
+        {
+            "data": padded([]),
+            "model": "gemini-1.5-flash-002",
+            "validation": jsonl([example(i) for i in range(257)]),
+        },
         None,
     ),
     ErrorCode.MIXED_FORMATS: ({"data": padded([legacy(1)])}, None),
@@ -100,24 +121,64 @@ CASES: dict[ErrorCode, tuple[dict, int | None]] = {
     ErrorCode.INVALID_JSON: ({"data": padded([b'{"contents": [{"role": "user",'])}, 1),
     ErrorCode.NOT_AN_OBJECT: ({"data": padded([["Hi", "Hello"]])}, 1),
     ErrorCode.UNKNOWN_FIELD: ({"data": padded([{**example(1), "label": "spam"}])}, 1),
-    ErrorCode.MISSING_CONTENTS: ({"data": padded([{"systemInstruction": {"parts": [{"text": "Be brief."}]}}])}, 1),
+    ErrorCode.MISSING_CONTENTS: (
+        {"data": padded([{"systemInstruction": {"parts": [{"text": "Be brief."}]}}])},
+        1,
+    ),
     ErrorCode.EMPTY_CONTENTS: ({"data": padded([{"contents": []}])}, 1),
-    ErrorCode.INVALID_ROLE: ({"data": padded([{"contents": [turn("assistant", "Hi"), turn("model", "Hello")]}])}, 1),
+    ErrorCode.INVALID_ROLE: (
+        {"data": padded([{"contents": [turn("assistant", "Hi"), turn("model", "Hello")]}])},
+        1,
+    ),
     ErrorCode.ROLES_NOT_ALTERNATING: (
-        {"data": padded([{"contents": [turn("user", "a"), turn("user", "b"), turn("model", "c")]}])}, 1),
+        {
+            "data": padded(
+                [{"contents": [turn("user", "a"), turn("user", "b"), turn("model", "c")]}]
+            )
+        },
+        1,
+    ),
     ErrorCode.FIRST_TURN_NOT_USER: (
-        {"data": padded([{"contents": [turn("model", "a"), turn("user", "b"), turn("model", "c")]}])}, 1),
+        {
+            "data": padded(
+                [{"contents": [turn("model", "a"), turn("user", "b"), turn("model", "c")]}]
+            )
+        },
+        1,
+    ),
     ErrorCode.LAST_TURN_NOT_MODEL: ({"data": padded([{"contents": [turn("user", "a")]}])}, 1),
-    ErrorCode.MISSING_PARTS: ({"data": padded([{"contents": [{"role": "user", "text": "Hi"}, turn("model", "b")]}])}, 1),
-    ErrorCode.EMPTY_PARTS: ({"data": padded([{"contents": [{"role": "user", "parts": []}, turn("model", "b")]}])}, 1),
+    ErrorCode.MISSING_PARTS: (
+        {"data": padded([{"contents": [{"role": "user", "text": "Hi"}, turn("model", "b")]}])},
+        1,
+    ),
+    ErrorCode.EMPTY_PARTS: (
+        {"data": padded([{"contents": [{"role": "user", "parts": []}, turn("model", "b")]}])},
+        1,
+    ),
     ErrorCode.INVALID_PART: (
-        {"data": padded([{"contents": [{"role": "user", "parts": [{"txt": "Hi"}]}, turn("model", "b")]}])}, 1),
-    ErrorCode.EMPTY_TEXT: ({"data": padded([{"contents": [turn("user", "  "), turn("model", "b")]}])}, 1),
+        {
+            "data": padded(
+                [{"contents": [{"role": "user", "parts": [{"txt": "Hi"}]}, turn("model", "b")]}]
+            )
+        },
+        1,
+    ),
+    ErrorCode.EMPTY_TEXT: (
+        {"data": padded([{"contents": [turn("user", "  "), turn("model", "b")]}])},
+        1,
+    ),
     ErrorCode.SYSTEM_NOT_FIRST: (
         {
             "data": padded(
-                [{"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "s"},
-                               {"role": "model", "content": "b"}]}],
+                [
+                    {
+                        "messages": [
+                            {"role": "user", "content": "a"},
+                            {"role": "system", "content": "s"},
+                            {"role": "model", "content": "b"},
+                        ]
+                    }
+                ],
                 make=legacy,
             ),
             "model": "gemini-1.0-pro-002",
@@ -125,65 +186,192 @@ CASES: dict[ErrorCode, tuple[dict, int | None]] = {
         1,
     ),
     ErrorCode.INLINE_DATA_UNSUPPORTED: (
-        {"data": padded([media_example({"inlineData": {"mimeType": "image/png", "data": "iVBOR"}})])}, 1),
+        {
+            "data": padded(
+                [media_example({"inlineData": {"mimeType": "image/png", "data": "iVBOR"}})]
+            )
+        },
+        1,
+    ),
     ErrorCode.UNSUPPORTED_MODALITY: (
-        {"data": padded([media_example(fd("image/png", IMG))], make=legacy), "model": "gemini-1.0-pro-002"}, 1),
-    ErrorCode.UNSUPPORTED_MIME_TYPE: ({"data": padded([media_example(fd("image/gif", "gs://data-bucket/a.gif"))])}, 1),
+        {
+            "data": padded([media_example(fd("image/png", IMG))], make=legacy),
+            "model": "gemini-1.0-pro-002",
+        },
+        1,
+    ),
+    ErrorCode.UNSUPPORTED_MIME_TYPE: (
+        {"data": padded([media_example(fd("image/gif", "gs://data-bucket/a.gif"))])},
+        1,
+    ),
     ErrorCode.MEDIA_OUTSIDE_USER_TURN: (
-        {"data": padded([{"contents": [turn("user", "Draw"), {"role": "model", "parts": [fd("image/png", IMG)]}]}])}, 1),
+        {
+            "data": padded(
+                [
+                    {
+                        "contents": [
+                            turn("user", "Draw"),
+                            {"role": "model", "parts": [fd("image/png", IMG)]},
+                        ]
+                    }
+                ]
+            )
+        },
+        1,
+    ),
     ErrorCode.INVALID_VIDEO_METADATA: (
-        {"data": padded([media_example({**fd("video/mp4", VID), "videoMetadata": {"startOffset": "9s", "endOffset": "2s"}})])}, 1),
+        {
+            "data": padded(
+                [
+                    media_example(
+                        {
+                            **fd("video/mp4", VID),
+                            "videoMetadata": {"startOffset": "9s", "endOffset": "2s"},
+                        }
+                    )
+                ]
+            )
+        },
+        1,
+    ),
     ErrorCode.INVALID_MEDIA_RESOLUTION: (
-        {"data": padded([{**media_example(fd("image/png", IMG)), "generationConfig": {"mediaResolution": "LOW"}}])}, 1),
-    ErrorCode.INVALID_TOOLS: ({"data": padded([{**example(1), "tools": {"functionDeclarations": []}}])}, 1),
+        {
+            "data": padded(
+                [
+                    {
+                        **media_example(fd("image/png", IMG)),
+                        "generationConfig": {"mediaResolution": "LOW"},
+                    }
+                ]
+            )
+        },
+        1,
+    ),
+    ErrorCode.INVALID_TOOLS: (
+        {"data": padded([{**example(1), "tools": {"functionDeclarations": []}}])},
+        1,
+    ),
     ErrorCode.FUNCTION_PART_WRONG_ROLE: (
-        {"data": padded([{"contents": [{"role": "user", "parts": [CALL]}, turn("model", "ok")]}])}, 1),
+        {"data": padded([{"contents": [{"role": "user", "parts": [CALL]}, turn("model", "ok")]}])},
+        1,
+    ),
     ErrorCode.FUNCTION_CALLING_UNSUPPORTED: (
-        {"data": padded([{"contents": [turn("user", "Weather?"), {"role": "model", "parts": [CALL]}]}]),
-         "model": "gemini-2.5-flash"}, 1),
+        {
+            "data": padded(
+                [{"contents": [turn("user", "Weather?"), {"role": "model", "parts": [CALL]}]}]
+            ),
+            "model": "gemini-2.5-flash",
+        },
+        1,
+    ),
     ErrorCode.MIXED_MEDIA_RESOLUTIONS: (
-        {"data": padded([
-            {**media_example(fd("image/png", IMG)), "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_LOW"}},
-            {**media_example(fd("image/png", IMG)), "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_HIGH"}},
-        ]), "model": "gemini-2.5-flash"}, None),
+        {
+            "data": padded(
+                [
+                    {
+                        **media_example(fd("image/png", IMG)),
+                        "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_LOW"},
+                    },
+                    {
+                        **media_example(fd("image/png", IMG)),
+                        "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_HIGH"},
+                    },
+                ]
+            ),
+            "model": "gemini-2.5-flash",
+        },
+        None,
+    ),
     ErrorCode.VALIDATION_OVER_TRAINING_FRACTION: (
-        {"data": padded([]), "validation": jsonl([example(5000 + i) for i in range(1001)]),
-         "confirm": ("validation_fraction", "validation_fraction_over")}, None),
-    ErrorCode.INVALID_FILE_URI: ({"data": padded([media_example(fd("image/png", "/home/me/cat.png"))])}, 1),
+        {
+            "data": padded([]),
+            "validation": jsonl([example(5000 + i) for i in range(1001)]),
+            "confirm": ("validation_fraction", "validation_fraction_over"),
+        },
+        None,
+    ),
+    ErrorCode.INVALID_FILE_URI: (
+        {"data": padded([media_example(fd("image/png", "/home/me/cat.png"))])},
+        1,
+    ),
     ErrorCode.FILE_URI_NOT_ALLOWED: (
-        {"data": padded([media_example(fd("image/png", "gs://other-bucket/cat.png"))]), "dataset_bucket": "data-bucket"}, 1),
+        {
+            "data": padded([media_example(fd("image/png", "gs://other-bucket/cat.png"))]),
+            "dataset_bucket": "data-bucket",
+        },
+        1,
+    ),
     ErrorCode.FILE_NOT_FOUND: (
-        {"data": padded([media_example(fd("image/png", IMG))]), "media": FakeInspector({IMG: None})}, 1),
+        {
+            "data": padded([media_example(fd("image/png", IMG))]),
+            "media": FakeInspector({IMG: None}),
+        },
+        1,
+    ),
     ErrorCode.MEDIA_TOO_LARGE: (
-        {"data": padded([media_example(fd("image/png", IMG))]), "media": FakeInspector({IMG: 25_000_000})}, 1),
+        {
+            "data": padded([media_example(fd("image/png", IMG))]),
+            "media": FakeInspector({IMG: 25_000_000}),
+        },
+        1,
+    ),
     ErrorCode.TOO_MANY_MEDIA: (
-        {"data": padded([media_example(*(fd("image/png", f"gs://b/{i}.png") for i in range(31)))])}, 1),
+        {"data": padded([media_example(*(fd("image/png", f"gs://b/{i}.png") for i in range(31)))])},
+        1,
+    ),
     ErrorCode.TOKEN_LIMIT_EXCEEDED: (
-        {"data": padded([{"contents": [turn("user", "x " * 150_000), turn("model", "ok")]}]), "model": "gemini-1.5-pro-002"},
+        {
+            "data": padded([{"contents": [turn("user", "x " * 150_000), turn("model", "ok")]}]),
+            "model": "gemini-1.5-pro-002",
+        },
         1,
     ),
     ErrorCode.TOKEN_LIMIT_RISK: (
-        {"data": padded([{"contents": [turn("user", "x " * 60_000), turn("model", "ok")]}]), "model": "gemini-1.5-pro-002"},
+        {
+            "data": padded([{"contents": [turn("user", "x " * 60_000), turn("model", "ok")]}]),
+            "model": "gemini-1.5-pro-002",
+        },
         1,
     ),
     ErrorCode.DUPLICATE_EXAMPLE: ({"data": padded([example(1), example(2), example(1)])}, 3),
     ErrorCode.UNSUPPORTED_MODEL: ({"data": padded([]), "model": "gemini-9-ultra"}, None),
     ErrorCode.MODEL_RETIRED: ({"data": padded([]), "model": "gemini-1.5-flash-002"}, None),
     ErrorCode.INVALID_ADAPTER_SIZE: (
-        {"data": padded([]), "settings": TuningSettings(model="gemini-1.5-pro-002", epochs=3, adapter_size=16)}, None),
-    ErrorCode.INVALID_EPOCHS: ({"data": padded([]), "settings": TuningSettings(model="gemini-3.5-flash", epochs="zero")}, None),
+        {
+            "data": padded([]),
+            "settings": TuningSettings(model="gemini-1.5-pro-002", epochs=3, adapter_size=16),
+        },
+        None,
+    ),
+    ErrorCode.INVALID_EPOCHS: (
+        {"data": padded([]), "settings": TuningSettings(model="gemini-3.5-flash", epochs="zero")},
+        None,
+    ),
     ErrorCode.INVALID_LEARNING_RATE_MULTIPLIER: (
-        {"data": padded([]), "settings": TuningSettings(model="gemini-3.5-flash", epochs=3, learning_rate_multiplier=-1.0)},
+        {
+            "data": padded([]),
+            "settings": TuningSettings(
+                model="gemini-3.5-flash", epochs=3, learning_rate_multiplier=-1.0
+            ),
+        },
         None,
     ),
     ErrorCode.UNSUPPORTED_REGION: (
-        {"data": padded([]), "settings": TuningSettings(model="gemini-3.5-flash", epochs=3, region="us-west1")}, None),
+        {
+            "data": padded([]),
+            "settings": TuningSettings(model="gemini-3.5-flash", epochs=3, region="us-west1"),
+        },
+        None,
+    ),
 }
 
 
 ELSEWHERE = {
-    ErrorCode.TOO_MANY_EXAMPLES, ErrorCode.TOO_MANY_MULTIMODAL_EXAMPLES, ErrorCode.MEDIA_TOO_LONG,
-    ErrorCode.TOO_MANY_DROPPED_EXAMPLES, ErrorCode.VIDEO_DURATION_UNREADABLE,
+    ErrorCode.TOO_MANY_EXAMPLES,
+    ErrorCode.TOO_MANY_MULTIMODAL_EXAMPLES,
+    ErrorCode.MEDIA_TOO_LONG,
+    ErrorCode.TOO_MANY_DROPPED_EXAMPLES,
+    ErrorCode.VIDEO_DURATION_UNREADABLE,
 }
 
 
@@ -239,8 +427,10 @@ def test_every_code_resting_on_a_catalog_fact_says_so_in_the_docs():
     for code, facts in CODE_FACTS.items():
         start = doc.index(f"### `{code.value}`")
         end = doc.find("\n#", start + 1)
-        section = doc[start:end if end != -1 else len(doc)]
-        assert "Rests on" in section, f"docs/error-codes.md: {code.value} does not say what it rests on"
+        section = doc[start : end if end != -1 else len(doc)]
+        assert "Rests on" in section, (
+            f"docs/error-codes.md: {code.value} does not say what it rests on"
+        )
         for fact in facts:
             assert f"`{fact}`" in section, f"docs/error-codes.md: {code.value} does not name {fact}"
 
@@ -249,13 +439,16 @@ def test_too_many_multimodal_examples_with_a_model_whose_multimodal_maximum_is_s
     catalog = load_catalog()
     model = catalog.get("gemini-3.5-flash")
     model = msgspec.structs.replace(  # taken as confirmed: the shipped maximum is not (test_unconfirmed_limits.py)
-        model, max_training_examples_multimodal=2,
+        model,
+        max_training_examples_multimodal=2,
         unconfirmed=tuple(f for f in model.unconfirmed if f != "max_training_examples_multimodal"),
     )
     data = padded([media_example(fd("image/png", f"gs://data-bucket/{i}.png")) for i in range(3)])
     report = validate_for_model(
-        DatasetSource("train.jsonl", [data]), settings=TuningSettings(model="gemini-3.5-flash", epochs=3),
-        model=model, catalog=catalog,
+        DatasetSource("train.jsonl", [data]),
+        settings=TuningSettings(model="gemini-3.5-flash", epochs=3),
+        model=model,
+        catalog=catalog,
     )
     assert report.counts.get("too_many_multimodal_examples") == 1 and not report.valid
     assert "too_many_examples" not in report.counts  # 123 examples in all is far below 10 million
@@ -263,18 +456,27 @@ def test_too_many_multimodal_examples_with_a_model_whose_multimodal_maximum_is_s
 
 def test_media_too_long_when_the_catalog_knows_the_limit_and_the_line_the_length():
     catalog = load_catalog()
-    video = msgspec.structs.replace(catalog.media["video"], max_seconds_by_resolution={"default": 60, "low": 600})
+    video = msgspec.structs.replace(
+        catalog.media["video"], max_seconds_by_resolution={"default": 60, "low": 600}
+    )
     catalog = msgspec.structs.replace(catalog, media={**catalog.media, "video": video})
 
     def clip(end, res=None):
         return {
-            **media_example({**fd("video/mp4", VID), "videoMetadata": {"startOffset": "0s", "endOffset": end}}),
+            **media_example(
+                {**fd("video/mp4", VID), "videoMetadata": {"startOffset": "0s", "endOffset": end}}
+            ),
             **({"generationConfig": {"mediaResolution": res}} if res else {}),
         }
 
     report = validate_for_model(
-        DatasetSource("train.jsonl", [padded([clip("61s"), clip("59.5s"), clip("300s", "MEDIA_RESOLUTION_LOW")])]),
-        settings=TuningSettings(model="gemini-3.5-flash", epochs=3), model=catalog.get("gemini-3.5-flash"), catalog=catalog,
+        DatasetSource(
+            "train.jsonl",
+            [padded([clip("61s"), clip("59.5s"), clip("300s", "MEDIA_RESOLUTION_LOW")])],
+        ),
+        settings=TuningSettings(model="gemini-3.5-flash", epochs=3),
+        model=catalog.get("gemini-3.5-flash"),
+        catalog=catalog,
     )
     assert [i.line for i in report.errors if i.code == "media_too_long"] == [1]
 
@@ -310,11 +512,23 @@ def test_video_length_limits_are_the_documented_ones_and_only_warn():
 
 def test_more_than_a_tenth_of_a_file_dropped_for_video_length_is_an_error():
     def rows(over: int, total: int) -> bytes:
-        clips = [video_clip("400s", "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/v{i}.mp4") for i in range(over)]
-        return jsonl(clips + [video_clip("10s", "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/ok{i}.mp4") for i in range(total - over)])
+        clips = [
+            video_clip("400s", "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/v{i}.mp4")
+            for i in range(over)
+        ]
+        return jsonl(
+            clips
+            + [
+                video_clip("10s", "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/ok{i}.mp4")
+                for i in range(total - over)
+            ]
+        )
 
     at_limit = run(rows(12, 120), dataset_bucket="data-bucket")  # 10% exactly: the job still runs
-    assert at_limit.counts.get("media_too_long") == 12 and "too_many_dropped_examples" not in at_limit.counts
+    assert (
+        at_limit.counts.get("media_too_long") == 12
+        and "too_many_dropped_examples" not in at_limit.counts
+    )
     over = run(rows(13, 120), dataset_bucket="data-bucket")
     dropped = [i for i in over.errors if i.code == "too_many_dropped_examples"]
     assert [(i.file, i.line, i.severity) for i in dropped] == [("train", None, "error")]
@@ -340,7 +554,7 @@ class VideoStore:
             self.asked.append(uri)
             data = self.objects[uri]
             try:
-                out[uri] = video_duration(lambda o, n, data=data: data[o:o + n], size, mime)
+                out[uri] = video_duration(lambda o, n, data=data: data[o : o + n], size, mime)
             except VideoHeaderError as exc:
                 out[uri] = exc
         return out
@@ -349,23 +563,38 @@ class VideoStore:
 def test_check_files_reads_each_video_length_from_its_header():
     from video_files import mp4
 
-    short, long, broken, clipped = (f"gs://data-bucket/{n}.mp4" for n in ("short", "long", "broken", "clipped"))
-    store = VideoStore({short: mp4(42), long: mp4(400, moov_first=False), broken: mp4(42)[:40], clipped: mp4(4000)})
+    short, long, broken, clipped = (
+        f"gs://data-bucket/{n}.mp4" for n in ("short", "long", "broken", "clipped")
+    )
+    store = VideoStore(
+        {short: mp4(42), long: mp4(400, moov_first=False), broken: mp4(42)[:40], clipped: mp4(4000)}
+    )
     rows = [
         video_clip(None, "MEDIA_RESOLUTION_MEDIUM", short),
         video_clip(None, "MEDIA_RESOLUTION_MEDIUM", long),
         video_clip(None, "MEDIA_RESOLUTION_MEDIUM", broken),
-        video_clip("30s", "MEDIA_RESOLUTION_MEDIUM", clipped),  # the clip's own length counts, not the file's
-        video_clip(None, "MEDIA_RESOLUTION_LOW", long),  # 400 s is within the 20 minutes of low resolution
+        video_clip(
+            "30s", "MEDIA_RESOLUTION_MEDIUM", clipped
+        ),  # the clip's own length counts, not the file's
+        video_clip(
+            None, "MEDIA_RESOLUTION_LOW", long
+        ),  # 400 s is within the 20 minutes of low resolution
     ]
-    rows += [video_clip("10s", "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/ok{i}.mp4") for i in range(120)]
+    rows += [
+        video_clip("10s", "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/ok{i}.mp4")
+        for i in range(120)
+    ]
     store.objects.update({f"gs://data-bucket/ok{i}.mp4": mp4(10) for i in range(120)})
     report = run(jsonl(rows), media=store, dataset_bucket="data-bucket")
     assert sorted(store.asked) == sorted([short, long, broken])
-    long_lines = [(i.line, i.field, i.severity) for i in report.errors if i.code == "media_too_long"]
+    long_lines = [
+        (i.line, i.field, i.severity) for i in report.errors if i.code == "media_too_long"
+    ]
     assert long_lines == [(2, "contents[0].parts[0].fileData.fileUri", "warning")]
     unreadable = [i for i in report.errors if i.code == "video_duration_unreadable"]
-    assert [(i.line, i.field, i.severity) for i in unreadable] == [(3, "contents[0].parts[0].fileData.fileUri", "warning")]
+    assert [(i.line, i.field, i.severity) for i in unreadable] == [
+        (3, "contents[0].parts[0].fileData.fileUri", "warning")
+    ]
     assert "truncated" in unreadable[0].message and broken in unreadable[0].message
     assert report.valid and report.stats["media"]["video_durations_read"] == 2
 
@@ -373,10 +602,18 @@ def test_check_files_reads_each_video_length_from_its_header():
 def test_videos_over_the_limit_found_in_headers_count_towards_the_dropped_tenth():
     from video_files import mp4
 
-    store = VideoStore({f"gs://data-bucket/v{i}.mp4": mp4(400 if i < 20 else 60) for i in range(120)})
-    rows = [video_clip(None, "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/v{i}.mp4") for i in range(120)]
+    store = VideoStore(
+        {f"gs://data-bucket/v{i}.mp4": mp4(400 if i < 20 else 60) for i in range(120)}
+    )
+    rows = [
+        video_clip(None, "MEDIA_RESOLUTION_MEDIUM", f"gs://data-bucket/v{i}.mp4")
+        for i in range(120)
+    ]
     report = run(jsonl(rows), media=store, dataset_bucket="data-bucket")
-    assert report.counts["media_too_long"] == 20 and report.counts.get("too_many_dropped_examples") == 1
+    assert (
+        report.counts["media_too_long"] == 20
+        and report.counts.get("too_many_dropped_examples") == 1
+    )
     assert not report.valid
     without = run(jsonl(rows), dataset_bucket="data-bucket")  # no --check-files: lengths unknown
     assert "media_too_long" not in without.counts and without.valid
@@ -387,8 +624,14 @@ def test_every_intake_code_is_documented_with_an_example():
 
     doc = (ROOT / "docs" / "error-codes.md").read_text(encoding="utf-8")
     intake = doc.split("## Pipeline intake codes", 1)[1]
-    codes = [rejections.INVALID_MANIFEST, rejections.OBJECT_NOT_FOUND, rejections.CONTENT_ENCODED,
-             rejections.UNUSABLE_TEXT, rejections.MEDIA_IS_PIPELINE_OBJECT, rejections.INVALID_VALIDATION_SPLIT]
+    codes = [
+        rejections.INVALID_MANIFEST,
+        rejections.OBJECT_NOT_FOUND,
+        rejections.CONTENT_ENCODED,
+        rejections.UNUSABLE_TEXT,
+        rejections.MEDIA_IS_PIPELINE_OBJECT,
+        rejections.INVALID_VALIDATION_SPLIT,
+    ]
     for code in codes:
         section = re.search(rf"^### `{code}` \(error\)\n(.*?)(?=^### |\Z)", intake, re.M | re.S)
         assert section, f"{code} missing from the intake codes of docs/error-codes.md"

@@ -17,12 +17,33 @@ LEGACY = TuningSettings(model="gemini-1.0-pro-002", epochs=2)
 
 # Pieces that steer random bytes towards the interesting corners of the format.
 FRAGMENTS = [
-    b"\n", b"\r\n", b"\xef\xbb\xbf", b"{", b"}", b"[", b"]", b'"contents"', b'"messages"', b'"parts"',
-    b'"role"', b'"user"', b'"model"', b'"text"', b'"fileData"', b":", b",", b'""', b"null", b"\xff", b"\xc3",
+    b"\n",
+    b"\r\n",
+    b"\xef\xbb\xbf",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b'"contents"',
+    b'"messages"',
+    b'"parts"',
+    b'"role"',
+    b'"user"',
+    b'"model"',
+    b'"text"',
+    b'"fileData"',
+    b":",
+    b",",
+    b'""',
+    b"null",
+    b"\xff",
+    b"\xc3",
     b'{"contents": [{"role": "user", "parts": [{"text": "hi"}]}, {"role": "model", "parts": [{"text": "yo"}]}]}',
     b'{"messages": [{"role": "user", "content": "hi"}, {"role": "model", "content": "yo"}]}',
 ]
-hostile_bytes = st.lists(st.one_of(st.binary(max_size=40), st.sampled_from(FRAGMENTS)), max_size=40).map(b"".join)
+hostile_bytes = st.lists(
+    st.one_of(st.binary(max_size=40), st.sampled_from(FRAGMENTS)), max_size=40
+).map(b"".join)
 
 
 def split_into(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -37,7 +58,9 @@ def split_into(data: bytes, cuts: list[int]) -> list[bytes]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=hostile_bytes, cuts=st.lists(st.integers(0, 2000), max_size=5), legacy=st.booleans())
-def test_any_bytes_give_a_report_and_chunking_does_not_matter(data: bytes, cuts: list[int], legacy: bool):
+def test_any_bytes_give_a_report_and_chunking_does_not_matter(
+    data: bytes, cuts: list[int], legacy: bool
+):
     settings_ = LEGACY if legacy else SETTINGS
     whole = validate_dataset(DatasetSource("t.jsonl", [data]), settings=settings_)
     pieces = validate_dataset(DatasetSource("t.jsonl", split_into(data, cuts)), settings=settings_)
@@ -51,16 +74,29 @@ def test_any_bytes_give_a_report_and_chunking_does_not_matter(data: bytes, cuts:
 @given(data=hostile_bytes)
 def test_any_bytes_as_a_validation_file_give_a_report(data: bytes):
     train = b"".join(
-        json.dumps({"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}, {"role": "model", "parts": [{"text": "a"}]}]}).encode()
+        json.dumps(
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"text": f"q{i}"}]},
+                    {"role": "model", "parts": [{"text": "a"}]},
+                ]
+            }
+        ).encode()
         + b"\n"
         for i in range(20)
     )
-    report = validate_dataset(DatasetSource("t", [train]), settings=SETTINGS, validation=DatasetSource("v", [data]))
+    report = validate_dataset(
+        DatasetSource("t", [train]), settings=SETTINGS, validation=DatasetSource("v", [data])
+    )
     assert report.files["validation"].size == len(data)
 
 
 def test_deep_nesting_is_invalid_json_not_a_crash():
-    for line in (b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, b'{"contents": ' + b"[" * 100_000):
+    for line in (
+        b"[" * 100_000,
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"contents": ' + b"[" * 100_000,
+    ):
         report = validate_dataset(DatasetSource("t", [line + b"\n"]), settings=SETTINGS)
         assert report.counts.get("invalid_json") == 1
 
@@ -87,7 +123,14 @@ def test_a_long_line_without_newline_is_skipped_in_bounded_memory():
 
 
 def test_a_long_line_then_good_lines_keeps_line_numbers():
-    good = json.dumps({"contents": [{"role": "user", "parts": [{"text": "q"}]}, {"role": "model", "parts": [{"text": "a"}]}]}).encode()
+    good = json.dumps(
+        {
+            "contents": [
+                {"role": "user", "parts": [{"text": "q"}]},
+                {"role": "model", "parts": [{"text": "a"}]},
+            ]
+        }
+    ).encode()
     chunks = [b"y" * (5 << 20), b"y" * (5 << 20) + b"\n" + good + b"\n", good + b"\n"]
     report = validate_dataset(DatasetSource("t", chunks), settings=SETTINGS)
     too_long = [i for i in report.errors if i.code == "line_too_long"]
@@ -97,7 +140,17 @@ def test_a_long_line_then_good_lines_keeps_line_numbers():
 
 
 def test_one_huge_chunk_is_split_in_slices():
-    lines = [json.dumps({"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}, {"role": "model", "parts": [{"text": "a"}]}]}) for i in range(60_000)]
+    lines = [
+        json.dumps(
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"text": f"q{i}"}]},
+                    {"role": "model", "parts": [{"text": "a"}]},
+                ]
+            }
+        )
+        for i in range(60_000)
+    ]
     data = ("\n".join(lines) + "\n").encode()
     assert len(data) > 4 << 20
     report = validate_dataset(DatasetSource("t", [data]), settings=SETTINGS)
@@ -118,7 +171,9 @@ def test_sha256_covers_every_byte():
     import hashlib
 
     data = b'{"a": 1}\n' * 1000 + b"tail without newline"
-    report = validate_dataset(DatasetSource("t", [data[:7], data[7:5000], data[5000:]]), settings=SETTINGS)
+    report = validate_dataset(
+        DatasetSource("t", [data[:7], data[7:5000], data[5000:]]), settings=SETTINGS
+    )
     assert report.files["train"].sha256 == hashlib.sha256(data).hexdigest()
 
 
@@ -138,9 +193,22 @@ def test_a_read_failure_propagates_and_leaves_no_thread_behind():
 
 
 def test_a_long_line_inside_one_chunk_is_split_out_in_order():
-    good = [json.dumps({"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}, {"role": "model", "parts": [{"text": "a"}]}]}).encode() for i in range(3)]
+    good = [
+        json.dumps(
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"text": f"q{i}"}]},
+                    {"role": "model", "parts": [{"text": "a"}]},
+                ]
+            }
+        ).encode()
+        for i in range(3)
+    ]
     long = b'{"contents": "' + b"z" * (9 << 20) + b'"}'
-    reader = LineReader([good[0] + b"\n" + long + b"\n" + good[1] + b"\n" + long + b"\n" + good[2]], max_line_bytes=8 << 20)
+    reader = LineReader(
+        [good[0] + b"\n" + long + b"\n" + good[1] + b"\n" + long + b"\n" + good[2]],
+        max_line_bytes=8 << 20,
+    )
     events = [(first, b if isinstance(b, int) else len(b)) for first, b in reader.batches()]
     assert events == [(1, 1), (2, len(long)), (3, 1), (4, len(long)), (5, 1)]
     assert reader.lines == 5

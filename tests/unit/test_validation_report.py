@@ -15,7 +15,14 @@ from autotune.validation.tokens import TokenHistogram
 
 def rows(n: int, text: str = "question") -> bytes:
     return b"".join(
-        json.dumps({"contents": [{"role": "user", "parts": [{"text": f"{text} {i}"}]}, {"role": "model", "parts": [{"text": "answer"}]}]}).encode()
+        json.dumps(
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"text": f"{text} {i}"}]},
+                    {"role": "model", "parts": [{"text": "answer"}]},
+                ]
+            }
+        ).encode()
         + b"\n"
         for i in range(n)
     )
@@ -28,15 +35,35 @@ def test_json_document_has_the_documented_shape():
         validation=DatasetSource("gs://b/incoming/val.jsonl", [rows(10, "held out")]),
     )
     doc = json.loads(report.to_json())
-    assert set(doc) == {"valid", "model", "files", "errors", "counts", "totals", "stats", "cost_estimate"}
+    assert set(doc) == {
+        "valid",
+        "model",
+        "files",
+        "errors",
+        "counts",
+        "totals",
+        "stats",
+        "cost_estimate",
+    }
     assert doc["valid"] is False and doc["model"] == "gemini-3.5-flash"
     assert set(doc["files"]) == {"train", "validation"}
     train = doc["files"]["train"]
-    assert train["name"] == "gs://b/incoming/train.jsonl" and train["lines"] == 121 and train["examples"] == 120
+    assert (
+        train["name"] == "gs://b/incoming/train.jsonl"
+        and train["lines"] == 121
+        and train["examples"] == 120
+    )
     assert len(train["sha256"]) == 64 and train["format"] == "gemini"
     assert doc["errors"] == [
-        {"file": "gs://b/incoming/train.jsonl", "role": "train", "line": 121, "code": "invalid_json",
-         "severity": "error", "field": None, "message": doc["errors"][0]["message"]}
+        {
+            "file": "gs://b/incoming/train.jsonl",
+            "role": "train",
+            "line": 121,
+            "code": "invalid_json",
+            "severity": "error",
+            "field": None,
+            "message": doc["errors"][0]["message"],
+        }
     ]
     assert doc["counts"] == {"invalid_json": 1}
     assert doc["totals"] == {"errors": 1, "warnings": 0}
@@ -45,14 +72,18 @@ def test_json_document_has_the_documented_shape():
     cost = doc["cost_estimate"]
     assert cost["epochs"] == 4 and cost["billable_tokens"] == 4 * cost["training_tokens"]
     assert cost["price_per_million_training_tokens"] is None and cost["estimated_cost"] is None
-    assert report.example_count == 120 and report.estimated_billable_tokens == cost["billable_tokens"]
+    assert (
+        report.example_count == 120 and report.estimated_billable_tokens == cost["billable_tokens"]
+    )
     assert report.error_count == 1 and report.warning_count == 0
 
 
 def test_listing_is_capped_per_code_but_counts_are_complete():
     data = rows(20) + b"not json\n" * 250 + b"[1]\n" * 3
     report = validate_dataset(
-        DatasetSource("t", [data]), settings=TuningSettings(model="gemini-3.5-flash", epochs=1), max_listed_per_code=5
+        DatasetSource("t", [data]),
+        settings=TuningSettings(model="gemini-3.5-flash", epochs=1),
+        max_listed_per_code=5,
     )
     assert report.counts["invalid_json"] == 250 and report.counts["not_an_object"] == 3
     listed = [i for i in report.errors if i.code == "invalid_json"]
@@ -76,7 +107,9 @@ def test_totals_count_every_issue_and_each_issue_names_its_file_path():
     by_code: dict[str, list] = {}
     for issue in doc["errors"]:
         by_code.setdefault(issue["code"], []).append(issue)
-    assert {(i["file"], i["role"]) for i in by_code["invalid_json"]} == {("gs://b/incoming/train.jsonl", "train")}
+    assert {(i["file"], i["role"]) for i in by_code["invalid_json"]} == {
+        ("gs://b/incoming/train.jsonl", "train")
+    }
     assert [(i["file"], i["role"], i["line"]) for i in by_code["not_an_object"]] == [
         ("gs://b/incoming/held out.jsonl", "validation", 1)
     ]
@@ -86,17 +119,24 @@ def test_totals_count_every_issue_and_each_issue_names_its_file_path():
 
 def test_a_duplicate_names_the_line_it_repeats():
     data = rows(20) + rows(20).splitlines(keepends=True)[6]
-    report = validate_dataset(DatasetSource("t", [data]), settings=TuningSettings(model="gemini-3.5-flash", epochs=1))
+    report = validate_dataset(
+        DatasetSource("t", [data]), settings=TuningSettings(model="gemini-3.5-flash", epochs=1)
+    )
     duplicate = [(i.line, i.message) for i in report.errors if i.code == "duplicate_example"]
     assert duplicate == [(21, "repeats line 7 byte for byte")]
 
 
 def test_cost_uses_the_catalog_price_and_its_date():
     data = b"".join(
-        json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "model", "content": "a"}]}).encode() + b"\n"
+        json.dumps(
+            {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "model", "content": "a"}]}
+        ).encode()
+        + b"\n"
         for i in range(20)
     )
-    report = validate_dataset(DatasetSource("t", [data]), settings=TuningSettings(model="gemini-1.0-pro-002", epochs=2))
+    report = validate_dataset(
+        DatasetSource("t", [data]), settings=TuningSettings(model="gemini-1.0-pro-002", epochs=2)
+    )
     cost = report.cost_estimate
     assert cost["price_per_million_training_tokens"] == 0.0 and cost["estimated_cost"] == 0.0
     assert cost["price_read_on"] and "preview" in cost["note"]
@@ -124,7 +164,9 @@ def test_token_histogram_summary():
 
 
 def test_unknown_model_still_checks_lines():
-    report = validate_dataset(DatasetSource("t", [rows(20) + b"{\n"]), settings=TuningSettings(model="gemini-9", epochs=1))
+    report = validate_dataset(
+        DatasetSource("t", [rows(20) + b"{\n"]), settings=TuningSettings(model="gemini-9", epochs=1)
+    )
     assert report.counts == {"unsupported_model": 1, "invalid_json": 1, "few_examples": 1}
     assert report.cost_estimate["estimated_cost"] is None
 
@@ -134,5 +176,7 @@ def test_the_validator_imports_nothing_from_google():
         "import sys; before = set(sys.modules); import autotune.validation; "
         "new = [m for m in set(sys.modules) - before if m.startswith('google')]; print(new)"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
     assert out.strip() == "[]"

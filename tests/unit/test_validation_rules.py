@@ -15,7 +15,9 @@ from autotune.settings import TuningSettings
 from autotune.validation import DatasetSource, gemini_rules, legacy_rules, validate_dataset
 from autotune.validation.media_rules import MediaRules
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60).filter(lambda s: not s.isspace())
+text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60).filter(
+    lambda s: not s.isspace()
+)
 
 
 @st.composite
@@ -23,7 +25,10 @@ def gemini_example(draw) -> dict:
     pairs = draw(st.integers(1, 3))
     contents = []
     for _ in range(pairs):
-        user = {"role": "user", "parts": [{"text": t} for t in draw(st.lists(text, min_size=1, max_size=2))]}
+        user = {
+            "role": "user",
+            "parts": [{"text": t} for t in draw(st.lists(text, min_size=1, max_size=2))],
+        }
         if draw(st.booleans()):
             del user["role"]  # unset means user (Content.role is optional)
         contents.append(user)
@@ -38,7 +43,10 @@ def gemini_example(draw) -> dict:
 def legacy_example(draw) -> dict:
     messages = [{"role": "system", "content": draw(text)}] if draw(st.booleans()) else []
     for _ in range(draw(st.integers(1, 3))):
-        messages += [{"role": "user", "content": draw(text)}, {"role": "model", "content": draw(text)}]
+        messages += [
+            {"role": "user", "content": draw(text)},
+            {"role": "model", "content": draw(text)},
+        ]
     return {"messages": messages}
 
 
@@ -61,16 +69,25 @@ def dataset(examples: list[dict]) -> bytes:
 
 
 SEED_GEMINI = [
-    "gemini-1.5-pro-002", "gemini-1.5-flash-002", "gemini-2.0-flash-001", "gemini-2.5-flash",
-    "gemini-3.1-flash-lite", "gemini-3.5-flash", "gemini-3.5-flash-lite",
+    "gemini-1.5-pro-002",
+    "gemini-1.5-flash-002",
+    "gemini-2.0-flash-001",
+    "gemini-2.5-flash",
+    "gemini-3.1-flash-lite",
+    "gemini-3.5-flash",
+    "gemini-3.5-flash-lite",
 ]
 
 
 @settings(max_examples=40, deadline=None)
-@given(examples=st.lists(gemini_example(), min_size=1, max_size=12), model=st.sampled_from(SEED_GEMINI))
+@given(
+    examples=st.lists(gemini_example(), min_size=1, max_size=12), model=st.sampled_from(SEED_GEMINI)
+)
 def test_generated_gemini_datasets_are_valid(examples, model):
     """Valid lines for every model; a retired model's report is invalid for that reason alone."""
-    report = validate_dataset(DatasetSource("t", [dataset(examples)]), settings=TuningSettings(model=model, epochs=2))
+    report = validate_dataset(
+        DatasetSource("t", [dataset(examples)]), settings=TuningSettings(model=model, epochs=2)
+    )
     retired = load_catalog().get(model).retired
     assert set(report.counts) == ({"model_retired"} if retired else set()), report.errors[:3]
     assert report.valid is not retired
@@ -82,9 +99,12 @@ def test_generated_gemini_datasets_are_valid(examples, model):
 @given(examples=st.lists(legacy_example(), min_size=1, max_size=12))
 def test_generated_legacy_datasets_are_valid_for_gemini_1_0_pro(examples):
     report = validate_dataset(
-        DatasetSource("t", [dataset(examples)]), settings=TuningSettings(model="gemini-1.0-pro-002", epochs=2)
+        DatasetSource("t", [dataset(examples)]),
+        settings=TuningSettings(model="gemini-1.0-pro-002", epochs=2),
     )
-    assert set(report.counts) == {"model_retired"}, report.errors[:3]  # 1.0 Pro is retired: that is the only error
+    assert set(report.counts) == {"model_retired"}, report.errors[
+        :3
+    ]  # 1.0 Pro is retired: that is the only error
     assert report.files["train"].format == "legacy"
 
 
@@ -100,11 +120,18 @@ turn = st.fixed_dictionaries({"role": role, "parts": st.lists(part, max_size=3)}
 maybe_example = st.one_of(
     st.fixed_dictionaries({"contents": st.lists(turn, max_size=4)}),
     st.fixed_dictionaries(
-        {"contents": st.lists(turn, max_size=4), "systemInstruction": st.fixed_dictionaries({"parts": st.lists(part, max_size=2)})}
+        {
+            "contents": st.lists(turn, max_size=4),
+            "systemInstruction": st.fixed_dictionaries({"parts": st.lists(part, max_size=2)}),
+        }
     ),
-    st.fixed_dictionaries({"contents": st.lists(turn, max_size=4), "tools": st.just([{"functionDeclarations": []}])}),
+    st.fixed_dictionaries(
+        {"contents": st.lists(turn, max_size=4), "tools": st.just([{"functionDeclarations": []}])}
+    ),
 )
-message = st.fixed_dictionaries({"role": role, "content": st.sampled_from(["hi", "", " ", "fine", 7])})
+message = st.fixed_dictionaries(
+    {"role": role, "content": st.sampled_from(["hi", "", " ", "fine", 7])}
+)
 maybe_legacy = st.fixed_dictionaries({"messages": st.lists(message, max_size=5)})
 
 
@@ -161,21 +188,46 @@ def test_snake_case_field_names_are_accepted():
     obj = {
         "system_instruction": {"parts": [{"text": "Be brief."}]},
         "contents": [
-            {"role": "user", "parts": [{"file_data": {"mime_type": "image/png", "file_uri": "gs://b/a.png"}}, {"text": "What?"}]},
+            {
+                "role": "user",
+                "parts": [
+                    {"file_data": {"mime_type": "image/png", "file_uri": "gs://b/a.png"}},
+                    {"text": "What?"},
+                ],
+            },
             {"role": "model", "parts": [{"text": "A cat."}]},
         ],
     }
     issues, shape = full_issues(obj, legacy=False)
-    assert issues == [] and shape.media == [("image", "gs://b/a.png", "contents[0].parts[0].file_data.fileUri", None, "default", "image/png")]
+    assert issues == [] and shape.media == [
+        (
+            "image",
+            "gs://b/a.png",
+            "contents[0].parts[0].file_data.fileUri",
+            None,
+            "default",
+            "image/png",
+        )
+    ]
 
 
 def test_function_call_parts_and_tools_are_accepted():
     obj = {
-        "tools": [{"functionDeclarations": [{"name": "get_weather", "parameters": {"type": "object"}}]}],
+        "tools": [
+            {"functionDeclarations": [{"name": "get_weather", "parameters": {"type": "object"}}]}
+        ],
         "contents": [
             {"role": "user", "parts": [{"text": "Weather in Lisbon?"}]},
-            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Lisbon"}}}]},
-            {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"temp_c": 21}}}]},
+            {
+                "role": "model",
+                "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Lisbon"}}}],
+            },
+            {
+                "role": "user",
+                "parts": [
+                    {"functionResponse": {"name": "get_weather", "response": {"temp_c": 21}}}
+                ],
+            },
             {"role": "model", "parts": [{"text": "It is 21 °C in Lisbon."}]},
         ],
     }
@@ -189,8 +241,18 @@ def test_https_uris_are_accepted_and_not_allow_listed():
     found = []
     refs: list = []
     rules = MediaRules(catalog, model, {"data-bucket"})
-    rules.check_file_data({"mimeType": "application/pdf", "fileUri": "https://example.com/a.pdf"}, "p", lambda *a: found.append(a), refs)
-    rules.check_file_data({"mimeType": "IMAGE/PNG", "fileUri": "gs://data-bucket/a.png"}, "q", lambda *a: found.append(a), refs)
+    rules.check_file_data(
+        {"mimeType": "application/pdf", "fileUri": "https://example.com/a.pdf"},
+        "p",
+        lambda *a: found.append(a),
+        refs,
+    )
+    rules.check_file_data(
+        {"mimeType": "IMAGE/PNG", "fileUri": "gs://data-bucket/a.png"},
+        "q",
+        lambda *a: found.append(a),
+        refs,
+    )
     assert found == [] and [r[0] for r in refs] == ["document", "image"]
 
 
@@ -204,10 +266,22 @@ def test_media_are_checked_once_per_distinct_object_and_named_on_every_referenci
             return {u: (None if "missing" in u else 1000) for u in uris}
 
     def ex(i, uri):
-        return {"contents": [{"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": uri}}, {"text": f"q{i}"}]},
-                             {"role": "model", "parts": [{"text": "a"}]}]}
+        return {
+            "contents": [
+                {
+                    "role": "user",
+                    "parts": [
+                        {"fileData": {"mimeType": "image/png", "fileUri": uri}},
+                        {"text": f"q{i}"},
+                    ],
+                },
+                {"role": "model", "parts": [{"text": "a"}]},
+            ]
+        }
 
-    rows = [ex(i, "gs://data-bucket/ok.png") for i in range(10)] + [ex(100 + i, "gs://data-bucket/missing.png") for i in range(10)]
+    rows = [ex(i, "gs://data-bucket/ok.png") for i in range(10)] + [
+        ex(100 + i, "gs://data-bucket/missing.png") for i in range(10)
+    ]
     inspector = Inspector()
     report = validate_dataset(
         DatasetSource("t", [b"\n".join(json.dumps(r).encode() for r in rows)]),
@@ -220,7 +294,12 @@ def test_media_are_checked_once_per_distinct_object_and_named_on_every_referenci
     assert [i.line for i in missing] == list(range(11, 21))
     assert all("referenced on 10 lines" in i.message for i in missing)
     assert report.counts["file_not_found"] == 10
-    assert report.stats["media"] == {"references": 20, "distinct_objects": 2, "checked": True, "video_durations_read": 0}
+    assert report.stats["media"] == {
+        "references": 20,
+        "distinct_objects": 2,
+        "checked": True,
+        "video_durations_read": 0,
+    }
     tokens = report.stats["train"]["tokens"]
     assert tokens["min"] >= 258  # an image counts at least 258 tokens
 
@@ -230,9 +309,26 @@ def test_a_missing_object_is_listed_on_its_referencing_lines_up_to_the_per_code_
         def stat(self, uris):
             return {u: None for u in uris}
 
-    rows = [{"contents": [{"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": "gs://data-bucket/gone.png"}},
-                                                      {"text": f"q{i}"}]}, {"role": "model", "parts": [{"text": "a"}]}]}
-            for i in range(8)]
+    rows = [
+        {
+            "contents": [
+                {
+                    "role": "user",
+                    "parts": [
+                        {
+                            "fileData": {
+                                "mimeType": "image/png",
+                                "fileUri": "gs://data-bucket/gone.png",
+                            }
+                        },
+                        {"text": f"q{i}"},
+                    ],
+                },
+                {"role": "model", "parts": [{"text": "a"}]},
+            ]
+        }
+        for i in range(8)
+    ]
     report = validate_dataset(
         DatasetSource("t", [b"\n".join(json.dumps(r).encode() for r in rows)]),
         settings=TuningSettings(model="gemini-3.5-flash", epochs=1),
@@ -247,11 +343,31 @@ def test_a_missing_object_is_listed_on_its_referencing_lines_up_to_the_per_code_
 
 @pytest.mark.parametrize(
     ("chars", "code"),
-    [(100_000, None), (118_000, "token_limit_risk"), (200_000, "token_limit_risk"), (260_000, "token_limit_exceeded")],
+    [
+        (100_000, None),
+        (118_000, "token_limit_risk"),
+        (200_000, "token_limit_risk"),
+        (260_000, "token_limit_exceeded"),
+    ],
 )
 def test_token_limit_thresholds_for_a_32k_model(chars, code):
-    rows = [{"contents": [{"role": "user", "parts": [{"text": "x" * chars}]}, {"role": "model", "parts": [{"text": "ok"}]}]}]
-    rows += [{"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}, {"role": "model", "parts": [{"text": "a"}]}]} for i in range(120)]
+    rows = [
+        {
+            "contents": [
+                {"role": "user", "parts": [{"text": "x" * chars}]},
+                {"role": "model", "parts": [{"text": "ok"}]},
+            ]
+        }
+    ]
+    rows += [
+        {
+            "contents": [
+                {"role": "user", "parts": [{"text": f"q{i}"}]},
+                {"role": "model", "parts": [{"text": "a"}]},
+            ]
+        }
+        for i in range(120)
+    ]
     report = validate_dataset(
         DatasetSource("t", [b"\n".join(json.dumps(r).encode() for r in rows)]),
         settings=TuningSettings(model="gemini-1.5-flash-002", epochs=1),
@@ -262,16 +378,29 @@ def test_token_limit_thresholds_for_a_32k_model(chars, code):
 
 def _tokens(example: dict) -> tuple[int, int, str]:
     data = (json.dumps(example) + "\n").encode()
-    report = validate_dataset(DatasetSource("t", [data]), settings=TuningSettings(model="gemini-3.5-flash", epochs=1))
-    return report.stats["train"]["tokens"]["total"], report.stats["media_tokens"]["lower_bound_examples"], report.stats["method"]
+    report = validate_dataset(
+        DatasetSource("t", [data]), settings=TuningSettings(model="gemini-3.5-flash", epochs=1)
+    )
+    return (
+        report.stats["train"]["tokens"]["total"],
+        report.stats["media_tokens"]["lower_bound_examples"],
+        report.stats["method"],
+    )
 
 
 def test_media_count_at_their_documented_rates_and_unknown_lengths_are_lower_bounds():
-    text_only = {"contents": [{"role": "user", "parts": [{"text": "Describe it."}]}, {"role": "model", "parts": [{"text": "Grey."}]}]}
+    text_only = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Describe it."}]},
+            {"role": "model", "parts": [{"text": "Grey."}]},
+        ]
+    }
 
     def with_media(mime: str, **extra) -> dict:
         example = json.loads(json.dumps(text_only))
-        example["contents"][0]["parts"].insert(0, {"fileData": {"mimeType": mime, "fileUri": "gs://b/x"}, **extra})
+        example["contents"][0]["parts"].insert(
+            0, {"fileData": {"mimeType": mime, "fileUri": "gs://b/x"}, **extra}
+        )
         return example
 
     base, base_lower, method = _tokens(text_only)
@@ -286,8 +415,12 @@ def test_media_count_at_their_documented_rates_and_unknown_lengths_are_lower_bou
 
 def test_the_fast_path_reads_a_missing_or_null_role_as_the_users():
     for first_turn in ({"parts": [{"text": "hi"}]}, {"role": None, "parts": [{"text": "hi"}]}):
-        line = json.dumps({"contents": [first_turn, {"role": "model", "parts": [{"text": "ok"}]}]}).encode()
+        line = json.dumps(
+            {"contents": [first_turn, {"role": "model", "parts": [{"text": "ok"}]}]}
+        ).encode()
         assert gemini_rules.fast_check(gemini_rules.fast_decoder.decode(line)) == (4, 2)
     # two role-less turns in a row are two user turns: the full path decides
-    line = json.dumps({"contents": [{"parts": [{"text": "a"}]}, {"parts": [{"text": "b"}]}]}).encode()
+    line = json.dumps(
+        {"contents": [{"parts": [{"text": "a"}]}, {"parts": [{"text": "b"}]}]}
+    ).encode()
     assert gemini_rules.fast_check(gemini_rules.fast_decoder.decode(line)) is None

@@ -65,7 +65,10 @@ def test_containers_not_read_are_unknown_not_errors():
         (box(b"ftyp", b"isom") + box(b"mdat", bytes(50)), "no moov box"),
         (b"GIF89a" + bytes(200), "not an MP4/QuickTime file"),
         (box(b"ftyp", b"isom") + box(b"moov", box(b"trak", b"")), "no mvhd box"),
-        (box(b"ftyp", b"isom") + box(b"moov", box(b"mvhd", bytes([0, 0, 0, 0]) + bytes(6))), "cut off before its duration"),
+        (
+            box(b"ftyp", b"isom") + box(b"moov", box(b"mvhd", bytes([0, 0, 0, 0]) + bytes(6))),
+            "cut off before its duration",
+        ),
         (box(b"ftyp", b"isom") + box(b"moov", mvhd(0, 10)), "timescale of 0"),
         (box(b"ftyp", b"isom") + box(b"moov", box(b"mvhd", bytes([7]) + bytes(40))), "version 7"),
         (box(b"ftyp", b"isom") + struct.pack(">I4s", 3, b"moov"), "impossible size"),

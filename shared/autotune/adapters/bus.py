@@ -23,7 +23,9 @@ class PubSubBus:
 
     def publish_event(self, event: TuningEvent) -> str:
         data, attributes = to_pubsub_message(event)
-        return self._publisher.publish(self._events_topic, data, **attributes).result(timeout=PUBLISH_TIMEOUT_SECONDS)
+        return self._publisher.publish(self._events_topic, data, **attributes).result(
+            timeout=PUBLISH_TIMEOUT_SECONDS
+        )
 
     def publish_request(self, request: TuningRequest) -> str:
         attributes = {
@@ -31,5 +33,7 @@ class PubSubBus:
             "idempotency_key": request.idempotency_key,
             "dataset_uri": request.dataset_uri,
         }
-        future = self._publisher.publish(self._requests_topic, encode_request(request), **attributes)
+        future = self._publisher.publish(
+            self._requests_topic, encode_request(request), **attributes
+        )
         return future.result(timeout=PUBLISH_TIMEOUT_SECONDS)

@@ -38,11 +38,18 @@ class GoogleClients:
     def from_environment(cls, project: str) -> GoogleClients:
         from google.cloud import firestore, pubsub_v1, storage
 
-        return cls(firestore.Client(project=project), pubsub_v1.PublisherClient(), storage.Client(project=project))
+        return cls(
+            firestore.Client(project=project),
+            pubsub_v1.PublisherClient(),
+            storage.Client(project=project),
+        )
 
 
 def connect_pipeline(
-    config: PipelineConfig, *, clients: GoogleClients | None = None, environ: Mapping[str, str] | None = None
+    config: PipelineConfig,
+    *,
+    clients: GoogleClients | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Pipeline:
     """`environ`: where the two overrides above are read (default: the process environment)."""
     from autotune.adapters.bus import PubSubBus

@@ -67,7 +67,9 @@ class FirestoreLedger:
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> Change:
             record = _record(record_ref.get(transaction=transaction))
-            owner_key = (content_ref.get(transaction=transaction).to_dict() or {}).get("idempotency_key")
+            owner_key = (content_ref.get(transaction=transaction).to_dict() or {}).get(
+                "idempotency_key"
+            )
             owner = None
             if owner_key and owner_key != key:
                 owner = _record(self.records_ref.document(owner_key).get(transaction=transaction))
@@ -82,13 +84,21 @@ class FirestoreLedger:
 
         return self._transact(run)
 
-    def update(self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]) -> Change | None:
-        return self._update(key, lambda record, slots: None if record is None else decide(record, slots))
+    def update(
+        self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]
+    ) -> Change | None:
+        return self._update(
+            key, lambda record, slots: None if record is None else decide(record, slots)
+        )
 
-    def update_or_absent(self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]) -> Change | None:
+    def update_or_absent(
+        self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]
+    ) -> Change | None:
         return self._update(key, decide)
 
-    def _update(self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]) -> Change | None:
+    def _update(
+        self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]
+    ) -> Change | None:
         record_ref = self.records_ref.document(key)
 
         @firestore.transactional
@@ -112,9 +122,13 @@ class FirestoreLedger:
                     raise UnwritableRecord(str(exc)) from exc
                 raise
             except (api_exceptions.Aborted, ValueError) as exc:
-                if isinstance(exc.__cause__, api_exceptions.InvalidArgument) and _unwritable(exc.__cause__):
+                if isinstance(exc.__cause__, api_exceptions.InvalidArgument) and _unwritable(
+                    exc.__cause__
+                ):
                     raise UnwritableRecord(str(exc.__cause__)) from exc
-                lost = isinstance(exc, api_exceptions.Aborted) or isinstance(exc.__cause__, api_exceptions.Aborted)
+                lost = isinstance(exc, api_exceptions.Aborted) or isinstance(
+                    exc.__cause__, api_exceptions.Aborted
+                )
                 if not lost or attempt == TRANSACTION_ATTEMPTS - 1:
                     raise
             time.sleep(random.uniform(0.0, min(2.0, 0.05 * 2**attempt)))
@@ -133,10 +147,18 @@ class FirestoreLedger:
         query = self.records_ref
         if states is not None:
             query = query.where(filter=FieldFilter("state", "in", [str(s) for s in states]))
-        return sorted((_record(snap) for snap in query.stream()), key=lambda r: (r.created_at, r.idempotency_key))
+        return sorted(
+            (_record(snap) for snap in query.stream()),
+            key=lambda r: (r.created_at, r.idempotency_key),
+        )
 
     def with_outbox(self) -> list[LedgerRecord]:
-        return [_record(snap) for snap in self.records_ref.where(filter=FieldFilter("has_outbox", "==", True)).stream()]
+        return [
+            _record(snap)
+            for snap in self.records_ref.where(
+                filter=FieldFilter("has_outbox", "==", True)
+            ).stream()
+        ]
 
     def clear_outbox(self, key: str, event_ids: Collection[str]) -> None:
         record_ref = self.records_ref.document(key)
@@ -157,7 +179,9 @@ class FirestoreLedger:
         return _slots(self.slots_ref.get())
 
     def report_uris_since(self, since: str) -> set[str]:
-        query = self.records_ref.where(filter=FieldFilter("created_at", ">=", since)).select(["report_uri"])
+        query = self.records_ref.where(filter=FieldFilter("created_at", ">=", since)).select(
+            ["report_uri"]
+        )
         return {uri for snap in query.stream() if (uri := (snap.to_dict() or {}).get("report_uri"))}
 
     def started_at(self, now: datetime) -> datetime:
@@ -178,7 +202,10 @@ class FirestoreLedger:
         for snap in self.failures_ref.stream():
             data = snap.to_dict() or {}
             found[str(data.get("upload", ""))] = IntakeFailure(
-                error=str(data.get("error", "")), times=int(data.get("times", 1)), at=parse_timestamp(data["at"]))
+                error=str(data.get("error", "")),
+                times=int(data.get("times", 1)),
+                at=parse_timestamp(data["at"]),
+            )
         return found
 
     def record_intake_failure(self, upload: str, error: str, now: datetime) -> IntakeFailure:
@@ -189,7 +216,10 @@ class FirestoreLedger:
         def run(transaction: firestore.Transaction) -> IntakeFailure:
             data = failure_ref.get(transaction=transaction).to_dict() or {}
             times = int(data.get("times", 0)) + 1 if data.get("error") == error else 1
-            transaction.set(failure_ref, {"upload": upload, "error": error, "times": times, "at": timestamp(now)})
+            transaction.set(
+                failure_ref,
+                {"upload": upload, "error": error, "times": times, "at": timestamp(now)},
+            )
             return IntakeFailure(error=error, times=times, at=now)
 
         return self._transact(run)

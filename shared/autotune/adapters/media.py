@@ -27,7 +27,9 @@ class GcsMediaInspector:
         gs://BUCKET/OBJECT is left out (the validator has already reported it). Other errors
         (permissions, outages) propagate, so the caller retries instead of calling a readable
         object missing."""
-        targets = [(uri, parts) for uri in dict.fromkeys(uris) if (parts := split_gs_uri(uri)) is not None]
+        targets = [
+            (uri, parts) for uri in dict.fromkeys(uris) if (parts := split_gs_uri(uri)) is not None
+        ]
         if not targets:
             return {}
         with ThreadPoolExecutor(max_workers=min(self._concurrency, len(targets))) as pool:
@@ -38,24 +40,34 @@ class GcsMediaInspector:
         blob = self._client.bucket(bucket).get_blob(name)
         return None if blob is None else int(blob.size or 0)
 
-    def durations(self, videos: Mapping[str, tuple[str, int]]) -> dict[str, float | None | VideoHeaderError]:
+    def durations(
+        self, videos: Mapping[str, tuple[str, int]]
+    ) -> dict[str, float | None | VideoHeaderError]:
         """gs:// URI -> (mime type, size) in; URI -> seconds of playing time, None when the
         container does not record it, or the VideoHeaderError that says why it cannot be read.
         Other errors (permissions, outages) propagate, like stat's."""
-        targets = [(uri, parts, *info) for uri, info in videos.items() if (parts := split_gs_uri(uri)) is not None]
+        targets = [
+            (uri, parts, *info)
+            for uri, info in videos.items()
+            if (parts := split_gs_uri(uri)) is not None
+        ]
         if not targets:
             return {}
         with ThreadPoolExecutor(max_workers=min(self._concurrency, len(targets))) as pool:
             found = list(pool.map(lambda target: self._duration(*target[1:]), targets))
         return {target[0]: seconds for target, seconds in zip(targets, found, strict=True)}
 
-    def _duration(self, parts: tuple[str, str], mime: str, size: int) -> float | None | VideoHeaderError:
+    def _duration(
+        self, parts: tuple[str, str], mime: str, size: int
+    ) -> float | None | VideoHeaderError:
         blob = self._client.bucket(parts[0]).blob(parts[1])
 
         def read(offset: int, length: int) -> bytes:
             if length <= 0 or offset >= size:
                 return b""
-            return blob.download_as_bytes(start=offset, end=min(offset + length, size) - 1, checksum=None)
+            return blob.download_as_bytes(
+                start=offset, end=min(offset + length, size) - 1, checksum=None
+            )
 
         try:
             return video_duration(read, size, mime)

@@ -26,7 +26,9 @@ CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class GcsDatasetStore:
-    def __init__(self, client: storage.Client, bucket: str, *, chunk_bytes: int = CHUNK_BYTES) -> None:
+    def __init__(
+        self, client: storage.Client, bucket: str, *, chunk_bytes: int = CHUNK_BYTES
+    ) -> None:
         self._bucket = client.bucket(bucket)
         self._chunk_bytes = chunk_bytes
 
@@ -40,8 +42,12 @@ class GcsDatasetStore:
 
     def _stored(self, blob: storage.Blob) -> StoredObject:
         return StoredObject(
-            bucket=self._bucket.name, name=blob.name, generation=str(blob.generation), size=blob.size,
-            metadata=dict(blob.metadata or {}), content_encoding=blob.content_encoding or "",
+            bucket=self._bucket.name,
+            name=blob.name,
+            generation=str(blob.generation),
+            size=blob.size,
+            metadata=dict(blob.metadata or {}),
+            content_encoding=blob.content_encoding or "",
         )
 
     def read_chunks(self, name: str, generation: str) -> Iterator[bytes]:
@@ -55,7 +61,9 @@ class GcsDatasetStore:
 
     def read_bytes(self, name: str, generation: str) -> bytes:
         try:
-            return self._bucket.blob(name, generation=int(generation)).download_as_bytes(raw_download=True)
+            return self._bucket.blob(name, generation=int(generation)).download_as_bytes(
+                raw_download=True
+            )
         except gexc.NotFound as exc:
             raise ObjectGone(f"gs://{self._bucket.name}/{name}#{generation}") from exc
 
@@ -68,7 +76,9 @@ class GcsDatasetStore:
             # Kept, not copied again: a queued dataset's request names this copy's generation.
             return self._stored(existing)
         try:
-            copy = self._bucket.copy_blob(source, self._bucket, pinned_name, source_generation=int(generation))
+            copy = self._bucket.copy_blob(
+                source, self._bucket, pinned_name, source_generation=int(generation)
+            )
         except gexc.NotFound as exc:
             raise ObjectGone(f"gs://{self._bucket.name}/{name}#{generation}") from exc
         return self._stored(copy)
@@ -77,20 +87,29 @@ class GcsDatasetStore:
         digest = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
         for _ in range(3):
             existing = self._bucket.get_blob(name)
-            if existing is not None and existing.md5_hash == digest and existing.size == len(data) \
-                    and not existing.content_encoding:
+            if (
+                existing is not None
+                and existing.md5_hash == digest
+                and existing.size == len(data)
+                and not existing.content_encoding
+            ):
                 # Kept: a second delivery of the upload must name the same generation (one job).
                 return self._stored(existing)
             blob = self._bucket.blob(name)
             try:
                 # Only over what was looked at: of two deliveries writing at once, one wins and
                 # the other finds its bytes on the next pass.
-                blob.upload_from_string(data, content_type="application/jsonl",
-                                        if_generation_match=existing.generation if existing is not None else 0)
+                blob.upload_from_string(
+                    data,
+                    content_type="application/jsonl",
+                    if_generation_match=existing.generation if existing is not None else 0,
+                )
             except gexc.PreconditionFailed:
                 continue
             return self._stored(blob)
-        raise RuntimeError(f"gs://{self._bucket.name}/{name} keeps changing while the split is written")
+        raise RuntimeError(
+            f"gs://{self._bucket.name}/{name} keeps changing while the split is written"
+        )
 
     def generation_of(self, name: str) -> str | None:
         blob = self._bucket.get_blob(name)
@@ -102,7 +121,9 @@ class GcsDatasetStore:
         except gexc.NotFound:
             return None
 
-    def write_report(self, name: str, data: bytes, *, valid: bool, retry: Retry = DEFAULT_RETRY) -> None:
+    def write_report(
+        self, name: str, data: bytes, *, valid: bool, retry: Retry = DEFAULT_RETRY
+    ) -> None:
         # Writing the same report twice is harmless, so the upload is retried even without a
         # generation precondition.
         blob = self._bucket.blob(name)
@@ -114,7 +135,6 @@ class GcsDatasetStore:
         blob = self._bucket.blob(name)
         blob.cache_control = "no-cache"
         blob.upload_from_string(data, content_type="text/html; charset=utf-8", retry=retry)
-
 
 
 def _same_bytes(existing: storage.Blob, source: storage.Blob) -> bool:

@@ -97,21 +97,35 @@ class VertexTuningService:
             # rather than failing the dataset: adoption must not depend on that syntax.
             if exc.kind != ErrorKind.PERMANENT or exc.code != 400:
                 raise
-            structured_log.warning("tuning jobs: label filter refused, matching labels client-side", parent=parent, error=exc.message)
+            structured_log.warning(
+                "tuning jobs: label filter refused, matching labels client-side",
+                parent=parent,
+                error=exc.message,
+            )
             found = self._retried(listing({"parent": parent}))
         matching = [job for job in found if job.labels.get(key) == value]
-        return [snapshot(job) for job in sorted(matching, key=lambda job: (job.create_time, job.name))]
+        return [
+            snapshot(job) for job in sorted(matching, key=lambda job: (job.create_time, job.name))
+        ]
 
     def create(self, parent: str, job: Mapping[str, Any]) -> JobSnapshot:
         from google.cloud import aiplatform_v1
 
         client = self._client(_region(parent))
         message = aiplatform_v1.TuningJob.from_json(json.dumps(job))
-        return snapshot(_call(lambda: client.create_tuning_job(parent=parent, tuning_job=message, timeout=self.call_timeout)))
+        return snapshot(
+            _call(
+                lambda: client.create_tuning_job(
+                    parent=parent, tuning_job=message, timeout=self.call_timeout
+                )
+            )
+        )
 
     def get(self, name: str) -> JobSnapshot:
         client = self._client(_region(name))
-        return snapshot(self._retried(lambda: client.get_tuning_job(name=name, timeout=self.call_timeout)))
+        return snapshot(
+            self._retried(lambda: client.get_tuning_job(name=name, timeout=self.call_timeout))
+        )
 
     def cancel(self, name: str) -> None:
         client = self._client(_region(name))
@@ -128,7 +142,11 @@ class VertexTuningService:
                 if delay is None:
                     raise
                 structured_log.warning(
-                    "tuning service call failed, retrying", error=exc.message, code=exc.code, attempt=attempt, wait_seconds=round(delay, 2)
+                    "tuning service call failed, retrying",
+                    error=exc.message,
+                    code=exc.code,
+                    attempt=attempt,
+                    wait_seconds=round(delay, 2),
                 )
                 self._sleep(delay)
         raise AssertionError("unreachable")
@@ -146,7 +164,9 @@ def retry_delay(asked: float | None, attempt: int) -> float | None:
     doubling; None when the service asks for longer than one call may wait."""
     if asked is not None:
         return asked if asked <= RETRY_MAX_SECONDS else None
-    return min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+    return min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)) * random.uniform(
+        0.5, 1.0
+    )
 
 
 def _make_client(endpoint: str, region: str) -> Any:
@@ -156,10 +176,13 @@ def _make_client(endpoint: str, region: str) -> Any:
         from google.auth.credentials import AnonymousCredentials
 
         return aiplatform_v1.GenAiTuningServiceClient(
-            transport="rest", client_options={"api_endpoint": endpoint}, credentials=AnonymousCredentials()
+            transport="rest",
+            client_options={"api_endpoint": endpoint},
+            credentials=AnonymousCredentials(),
         )
     return aiplatform_v1.GenAiTuningServiceClient(
-        transport="rest", client_options={"api_endpoint": endpoint or f"{region}-aiplatform.googleapis.com"}
+        transport="rest",
+        client_options={"api_endpoint": endpoint or f"{region}-aiplatform.googleapis.com"},
     )
 
 

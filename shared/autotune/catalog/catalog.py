@@ -131,7 +131,12 @@ class Catalog(msgspec.Struct, frozen=True, kw_only=True):
         return None if kind is None else self.media[kind]
 
     def accepted_mime_types(self, model: ModelSpec) -> tuple[str, ...]:
-        return tuple(m for kind in model.modalities if kind in self.media for m in self.media[kind].mime_types)
+        return tuple(
+            m
+            for kind in model.modalities
+            if kind in self.media
+            for m in self.media[kind].mime_types
+        )
 
     def facts(self, item: ModelSpec | MediaKind) -> list[dict]:
         """Every fact of a model or media kind with its value, source and whether it is confirmed."""
@@ -143,9 +148,15 @@ class Catalog(msgspec.Struct, frozen=True, kw_only=True):
             if stated is not None and field not in stated:
                 out.append(
                     {
-                        "fact": field, "value": msgspec.to_builtins(getattr(item, field)), "source": None, "url": None,
-                        "read_on": None, "confirmed": False,
-                        "note": item.notes.get(field, "not stated by any source: the catalog's default"),
+                        "fact": field,
+                        "value": msgspec.to_builtins(getattr(item, field)),
+                        "source": None,
+                        "url": None,
+                        "read_on": None,
+                        "confirmed": False,
+                        "note": item.notes.get(
+                            field, "not stated by any source: the catalog's default"
+                        ),
                     }
                 )
                 continue
@@ -163,7 +174,6 @@ class Catalog(msgspec.Struct, frozen=True, kw_only=True):
                 }
             )
         return out
-
 
     def confirmed(self, item: ModelSpec | MediaKind, fact: str) -> bool:
         """Whether a source states the fact and the catalog does not list it as unconfirmed. A
@@ -197,7 +207,9 @@ def _read_toml(text: str, file: str) -> dict:
         raise CatalogError(f"{file}: not valid TOML: {exc}") from exc
     unknown = set(raw) - {"models", "media", "regions", "sources"}
     if unknown:
-        raise CatalogError(f"{file}: unknown table(s) {', '.join(sorted(unknown))}; expected models, media, regions, sources")
+        raise CatalogError(
+            f"{file}: unknown table(s) {', '.join(sorted(unknown))}; expected models, media, regions, sources"
+        )
     for table in ("models", "media", "regions", "sources"):
         value = raw.get(table, {})
         if not isinstance(value, dict):
@@ -210,7 +222,10 @@ def _read_toml(text: str, file: str) -> dict:
 
 
 def _merged(base: dict, over: dict, file: str) -> dict:
-    out = {table: {k: dict(v) if isinstance(v, dict) else v for k, v in base.get(table, {}).items()} for table in ("models", "media", "regions", "sources")}
+    out = {
+        table: {k: dict(v) if isinstance(v, dict) else v for k, v in base.get(table, {}).items()}
+        for table in ("models", "media", "regions", "sources")
+    }
     for table in ("models", "media", "sources"):
         for key, fields in over.get(table, {}).items():
             out[table][key] = {**out[table].get(key, {}), **fields}
@@ -238,11 +253,18 @@ def _build(raw: dict, file: str) -> Catalog:
             model = msgspec.convert({**fields, "name": name}, ModelSpec)
         except msgspec.ValidationError as exc:
             raise CatalogError(f"{file}: models.{name}: {_field_message(exc)}") from exc
-        if model.default_adapter_size is not None and model.default_adapter_size not in model.adapter_sizes:
-            raise CatalogError(f"{file}: models.{name}.default_adapter_size is not in adapter_sizes")
+        if (
+            model.default_adapter_size is not None
+            and model.default_adapter_size not in model.adapter_sizes
+        ):
+            raise CatalogError(
+                f"{file}: models.{name}.default_adapter_size is not in adapter_sizes"
+            )
         unknown = [s for s in model.adapter_sizes if s not in ADAPTER_SIZE_ENUM_NAMES]
         if unknown:
-            raise CatalogError(f"{file}: models.{name}.adapter_sizes has sizes Vertex AI lacks: {unknown}")
+            raise CatalogError(
+                f"{file}: models.{name}.adapter_sizes has sizes Vertex AI lacks: {unknown}"
+            )
         _check_numbers(model, f"{file}: models.{name}")
         _check_provenance(model, sources, f"{file}: models.{name}")
         models[name] = model
@@ -261,22 +283,33 @@ def _build(raw: dict, file: str) -> Catalog:
             )
         fraction = kind.max_dropped_fraction
         if fraction is not None and not 0 <= fraction <= 1:
-            raise CatalogError(f"{file}: media.{kind_name}.max_dropped_fraction must be from 0 to 1, got {fraction}")
+            raise CatalogError(
+                f"{file}: media.{kind_name}.max_dropped_fraction must be from 0 to 1, got {fraction}"
+            )
         media[kind_name] = kind
     for name, model in models.items():
         missing = [m for m in model.modalities if m != "text" and m not in media]
         if missing:
-            raise CatalogError(f"{file}: models.{name}.modalities names {missing} but no [media.{missing[0]}] table exists")
+            raise CatalogError(
+                f"{file}: models.{name}.modalities names {missing} but no [media.{missing[0]}] table exists"
+            )
     kind_by_mime: dict[str, str] = {}
     for kind in media.values():
         for mime in kind.mime_types:
             other = kind_by_mime.setdefault(mime.lower(), kind.name)
             if other != kind.name:
-                raise CatalogError(f"{file}: media.{kind.name}.mime_types: {mime!r} is also a {other} type")
+                raise CatalogError(
+                    f"{file}: media.{kind.name}.mime_types: {mime!r} is also a {other} type"
+                )
     stated = {f"models.{name}": frozenset(fields) for name, fields in raw["models"].items()}
     stated.update({f"media.{name}": frozenset(fields) for name, fields in raw["media"].items()})
     return Catalog(
-        models=models, media=media, kind_by_mime=kind_by_mime, sources=sources, files=(file,), stated=stated
+        models=models,
+        media=media,
+        kind_by_mime=kind_by_mime,
+        sources=sources,
+        files=(file,),
+        stated=stated,
     )
 
 
@@ -292,24 +325,37 @@ def _field_message(exc: msgspec.ValidationError) -> str:
 
 def _check_numbers(model: ModelSpec, where: str) -> None:
     for field in (
-        "max_tokens_per_example", "max_validation_examples", "max_file_bytes", "min_training_examples",
-        "max_training_examples", "max_training_examples_text_only", "max_training_examples_multimodal",
+        "max_tokens_per_example",
+        "max_validation_examples",
+        "max_file_bytes",
+        "min_training_examples",
+        "max_training_examples",
+        "max_training_examples_text_only",
+        "max_training_examples_multimodal",
     ):
         value = getattr(model, field)
         if value is not None and value <= 0:
             raise CatalogError(f"{where}.{field} must be a positive whole number, got {value}")
     if model.validation_fraction is not None and not 0 < model.validation_fraction <= 1:
-        raise CatalogError(f"{where}.validation_fraction must be greater than 0 and at most 1, got {model.validation_fraction}")
+        raise CatalogError(
+            f"{where}.validation_fraction must be greater than 0 and at most 1, got {model.validation_fraction}"
+        )
 
 
 def _check_provenance(item: ModelSpec | MediaKind, sources: dict[str, Source], where: str) -> None:
     fields = set(item.__struct_fields__) - _NOT_FACTS
     if not item.source:
-        raise CatalogError(f"{where}.source is missing: every fact needs a source (a [sources.ID] table)")
+        raise CatalogError(
+            f"{where}.source is missing: every fact needs a source (a [sources.ID] table)"
+        )
     for sid in (item.source, *item.sources.values()):
         if sid not in sources:
             raise CatalogError(f"{where}: source {sid!r} has no [sources.{sid}] table")
-    for label, names in (("sources", item.sources), ("unconfirmed", item.unconfirmed), ("notes", item.notes)):
+    for label, names in (
+        ("sources", item.sources),
+        ("unconfirmed", item.unconfirmed),
+        ("notes", item.notes),
+    ):
         bad = sorted(set(names) - fields)
         if bad:
             raise CatalogError(f"{where}.{label} names unknown fact(s) {bad}")
@@ -322,8 +368,12 @@ def catalog_from_files(shipped_text: str, overlay: Path | None) -> Catalog:
     try:
         text = overlay.read_text(encoding="utf-8")
     except OSError as exc:
-        raise CatalogError(f"{overlay}: cannot read the models file: {exc.strerror or exc}") from exc
-    merged = _merged(_merged({}, shipped, CATALOG_FILE.name), _read_toml(text, str(overlay)), str(overlay))
+        raise CatalogError(
+            f"{overlay}: cannot read the models file: {exc.strerror or exc}"
+        ) from exc
+    merged = _merged(
+        _merged({}, shipped, CATALOG_FILE.name), _read_toml(text, str(overlay)), str(overlay)
+    )
     catalog = _build(merged, str(overlay))
     return msgspec.structs.replace(catalog, files=(CATALOG_FILE.name, str(overlay)))
 

@@ -34,14 +34,19 @@ class TrainingPrice(msgspec.Struct, frozen=True, kw_only=True):
     note: str = ""
 
 
-def training_price(name: str, model: ModelSpec | None, catalog: Catalog | None,
-                   configured: Mapping[str, float]) -> TrainingPrice | None:
+def training_price(
+    name: str, model: ModelSpec | None, catalog: Catalog | None, configured: Mapping[str, float]
+) -> TrainingPrice | None:
     """The configured price for `name` if there is one, else the catalog's, else None."""
     if name in configured:
         return TrainingPrice(usd_per_million=float(configured[name]), source="config")
     if model is None or model.price_per_million_training_tokens is None:
         return None
-    source = catalog.sources.get(model.sources.get(PRICE_FACT, model.source)) if catalog is not None else None
+    source = (
+        catalog.sources.get(model.sources.get(PRICE_FACT, model.source))
+        if catalog is not None
+        else None
+    )
     return TrainingPrice(
         usd_per_million=model.price_per_million_training_tokens,
         source="catalog",
@@ -52,25 +57,33 @@ def training_price(name: str, model: ModelSpec | None, catalog: Catalog | None,
 
 
 def how_to_set(name: str) -> str:
-    return (f'price unknown; set [prices] in deploy/config.toml: "{name}" = <USD per 1M training tokens> '
-            f"(Google's rates: {PRICING_PAGE})")
+    return (
+        f'price unknown; set [prices] in deploy/config.toml: "{name}" = <USD per 1M training tokens> '
+        f"(Google's rates: {PRICING_PAGE})"
+    )
 
 
 def parse_prices(table: object) -> dict[str, float]:
     """The `[prices]` table: model name -> US dollars per 1M training tokens. Raises PriceError."""
     if not isinstance(table, Mapping):
-        raise PriceError(f"[{CONFIG_TABLE}] must be a table of model = price (USD per 1M training tokens), "
-                         f"not a {type(table).__name__}")
+        raise PriceError(
+            f"[{CONFIG_TABLE}] must be a table of model = price (USD per 1M training tokens), "
+            f"not a {type(table).__name__}"
+        )
     out: dict[str, float] = {}
     for name, value in table.items():
         where = f'[{CONFIG_TABLE}] "{name}"'
         if not name or any(ch in name for ch in ",= \t") or not name.isprintable():
             raise PriceError(f"{where}: not a model name (no spaces, commas or '=' allowed)")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PriceError(f"{where}: {value!r} is not a number; give US dollars per 1M training tokens, "
-                             "such as 2.5")
+            raise PriceError(
+                f"{where}: {value!r} is not a number; give US dollars per 1M training tokens, "
+                "such as 2.5"
+            )
         if not math.isfinite(value) or value < 0:
-            raise PriceError(f"{where}: {value!r} is not a price (it must be a finite number, 0 or more)")
+            raise PriceError(
+                f"{where}: {value!r} is not a price (it must be a finite number, 0 or more)"
+            )
         out[name] = float(value)
     return out
 

@@ -25,7 +25,10 @@ def main() -> None:
         if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
             raise
         exc.show()  # type: ignore[attr-defined]  # click's UsageError, recognised by its shape above
-        doc = {"valid": False, "usage_error": {"code": "invalid_arguments", "message": exc.format_message()}}
+        doc = {
+            "valid": False,
+            "usage_error": {"code": "invalid_arguments", "message": exc.format_message()},
+        }
         sys.stdout.write(json.dumps(doc) + "\n")
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -16,14 +16,24 @@ from autotune.cli.app import app
 from autotune_gcp.target import DEFAULT_SOURCE_DIR, dry_run_header
 
 ProjectOption = Annotated[str, typer.Option("--project", help="Google Cloud project ID.")]
-RegionOption = Annotated[str, typer.Option("--region", help="Region for the functions, scheduler and bucket.")]
+RegionOption = Annotated[
+    str, typer.Option("--region", help="Region for the functions, scheduler and bucket.")
+]
 BucketOption = Annotated[
-    str | None, typer.Option("--bucket", help="Dataset bucket (default: PROJECT-autotune; created unless it exists).")
+    str | None,
+    typer.Option(
+        "--bucket", help="Dataset bucket (default: PROJECT-autotune; created unless it exists)."
+    ),
 ]
 DryRunOption = Annotated[
-    bool, typer.Option("--dry-run", help="Print every command in order, as shell, without contacting Google Cloud.")
+    bool,
+    typer.Option(
+        "--dry-run", help="Print every command in order, as shell, without contacting Google Cloud."
+    ),
 ]
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="Configuration file (default: deploy/config.toml).")]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Configuration file (default: deploy/config.toml).")
+]
 SourceDirOption = Annotated[
     Path, typer.Option("--source-dir", help="Where each function's upload directory is staged.")
 ]
@@ -34,14 +44,31 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _target(project, region, bucket, config, firestore_location=None, tuning_service_account=None,
-            source_dir=DEFAULT_SOURCE_DIR, stage=False, notify_url=None):
+def _target(
+    project,
+    region,
+    bucket,
+    config,
+    firestore_location=None,
+    tuning_service_account=None,
+    source_dir=DEFAULT_SOURCE_DIR,
+    stage=False,
+    notify_url=None,
+):
     from autotune_gcp.target import TargetUnusable, prepare_target
 
     try:
-        return prepare_target(project, region, bucket, config, firestore_location=firestore_location,
-                              tuning_service_account=tuning_service_account, source_dir=source_dir, stage=stage,
-                              notify_url=notify_url)
+        return prepare_target(
+            project,
+            region,
+            bucket,
+            config,
+            firestore_location=firestore_location,
+            tuning_service_account=tuning_service_account,
+            source_dir=source_dir,
+            stage=stage,
+            notify_url=notify_url,
+        )
     except TargetUnusable as exc:
         raise _fail(str(exc)) from exc
 
@@ -54,29 +81,46 @@ def deploy(
     dry_run: DryRunOption = False,
     config: ConfigOption = None,
     firestore_location: Annotated[
-        str | None, typer.Option(help="Firestore location when the database is created (default: the region).")
+        str | None,
+        typer.Option(help="Firestore location when the database is created (default: the region)."),
     ] = None,
     tuning_service_account: Annotated[
-        str | None, typer.Option(help="Run tuning jobs as this service account (default: from the config file).")
+        str | None,
+        typer.Option(
+            help="Run tuning jobs as this service account (default: from the config file)."
+        ),
     ] = None,
     source_dir: SourceDirOption = DEFAULT_SOURCE_DIR,
     notify_url: Annotated[
-        str | None, typer.Option(
+        str | None,
+        typer.Option(
             "--notify-url",
             help="Push each job end event (succeeded, failed, cancelled) to this https URL, "
-                 "with an OIDC token the receiver can verify.",
+            "with an OIDC token the receiver can verify.",
         ),
     ] = None,
     smoke: Annotated[
-        bool, typer.Option(help="At the end, prove the deployment works (`autotune smoke`: an invalid upload, its rejected event).")
+        bool,
+        typer.Option(
+            help="At the end, prove the deployment works (`autotune smoke`: an invalid upload, its rejected event)."
+        ),
     ] = True,
 ) -> None:
     """Create or update the pipeline in a Google Cloud project; a second run changes nothing."""
     from autotune_gcp.commands import render_script
     from autotune_gcp.plan import PlanConflict, deploy_plan
 
-    target = _target(project, region, bucket, config, firestore_location, tuning_service_account,
-                     source_dir, stage=True, notify_url=notify_url)
+    target = _target(
+        project,
+        region,
+        bucket,
+        config,
+        firestore_location,
+        tuning_service_account,
+        source_dir,
+        stage=True,
+        notify_url=notify_url,
+    )
     if dry_run:
         typer.echo(dry_run_header(target, "deploy") + render_script(deploy_plan(target)), nl=False)
         return
@@ -86,11 +130,15 @@ def deploy(
     except PlanConflict as exc:
         raise _fail(str(exc)) from exc
     if not steps:
-        typer.echo(f"nothing to change: project {target.project} already holds the whole deployment")
+        typer.echo(
+            f"nothing to change: project {target.project} already holds the whole deployment"
+        )
     else:
         typer.echo(f"{len(steps)} steps to run in project {target.project}:")
         _execute(steps)
-        typer.echo("deployed: run `autotune deploy` again to check (it should find nothing to change)")
+        typer.echo(
+            "deployed: run `autotune deploy` again to check (it should find nothing to change)"
+        )
     if smoke:
         from autotune.cli.smoke import (
             SMOKE_TIMEOUT_SECONDS,
@@ -110,9 +158,12 @@ def destroy(
     bucket: BucketOption = None,
     dry_run: DryRunOption = False,
     config: ConfigOption = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Delete data without asking (for scripts).")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Delete data without asking (for scripts).")
+    ] = False,
     keep_data: Annotated[
-        bool, typer.Option("--keep-data", help="Keep the bucket and the ledger; remove everything else.")
+        bool,
+        typer.Option("--keep-data", help="Keep the bucket and the ledger; remove everything else."),
     ] = False,
 ) -> None:
     """Remove what `autotune deploy` created, asking before it deletes data (bucket, ledger)."""
@@ -121,13 +172,20 @@ def destroy(
 
     target = _target(project, region, bucket, config)
     if dry_run:
-        typer.echo(dry_run_header(target, "destroy") + render_script(destroy_plan(target, None, keep_data=keep_data)),
-                   nl=False)
+        typer.echo(
+            dry_run_header(target, "destroy")
+            + render_script(destroy_plan(target, None, keep_data=keep_data)),
+            nl=False,
+        )
         return
     steps = destroy_plan(target, _observe(target), keep_data=keep_data)
     chosen = []
     for step in steps:
-        if step.deletes_data and not yes and not _confirm(f"Delete {step.why.removeprefix('DATA: ')}?"):
+        if (
+            step.deletes_data
+            and not yes
+            and not _confirm(f"Delete {step.why.removeprefix('DATA: ')}?")
+        ):
             typer.echo(f"kept: {step.why.removeprefix('DATA: ')}")
             continue
         chosen.append(step)

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from autotune.jobs.lifecycle import LedgerRecord
     from autotune.jobs.pipeline import Pipeline
 
-StateDirOption = Annotated[Path | None, typer.Option("--state-dir", help="The local stack's state directory (default: .autotune/).")]
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="The local stack's state directory (default: .autotune/)."),
+]
 WHY_MIN_WIDTH = 20  # columns the reason keeps before the dataset name gives way
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -36,7 +39,9 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
     records = bucket.records()
     others = [f for f in bucket.fates(records) if f.record is None]
     if as_json:
-        echo(json.dumps([record_json(r) for r in records] + [fate_json(f) for f in others], indent=2))
+        echo(
+            json.dumps([record_json(r) for r in records] + [fate_json(f) for f in others], indent=2)
+        )
         return
     if not records and not others:
         echo("nothing uploaded yet: the ledger is empty and the bucket holds no upload.")
@@ -47,13 +52,28 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
 
     rows = []
     for r in records:
-        rows.append((
-            f"{_object_name(r.dataset_uri)}#{r.generation[-6:]}", str(r.state), r.model or "", _job_id(r.job_name),
-            r.updated_at[5:19].replace("T", " "), r.error or r.reason or "",
-        ))
+        rows.append(
+            (
+                f"{_object_name(r.dataset_uri)}#{r.generation[-6:]}",
+                str(r.state),
+                r.model or "",
+                _job_id(r.job_name),
+                r.updated_at[5:19].replace("T", " "),
+                r.error or r.reason or "",
+            )
+        )
     for f in others:
         updated = f.updated.strftime("%m-%d %H:%M:%S") if f.updated else ""
-        rows.append((f"{f.object_name}#{f.generation[-6:]}", fate_state(f), f.model or "", "", updated, fate_why(f)))
+        rows.append(
+            (
+                f"{f.object_name}#{f.generation[-6:]}",
+                fate_state(f),
+                f.model or "",
+                "",
+                updated,
+                fate_why(f),
+            )
+        )
     # Text cells: no rich markup read into a name ("[bold]..."), control characters escaped.
     rows = [tuple(terminal_text(cell, newlines=False) for cell in row) for row in rows]
     # One line per upload at the terminal's width (80 columns when piped, or COLUMNS). The
@@ -89,7 +109,12 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
 
 @app.command()
 def status(
-    dataset_or_job: Annotated[str, typer.Argument(help="gs://BUCKET/OBJECT, an object name, a job name or id, or a ledger key.")],
+    dataset_or_job: Annotated[
+        str,
+        typer.Argument(
+            help="gs://BUCKET/OBJECT, an object name, a job name or id, or a ledger key."
+        ),
+    ],
     as_json: JsonOption = False,
     state_dir: StateDirOption = None,
 ) -> None:
@@ -104,7 +129,11 @@ def status(
     # The newest upload of that name may be one the ledger does not hold (rejected, not yet
     # validated); an ignored file only answers when the ledger knows nothing by that name (a
     # manifest's training file in parts/ is ignored as an upload, yet in the ledger).
-    if fates and fates[0].record is None and (fates[0].verdict != "ignored" or not find_records(records, dataset_or_job)):
+    if (
+        fates
+        and fates[0].record is None
+        and (fates[0].verdict != "ignored" or not find_records(records, dataset_or_job))
+    ):
         echo(json.dumps(fate_json(fates[0]), indent=2) if as_json else describe_fate(fates[0]))
         return
     record = fates[0].record if fates and fates[0].record else _one(records, dataset_or_job)
@@ -116,7 +145,12 @@ def status(
 
 @app.command()
 def cancel(
-    job: Annotated[str, typer.Argument(help="A job name or id, gs://BUCKET/OBJECT, an object name, or a ledger key.")],
+    job: Annotated[
+        str,
+        typer.Argument(
+            help="A job name or id, gs://BUCKET/OBJECT, an object name, or a ledger key."
+        ),
+    ],
     state_dir: StateDirOption = None,
 ) -> None:
     """Cancel a dataset's tuning: a queued one leaves the queue; a running job is cancelled on Vertex AI
@@ -131,9 +165,13 @@ def cancel(
     except (ValueError, TuningServiceError) as exc:
         raise _fail(f"cannot cancel {record.dataset_uri}: {exc}") from None
     if record.job_name and str(record.state) != "QUEUED":
-        echo(f"cancel requested for {record.job_name} ({record.dataset_uri}); the next status tick records CANCELLED.")
+        echo(
+            f"cancel requested for {record.job_name} ({record.dataset_uri}); the next status tick records CANCELLED."
+        )
     else:
-        echo(f"cancelled {record.dataset_uri} (generation {record.generation}) before it was submitted.")
+        echo(
+            f"cancelled {record.dataset_uri} (generation {record.generation}) before it was submitted."
+        )
 
 
 def find_records(records: Iterable[LedgerRecord], query: str) -> list[LedgerRecord]:
@@ -143,9 +181,18 @@ def find_records(records: Iterable[LedgerRecord], query: str) -> list[LedgerReco
     matches = []
     for r in records:
         object_name = _object_name(r.dataset_uri)
-        if query in {r.idempotency_key, r.job_name, r.dataset_uri, object_name, f"{r.dataset_uri}#{r.generation}"} or (
-            r.job_name and query.isdigit() and r.job_name.endswith(f"/tuningJobs/{query}")
-        ) or object_name.rsplit("/", 1)[-1] == query:
+        if (
+            query
+            in {
+                r.idempotency_key,
+                r.job_name,
+                r.dataset_uri,
+                object_name,
+                f"{r.dataset_uri}#{r.generation}",
+            }
+            or (r.job_name and query.isdigit() and r.job_name.endswith(f"/tuningJobs/{query}"))
+            or object_name.rsplit("/", 1)[-1] == query
+        ):
             matches.append(r)
     return sorted(matches, key=lambda r: r.created_at, reverse=True)
 
@@ -162,9 +209,18 @@ def describe_record(r: LedgerRecord) -> str:
     value_text = lambda value: terminal_text(value, newlines=False)  # noqa: E731
     lines = [f"{value_text(r.dataset_uri)} (generation {value_text(r.generation)}): {r.state}"]
     for label, value in (
-        ("model", r.model), ("region", r.region), ("job", r.job_name), ("job state", r.job_state), ("tuned model", r.tuned_model),
-        ("endpoint", r.endpoint), ("error", r.error), ("reason", r.reason), ("duplicate of", r.duplicate_of),
-        ("report", r.report_uri), ("attempts", r.attempts or None), ("ledger key", r.idempotency_key),
+        ("model", r.model),
+        ("region", r.region),
+        ("job", r.job_name),
+        ("job state", r.job_state),
+        ("tuned model", r.tuned_model),
+        ("endpoint", r.endpoint),
+        ("error", r.error),
+        ("reason", r.reason),
+        ("duplicate of", r.duplicate_of),
+        ("report", r.report_uri),
+        ("attempts", r.attempts or None),
+        ("ledger key", r.idempotency_key),
     ):
         if value not in (None, ""):
             lines.append(f"  {label + ':':<13} {value_text(value)}")
@@ -176,7 +232,10 @@ def describe_record(r: LedgerRecord) -> str:
         )
     lines.append("  history:")
     for step in r.history:
-        lines.append(f"    {step.at}  {step.state}" + (f"  ({value_text(step.reason)})" if step.reason else ""))
+        lines.append(
+            f"    {step.at}  {step.state}"
+            + (f"  ({value_text(step.reason)})" if step.reason else "")
+        )
     return "\n".join(lines)
 
 
@@ -192,7 +251,7 @@ def _object_name(uri: str) -> str:
 
 
 def _cut_left(text: str, width: int) -> str:
-    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
+    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
 
 
 def _job_id(job_name: str | None) -> str:
@@ -214,9 +273,13 @@ def _pipeline(state_dir: Path | None) -> Pipeline:
     state = read_state(directory)
     if state and any(is_running(p) for p in recorded_processes(directory)):
         env = dict(state["env"])
-        return connect_pipeline(PipelineConfig.from_env(env), clients=google_clients(env), environ=env)
+        return connect_pipeline(
+            PipelineConfig.from_env(env), clients=google_clients(env), environ=env
+        )
     if "AUTOTUNE_PROJECT" not in os.environ:
-        raise _fail("no local stack is running (start one with `autotune up --detach`) and AUTOTUNE_PROJECT is not set for Google Cloud")
+        raise _fail(
+            "no local stack is running (start one with `autotune up --detach`) and AUTOTUNE_PROJECT is not set for Google Cloud"
+        )
     return connect_pipeline(PipelineConfig.from_env(config_file=config_file()))
 
 

@@ -14,8 +14,15 @@ from autotune.cli.terminal import echo, terminal_text
 
 @app.command()
 def models(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON, each fact with its source.")] = False,
-    sources: Annotated[bool, typer.Option("--sources", help="List every fact with the page it came from and the date read.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the catalog as JSON, each fact with its source.")
+    ] = False,
+    sources: Annotated[
+        bool,
+        typer.Option(
+            "--sources", help="List every fact with the page it came from and the date read."
+        ),
+    ] = False,
 ) -> None:
     """List the tunable models with their limits, adapter sizes, regions, price and lifecycle."""
     import msgspec
@@ -30,13 +37,18 @@ def models(
     except (ConfigError, CatalogError) as exc:
         typer.echo(f"Error: {exc}", err=True)
         if as_json:
-            typer.echo(json.dumps({"usage_error": {"code": "invalid_configuration", "message": str(exc)}}))
+            typer.echo(
+                json.dumps({"usage_error": {"code": "invalid_configuration", "message": str(exc)}})
+            )
         raise typer.Exit(2) from None
     if as_json:
         doc = {
             "files": list(catalog.files),
             "models": [{**m.to_dict(), "facts": catalog.facts(m)} for m in catalog.models.values()],
-            "media": {k: {**msgspec.to_builtins(v), "facts": catalog.facts(v)} for k, v in catalog.media.items()},
+            "media": {
+                k: {**msgspec.to_builtins(v), "facts": catalog.facts(v)}
+                for k, v in catalog.media.items()
+            },
             "sources": {k: msgspec.to_builtins(v) for k, v in catalog.sources.items()},
         }
         typer.echo(json.dumps(doc, indent=2))
@@ -55,18 +67,39 @@ def models(
         echo(render_blocks(rows, console.width))
     echo("")
     for m in catalog.models.values():
-        echo(_wrapped(terminal_text(f"{m.name}: {m.lifecycle_note}", newlines=False), console.width, ""))
+        echo(
+            _wrapped(
+                terminal_text(f"{m.name}: {m.lifecycle_note}", newlines=False), console.width, ""
+            )
+        )
 
 
-MODEL_COLUMNS = ("model", "format", "modalities", "limits", "adapter sizes", "regions", "price / 1M training tokens", "lifecycle")
+MODEL_COLUMNS = (
+    "model",
+    "format",
+    "modalities",
+    "limits",
+    "adapter sizes",
+    "regions",
+    "price / 1M training tokens",
+    "lifecycle",
+)
 TABLE_MIN_WIDTH = 150  # narrower terminals get one block per model: eight columns do not fit
 
 
 def _model_row(m) -> tuple[str, ...]:
     adapters = ", ".join(str(s) for s in m.adapter_sizes) or "none"
     if m.adapter_sizes:
-        adapters += f" (default {m.default_adapter_size})" if m.default_adapter_size else " (service default)"
-    regions = ", ".join(m.regions) if len(m.regions) <= 3 else f"{len(m.regions)} regions incl. {', '.join(m.regions[:2])}"
+        adapters += (
+            f" (default {m.default_adapter_size})"
+            if m.default_adapter_size
+            else " (service default)"
+        )
+    regions = (
+        ", ".join(m.regions)
+        if len(m.regions) <= 3
+        else f"{len(m.regions)} regions incl. {', '.join(m.regions[:2])}"
+    )
     price = (
         "unknown"
         if m.price_per_million_training_tokens is None
@@ -79,7 +112,16 @@ def _model_row(m) -> tuple[str, ...]:
         f"{m.max_file_bytes / 2**30:g} GB file"
     )
     lifecycle = m.lifecycle + (f" {m.lifecycle_date}" if m.lifecycle_date else "")
-    cells = (m.name, m.dataset_format, ", ".join(m.modalities), limits, adapters, regions, price, lifecycle)
+    cells = (
+        m.name,
+        m.dataset_format,
+        ", ".join(m.modalities),
+        limits,
+        adapters,
+        regions,
+        price,
+        lifecycle,
+    )
     return tuple(terminal_text(cell, newlines=False) for cell in cells)
 
 
@@ -102,7 +144,10 @@ def render_blocks(rows: list[tuple[str, ...]], width: int) -> str:
     """One block per model for terminals too narrow for the table: the name on a line of its
     own, then each fact wrapped at the width on its own label."""
     out = ["Tunable models (shared/autotune/catalog/models.toml)"]
-    labels = [f"  {label + ':':<12} " for label in ("format", "modalities", "limits", "adapters", "regions", "price", "lifecycle")]
+    labels = [
+        f"  {label + ':':<12} "
+        for label in ("format", "modalities", "limits", "adapters", "regions", "price", "lifecycle")
+    ]
     for row in rows:
         out.append("")
         out.append(row[0])
@@ -115,15 +160,23 @@ def _wrapped(text: str, width: int, label: str) -> str:
     import textwrap
 
     indent = " " * len(label)
-    lines = textwrap.wrap(text, width=max(width, len(label) + 20), initial_indent=label, subsequent_indent=indent,
-                          break_long_words=False, break_on_hyphens=False)
+    lines = textwrap.wrap(
+        text,
+        width=max(width, len(label) + 20),
+        initial_indent=label,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
     return "\n".join(lines) or label.rstrip()
 
 
 def render_sources(catalog) -> str:
     """Every fact, its value and where it came from; unconfirmed facts say so."""
     out = [f"catalog: {' + '.join(catalog.files)}"]
-    items = [(f"model {m.name}", m) for m in catalog.models.values()] + [(f"media {k}", v) for k, v in catalog.media.items()]
+    items = [(f"model {m.name}", m) for m in catalog.models.values()] + [
+        (f"media {k}", v) for k, v in catalog.media.items()
+    ]
     for title, item in items:
         out.append("")
         out.append(title)

@@ -24,14 +24,55 @@ LISTED_PROBLEMS = 100
 
 @app.command()
 def prepare(
-    source: Annotated[Path, typer.Argument(metavar="INPUT", help="A .jsonl (OpenAI chat, legacy messages, prompt/response, Gemini) or a .csv with prompt and response (or completion) columns, optional system.", exists=True, dir_okay=False, readable=True)],
-    model: Annotated[str | None, typer.Option(help="The model to prepare for (its format and limits; default: deploy/config.toml).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Training file to write (default: INPUT's name + .prepared.jsonl).")] = None,
-    validation_split: Annotated[float | None, typer.Option(help="Fraction of examples drawn into a validation file (0 < F < 1), by each example's content.")] = None,
-    validation_output: Annotated[Path | None, typer.Option(help="Validation file to write (default: the training file's name with .validation.jsonl).")] = None,
-    skip_unconvertible: Annotated[bool, typer.Option("--skip-unconvertible", help="Write the examples that convert, leaving out (and naming) those that do not.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace output files that exist.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print what was done as one JSON document.")] = False,
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="A .jsonl (OpenAI chat, legacy messages, prompt/response, Gemini) or a .csv with prompt and response (or completion) columns, optional system.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="The model to prepare for (its format and limits; default: deploy/config.toml)."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Training file to write (default: INPUT's name + .prepared.jsonl).",
+        ),
+    ] = None,
+    validation_split: Annotated[
+        float | None,
+        typer.Option(
+            help="Fraction of examples drawn into a validation file (0 < F < 1), by each example's content."
+        ),
+    ] = None,
+    validation_output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Validation file to write (default: the training file's name with .validation.jsonl)."
+        ),
+    ] = None,
+    skip_unconvertible: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unconvertible",
+            help="Write the examples that convert, leaving out (and naming) those that do not.",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace output files that exist.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print what was done as one JSON document.")
+    ] = False,
 ) -> None:
     """Convert a dataset into the chosen model's format, reporting what changed; optionally split off validation examples."""
     from autotune.catalog import load_catalog
@@ -53,13 +94,19 @@ def prepare(
     if spec is None:
         raise _usage(f"unknown model {model_name!r}; `autotune models` lists them")
     if validation_split is not None and not 0.0 < validation_split < 1.0:
-        raise _usage(f"--validation-split takes a fraction between 0 and 1 (exclusive), not {validation_split}")
+        raise _usage(
+            f"--validation-split takes a fraction between 0 and 1 (exclusive), not {validation_split}"
+        )
     stem = source.name[: -len(source.suffix)] if source.suffix else source.name
     output = output or source.with_name(f"{stem}.prepared.jsonl")
     if validation_split is not None:
         out_stem = output.name[: -len(".jsonl")] if output.name.endswith(".jsonl") else output.name
         validation_output = validation_output or output.with_name(f"{out_stem}.validation.jsonl")
-    targets = [p for p in (output, validation_output if validation_split is not None else None) if p is not None]
+    targets = [
+        p
+        for p in (output, validation_output if validation_split is not None else None)
+        if p is not None
+    ]
     for target in targets:
         if not target.parent.is_dir():
             raise _usage(f"{target}: the folder {target.parent} does not exist")
@@ -96,22 +143,48 @@ def prepare(
                 staged.write(line + b"\n")
         examples = len(hashes)
         written = examples > 0 and (problem_count == 0 or skip_unconvertible)
-        plan = split_plan(hashes, validation_split, max_validation_examples=spec.max_validation_examples, model=spec.name) \
-            if validation_split is not None and written else None
+        plan = (
+            split_plan(
+                hashes,
+                validation_split,
+                max_validation_examples=spec.max_validation_examples,
+                model=spec.name,
+            )
+            if validation_split is not None and written
+            else None
+        )
         if written:
-            _write_outputs(staging, output, validation_output if plan else None, plan.threshold if plan else None)
+            _write_outputs(
+                staging,
+                output,
+                validation_output if plan else None,
+                plan.threshold if plan else None,
+            )
     except _ReadError as exc:
         raise _usage(str(exc)) from None
     finally:
         staging.unlink(missing_ok=True)
 
     summary = {
-        "input": str(source), "model": spec.name, "format": "legacy messages" if spec.dataset_format == "legacy" else "Gemini contents",
-        "examples": examples, "sources": sources, "changes": changes, "unconvertible": problem_count,
-        "unconvertible_listed": problems, "written": written, "output": str(output) if written else None,
-        "validation": None if plan is None else {
-            "output": str(validation_output), "fraction": validation_split, "examples": plan.validation,
-            "training_examples": plan.training, "drawn_before_limits": plan.asked, "limits_applied": list(plan.limits),
+        "input": str(source),
+        "model": spec.name,
+        "format": "legacy messages" if spec.dataset_format == "legacy" else "Gemini contents",
+        "examples": examples,
+        "sources": sources,
+        "changes": changes,
+        "unconvertible": problem_count,
+        "unconvertible_listed": problems,
+        "written": written,
+        "output": str(output) if written else None,
+        "validation": None
+        if plan is None
+        else {
+            "output": str(validation_output),
+            "fraction": validation_split,
+            "examples": plan.validation,
+            "training_examples": plan.training,
+            "drawn_before_limits": plan.asked,
+            "limits_applied": list(plan.limits),
         },
     }
     if as_json:
@@ -124,7 +197,10 @@ def prepare(
 def _describe(s: dict) -> str:
     lines = []
     kinds = ", ".join(f"{name} {n:,}" for name, n in sorted(s["sources"].items()))
-    lines.append(f"{s['examples']:,} example(s) of {s['input']} converted to {s['format']} for {s['model']}" + (f" (from {kinds})" if kinds else ""))
+    lines.append(
+        f"{s['examples']:,} example(s) of {s['input']} converted to {s['format']} for {s['model']}"
+        + (f" (from {kinds})" if kinds else "")
+    )
     for change, n in sorted(s["changes"].items(), key=lambda kv: -kv[1]):
         lines.append(f"  changed: {change} ({n:,} example(s))")
     if not s["changes"] and s["examples"]:
@@ -133,9 +209,15 @@ def _describe(s: dict) -> str:
         lines.append(f"  {s['unconvertible']:,} example(s) could not be converted:")
         lines.extend(f"    {p['where']}: {p['message']}" for p in s["unconvertible_listed"])
         if s["unconvertible"] > len(s["unconvertible_listed"]):
-            lines.append(f"    ... and {s['unconvertible'] - len(s['unconvertible_listed']):,} more")
+            lines.append(
+                f"    ... and {s['unconvertible'] - len(s['unconvertible_listed']):,} more"
+            )
     if not s["written"]:
-        why = "no example converted" if not s["examples"] else "fix those lines or pass --skip-unconvertible to leave them out"
+        why = (
+            "no example converted"
+            if not s["examples"]
+            else "fix those lines or pass --skip-unconvertible to leave them out"
+        )
         lines.append(f"nothing written: {why}")
         return "\n".join(lines)
     split = s["validation"]
@@ -143,13 +225,19 @@ def _describe(s: dict) -> str:
         lines.append(f"wrote {s['output']} ({s['examples']:,} examples)")
         lines.append(f"next: autotune validate {s['output']} --model {s['model']}")
         return "\n".join(lines)
-    lines.append(f"wrote {s['output']} ({split['training_examples']:,} training examples) and {split['output']} "
-                 f"({split['examples']:,} validation examples, drawn by content at {split['fraction']:g})")
+    lines.append(
+        f"wrote {s['output']} ({split['training_examples']:,} training examples) and {split['output']} "
+        f"({split['examples']:,} validation examples, drawn by content at {split['fraction']:g})"
+    )
     for limit in split["limits_applied"]:
         lines.append(f"  the validation set was cut from {split['drawn_before_limits']:,}: {limit}")
     if split["examples"] == 0:
-        lines.append("  no validation example was drawn: the dataset is too small for that fraction")
-    lines.append(f"next: autotune validate {s['output']} --validation {split['output']} --model {s['model']}")
+        lines.append(
+            "  no validation example was drawn: the dataset is too small for that fraction"
+        )
+    lines.append(
+        f"next: autotune validate {s['output']} --validation {split['output']} --model {s['model']}"
+    )
     return "\n".join(lines)
 
 
@@ -189,31 +277,52 @@ def _csv_examples(source: Path) -> Iterator[tuple[str, object]]:
         with handle:
             reader = csv.DictReader(handle)
             header = [str(h).strip().lower() for h in (reader.fieldnames or [])]
-            if not any(k in header for k in PROMPT_KEYS) or not any(k in header for k in RESPONSE_KEYS):
-                raise _ReadError(f"{source}: the first row must name the columns: prompt and response (or completion), "
-                                 f"optional system; found {', '.join(header) or 'nothing'}")
+            if not any(k in header for k in PROMPT_KEYS) or not any(
+                k in header for k in RESPONSE_KEYS
+            ):
+                raise _ReadError(
+                    f"{source}: the first row must name the columns: prompt and response (or completion), "
+                    f"optional system; found {', '.join(header) or 'nothing'}"
+                )
             start = reader.line_num + 1
             for row in reader:
-                where = f"{source}:{start}" if start == reader.line_num else f"{source}:{start}-{reader.line_num}"
+                where = (
+                    f"{source}:{start}"
+                    if start == reader.line_num
+                    else f"{source}:{start}-{reader.line_num}"
+                )
                 start = reader.line_num + 1
                 if None in row:
-                    yield where, Unconvertible(f"the row has {len(header) + len(row[None])} fields; the header names {len(header)}")
+                    yield (
+                        where,
+                        Unconvertible(
+                            f"the row has {len(header) + len(row[None])} fields; the header names {len(header)}"
+                        ),
+                    )
                     continue
                 if not any((v or "").strip() for v in row.values()):
                     continue
                 yield where, prompt_response_row(row)
     except UnicodeDecodeError as exc:
-        raise _ReadError(f"{source}: not UTF-8 (byte {exc.start + 1} of a read block); save it as UTF-8") from None
+        raise _ReadError(
+            f"{source}: not UTF-8 (byte {exc.start + 1} of a read block); save it as UTF-8"
+        ) from None
     except csv.Error as exc:
         raise _ReadError(f"{source}: not readable as CSV: {exc}") from None
 
 
-def _write_outputs(staging: Path, output: Path, validation_output: Path | None, threshold: int | None) -> None:
+def _write_outputs(
+    staging: Path, output: Path, validation_output: Path | None, threshold: int | None
+) -> None:
     """The staged lines to the outputs, each written whole under a temporary name, then renamed."""
     from autotune.preparation import content_hash
 
     partial_train = output.with_name(f".{output.name}.writing")
-    partial_validation = validation_output.with_name(f".{validation_output.name}.writing") if validation_output else None
+    partial_validation = (
+        validation_output.with_name(f".{validation_output.name}.writing")
+        if validation_output
+        else None
+    )
     try:
         with staging.open("rb") as lines, partial_train.open("wb") as train:
             validation = partial_validation.open("wb") if partial_validation else None

@@ -22,10 +22,25 @@ HTML_SUFFIX = ".html"
 
 @app.command()
 def report(
-    name: Annotated[str, typer.Argument(help="gs://BUCKET/OBJECT[#GENERATION], an object or file name, a job name or id, or a ledger key.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the stored JSON report as it is.")] = False,
-    as_html: Annotated[bool, typer.Option("--html", help="Print the stored HTML report (where the pipeline wrote one).")] = False,
-    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="The local stack's state directory (default: .autotune/).")] = None,
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="gs://BUCKET/OBJECT[#GENERATION], an object or file name, a job name or id, or a ledger key."
+        ),
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the stored JSON report as it is.")
+    ] = False,
+    as_html: Annotated[
+        bool,
+        typer.Option("--html", help="Print the stored HTML report (where the pipeline wrote one)."),
+    ] = False,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir", help="The local stack's state directory (default: .autotune/)."
+        ),
+    ] = None,
 ) -> None:
     """Print the validation report stored for an upload (its latest version unless NAME has #GENERATION)."""
     from google.api_core import exceptions as gexc
@@ -45,14 +60,16 @@ def _print_report(bucket, name: str, *, as_json: bool, as_html: bool) -> None:
     from autotune.upload_fates import matches, newest_first, parse_report_name
 
     records = bucket.records()
-    fates = [f for f in bucket.fates(records, read_reports=False) if f.report_name and matches(f, name)]
+    fates = [
+        f for f in bucket.fates(records, read_reports=False) if f.report_name and matches(f, name)
+    ]
     report_name = newest_first(fates)[0].report_name if fates else None
     if report_name is None:
         # A job id, a ledger key, or the training file a manifest named: the ledger knows its report.
         record = next((r for r in find_records(records, name) if r.report_uri), None)
         prefix = f"gs://{bucket.config.bucket}/"
         if record is not None and record.report_uri and record.report_uri.startswith(prefix):
-            report_name = record.report_uri[len(prefix):]
+            report_name = record.report_uri[len(prefix) :]
     if report_name is None:
         raise fail(f"no stored report matches {name!r} (`autotune jobs` lists every upload)")
     uri = f"gs://{bucket.config.bucket}/{report_name}"
@@ -60,8 +77,11 @@ def _print_report(bucket, name: str, *, as_json: bool, as_html: bool) -> None:
         html_name = report_name[: -len(".json")] + HTML_SUFFIX
         stored = bucket.store.stat(html_name)
         if stored is None:
-            raise fail(f"no HTML report exists for {name!r} beside {uri} (it was validated before the pipeline "
-                       "wrote HTML pages); print it as text (no flag) or as JSON (--json)", 2)
+            raise fail(
+                f"no HTML report exists for {name!r} beside {uri} (it was validated before the pipeline "
+                "wrote HTML pages); print it as text (no flag) or as JSON (--json)",
+                2,
+            )
         sys.stdout.buffer.write(bucket.store.read_bytes(html_name, stored.generation))
         return
     stored = bucket.store.stat(report_name)
@@ -91,17 +111,23 @@ def render_stored_report(document: dict, report_uri: str, upload: tuple[str, str
     errors, warnings = report_totals(document)
     verdict = "VALID (accepted)" if document.get("valid") is True else "INVALID (rejected)"
     subject = f" gs://{report_uri.split('/')[2]}/{upload[0]}#{upload[1]}" if upload else ""
-    out = [f"{verdict}:{subject} for {document.get('model') or 'an unknown model'} ({errors:,} errors, {warnings:,} warnings)"]
+    out = [
+        f"{verdict}:{subject} for {document.get('model') or 'an unknown model'} ({errors:,} errors, {warnings:,} warnings)"
+    ]
     for role, summary in (document.get("files") or {}).items():
         if isinstance(summary, dict):
-            out.append(f"  {role}: {summary.get('name')}  {summary.get('examples', 0):,} examples, {summary.get('lines', 0):,} lines, "
-                       f"{summary.get('size', 0):,} bytes")
+            out.append(
+                f"  {role}: {summary.get('name')}  {summary.get('examples', 0):,} examples, {summary.get('lines', 0):,} lines, "
+                f"{summary.get('size', 0):,} bytes"
+            )
     cost = document.get("cost_estimate") or {}
     if cost.get("billable_tokens") is not None:
         from autotune.validate_command import estimate_text
 
-        out.append(f"  billable tokens: {cost['billable_tokens']:,} (estimated; {cost.get('epochs', '?')} epochs); "
-                   f"cost: {estimate_text(cost)}")
+        out.append(
+            f"  billable tokens: {cost['billable_tokens']:,} (estimated; {cost.get('epochs', '?')} epochs); "
+            f"cost: {estimate_text(cost)}"
+        )
     out.append(f"  report: {report_uri}")
     by_code: dict[str, list[dict]] = {}
     for issue in document.get("errors") or []:
@@ -111,8 +137,12 @@ def render_stored_report(document: dict, report_uri: str, upload: tuple[str, str
     for code, issues in by_code.items():
         total = counts.get(code, len(issues))
         out.append("")
-        out.append(f"{code} ({'/'.join(sorted({str(i.get('severity')) for i in issues}))}, {total:,})")
+        out.append(
+            f"{code} ({'/'.join(sorted({str(i.get('severity')) for i in issues}))}, {total:,})"
+        )
         out.extend("  " + issue_line(issue, document) for issue in issues)
         if isinstance(total, int) and total > len(issues):
-            out.append(f"  ... and {total - len(issues):,} more (counted, not listed in the report)")
+            out.append(
+                f"  ... and {total - len(issues):,} more (counted, not listed in the report)"
+            )
     return "\n".join(out)

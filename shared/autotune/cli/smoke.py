@@ -20,10 +20,26 @@ SMOKE_TIMEOUT_SECONDS = 180.0
 
 @app.command()
 def smoke(
-    project: Annotated[str | None, typer.Option("--project", help="Check this Google Cloud project's deployment (default: the local stack).")] = None,
-    bucket: Annotated[str | None, typer.Option("--bucket", help="Dataset bucket on Google Cloud (default: PROJECT-autotune).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Configuration file (default: deploy/config.toml).")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the rejected event.")] = SMOKE_TIMEOUT_SECONDS,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            help="Check this Google Cloud project's deployment (default: the local stack).",
+        ),
+    ] = None,
+    bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--bucket", help="Dataset bucket on Google Cloud (default: PROJECT-autotune)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Configuration file (default: deploy/config.toml)."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the rejected event.")
+    ] = SMOKE_TIMEOUT_SECONDS,
     state_dir: StateDirOption = None,
 ) -> None:
     """Upload a small invalid dataset, wait for its `rejected` event on tuning-events, clean up."""
@@ -33,8 +49,11 @@ def smoke(
 
         storage, subscriber = storage_client(env), subscriber_client(env)
         names = {
-            "project": env["AUTOTUNE_PROJECT"], "bucket": env["AUTOTUNE_BUCKET"], "events_topic": env["AUTOTUNE_EVENTS_TOPIC"],
-            "incoming_prefix": env["AUTOTUNE_INCOMING_PREFIX"], "reports_prefix": env["AUTOTUNE_REPORTS_PREFIX"],
+            "project": env["AUTOTUNE_PROJECT"],
+            "bucket": env["AUTOTUNE_BUCKET"],
+            "events_topic": env["AUTOTUNE_EVENTS_TOPIC"],
+            "incoming_prefix": env["AUTOTUNE_INCOMING_PREFIX"],
+            "reports_prefix": env["AUTOTUNE_REPORTS_PREFIX"],
         }
     else:
         storage, subscriber, names = google_cloud_clients(project, bucket, config)
@@ -50,8 +69,11 @@ def google_cloud_clients(project: str, bucket: str | None, config: Path | None):
 
     pipeline = load_config_file(config or CONFIG_FILE)
     names = {
-        "project": project, "bucket": bucket or pipeline.bucket or f"{project}-autotune", "events_topic": pipeline.events_topic,
-        "incoming_prefix": pipeline.incoming_prefix, "reports_prefix": pipeline.reports_prefix,
+        "project": project,
+        "bucket": bucket or pipeline.bucket or f"{project}-autotune",
+        "events_topic": pipeline.events_topic,
+        "incoming_prefix": pipeline.incoming_prefix,
+        "reports_prefix": pipeline.reports_prefix,
     }
     return storage.Client(project=project), pubsub_v1.SubscriberClient(), names
 
@@ -61,8 +83,13 @@ def run_and_report(storage, subscriber, names: dict[str, str], timeout: float) -
 
     result = run_smoke(storage, subscriber, timeout=timeout, echo=typer.echo, **names)
     if result.ok:
-        typer.echo(f"smoke test passed in {result.seconds:.1f} s: upload, trigger, validation, report and event all work "
-                   "(the test object, its report and the subscription were removed)")
+        typer.echo(
+            f"smoke test passed in {result.seconds:.1f} s: upload, trigger, validation, report and event all work "
+            "(the test object, its report and the subscription were removed)"
+        )
         return True
-    typer.echo(f"smoke test FAILED after {result.seconds:.1f} s: {result.failed_link}. {result.detail}", err=True)
+    typer.echo(
+        f"smoke test FAILED after {result.seconds:.1f} s: {result.failed_link}. {result.detail}",
+        err=True,
+    )
     return False

@@ -17,7 +17,11 @@ from autotune.cli.app import app
 from autotune.cli.terminal import echo, terminal_text
 
 StateDirOption = Annotated[
-    Path | None, typer.Option("--state-dir", help="Where the stack keeps local.env, logs/ and its PIDs (default: .autotune/).")
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where the stack keeps local.env, logs/ and its PIDs (default: .autotune/).",
+    ),
 ]
 
 
@@ -34,10 +38,21 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 @app.command()
 def up(
-    detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once everything is ready; `autotune down` stops it.")] = False,
-    max_concurrent_jobs: Annotated[int | None, typer.Option(help="Concurrent tuning jobs (pipeline limit and emulator quota).")] = None,
-    job_seconds: Annotated[float, typer.Option(help="How long an emulated tuning job runs.")] = 15.0,
-    tick_seconds: Annotated[float, typer.Option(help="Seconds between status ticks (Cloud Scheduler's stand-in).")] = 3.0,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach", "-d", help="Return once everything is ready; `autotune down` stops it."
+        ),
+    ] = False,
+    max_concurrent_jobs: Annotated[
+        int | None, typer.Option(help="Concurrent tuning jobs (pipeline limit and emulator quota).")
+    ] = None,
+    job_seconds: Annotated[
+        float, typer.Option(help="How long an emulated tuning job runs.")
+    ] = 15.0,
+    tick_seconds: Annotated[
+        float, typer.Option(help="Seconds between status ticks (Cloud Scheduler's stand-in).")
+    ] = 3.0,
     tuning_endpoint: Annotated[
         str,
         typer.Option(
@@ -45,8 +60,19 @@ def up(
             "instead of starting the built-in tuning emulator. http:// is called without credentials."
         ),
     ] = "",
-    replace: Annotated[bool, typer.Option("--replace", help="Stop a stack already running here and start an empty one (its data is lost).")] = False,
-    notify_url: Annotated[str | None, typer.Option(help="Push tuning-events to this http(s) URL (a receiver on this machine); the emulator sends no token and every event, not only job ends.")] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Stop a stack already running here and start an empty one (its data is lost).",
+        ),
+    ] = False,
+    notify_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Push tuning-events to this http(s) URL (a receiver on this machine); the emulator sends no token and every event, not only job ends."
+        ),
+    ] = None,
     state_dir: StateDirOption = None,
 ) -> None:
     """Start the whole pipeline on this machine: emulators, event bridge, tuning emulator, functions.
@@ -56,8 +82,14 @@ def up(
     from autotune_local.stack import ENV_FILE, options_with, start_stack
 
     if tuning_endpoint and not tuning_endpoint.startswith(("http://", "https://")):
-        raise _fail(f"--tuning-endpoint {tuning_endpoint!r}: give a URL, e.g. http://127.0.0.1:8090")
-    overrides: dict[str, object] = {"job_seconds": job_seconds, "tick_seconds": tick_seconds, "tuning_endpoint": tuning_endpoint}
+        raise _fail(
+            f"--tuning-endpoint {tuning_endpoint!r}: give a URL, e.g. http://127.0.0.1:8090"
+        )
+    overrides: dict[str, object] = {
+        "job_seconds": job_seconds,
+        "tick_seconds": tick_seconds,
+        "tuning_endpoint": tuning_endpoint,
+    }
     if max_concurrent_jobs is not None:
         overrides["max_concurrent_jobs"] = max_concurrent_jobs
     directory = _state_dir(state_dir)
@@ -84,16 +116,24 @@ def up(
             subscription = subscribe_notify_url(stack.subscriber(), stack.config, notify_url)
         except Exception as exc:
             stack.stop()
-            raise _fail(f"could not subscribe {notify_url} to {stack.config.events_topic}: {exc}") from None
-        typer.echo(f"job end events are pushed to {notify_url} ({subscription}; locally unsigned and unfiltered: "
-                   "every event arrives, filter on the ce-type attribute)")
+            raise _fail(
+                f"could not subscribe {notify_url} to {stack.config.events_topic}: {exc}"
+            ) from None
+        typer.echo(
+            f"job end events are pushed to {notify_url} ({subscription}; locally unsigned and unfiltered: "
+            "every event arrives, filter on the ce-type attribute)"
+        )
     took = time.monotonic() - began
     env_file = _relative(directory / ENV_FILE)
     typer.echo(
         f"autotune local stack ready in {took:.1f} s (project {stack.project}, bucket gs://{stack.bucket}). "
         f"Drop a dataset: `autotune upload FILE.jsonl` (or any Cloud Storage client after `source {env_file}`, "
         f"into gs://{stack.bucket}/{stack.config.incoming_prefix}); follow it: `autotune watch`"
-        + (f" or the live page {stack.env['AUTOTUNE_DASHBOARD_URL']}" if stack.env.get("AUTOTUNE_DASHBOARD_URL") else "")
+        + (
+            f" or the live page {stack.env['AUTOTUNE_DASHBOARD_URL']}"
+            if stack.env.get("AUTOTUNE_DASHBOARD_URL")
+            else ""
+        )
         + f"; logs: {_relative(stack.log_dir)}/; "
         + ("stop: `autotune down`." if detach else "stop: Ctrl-C.")
     )
@@ -106,7 +146,9 @@ def up(
             dead = stack.dead_processes()
             if dead:
                 for proc in dead:
-                    typer.echo(f"{proc.name} exited; see {proc.log}\n{log_tail(proc.log)}", err=True)
+                    typer.echo(
+                        f"{proc.name} exited; see {proc.log}\n{log_tail(proc.log)}", err=True
+                    )
                 raise _fail("a part of the stack stopped; stopping the rest")
     except KeyboardInterrupt:
         typer.echo("stopping the local stack ...")
@@ -121,25 +163,71 @@ def down(state_dir: StateDirOption = None) -> None:
     from autotune_local.stack import stop_recorded
 
     stopped = stop_recorded(_state_dir(state_dir))
-    typer.echo(f"stopped {len(stopped)} process(es): " + ", ".join(f"{p.name} ({p.pid})" for p in stopped) if stopped else "no local stack was running.")
+    typer.echo(
+        f"stopped {len(stopped)} process(es): " + ", ".join(f"{p.name} ({p.pid})" for p in stopped)
+        if stopped
+        else "no local stack was running."
+    )
 
 
 @app.command()
 def upload(
-    files: Annotated[list[Path], typer.Argument(help="Files and folders: .jsonl datasets, .tuning.json manifests, media. A folder keeps its name and inner paths.")],
-    name: Annotated[str | None, typer.Option(help="Object name in the bucket, for a single file (default: PREFIX + its name).")] = None,
-    prefix: Annotated[str | None, typer.Option(help="Folder in the bucket (default: the incoming prefix, incoming/; '/' for the bucket's root).")] = None,
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files and folders: .jsonl datasets, .tuning.json manifests, media. A folder keeps its name and inner paths."
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Object name in the bucket, for a single file (default: PREFIX + its name)."
+        ),
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder in the bucket (default: the incoming prefix, incoming/; '/' for the bucket's root)."
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="autotune-model metadata.")] = None,
     epochs: Annotated[str | None, typer.Option(help="autotune-epochs metadata.")] = None,
-    adapter_size: Annotated[str | None, typer.Option(help="autotune-adapter-size metadata.")] = None,
-    learning_rate_multiplier: Annotated[str | None, typer.Option(help="autotune-learning-rate-multiplier metadata.")] = None,
+    adapter_size: Annotated[
+        str | None, typer.Option(help="autotune-adapter-size metadata.")
+    ] = None,
+    learning_rate_multiplier: Annotated[
+        str | None, typer.Option(help="autotune-learning-rate-multiplier metadata.")
+    ] = None,
     region: Annotated[str | None, typer.Option(help="autotune-region metadata.")] = None,
-    validation: Annotated[str | None, typer.Option(help="autotune-validation metadata: object name of the validation file.")] = None,
-    display_name: Annotated[str | None, typer.Option(help="autotune-display-name metadata.")] = None,
-    force: Annotated[bool, typer.Option(help="autotune-force: tune again even if these bytes and settings were tuned before.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Follow each dataset to its verdict, print the report's summary; exit 0 accepted, 1 rejected.")] = False,
-    until: Annotated[str | None, typer.Option(help="With --wait: 'verdict' (default) or 'ended' (the tuning job's end; exit 1 unless it succeeded or was skipped).")] = None,
-    timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds (exit 3).")] = 600.0,
+    validation: Annotated[
+        str | None,
+        typer.Option(help="autotune-validation metadata: object name of the validation file."),
+    ] = None,
+    display_name: Annotated[
+        str | None, typer.Option(help="autotune-display-name metadata.")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="autotune-force: tune again even if these bytes and settings were tuned before."
+        ),
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Follow each dataset to its verdict, print the report's summary; exit 0 accepted, 1 rejected.",
+        ),
+    ] = False,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="With --wait: 'verdict' (default) or 'ended' (the tuning job's end; exit 1 unless it succeeded or was skipped)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="With --wait: give up after this many seconds (exit 3).")
+    ] = 600.0,
     state_dir: StateDirOption = None,
 ) -> None:
     """Upload files and folders into the local stack's bucket, as a user would into Cloud Storage.
@@ -152,9 +240,14 @@ def upload(
     from autotune_local.clients import storage_client, upload_object
 
     values = {
-        "autotune-model": model, "autotune-epochs": epochs, "autotune-adapter-size": adapter_size,
-        "autotune-learning-rate-multiplier": learning_rate_multiplier, "autotune-region": region,
-        "autotune-validation": validation, "autotune-display-name": display_name, "autotune-force": "true" if force else None,
+        "autotune-model": model,
+        "autotune-epochs": epochs,
+        "autotune-adapter-size": adapter_size,
+        "autotune-learning-rate-multiplier": learning_rate_multiplier,
+        "autotune-region": region,
+        "autotune-validation": validation,
+        "autotune-display-name": display_name,
+        "autotune-force": "true" if force else None,
     }
     metadata = {k: v for k, v in values.items() if v is not None}
     incoming = stack_env.get("AUTOTUNE_INCOMING_PREFIX", "incoming/")
@@ -169,23 +262,40 @@ def upload(
         given = metadata if object_name.endswith((".jsonl", ".tuning.json")) else {}
         generation = upload_object(client, bucket, object_name, local, metadata=given)
         uploaded.append((object_name, str(generation)))
-        echo(terminal_text(f"uploaded gs://{bucket}/{object_name} (generation {generation})" + (f" with {given}" if given else ""),
-                           newlines=False))
+        echo(
+            terminal_text(
+                f"uploaded gs://{bucket}/{object_name} (generation {generation})"
+                + (f" with {given}" if given else ""),
+                newlines=False,
+            )
+        )
     if len(plan) > 1:
         typer.echo(f"{len(plan)} files uploaded")
     if wait or until:
         from autotune.cli.uploads import follow_uploads
 
-        raise typer.Exit(follow_uploads(uploaded, until=until or "verdict", timeout=timeout, state_dir=state_dir))
+        raise typer.Exit(
+            follow_uploads(uploaded, until=until or "verdict", timeout=timeout, state_dir=state_dir)
+        )
 
 
 @app.command()
 def watch(
-    seconds: Annotated[float, typer.Option(help="Stop after this many seconds (0: until Ctrl-C).")] = 0.0,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event and line: the CloudEvent, data included.")] = False,
+    seconds: Annotated[
+        float, typer.Option(help="Stop after this many seconds (0: until Ctrl-C).")
+    ] = 0.0,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="One JSON object per event and line: the CloudEvent, data included."
+        ),
+    ] = False,
     types: Annotated[
         list[str] | None,
-        typer.Option("--type", help="Only events of this type (rejected, succeeded, ... or the full type); repeat for more."),
+        typer.Option(
+            "--type",
+            help="Only events of this type (rejected, succeeded, ... or the full type); repeat for more.",
+        ),
     ] = None,
     state_dir: StateDirOption = None,
 ) -> None:
@@ -205,7 +315,11 @@ def watch(
 
     width = Console().width
 
-    listener = EventListener.create(subscriber_client(stack_env), stack_env["AUTOTUNE_PROJECT"], stack_env["AUTOTUNE_EVENTS_TOPIC"])
+    listener = EventListener.create(
+        subscriber_client(stack_env),
+        stack_env["AUTOTUNE_PROJECT"],
+        stack_env["AUTOTUNE_EVENTS_TOPIC"],
+    )
     deadline = time.monotonic() + seconds if seconds else None
     # With --json, stdout holds nothing but the events' JSON lines.
     typer.echo(f"listening on {stack_env['AUTOTUNE_EVENTS_TOPIC']} (Ctrl-C to stop)", err=as_json)
@@ -221,22 +335,32 @@ def watch(
                 for received in listener.poll(timeout=1.0, retry=None):
                     if received.event.type not in wanted:
                         continue
-                    echo(json_line(received.event) if as_json else fitted_line(describe_event(received.event), width))
+                    echo(
+                        json_line(received.event)
+                        if as_json
+                        else fitted_line(describe_event(received.event), width)
+                    )
             except gexc.GoogleAPICallError:
                 time.sleep(0.5)  # told apart below: a stack that is gone, or a moment's trouble
             if not events_source_running(directory):
                 stack_gone = True
-                raise _fail(f"the local stack in {_relative(directory)} has stopped: no more events will come; stopped watching")
+                raise _fail(
+                    f"the local stack in {_relative(directory)} has stopped: no more events will come; stopped watching"
+                )
     except KeyboardInterrupt:
         pass
     finally:
-        if not stack_gone:  # its subscription went with the emulator: nothing to delete, nobody to ask
+        if (
+            not stack_gone
+        ):  # its subscription went with the emulator: nothing to delete, nobody to ask
             listener.close()
 
 
 @app.command()
 def demo(
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for every dataset to reach its end.")] = 300.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every dataset to reach its end.")
+    ] = 300.0,
     job_seconds: Annotated[float, typer.Option(help="How long an emulated tuning job runs.")] = 8.0,
 ) -> None:
     """Bring the stack up, drop the shipped examples, follow each to its end, print it all, stop."""
@@ -261,7 +385,9 @@ def _running_stack_env(state_dir: Path) -> dict[str, str]:
 
     state = read_state(state_dir)
     if not state or not any(is_running(p) for p in recorded_processes(state_dir)):
-        raise _fail(f"no local stack is running (state in {_relative(state_dir)}); start one with `autotune up --detach`")
+        raise _fail(
+            f"no local stack is running (state in {_relative(state_dir)}); start one with `autotune up --detach`"
+        )
     return dict(state["env"])
 
 
@@ -294,4 +420,3 @@ def _relative(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-

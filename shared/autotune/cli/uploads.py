@@ -46,7 +46,9 @@ class Bucket:
     store: GcsDatasetStore
     records: Callable[[], list[LedgerRecord]]
 
-    def fates(self, records: list[LedgerRecord] | None = None, *, read_reports: bool = True) -> list[UploadFate]:
+    def fates(
+        self, records: list[LedgerRecord] | None = None, *, read_reports: bool = True
+    ) -> list[UploadFate]:
         """Every upload's fate; none, with a warning on stderr, when the bucket cannot be listed
         (no storage access for these credentials): the ledger's records still answer."""
         from google.api_core import exceptions as gexc
@@ -55,13 +57,22 @@ class Bucket:
             uploads = list(self.store.list_objects(self.config.incoming_prefix))
             reports = list(self.store.list_objects(self.config.reports_prefix))
         except gexc.GoogleAPICallError as exc:
-            echo(f"warning: cannot list gs://{self.config.bucket} ({exc}); rejected and ignored uploads are not shown", err=True)
+            echo(
+                f"warning: cannot list gs://{self.config.bucket} ({exc}); rejected and ignored uploads are not shown",
+                err=True,
+            )
             return []
-        fates = upload_fates(uploads, reports, self.records() if records is None else records, self.config)
+        fates = upload_fates(
+            uploads, reports, self.records() if records is None else records, self.config
+        )
         if not read_reports:
             return fates
         # The newest rejections first when there are more than can be read.
-        to_read = [f for f in reversed(fates) if f.report_name and (f.verdict in (REJECTED, "") or f.record is None)][:MAX_REPORTS_READ]
+        to_read = [
+            f
+            for f in reversed(fates)
+            if f.report_name and (f.verdict in (REJECTED, "") or f.record is None)
+        ][:MAX_REPORTS_READ]
         completed = {id(f): with_report(f, self.report(f.report_name)) for f in to_read}
         return [completed.get(id(f), f) for f in fates]
 
@@ -98,7 +109,9 @@ def connect_bucket(state_dir: Path | None) -> Bucket:
 
         config = PipelineConfig.from_env(config_file=config_file())
         if not config.bucket:
-            raise _fail("AUTOTUNE_BUCKET is not set: name the dataset bucket of the deployed project")
+            raise _fail(
+                "AUTOTUNE_BUCKET is not set: name the dataset bucket of the deployed project"
+            )
         client = storage.Client(project=config.project)
     return Bucket(config, GcsDatasetStore(client, config.bucket), pipeline.ledger.records)
 
@@ -119,7 +132,9 @@ def fate_state(fate: UploadFate) -> str:
     """The state column for an upload the ledger does not (yet) hold."""
     if fate.verdict == ACCEPTED:
         return "ACCEPTED" if fate.record is None else str(fate.record.state)
-    return {REJECTED: "REJECTED", IGNORED: "IGNORED", AWAITING: "VALIDATING"}.get(fate.verdict, "UNKNOWN")
+    return {REJECTED: "REJECTED", IGNORED: "IGNORED", AWAITING: "VALIDATING"}.get(
+        fate.verdict, "UNKNOWN"
+    )
 
 
 def fate_why(fate: UploadFate) -> str:
@@ -152,8 +167,12 @@ def fate_json(fate: UploadFate) -> dict[str, Any]:
 def describe_fate(fate: UploadFate) -> str:
     lines = [f"{fate.uri} (generation {fate.generation}): {fate_state(fate)}"]
     for label, value in (
-        ("verdict", fate.verdict), ("errors", fate.error_count), ("warnings", fate.warning_count), ("model", fate.model),
-        ("report", fate.report_uri), ("why", fate.why if fate.verdict in (IGNORED, AWAITING) else None),
+        ("verdict", fate.verdict),
+        ("errors", fate.error_count),
+        ("warnings", fate.warning_count),
+        ("model", fate.model),
+        ("report", fate.report_uri),
+        ("why", fate.why if fate.verdict in (IGNORED, AWAITING) else None),
         ("uploaded", fate.updated.isoformat(timespec="seconds") if fate.updated else None),
     ):
         if value not in (None, ""):
@@ -170,7 +189,9 @@ class WaitTimedOut(TimeoutError):
     pass
 
 
-def wait_for_verdict(bucket: Bucket, object_name: str, generation: str, *, timeout: float, poll: float = 1.0) -> dict:
+def wait_for_verdict(
+    bucket: Bucket, object_name: str, generation: str, *, timeout: float, poll: float = 1.0
+) -> dict:
     """The report of that upload version, once the validate function has written it."""
     from autotune.intake.objects import report_object_name
 
@@ -181,13 +202,21 @@ def wait_for_verdict(bucket: Bucket, object_name: str, generation: str, *, timeo
         if report is not None:
             return report
         if time.monotonic() >= deadline:
-            raise WaitTimedOut(f"no report for gs://{bucket.config.bucket}/{object_name}#{generation} within {timeout:.0f} s "
-                               f"(expected at gs://{bucket.config.bucket}/{name})")
+            raise WaitTimedOut(
+                f"no report for gs://{bucket.config.bucket}/{object_name}#{generation} within {timeout:.0f} s "
+                f"(expected at gs://{bucket.config.bucket}/{name})"
+            )
         time.sleep(poll)
 
 
-def wait_for_end(bucket: Bucket, report_uri: str, *, timeout: float, poll: float = 2.0,
-                 on_change: Callable[[LedgerRecord], None] = lambda record: None) -> LedgerRecord:
+def wait_for_end(
+    bucket: Bucket,
+    report_uri: str,
+    *,
+    timeout: float,
+    poll: float = 2.0,
+    on_change: Callable[[LedgerRecord], None] = lambda record: None,
+) -> LedgerRecord:
     """The ledger record holding that report, once it has ended (succeeded, failed, cancelled, skipped)."""
     from autotune.jobs.lifecycle import ENDED_STATES
 
@@ -202,7 +231,9 @@ def wait_for_end(bucket: Bucket, report_uri: str, *, timeout: float, poll: float
             return record
         if time.monotonic() >= deadline:
             where = f"it is {record.state}" if record else "no ledger record holds it yet"
-            raise WaitTimedOut(f"the dataset of {report_uri} did not end within {timeout:.0f} s ({where})")
+            raise WaitTimedOut(
+                f"the dataset of {report_uri} did not end within {timeout:.0f} s ({where})"
+            )
         time.sleep(poll)
 
 
@@ -214,13 +245,23 @@ def report_summary(report: dict, report_uri: str, *, listed: int = 5) -> str:
     verdict = "ACCEPTED" if report.get("valid") is True else "REJECTED"
     train = (report.get("files") or {}).get("train") or {}
     examples = train.get("examples")
-    lines = [f"{verdict}: {errors:,} error(s), {warnings:,} warning(s)"
-             + (f", {examples:,} training examples" if isinstance(examples, int) else "")
-             + (f" for {report['model']}" if report.get("model") else "")]
+    lines = [
+        f"{verdict}: {errors:,} error(s), {warnings:,} warning(s)"
+        + (f", {examples:,} training examples" if isinstance(examples, int) else "")
+        + (f" for {report['model']}" if report.get("model") else "")
+    ]
     counts = report.get("counts") or {}
     if counts:
-        lines.append("  by code: " + ", ".join(f"{code} {n:,}" for code, n in sorted(counts.items(), key=lambda kv: -kv[1])))
-    issues = sorted((i for i in report.get("errors") or [] if isinstance(i, dict)), key=lambda i: i.get("severity") != "error")
+        lines.append(
+            "  by code: "
+            + ", ".join(
+                f"{code} {n:,}" for code, n in sorted(counts.items(), key=lambda kv: -kv[1])
+            )
+        )
+    issues = sorted(
+        (i for i in report.get("errors") or [] if isinstance(i, dict)),
+        key=lambda i: i.get("severity") != "error",
+    )
     for issue in issues[:listed]:
         lines.append("  " + issue_line(issue, report))
     total = sum(n for n in counts.values() if isinstance(n, int))
@@ -269,15 +310,25 @@ def plan_uploads(paths: list[Path], prefix: str, name: str | None = None) -> lis
         if not path.exists():
             raise UploadPlanError(f"{path}: no such file or folder")
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
             if not found:
                 raise UploadPlanError(f"{path}: the folder holds no file to upload")
-            pairs = [(p, f"{prefix}{path.resolve().name}/{p.relative_to(path).as_posix()}") for p in found]
+            pairs = [
+                (p, f"{prefix}{path.resolve().name}/{p.relative_to(path).as_posix()}")
+                for p in found
+            ]
         else:
             pairs = [(path, name if name is not None else f"{prefix}{path.name}")]
         for local, object_name in pairs:
             if object_name in planned and planned[object_name].resolve() != local.resolve():
-                raise UploadPlanError(f"{planned[object_name]} and {local} would both be uploaded as {object_name}")
+                raise UploadPlanError(
+                    f"{planned[object_name]} and {local} would both be uploaded as {object_name}"
+                )
             planned[object_name] = local
 
     def rank(item: tuple[str, Path]) -> tuple[int, str]:
@@ -301,7 +352,9 @@ def object_prefix(given: str | None, incoming_prefix: str) -> str:
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_TIMED_OUT = 0, 1, 3
 
 
-def follow_uploads(uploaded: list[tuple[str, str]], *, until: str, timeout: float, state_dir: Path | None) -> int:
+def follow_uploads(
+    uploaded: list[tuple[str, str]], *, until: str, timeout: float, state_dir: Path | None
+) -> int:
     """`upload --wait`: each uploaded dataset or manifest to its verdict (and with until="ended"
     its tuning to the end), printing the report's summary. 0: every one accepted (and, to the
     end, succeeded or skipped as already tuned); 1: any rejected (or failed, cancelled); 3: time ran out."""
@@ -311,13 +364,19 @@ def follow_uploads(uploaded: list[tuple[str, str]], *, until: str, timeout: floa
     config = bucket.config
     followed = [(n, g) for n, g in uploaded if classify(n, config.incoming_prefix)[0] != "ignored"]
     if not followed:
-        echo(f"nothing to wait for: no upload is a dataset (.jsonl) or manifest (.tuning.json) under {config.incoming_prefix} "
-                   "outside a parts/ folder, so none gets a verdict", err=True)
+        echo(
+            f"nothing to wait for: no upload is a dataset (.jsonl) or manifest (.tuning.json) under {config.incoming_prefix} "
+            "outside a parts/ folder, so none gets a verdict",
+            err=True,
+        )
         return 2
     try:
         return _follow(bucket, followed, until=until, timeout=timeout)
     except KeyboardInterrupt:
-        echo("stopped waiting; the uploads go on in the pipeline (`autotune status NAME` tells where they are)", err=True)
+        echo(
+            "stopped waiting; the uploads go on in the pipeline (`autotune status NAME` tells where they are)",
+            err=True,
+        )
         return 130
 
 
@@ -332,7 +391,9 @@ def _follow(bucket: Bucket, followed: list[tuple[str, str]], *, until: str, time
         uri = f"gs://{config.bucket}/{object_name}#{generation}"
         echo(f"waiting for the verdict on {uri} ...")
         try:
-            report = wait_for_verdict(bucket, object_name, generation, timeout=max(0.0, deadline - time.monotonic()))
+            report = wait_for_verdict(
+                bucket, object_name, generation, timeout=max(0.0, deadline - time.monotonic())
+            )
         except WaitTimedOut as exc:
             echo(str(exc), err=True)
             return EXIT_TIMED_OUT
@@ -345,15 +406,27 @@ def _follow(bucket: Bucket, followed: list[tuple[str, str]], *, until: str, time
             continue
         echo(f"following the tuning of {uri} to its end ...")
         try:
-            record = wait_for_end(bucket, report_uri, timeout=max(0.0, deadline - time.monotonic()),
-                                  on_change=lambda r: echo(f"  {r.state}" + (f"  {r.job_name}" if r.job_name else "")
-                                                                 + (f"  ({r.reason})" if r.reason else "")))
+            record = wait_for_end(
+                bucket,
+                report_uri,
+                timeout=max(0.0, deadline - time.monotonic()),
+                on_change=lambda r: echo(
+                    f"  {r.state}"
+                    + (f"  {r.job_name}" if r.job_name else "")
+                    + (f"  ({r.reason})" if r.reason else "")
+                ),
+            )
         except WaitTimedOut as exc:
             echo(str(exc), err=True)
             return EXIT_TIMED_OUT
         ending = [f"ended {record.state}"]
-        for label, value in (("job", record.job_name), ("tuned model", record.tuned_model), ("endpoint", record.endpoint),
-                             ("error", record.error), ("duplicate of", record.duplicate_of)):
+        for label, value in (
+            ("job", record.job_name),
+            ("tuned model", record.tuned_model),
+            ("endpoint", record.endpoint),
+            ("error", record.error),
+            ("duplicate of", record.duplicate_of),
+        ):
             if value:
                 ending.append(f"{label} {value}")
         echo("  " + "; ".join(ending))

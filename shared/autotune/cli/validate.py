@@ -29,22 +29,38 @@ __all__ = ["render_text", "validate"]
 @app.command()
 def validate(
     train: Annotated[Path, typer.Argument(metavar="TRAIN", help="Training JSONL file.")],
-    validation: Annotated[Path | None, typer.Option("--validation", help=OPTIONS["--validation"])] = None,
+    validation: Annotated[
+        Path | None, typer.Option("--validation", help=OPTIONS["--validation"])
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", help=OPTIONS["--model"])] = None,
     epochs: Annotated[str | None, typer.Option("--epochs", help=OPTIONS["--epochs"])] = None,
-    adapter_size: Annotated[str | None, typer.Option("--adapter-size", help=OPTIONS["--adapter-size"])] = None,
+    adapter_size: Annotated[
+        str | None, typer.Option("--adapter-size", help=OPTIONS["--adapter-size"])
+    ] = None,
     learning_rate_multiplier: Annotated[
-        str | None, typer.Option("--learning-rate-multiplier", help=OPTIONS["--learning-rate-multiplier"])
+        str | None,
+        typer.Option("--learning-rate-multiplier", help=OPTIONS["--learning-rate-multiplier"]),
     ] = None,
     region: Annotated[str | None, typer.Option("--region", help=OPTIONS["--region"])] = None,
-    check_files: Annotated[bool, typer.Option("--check-files", help=FLAGS["--check-files"])] = False,
+    check_files: Annotated[
+        bool, typer.Option("--check-files", help=FLAGS["--check-files"])
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help=FLAGS["--json"])] = False,
-    html: Annotated[Path | None, typer.Option("--html", metavar="FILE", help=OPTIONS["--html"])] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", metavar="FILE", help=OPTIONS["--html"])
+    ] = None,
 ) -> None:
     """Check a tuning dataset for a model and its settings; name every bad line."""
     args = ValidateArgs(
-        train=train, validation=validation, model=model, epochs=epochs, adapter_size=adapter_size,
-        learning_rate_multiplier=learning_rate_multiplier, region=region, check_files=check_files, as_json=as_json,
+        train=train,
+        validation=validation,
+        model=model,
+        epochs=epochs,
+        adapter_size=adapter_size,
+        learning_rate_multiplier=learning_rate_multiplier,
+        region=region,
+        check_files=check_files,
+        as_json=as_json,
         html=html,
     )
     try:

@@ -15,8 +15,10 @@ from flask import Flask, Response, abort, jsonify, render_template, request
 
 ALLOWED_METHODS = ("GET", "HEAD")
 POLL_MILLISECONDS = 1500
-PAGE_POLICY = ("default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; connect-src 'self'; "
-               "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 # A report is the dataset owner's document: shown as stored, in a sandbox, never running a script.
 REPORT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
@@ -35,7 +37,9 @@ def create_app(source: DashboardSource, *, title: str = "autotune") -> Flask:
     @app.before_request
     def read_only() -> Response | None:
         if request.method not in ALLOWED_METHODS:
-            response = jsonify(error=f"{request.method} is not allowed: this page is read-only (GET only)")
+            response = jsonify(
+                error=f"{request.method} is not allowed: this page is read-only (GET only)"
+            )
             response.status_code = 405
             response.headers["Allow"] = ", ".join(ALLOWED_METHODS)
             return response
@@ -52,7 +56,14 @@ def create_app(source: DashboardSource, *, title: str = "autotune") -> Flask:
     def page() -> Response:
         nonce = secrets.token_urlsafe(16)
         view, problem = _view(source)
-        html = render_template("dashboard.html", view=view, problem=problem, nonce=nonce, title=title, poll=POLL_MILLISECONDS)
+        html = render_template(
+            "dashboard.html",
+            view=view,
+            problem=problem,
+            nonce=nonce,
+            title=title,
+            poll=POLL_MILLISECONDS,
+        )
         response = Response(html, mimetype="text/html")
         response.headers["Content-Security-Policy"] = PAGE_POLICY.format(nonce=nonce)
         return response

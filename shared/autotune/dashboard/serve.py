@@ -19,7 +19,9 @@ from autotune.dashboard.source import PipelineReader
 HOST = "127.0.0.1"  # the page shows the project's uploads: never on another interface
 
 
-def serve_until_interrupted(reader: PipelineReader, port: int, *, on_ready: Callable[[str], None] = lambda url: None) -> None:
+def serve_until_interrupted(
+    reader: PipelineReader, port: int, *, on_ready: Callable[[str], None] = lambda url: None
+) -> None:
     """Serve until SIGINT or SIGTERM, then delete the page's event subscription."""
     import logging
 
@@ -56,7 +58,9 @@ def serve_until_interrupted(reader: PipelineReader, port: int, *, on_ready: Call
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--google-cloud", action="store_true", help="link reports to the Cloud console")
+    parser.add_argument(
+        "--google-cloud", action="store_true", help="link reports to the Cloud console"
+    )
     args = parser.parse_args(argv)
 
     from autotune import structured_log
@@ -64,7 +68,13 @@ def main(argv: list[str] | None = None) -> None:
 
     config = PipelineConfig.from_env()
     reader = connect(config, on_google_cloud=args.google_cloud)
-    serve_until_interrupted(reader, args.port, on_ready=lambda url: structured_log.info("dashboard serving", url=url, project=config.project))
+    serve_until_interrupted(
+        reader,
+        args.port,
+        on_ready=lambda url: structured_log.info(
+            "dashboard serving", url=url, project=config.project
+        ),
+    )
 
 
 if __name__ == "__main__":

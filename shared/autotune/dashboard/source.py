@@ -39,15 +39,22 @@ class EventFeed:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self.subscription = subscriber.subscription_path(config.project, f"autotune-dashboard-{uuid.uuid4().hex[:12]}")
+        self.subscription = subscriber.subscription_path(
+            config.project, f"autotune-dashboard-{uuid.uuid4().hex[:12]}"
+        )
         self.note = ""
 
     def _subscribe(self) -> None:
-        self._subscriber.create_subscription(request={
-            "name": self.subscription, "topic": self._config.topic_path(self._config.events_topic), "ack_deadline_seconds": 30,
-            # A page killed before it could delete its subscription leaves it for a day at most.
-            "expiration_policy": {"ttl": {"seconds": 24 * 3600}}, "message_retention_duration": {"seconds": 600},
-        })
+        self._subscriber.create_subscription(
+            request={
+                "name": self.subscription,
+                "topic": self._config.topic_path(self._config.events_topic),
+                "ack_deadline_seconds": 30,
+                # A page killed before it could delete its subscription leaves it for a day at most.
+                "expiration_policy": {"ttl": {"seconds": 24 * 3600}},
+                "message_retention_duration": {"seconds": 600},
+            }
+        )
 
     def start(self) -> EventFeed:
         """Subscribe; when that is refused (no Pub/Sub permission), the page says so and shows the rest."""
@@ -60,7 +67,9 @@ class EventFeed:
             self.note = f"event stream unavailable: cannot subscribe to {self._config.events_topic} ({getattr(exc, 'message', None) or exc})"
             return self
         self.note = f"events on {self._config.events_topic} since {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S')} UTC"
-        self._thread = threading.Thread(target=self._pull_until_closed, name="dashboard-events", daemon=True)
+        self._thread = threading.Thread(
+            target=self._pull_until_closed, name="dashboard-events", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -75,7 +84,12 @@ class EventFeed:
 
         while not self._stopping.is_set():
             try:
-                response = self._subscriber.pull(subscription=self.subscription, max_messages=100, timeout=PULL_SECONDS, retry=None)
+                response = self._subscriber.pull(
+                    subscription=self.subscription,
+                    max_messages=100,
+                    timeout=PULL_SECONDS,
+                    retry=None,
+                )
             except gexc.NotFound:
                 # The subscription is gone (a restarted Pub/Sub emulator starts empty): subscribe again.
                 try:
@@ -90,11 +104,15 @@ class EventFeed:
             for item in response.received_messages:
                 ack_ids.append(item.ack_id)
                 try:
-                    event = from_pubsub_message(bytes(item.message.data), dict(item.message.attributes))
+                    event = from_pubsub_message(
+                        bytes(item.message.data), dict(item.message.attributes)
+                    )
                 except Exception:
                     continue
                 with self._lock:
-                    self._events[event.id or item.message.message_id] = event  # a redelivered copy replaces itself
+                    self._events[event.id or item.message.message_id] = (
+                        event  # a redelivered copy replaces itself
+                    )
                     while len(self._events) > self._keep:
                         self._events.popitem(last=False)
             if ack_ids:
@@ -119,15 +137,25 @@ class EventFeed:
 class PipelineReader:
     """One project's uploads, reports, ledger and events, read on demand for the page."""
 
-    def __init__(self, config: PipelineConfig, store: Any, ledger: Any, feed: EventFeed | None, *,
-                 on_google_cloud: bool = False, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        store: Any,
+        ledger: Any,
+        feed: EventFeed | None,
+        *,
+        on_google_cloud: bool = False,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.config = config
         self._store = store
         self._ledger = ledger
         self._feed = feed
         self._on_google_cloud = on_google_cloud
         self._clock = clock
-        self._reports: dict[str, tuple[str, dict | None]] = {}  # report name -> (generation read, document)
+        self._reports: dict[
+            str, tuple[str, dict | None]
+        ] = {}  # report name -> (generation read, document)
         self._lock = threading.Lock()
         self._last: tuple[float, dict[str, Any]] | None = None
 
@@ -150,8 +178,12 @@ class PipelineReader:
         wanted = reports_to_read(listing, self.config)
         documents = {name: self._report(name, generations.get(name, "")) for name in wanted}
         return build_view(
-            listing, documents, self.config, events=self._feed.events() if self._feed else (),
-            events_note=self._feed.note if self._feed else "no event subscription", now=self._clock(),
+            listing,
+            documents,
+            self.config,
+            events=self._feed.events() if self._feed else (),
+            events_note=self._feed.note if self._feed else "no event subscription",
+            now=self._clock(),
             on_google_cloud=self._on_google_cloud,
         )
 
@@ -187,7 +219,9 @@ class PipelineReader:
             self._feed.close()
 
 
-def connect(config: PipelineConfig, *, on_google_cloud: bool, events: bool = True) -> PipelineReader:
+def connect(
+    config: PipelineConfig, *, on_google_cloud: bool, events: bool = True
+) -> PipelineReader:
     """The reader on the default Google clients: the emulators when their variables are set, else
     the project with Application Default Credentials."""
     from google.cloud import firestore, pubsub_v1, storage

@@ -12,7 +12,14 @@ from autotune.config import PipelineConfig
 from autotune.settings import TuningSettings
 
 MANIFEST_MAX_BYTES = 64 * 1024
-MANIFEST_SETTINGS = ("model", "epochs", "adapter_size", "learning_rate_multiplier", "region", "display_name")
+MANIFEST_SETTINGS = (
+    "model",
+    "epochs",
+    "adapter_size",
+    "learning_rate_multiplier",
+    "region",
+    "display_name",
+)
 # Every text a manifest or metadata hands on (object names, model, region, display name) ends
 # up in ledger records and events: bounded here, so no record grows towards Firestore's 1 MiB.
 TEXT_LIMIT_CHARS = 1024
@@ -36,7 +43,9 @@ class Manifest:
 
 def parse_manifest(data: bytes, *, bucket: str) -> Manifest:
     if len(data) > MANIFEST_MAX_BYTES:
-        raise InvalidManifest(f"the manifest is {len(data)} bytes; at most {MANIFEST_MAX_BYTES} are read")
+        raise InvalidManifest(
+            f"the manifest is {len(data)} bytes; at most {MANIFEST_MAX_BYTES} are read"
+        )
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -48,18 +57,26 @@ def parse_manifest(data: bytes, *, bucket: str) -> Manifest:
         raise UnusableText(problem)
     unknown = sorted(set(doc) - {"training", "validation", "settings"})
     if unknown:
-        raise InvalidManifest(f"unknown key(s) {', '.join(unknown)}; expected training, validation, settings")
+        raise InvalidManifest(
+            f"unknown key(s) {', '.join(unknown)}; expected training, validation, settings"
+        )
     if "training" not in doc:
         raise InvalidManifest('"training" is missing: name the training file')
     training = object_name_in_bucket(doc["training"], bucket, what="training")
-    validation = object_name_in_bucket(doc["validation"], bucket, what="validation") if doc.get("validation") is not None else None
+    validation = (
+        object_name_in_bucket(doc["validation"], bucket, what="validation")
+        if doc.get("validation") is not None
+        else None
+    )
     settings = doc.get("settings")
     settings = {} if settings is None else settings
     if not isinstance(settings, dict):
         raise InvalidManifest('"settings" must be an object')
     unknown = sorted(set(settings) - set(MANIFEST_SETTINGS))
     if unknown:
-        raise InvalidManifest(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(MANIFEST_SETTINGS)}")
+        raise InvalidManifest(
+            f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(MANIFEST_SETTINGS)}"
+        )
     return Manifest(training=training, validation=validation, settings=settings)
 
 
@@ -68,9 +85,11 @@ def object_name_in_bucket(value: object, bucket: str, *, what: str) -> str:
         raise InvalidManifest(f'"{what}" must be an object name (text)')
     value = value.strip()
     if value.startswith("gs://"):
-        named_bucket, _, name = value[len("gs://"):].partition("/")
+        named_bucket, _, name = value[len("gs://") :].partition("/")
         if named_bucket != bucket:
-            raise InvalidManifest(f'"{what}": {value} is in bucket {named_bucket}; name an object of bucket {bucket}')
+            raise InvalidManifest(
+                f'"{what}": {value} is in bucket {named_bucket}; name an object of bucket {bucket}'
+            )
         value = name
     if not value or value.endswith("/"):
         raise InvalidManifest(f'"{what}": {value!r} is not an object name')
@@ -124,8 +143,12 @@ def unusable_metadata(metadata: Mapping[str, str]) -> str | None:
     return None
 
 
-def resolve_settings(config: PipelineConfig, manifest: Manifest | None, metadata: Mapping[str, str]) -> TuningSettings:
+def resolve_settings(
+    config: PipelineConfig, manifest: Manifest | None, metadata: Mapping[str, str]
+) -> TuningSettings:
     settings = TuningSettings.from_defaults(config.defaults)
     if manifest is not None:
-        settings = settings.overridden_by({**manifest.settings, "validation_object": manifest.validation})
+        settings = settings.overridden_by(
+            {**manifest.settings, "validation_object": manifest.validation}
+        )
     return settings.overridden_by_metadata(metadata)

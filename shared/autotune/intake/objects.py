@@ -59,8 +59,12 @@ class StoredObject:
 class DatasetStore(Protocol):
     def stat(self, name: str) -> StoredObject | None: ...
     # Both read the stored bytes as they are (no decompressive transcoding).
-    def read_chunks(self, name: str, generation: str) -> Iterator[bytes]: ...  # lazy; raises ObjectGone
-    def read_bytes(self, name: str, generation: str) -> bytes: ...  # small objects; raises ObjectGone
+    def read_chunks(
+        self, name: str, generation: str
+    ) -> Iterator[bytes]: ...  # lazy; raises ObjectGone
+    def read_bytes(
+        self, name: str, generation: str
+    ) -> bytes: ...  # small objects; raises ObjectGone
     # A copy of exactly that generation under `pinned_name` (server-side, so the bytes are the
     # ones validated); an existing copy with the same checksums is kept as is. Raises ObjectGone
     # when that generation was replaced or deleted meanwhile.
@@ -115,7 +119,7 @@ def classify(object_name: str, incoming_prefix: str, reports_prefix: str = "") -
     if object_name.endswith(MANIFEST_SUFFIX):
         return "manifest", "a manifest"
     if object_name.endswith(DATASET_SUFFIX):
-        folders = object_name[len(incoming_prefix):].split("/")[:-1]
+        folders = object_name[len(incoming_prefix) :].split("/")[:-1]
         if PARTS_FOLDER in folders:
             return "ignored", f"in a {PARTS_FOLDER}/ folder: left to the manifest that names it"
         return "dataset", "a dataset"
@@ -137,7 +141,10 @@ def pinned_object_name(reports_prefix: str, sha256: str) -> str:
 
 def name_too_long(uri: str, report_name: str) -> str | None:
     """Why a dataset's names cannot be used (see NAME_LIMIT_BYTES), or None."""
-    for what, text in (("its gs:// URI (the ce-subject of its events)", uri), ("its report's object name", report_name)):
+    for what, text in (
+        ("its gs:// URI (the ce-subject of its events)", uri),
+        ("its report's object name", report_name),
+    ):
         size = len(text.encode())
         if size > NAME_LIMIT_BYTES:
             return f"{what} would be {size} bytes; at most {NAME_LIMIT_BYTES} are allowed"

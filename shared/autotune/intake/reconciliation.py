@@ -63,8 +63,12 @@ class BucketLister(Protocol):
 
 
 class ReconcileLedger(Protocol):
-    def report_uris_since(self, since: str) -> Collection[str]: ...  # report URIs of records created since
-    def take_turn(self, name: str, now: datetime, every_seconds: float) -> bool: ...  # True at most once per period
+    def report_uris_since(
+        self, since: str
+    ) -> Collection[str]: ...  # report URIs of records created since
+    def take_turn(
+        self, name: str, now: datetime, every_seconds: float
+    ) -> bool: ...  # True at most once per period
     # Uploads intake failed on: "gs://bucket/name#generation" -> the last failure.
     def intake_failures(self) -> Mapping[str, IntakeFailure]: ...
     def record_intake_failure(self, upload: str, error: str, now: datetime) -> IntakeFailure: ...
@@ -80,7 +84,9 @@ class IntakeFailure:
     at: datetime  # the last one
 
     def due(self, now: datetime, every_seconds: float) -> bool:
-        pause = min(MAX_FAILURE_PAUSE.total_seconds(), max(every_seconds, 1.0) * 2 ** (self.times - 1))
+        pause = min(
+            MAX_FAILURE_PAUSE.total_seconds(), max(every_seconds, 1.0) * 2 ** (self.times - 1)
+        )
         return now >= self.at + timedelta(seconds=pause)
 
 
@@ -113,21 +119,34 @@ def find_lost_uploads(
         age = now - listed.updated
         if age < settle or age > RECONCILE_WINDOW:
             continue
-        if upload.bucket != config.bucket or classify(upload.name, config.incoming_prefix)[0] == "ignored":
+        if (
+            upload.bucket != config.bucket
+            or classify(upload.name, config.incoming_prefix)[0] == "ignored"
+        ):
             continue
         report_name = report_object_name(config.reports_prefix, upload.name, upload.generation)
         if name_too_long(upload.uri, report_name):
             continue  # intake rejects it without a report, every time: nothing to recover
         report = reports.get(report_name)
         if report is None:
-            lost.append((listed.updated, LostUpload(upload, "no report: its storage notification was never handled")))
+            lost.append(
+                (
+                    listed.updated,
+                    LostUpload(upload, "no report: its storage notification was never handled"),
+                )
+            )
             continue
         accepted = report.stored.metadata.get(REPORT_VALID_METADATA) == "true"
         report_uri = f"gs://{upload.bucket}/{report_name}"
         if ledger_started is not None and report.updated < ledger_started:
             continue
         if accepted and report_uri not in claimed_reports and now - report.updated >= settle:
-            lost.append((listed.updated, LostUpload(upload, "accepted, but its tuning request was never claimed")))
+            lost.append(
+                (
+                    listed.updated,
+                    LostUpload(upload, "accepted, but its tuning request was never claimed"),
+                )
+            )
     return [found for _, found in sorted(lost, key=lambda pair: (pair[0], pair[1].upload.name))]
 
 
@@ -157,11 +176,17 @@ def reconcile(
     summary.uploads_listed = len(uploads)
     reports = {listed.stored.name: listed for listed in lister.list_objects(config.reports_prefix)}
     claimed = ledger.report_uris_since(timestamp(now - RECONCILE_WINDOW - timedelta(days=1)))
-    lost_uploads = find_lost_uploads(uploads, reports, claimed, config=config, now=now, ledger_started=ledger.started_at(now))
+    lost_uploads = find_lost_uploads(
+        uploads, reports, claimed, config=config, now=now, ledger_started=ledger.started_at(now)
+    )
     failures = ledger.intake_failures() if lost_uploads else {}
     fresh = [lost for lost in lost_uploads if upload_id(lost.upload) not in failures]
-    retried = [lost for lost in lost_uploads
-               if upload_id(lost.upload) in failures and failures[upload_id(lost.upload)].due(now, config.reconcile_every_seconds)]
+    retried = [
+        lost
+        for lost in lost_uploads
+        if upload_id(lost.upload) in failures
+        and failures[upload_id(lost.upload)].due(now, config.reconcile_every_seconds)
+    ]
     summary.waiting = len(lost_uploads) - len(fresh) - len(retried)
     lost_uploads = fresh + retried  # never-failed first: poison cannot take their places
     summary.deferred = max(0, len(lost_uploads) - MAX_UPLOADS_PER_PASS)
@@ -174,9 +199,12 @@ def reconcile(
             summary.errors.append(f"{ascii(lost.upload.uri)}: {error}")
             failure = ledger.record_intake_failure(upload_id(lost.upload), error, now)
             if failure.times == 2:
-                structured_log.error("reconciliation: an upload failed intake the same way twice; it is tried again "
-                                     "after the uploads that never failed, with doubling pauses", upload=upload_id(lost.upload),
-                                     error=error)
+                structured_log.error(
+                    "reconciliation: an upload failed intake the same way twice; it is tried again "
+                    "after the uploads that never failed, with doubling pauses",
+                    upload=upload_id(lost.upload),
+                    error=error,
+                )
             continue
         summary.outcomes[outcome.decision] = summary.outcomes.get(outcome.decision, 0) + 1
         on_outcome(lost, outcome)
@@ -196,7 +224,9 @@ def reconcile_if_due(
     on_outcome: Callable[[LostUpload, UploadDecision], None] = lambda lost, outcome: None,
 ) -> ReconcileSummary | None:
     """A pass if reconciliation is on and no other instance ran one in the last period."""
-    if config.reconcile_every_seconds <= 0 or not ledger.take_turn(RECONCILE_TURN, now, config.reconcile_every_seconds):
+    if config.reconcile_every_seconds <= 0 or not ledger.take_turn(
+        RECONCILE_TURN, now, config.reconcile_every_seconds
+    ):
         return None
     intake, lister = connect()
     return reconcile(config, intake, lister, ledger, now=now, on_outcome=on_outcome)

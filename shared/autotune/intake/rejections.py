@@ -33,14 +33,25 @@ if TYPE_CHECKING:
     from autotune.validation import MediaInspector
 
 
-def intake_report(settings: TuningSettings, code: str, message: str, *, field: str | None = None) -> dict:
+def intake_report(
+    settings: TuningSettings, code: str, message: str, *, field: str | None = None
+) -> dict:
     """A rejection report, shaped like the validator's, for a problem found before reading lines."""
     return {
         "valid": False,
         "model": str(settings.model),
         "files": {},
-        "errors": [{"file": None, "role": None, "line": None, "code": code, "severity": "error", "field": field,
-                    "message": message}],
+        "errors": [
+            {
+                "file": None,
+                "role": None,
+                "line": None,
+                "code": code,
+                "severity": "error",
+                "field": field,
+                "message": message,
+            }
+        ],
         "counts": {code: 1},
         "totals": {"errors": 1, "warnings": 0},
         "stats": {},
@@ -62,7 +73,9 @@ class OwnObjectsRefused:
             return False
         if name.startswith(self.config.reports_prefix):
             return True
-        return name.startswith(self.config.incoming_prefix) and name.endswith((DATASET_SUFFIX, MANIFEST_SUFFIX))
+        return name.startswith(self.config.incoming_prefix) and name.endswith(
+            (DATASET_SUFFIX, MANIFEST_SUFFIX)
+        )
 
     def stat(self, uris: Collection[str]) -> dict[str, int | None]:
         uris = list(uris)
@@ -76,12 +89,21 @@ class OwnObjectsRefused:
         """The validator's report with the refused URIs' "does not exist" told as what they are."""
         moved = 0
         for issue in doc.get("errors", []):
-            uri = next((u for u in self.refused if str(issue.get("message", "")).startswith(f"{u} does not exist")), None)
+            uri = next(
+                (
+                    u
+                    for u in self.refused
+                    if str(issue.get("message", "")).startswith(f"{u} does not exist")
+                ),
+                None,
+            )
             if uri is not None and issue.get("code") == "file_not_found":
                 moved += 1
                 issue["code"] = MEDIA_IS_PIPELINE_OBJECT
-                issue["message"] = (f"{uri} is one of the pipeline's own objects (a report, a pinned copy, a manifest or a "
-                                    "dataset), not media an example may reference")
+                issue["message"] = (
+                    f"{uri} is one of the pipeline's own objects (a report, a pinned copy, a manifest or a "
+                    "dataset), not media an example may reference"
+                )
         counts = dict(doc.get("counts") or {})
         if moved:
             left = counts.get("file_not_found", 0) - moved

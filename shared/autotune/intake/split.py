@@ -34,19 +34,25 @@ def validation_split_fraction(metadata: Mapping[str, str], default: float, *, al
     text = metadata.get(VALIDATION_SPLIT_METADATA)
     if text is None:
         if not 0.0 <= default < 1.0:
-            raise InvalidValidationSplit(f"the deployment's validation_split (deploy/config.toml, AUTOTUNE_VALIDATION_SPLIT) "
-                                         f"is {default}; it must be a fraction from 0 (no split) up to, not including, 1")
+            raise InvalidValidationSplit(
+                f"the deployment's validation_split (deploy/config.toml, AUTOTUNE_VALIDATION_SPLIT) "
+                f"is {default}; it must be a fraction from 0 (no split) up to, not including, 1"
+            )
         return default if alone else 0.0
     try:
         fraction = float(text.strip())
     except ValueError:
         fraction = -1.0
     if not 0.0 <= fraction < 1.0:  # also refuses nan and inf
-        raise InvalidValidationSplit(f"metadata {VALIDATION_SPLIT_METADATA} is {ascii(text[:64])}; give a fraction "
-                                     "from 0 (no split) up to, not including, 1, e.g. 0.1")
+        raise InvalidValidationSplit(
+            f"metadata {VALIDATION_SPLIT_METADATA} is {ascii(text[:64])}; give a fraction "
+            "from 0 (no split) up to, not including, 1, e.g. 0.1"
+        )
     if fraction and not alone:
-        raise InvalidValidationSplit(f"metadata {VALIDATION_SPLIT_METADATA} splits a training file uploaded alone; this "
-                                     "upload already names its validation file (or is a manifest): drop one of the two")
+        raise InvalidValidationSplit(
+            f"metadata {VALIDATION_SPLIT_METADATA} splits a training file uploaded alone; this "
+            "upload already names its validation file (or is a manifest): drop one of the two"
+        )
     return fraction
 
 
@@ -54,7 +60,11 @@ def split_object_names(object_name: str, generation: str) -> tuple[str, str]:
     """Where the split of one upload generation goes: beside it, in a parts/ folder the intake ignores."""
     folder, _, base = object_name.rpartition("/")
     stem = base.removesuffix(DATASET_SUFFIX)
-    where = f"{folder}/{PARTS_FOLDER}/{stem}/{generation}/" if folder else f"{PARTS_FOLDER}/{stem}/{generation}/"
+    where = (
+        f"{folder}/{PARTS_FOLDER}/{stem}/{generation}/"
+        if folder
+        else f"{PARTS_FOLDER}/{stem}/{generation}/"
+    )
     return where + SPLIT_TRAINING_FILE, where + SPLIT_VALIDATION_FILE
 
 
@@ -65,7 +75,9 @@ class SplitFiles:
     plan: SplitPlan
 
 
-def split_dataset(data: bytes, fraction: float, *, max_validation_examples: int, model: str) -> SplitFiles:
+def split_dataset(
+    data: bytes, fraction: float, *, max_validation_examples: int, model: str
+) -> SplitFiles:
     """The lines of a JSONL file drawn into training and validation by their content, with the
     split `autotune prepare` makes: the same file always gives the same two files."""
     from autotune.preparation import content_hash, split_plan
@@ -73,7 +85,13 @@ def split_dataset(data: bytes, fraction: float, *, max_validation_examples: int,
     lines = [line.strip() for line in data.removeprefix(b"\xef\xbb\xbf").split(b"\n")]
     lines = [line for line in lines if line]
     hashes = [content_hash(line) for line in lines]
-    plan = split_plan(hashes, fraction, max_validation_examples=max_validation_examples, model=model)
-    training = b"".join(line + b"\n" for line, h in zip(lines, hashes, strict=True) if h >= plan.threshold)
-    validation = b"".join(line + b"\n" for line, h in zip(lines, hashes, strict=True) if h < plan.threshold)
+    plan = split_plan(
+        hashes, fraction, max_validation_examples=max_validation_examples, model=model
+    )
+    training = b"".join(
+        line + b"\n" for line, h in zip(lines, hashes, strict=True) if h >= plan.threshold
+    )
+    validation = b"".join(
+        line + b"\n" for line, h in zip(lines, hashes, strict=True) if h < plan.threshold
+    )
     return SplitFiles(training=training, validation=validation, plan=plan)

@@ -24,4 +24,3 @@ left behind is published by a status tick once it is OUTBOX_GRACE_SECONDS old, u
 taken in a transaction, so two overlapping ticks do not both publish it. Only a crash between
 publishing and removing gives a second copy, with the same ce-id: subscribers drop it.
 """
-

@@ -15,10 +15,14 @@ def cancel(pipeline: Pipeline, key: str) -> JobOutcome:
     if record is None:
         raise LookupError(f"no ledger record {key}")
     if record.state == LedgerState.QUEUED:
-        change = update_record(pipeline, key, lambda r, s: cancel_queued(r, s, now=pipeline.clock()))
+        change = update_record(
+            pipeline, key, lambda r, s: cancel_queued(r, s, now=pipeline.clock())
+        )
         publish_announced(pipeline, change)
         return JobOutcome.CANCELLED if change else JobOutcome.DUPLICATE
     if record.state in ACTIVE_JOB_STATES and record.job_name:
         pipeline.service.cancel(record.job_name)
         return JobOutcome.CANCELLED
-    raise ValueError(f"{record.dataset_uri} is {record.state}: only a QUEUED, SUBMITTED or RUNNING dataset can be cancelled")
+    raise ValueError(
+        f"{record.dataset_uri} is {record.state}: only a QUEUED, SUBMITTED or RUNNING dataset can be cancelled"
+    )

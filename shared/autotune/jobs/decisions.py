@@ -90,11 +90,22 @@ def decide_claim(
             + (f", job {repeats.job_name}" if repeats.job_name else "")
             + "): not tuned again; upload with metadata autotune-force: true to tune anyway"
         )
-        skipped = move(fresh, LedgerState.SKIPPED, now, reason=reason, duplicate_of=repeats.idempotency_key, job_name=repeats.job_name)
+        skipped = move(
+            fresh,
+            LedgerState.SKIPPED,
+            now,
+            reason=reason,
+            duplicate_of=repeats.idempotency_key,
+            job_name=repeats.job_name,
+        )
         return Change(JobOutcome.SKIPPED, record=skipped)
     if spec_error is not None:
-        failed = move(fresh, LedgerState.FAILED, now, reason="cannot be submitted", error=spec_error)
-        return Change(JobOutcome.FAILED, record=failed, content_owner_key=key if owner is None else None)
+        failed = move(
+            fresh, LedgerState.FAILED, now, reason="cannot be submitted", error=spec_error
+        )
+        return Change(
+            JobOutcome.FAILED, record=failed, content_owner_key=key if owner is None else None
+        )
     retune: str | None = None  # why this content is tuned again, told in the queued/submitted event
     if repeats is not None and request.force:
         retune = f"autotune-force: true: tuned again although {repeats.dataset_uri} generation {repeats.generation} has the same bytes and settings"
@@ -103,15 +114,34 @@ def decide_claim(
     fresh = msgspec.structs.replace(fresh, retune_reason=retune)
     if view.slots.free(max_jobs) and not view.slots.queued:
         claimed = move(
-            fresh, LedgerState.SUBMITTING, now, reason=retune, attempts=1, claim_expires_at=claim_expiry(now, claim_seconds)
+            fresh,
+            LedgerState.SUBMITTING,
+            now,
+            reason=retune,
+            attempts=1,
+            claim_expires_at=claim_expiry(now, claim_seconds),
         )
-        return Change(JobOutcome.SUBMIT, record=claimed, slots=view.slots.holding(key, timestamp(now)), content_owner_key=key)
-    why = f"{len(view.slots.active)} of {max_jobs} job slots in use, {len(view.slots.queued)} waiting"
+        return Change(
+            JobOutcome.SUBMIT,
+            record=claimed,
+            slots=view.slots.holding(key, timestamp(now)),
+            content_owner_key=key,
+        )
+    why = (
+        f"{len(view.slots.active)} of {max_jobs} job slots in use, {len(view.slots.queued)} waiting"
+    )
     queued = move(fresh, LedgerState.QUEUED, now, reason=f"{retune}; {why}" if retune else why)
-    return Change(JobOutcome.QUEUED, record=queued, slots=view.slots.waiting(key, fresh.queue_order), content_owner_key=key)
+    return Change(
+        JobOutcome.QUEUED,
+        record=queued,
+        slots=view.slots.waiting(key, fresh.queue_order),
+        content_owner_key=key,
+    )
 
 
-def take_over(record: LedgerRecord, slots: Slots, *, now: datetime, claim_seconds: float = CLAIM_SECONDS) -> Change:
+def take_over(
+    record: LedgerRecord, slots: Slots, *, now: datetime, claim_seconds: float = CLAIM_SECONDS
+) -> Change:
     """A SUBMITTING record whose claim expired: its last attempt died without an answer."""
     if not claim_expired(record, now):
         return Change(JobOutcome.DUPLICATE)
@@ -123,18 +153,35 @@ def take_over(record: LedgerRecord, slots: Slots, *, now: datetime, claim_second
         record,
         LedgerState.SUBMITTING,
         now,
-        reason=f"took over an expired claim (attempt {record.attempts + 1})" + ("; last look before giving up" if last_look else ""),
+        reason=f"took over an expired claim (attempt {record.attempts + 1})"
+        + ("; last look before giving up" if last_look else ""),
         attempts=record.attempts + 1,
         failed_attempts=failed_attempts,
         claim_expires_at=claim_expiry(now, claim_seconds),
     )
-    return Change(JobOutcome.SUBMIT, record=claimed, slots=slots.holding(record.idempotency_key, timestamp(now)))
+    return Change(
+        JobOutcome.SUBMIT,
+        record=claimed,
+        slots=slots.holding(record.idempotency_key, timestamp(now)),
+    )
 
 
-def promote(record: LedgerRecord, slots: Slots, *, now: datetime, max_jobs: int, claim_seconds: float = CLAIM_SECONDS) -> Change | None:
+def promote(
+    record: LedgerRecord,
+    slots: Slots,
+    *,
+    now: datetime,
+    max_jobs: int,
+    claim_seconds: float = CLAIM_SECONDS,
+) -> Change | None:
     """The oldest QUEUED record takes a free slot."""
     key = record.idempotency_key
-    if record.state != LedgerState.QUEUED or not slots.free(max_jobs) or slots.head() != key or waiting_for_quota(record, now):
+    if (
+        record.state != LedgerState.QUEUED
+        or not slots.free(max_jobs)
+        or slots.head() != key
+        or waiting_for_quota(record, now)
+    ):
         return None
     claimed = move(
         record,
@@ -152,7 +199,13 @@ def waiting_for_quota(record: LedgerRecord, now: datetime) -> bool:
 
 
 def record_submitted(
-    record: LedgerRecord, slots: Slots, *, job: JobSnapshot, adopted: bool, now: datetime, watch_seconds: float = DUPLICATE_WATCH_SECONDS
+    record: LedgerRecord,
+    slots: Slots,
+    *,
+    job: JobSnapshot,
+    adopted: bool,
+    now: datetime,
+    watch_seconds: float = DUPLICATE_WATCH_SECONDS,
 ) -> Change | None:
     if record.state == LedgerState.SUBMITTING:
         reason = "adopted the job found by its label" if adopted else "job created"
@@ -161,14 +214,24 @@ def record_submitted(
         # An earlier attempt went unanswered: it may have made a job the lookup did not show yet.
         unsure = record.failed_attempts > 0 or record.create_unanswered
         watch = claim_expiry(now, watch_seconds) if unsure else None
-        done = move(record, LedgerState.SUBMITTED, now, reason=reason, job_name=job.name, job_state=job.state, duplicate_watch_until=watch)
+        done = move(
+            record,
+            LedgerState.SUBMITTED,
+            now,
+            reason=reason,
+            job_name=job.name,
+            job_state=job.state,
+            duplicate_watch_until=watch,
+        )
         return Change(JobOutcome.SUBMITTED, record=done)
     if record.job_name == job.name:
         return None  # already recorded by another attempt
     return Change(JobOutcome.CONFLICT)
 
 
-def record_quota_wait(record: LedgerRecord, slots: Slots, *, message: str, now: datetime) -> Change | None:
+def record_quota_wait(
+    record: LedgerRecord, slots: Slots, *, message: str, now: datetime
+) -> Change | None:
     """Back in the queue (at its old place) after a 429, tried again after a growing pause; the
     `queued` event is published for the first 429 only, not for every retry of a long wait."""
     if record.state != LedgerState.SUBMITTING:
@@ -187,11 +250,20 @@ def record_quota_wait(record: LedgerRecord, slots: Slots, *, message: str, now: 
         failed_attempts=0,
         not_before=claim_expiry(now, pause),
     )
-    return Change(JobOutcome.QUEUED, record=queued, slots=slots.waiting(record.idempotency_key, record.queue_order))
+    return Change(
+        JobOutcome.QUEUED,
+        record=queued,
+        slots=slots.waiting(record.idempotency_key, record.queue_order),
+    )
 
 
 def record_failure(
-    record: LedgerRecord, slots: Slots, *, error: str, now: datetime, reason: str = "the tuning service refused the job"
+    record: LedgerRecord,
+    slots: Slots,
+    *,
+    error: str,
+    now: datetime,
+    reason: str = "the tuning service refused the job",
 ) -> Change | None:
     if record.state not in {LedgerState.SUBMITTING, LedgerState.QUEUED, LedgerState.ACCEPTED}:
         return None
@@ -199,13 +271,19 @@ def record_failure(
     return Change(JobOutcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
 
 
-def release_claim(record: LedgerRecord, slots: Slots, *, error: str, now: datetime, min_pause: float = 0.0) -> Change | None:
+def release_claim(
+    record: LedgerRecord, slots: Slots, *, error: str, now: datetime, min_pause: float = 0.0
+) -> Change | None:
     """A transient failure: keep the slot; the next delivery or tick takes over (after a pause
     once the immediate retries are used up, and never before `min_pause`: a create without an
     answer may still be making its job)."""
     if record.state != LedgerState.SUBMITTING:
         return None
-    pause = 0.0 if record.failed_attempts < IMMEDIATE_RETRIES else min(900.0, 30.0 * 2 ** (record.failed_attempts - IMMEDIATE_RETRIES))
+    pause = (
+        0.0
+        if record.failed_attempts < IMMEDIATE_RETRIES
+        else min(900.0, 30.0 * 2 ** (record.failed_attempts - IMMEDIATE_RETRIES))
+    )
     released = msgspec.structs.replace(
         record,
         claim_expires_at=claim_expiry(now, max(pause, min_pause)),
@@ -216,7 +294,9 @@ def release_claim(record: LedgerRecord, slots: Slots, *, error: str, now: dateti
     return Change(JobOutcome.RELEASED, record=released)
 
 
-def record_job_snapshot(record: LedgerRecord, slots: Slots, *, job: JobSnapshot, now: datetime) -> Change | None:
+def record_job_snapshot(
+    record: LedgerRecord, slots: Slots, *, job: JobSnapshot, now: datetime
+) -> Change | None:
     if record.state not in ACTIVE_JOB_STATES or record.job_name != job.name:
         return None
     seen = apply_job_snapshot(record, job, now)
@@ -230,13 +310,23 @@ def record_job_snapshot(record: LedgerRecord, slots: Slots, *, job: JobSnapshot,
 def cancel_queued(record: LedgerRecord, slots: Slots, *, now: datetime) -> Change | None:
     if record.state != LedgerState.QUEUED:
         return None
-    cancelled = move(record, LedgerState.CANCELLED, now, reason="cancelled while queued", error="cancelled by the user before it was submitted")
-    return Change(JobOutcome.CANCELLED, record=cancelled, slots=slots.without(record.idempotency_key))
+    cancelled = move(
+        record,
+        LedgerState.CANCELLED,
+        now,
+        reason="cancelled while queued",
+        error="cancelled by the user before it was submitted",
+    )
+    return Change(
+        JobOutcome.CANCELLED, record=cancelled, slots=slots.without(record.idempotency_key)
+    )
 
 
 def release_stale_slot(record: LedgerRecord | None, key: str, slots: Slots) -> Change | None:
     """A slot or queue entry whose record no longer holds it (a missing or ended record)."""
-    holds = record is not None and (record.holds_slot if key in slots.active else record.state == LedgerState.QUEUED)
+    holds = record is not None and (
+        record.holds_slot if key in slots.active else record.state == LedgerState.QUEUED
+    )
     if holds or (key not in slots.active and key not in slots.queued):
         return None
     return Change(JobOutcome.CHANGED, slots=slots.without(key))
@@ -252,8 +342,15 @@ def quarantine(record: LedgerRecord, slots: Slots, *, error: str, now: datetime)
     if record.state in ENDED_STATES:
         return None
     slim = msgspec.structs.replace(
-        record, request=None, tuning_data_stats=None, outbox=(), outbox_lease_until=None,
-        history=record.history[-QUARANTINE_HISTORY:], error=None, reason=None, retune_reason=None,
+        record,
+        request=None,
+        tuning_data_stats=None,
+        outbox=(),
+        outbox_lease_until=None,
+        history=record.history[-QUARANTINE_HISTORY:],
+        error=None,
+        reason=None,
+        retune_reason=None,
     )
     why = f"quarantined: the ledger could not write this record ({error[:500]})"
     failed = move(slim, LedgerState.FAILED, now, reason=why, error=why)
@@ -277,7 +374,13 @@ def with_announced(change: Change | None, before: LedgerRecord | None) -> Change
     return replace(change, announced=added) if added else change
 
 
-def lease_leftovers(record: LedgerRecord, slots: Slots, *, now: datetime, grace_seconds: float = OUTBOX_GRACE_SECONDS) -> Change | None:
+def lease_leftovers(
+    record: LedgerRecord,
+    slots: Slots,
+    *,
+    now: datetime,
+    grace_seconds: float = OUTBOX_GRACE_SECONDS,
+) -> Change | None:
     """The outbox events older than the grace (their mover died before publishing them), leased to
     this tick for as long again; None when there are none or another tick holds the lease."""
     if record.outbox_lease_until is not None and parse_timestamp(record.outbox_lease_until) > now:
@@ -286,7 +389,9 @@ def lease_leftovers(record: LedgerRecord, slots: Slots, *, now: datetime, grace_
     leftovers = tuple(event for event in record.outbox if _event_time(event) <= cutoff)
     if not leftovers:
         return None
-    leased = msgspec.structs.replace(record, outbox_lease_until=timestamp(now + timedelta(seconds=grace_seconds)))
+    leased = msgspec.structs.replace(
+        record, outbox_lease_until=timestamp(now + timedelta(seconds=grace_seconds))
+    )
     return Change(JobOutcome.CHANGED, record=leased, announced=leftovers)
 
 
@@ -297,7 +402,9 @@ def _event_time(event: TuningEvent) -> datetime:
         return datetime.min.replace(tzinfo=UTC)  # no readable time: old enough
 
 
-def record_duplicate_cancelled(record: LedgerRecord, slots: Slots, *, job_name: str, now: datetime) -> Change | None:
+def record_duplicate_cancelled(
+    record: LedgerRecord, slots: Slots, *, job_name: str, now: datetime
+) -> Change | None:
     if job_name in record.duplicate_jobs:
         return None
     event = make_event(
@@ -314,6 +421,9 @@ def record_duplicate_cancelled(record: LedgerRecord, slots: Slots, *, job_name: 
         now=now,
     )
     updated = msgspec.structs.replace(
-        record, duplicate_jobs=(*record.duplicate_jobs, job_name), updated_at=timestamp(now), outbox=(*record.outbox, event)
+        record,
+        duplicate_jobs=(*record.duplicate_jobs, job_name),
+        updated_at=timestamp(now),
+        outbox=(*record.outbox, event),
     )
     return Change(JobOutcome.CHANGED, record=updated)

@@ -27,14 +27,21 @@ class Slots(msgspec.Struct, frozen=True, kw_only=True):
         return min(self.queued.items(), key=lambda item: (item[1], item[0]))[0]
 
     def holding(self, key: str, since: str) -> Slots:
-        return Slots(active={**self.active, key: since}, queued={k: v for k, v in self.queued.items() if k != key})
+        return Slots(
+            active={**self.active, key: since},
+            queued={k: v for k, v in self.queued.items() if k != key},
+        )
 
     def waiting(self, key: str, order: str) -> Slots:
-        return Slots(active={k: v for k, v in self.active.items() if k != key}, queued={**self.queued, key: order})
+        return Slots(
+            active={k: v for k, v in self.active.items() if k != key},
+            queued={**self.queued, key: order},
+        )
 
     def without(self, key: str) -> Slots:
         return Slots(
-            active={k: v for k, v in self.active.items() if k != key}, queued={k: v for k, v in self.queued.items() if k != key}
+            active={k: v for k, v in self.active.items() if k != key},
+            queued={k: v for k, v in self.queued.items() if k != key},
         )
 
 
@@ -69,4 +76,6 @@ class Change:
     record: LedgerRecord | None = None
     slots: Slots | None = None
     content_owner_key: str | None = None  # set the content index entry to this key
-    announced: tuple[TuningEvent, ...] = ()  # the outbox events this change added: its caller publishes them
+    announced: tuple[
+        TuningEvent, ...
+    ] = ()  # the outbox events this change added: its caller publishes them

@@ -37,18 +37,32 @@ class LedgerState(enum.StrEnum):
 
 # The one list of allowed moves. SUBMITTING -> SUBMITTING is a take-over of an expired claim.
 TRANSITIONS: dict[LedgerState, frozenset[LedgerState]] = {
-    LedgerState.ACCEPTED: frozenset({LedgerState.SUBMITTING, LedgerState.QUEUED, LedgerState.SKIPPED, LedgerState.FAILED}),
-    LedgerState.QUEUED: frozenset({LedgerState.SUBMITTING, LedgerState.CANCELLED, LedgerState.FAILED}),
-    LedgerState.SUBMITTING: frozenset({LedgerState.SUBMITTING, LedgerState.SUBMITTED, LedgerState.QUEUED, LedgerState.FAILED}),
-    LedgerState.SUBMITTED: frozenset({LedgerState.RUNNING, LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED}),
-    LedgerState.RUNNING: frozenset({LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED}),
+    LedgerState.ACCEPTED: frozenset(
+        {LedgerState.SUBMITTING, LedgerState.QUEUED, LedgerState.SKIPPED, LedgerState.FAILED}
+    ),
+    LedgerState.QUEUED: frozenset(
+        {LedgerState.SUBMITTING, LedgerState.CANCELLED, LedgerState.FAILED}
+    ),
+    LedgerState.SUBMITTING: frozenset(
+        {LedgerState.SUBMITTING, LedgerState.SUBMITTED, LedgerState.QUEUED, LedgerState.FAILED}
+    ),
+    LedgerState.SUBMITTED: frozenset(
+        {LedgerState.RUNNING, LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED}
+    ),
+    LedgerState.RUNNING: frozenset(
+        {LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED}
+    ),
     LedgerState.SUCCEEDED: frozenset(),
     LedgerState.FAILED: frozenset(),
     LedgerState.CANCELLED: frozenset(),
     LedgerState.SKIPPED: frozenset(),
 }
-SLOT_STATES = frozenset({LedgerState.SUBMITTING, LedgerState.SUBMITTED, LedgerState.RUNNING})  # count against max_concurrent_jobs
-ACTIVE_JOB_STATES = frozenset({LedgerState.SUBMITTED, LedgerState.RUNNING})  # a Vertex job exists and has not ended
+SLOT_STATES = frozenset(
+    {LedgerState.SUBMITTING, LedgerState.SUBMITTED, LedgerState.RUNNING}
+)  # count against max_concurrent_jobs
+ACTIVE_JOB_STATES = frozenset(
+    {LedgerState.SUBMITTED, LedgerState.RUNNING}
+)  # a Vertex job exists and has not ended
 ENDED_STATES = frozenset(state for state, targets in TRANSITIONS.items() if not targets)
 # A re-upload of content whose first tuning ended like this is tuned again (the user retries).
 RETRY_ALLOWED_AFTER = frozenset({LedgerState.FAILED, LedgerState.CANCELLED})
@@ -97,10 +111,17 @@ STATS_COUNTS = (
     "tuningStepCount",
     "totalTruncatedExampleCount",
 )
-STATS_DISTRIBUTIONS = ("userInputTokenDistribution", "userOutputTokenDistribution", "userMessagePerExampleDistribution")
+STATS_DISTRIBUTIONS = (
+    "userInputTokenDistribution",
+    "userOutputTokenDistribution",
+    "userMessagePerExampleDistribution",
+)
 DISTRIBUTION_FIELDS = ("sum", "billableSum", "min", "max", "mean", "median", "p5", "p95")
 # Lists the summary keeps only the length of (a dropped example's reason may quote it).
-STATS_LIST_COUNTS = {"truncatedExampleIndices": "truncatedExampleIndexCount", "droppedExampleReasons": "droppedExampleCount"}
+STATS_LIST_COUNTS = {
+    "truncatedExampleIndices": "truncatedExampleIndexCount",
+    "droppedExampleReasons": "droppedExampleCount",
+}
 _NUMBER_TEXT_LIMIT = 32
 
 
@@ -117,7 +138,11 @@ def stats_summary(stats: Any) -> dict[str, Any]:
     for key in STATS_DISTRIBUTIONS:
         distribution = stats.get(key)
         if isinstance(distribution, dict):
-            figures = {name: distribution[name] for name in DISTRIBUTION_FIELDS if _is_number(distribution.get(name))}
+            figures = {
+                name: distribution[name]
+                for name in DISTRIBUTION_FIELDS
+                if _is_number(distribution.get(name))
+            }
             if figures:
                 summary[key] = figures
     for key, count_key in STATS_LIST_COUNTS.items():
@@ -170,7 +195,9 @@ class LedgerRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     queue_order: str = ""  # FIFO position while QUEUED: upload order, kept across re-queues
     attempts: int = 0  # times the record entered SUBMITTING
     failed_attempts: int = 0  # submit attempts that ended without an answer (crash, 5xx)
-    claim_expires_at: str | None = None  # while SUBMITTING: after this another submitter may take over
+    claim_expires_at: str | None = (
+        None  # while SUBMITTING: after this another submitter may take over
+    )
     quota_waits: int = 0  # times the tuning service answered 429 to this dataset's create
     not_before: str | None = None  # while QUEUED after a 429: not tried again before this
     job_name: str | None = None
@@ -182,7 +209,9 @@ class LedgerRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     reason: str | None = None  # why the last move happened
     duplicate_of: str | None = None  # SKIPPED: the idempotency key of the tuning it repeats
     forced: bool = False
-    retune_reason: str | None = None  # why content seen before is tuned again (forced, or it failed)
+    retune_reason: str | None = (
+        None  # why content seen before is tuned again (forced, or it failed)
+    )
     # Events written with the move, not yet published; stored as the event's JSON object, as
     # published (what msgspec encodes a TuningEvent to), so every stored record loads as it was.
     outbox: tuple[TuningEvent, ...] = ()
@@ -220,11 +249,19 @@ def claim_expired(record: LedgerRecord, now: datetime) -> bool:
 
 def check_transition(record: LedgerRecord, target: LedgerState) -> None:
     if target not in TRANSITIONS[record.state]:
-        raise IllegalTransition(f"ledger record {record.idempotency_key} ({record.dataset_uri}): {record.state} -> {target} is not allowed")
+        raise IllegalTransition(
+            f"ledger record {record.idempotency_key} ({record.dataset_uri}): {record.state} -> {target} is not allowed"
+        )
 
 
 def move(
-    record: LedgerRecord, target: LedgerState, now: datetime, *, reason: str | None = None, announce: bool = True, **changes: Any
+    record: LedgerRecord,
+    target: LedgerState,
+    now: datetime,
+    *,
+    reason: str | None = None,
+    announce: bool = True,
+    **changes: Any,
 ) -> LedgerRecord:
     """`record` in `target`, its history extended and the arrival's event put in its outbox
     (unless `announce` is False: the same news was told already)."""
@@ -233,7 +270,9 @@ def move(
     history = (*record.history, Transition(state=target, at=stamp, reason=reason))
     if target != LedgerState.SUBMITTING:
         changes.setdefault("claim_expires_at", None)
-    moved = msgspec.structs.replace(record, state=target, history=history, updated_at=stamp, reason=reason, **changes)
+    moved = msgspec.structs.replace(
+        record, state=target, history=history, updated_at=stamp, reason=reason, **changes
+    )
     event = event_for(moved, target, now) if announce else None
     if event is None:
         return moved
@@ -295,7 +334,9 @@ def new_record(
     )
 
 
-def apply_job_snapshot(record: LedgerRecord, job: JobSnapshot, now: datetime) -> LedgerRecord | None:
+def apply_job_snapshot(
+    record: LedgerRecord, job: JobSnapshot, now: datetime
+) -> LedgerRecord | None:
     """The record after seeing its Vertex job in `job`, or None when nothing changed."""
     target = VERTEX_TO_LEDGER.get(job.state)
     changes: dict[str, Any] = {"job_state": job.state}
@@ -307,13 +348,29 @@ def apply_job_snapshot(record: LedgerRecord, job: JobSnapshot, now: datetime) ->
             return msgspec.structs.replace(record, updated_at=timestamp(now), **changes)
         return None
     moved = record
-    if record.state == LedgerState.SUBMITTED and target in {LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED} and job.started:
+    if (
+        record.state == LedgerState.SUBMITTED
+        and target in {LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED}
+        and job.started
+    ):
         # The job ran between two polls: announce that too, so every subscriber sees it run.
         moved = move(moved, LedgerState.RUNNING, now, reason="job started", **changes)
     if target == LedgerState.SUCCEEDED:
-        return move(moved, target, now, reason="job succeeded", tuned_model=job.tuned_model, endpoint=job.endpoint, **changes)
+        return move(
+            moved,
+            target,
+            now,
+            reason="job succeeded",
+            tuned_model=job.tuned_model,
+            endpoint=job.endpoint,
+            **changes,
+        )
     if target == LedgerState.FAILED:
-        error = job.error or ("job expired" if job.state == "JOB_STATE_EXPIRED" else "job failed without an error message")
+        error = job.error or (
+            "job expired"
+            if job.state == "JOB_STATE_EXPIRED"
+            else "job failed without an error message"
+        )
         return move(moved, target, now, reason="job failed", error=error, **changes)
     if target == LedgerState.CANCELLED:
         return move(moved, target, now, reason="job cancelled", error=job.error or None, **changes)

@@ -45,9 +45,13 @@ class Pipeline:
     reports_prefix: str = "reports/"
 
 
-def update_record(pipeline: Pipeline, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]) -> Change | None:
+def update_record(
+    pipeline: Pipeline, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]
+) -> Change | None:
     """ledger.update, the change knowing which events it announces (decided in the transaction)."""
-    return pipeline.ledger.update(key, lambda record, slots: with_announced(decide(record, slots), record))
+    return pipeline.ledger.update(
+        key, lambda record, slots: with_announced(decide(record, slots), record)
+    )
 
 
 def publish_announced(pipeline: Pipeline, change: Change | None) -> None:

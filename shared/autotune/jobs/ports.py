@@ -13,13 +13,19 @@ from autotune.jobs.lifecycle import JobSnapshot, LedgerRecord, LedgerState
 
 
 class Ledger(Protocol):
-    def claim(self, key: str, content_key: str, decide: Callable[[ClaimView], Change]) -> Change: ...
+    def claim(
+        self, key: str, content_key: str, decide: Callable[[ClaimView], Change]
+    ) -> Change: ...
 
-    def update(self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]) -> Change | None:
+    def update(
+        self, key: str, decide: Callable[[LedgerRecord, Slots], Change | None]
+    ) -> Change | None:
         """Run `decide` on the record and the slots in one transaction; write what it returns. A
         missing record is left missing: `decide` is not run, the answer is None."""
 
-    def update_or_absent(self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]) -> Change | None:
+    def update_or_absent(
+        self, key: str, decide: Callable[[LedgerRecord | None, Slots], Change | None]
+    ) -> Change | None:
         """As `update`, except that a missing record is handed to `decide` as None (a slot whose
         record is gone is released this way)."""
 

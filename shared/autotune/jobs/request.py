@@ -67,10 +67,16 @@ class TuningRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         return self.training.uri
 
 
-def content_key(training_sha256: str, validation_sha256: str | None, settings: TuningSettings) -> str:
+def content_key(
+    training_sha256: str, validation_sha256: str | None, settings: TuningSettings
+) -> str:
     """Same bytes + same settings -> same key, whatever the object's name or generation."""
     material = json.dumps(
-        {"training": training_sha256, "validation": validation_sha256, "settings": settings.fingerprint_fields()},
+        {
+            "training": training_sha256,
+            "validation": validation_sha256,
+            "settings": settings.fingerprint_fields(),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(material.encode()).hexdigest()[:40]
@@ -88,7 +94,9 @@ def encode_request(request: TuningRequest) -> bytes:
 
 def decode_request(data: bytes) -> TuningRequest:
     if len(data) > MAX_REQUEST_BYTES:
-        raise InvalidTuningRequest(f"tuning request is {len(data)} bytes; at most {MAX_REQUEST_BYTES} are read")
+        raise InvalidTuningRequest(
+            f"tuning request is {len(data)} bytes; at most {MAX_REQUEST_BYTES} are read"
+        )
     try:
         request = msgspec.json.decode(data, type=TuningRequest)
     except msgspec.ValidationError as exc:
@@ -96,7 +104,9 @@ def decode_request(data: bytes) -> TuningRequest:
     except msgspec.DecodeError as exc:
         raise InvalidTuningRequest(f"tuning request is not JSON: {exc}") from exc
     if request.schema_version != SCHEMA_VERSION:
-        raise InvalidTuningRequest(f"tuning request: schema_version {request.schema_version} is not {SCHEMA_VERSION}")
+        raise InvalidTuningRequest(
+            f"tuning request: schema_version {request.schema_version} is not {SCHEMA_VERSION}"
+        )
     return request
 
 

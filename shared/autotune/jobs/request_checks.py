@@ -49,7 +49,11 @@ def expected_report_name(request: TuningRequest, reports_prefix: str) -> str:
 
 
 def pinned_names(request: TuningRequest) -> list[str]:
-    return [ref.pinned_object for ref in (request.training, request.validation) if ref is not None and ref.pinned_object]
+    return [
+        ref.pinned_object
+        for ref in (request.training, request.validation)
+        if ref is not None and ref.pinned_object
+    ]
 
 
 def request_refusal(
@@ -86,19 +90,29 @@ def request_refusal(
             continue
         if ref.bucket != bucket:
             return f"{ascii(ref.uri[:1100])} is not in the dataset bucket {bucket}; only datasets autotune validated are tuned"
-        if not (ref.generation.isascii() and ref.generation.isdigit() and len(ref.generation) <= 20):
+        if not (
+            ref.generation.isascii() and ref.generation.isdigit() and len(ref.generation) <= 20
+        ):
             return f"{ref.uri}: generation {ascii(ref.generation[:40])} is not a Cloud Storage generation"
         if len(ref.sha256) != 64 or any(c not in "0123456789abcdef" for c in ref.sha256):
             return f"{ref.uri}: sha256 {ascii(ref.sha256[:80])} is not a sha256 digest"
-    content = content_key(request.training.sha256, request.validation.sha256 if request.validation else None, request.settings)
+    content = content_key(
+        request.training.sha256,
+        request.validation.sha256 if request.validation else None,
+        request.settings,
+    )
     if content != request.content_key:
         return "its content key is not the hash of its files and settings: not a request validate published"
-    expected_key = idempotency_key(request.training.bucket, request.training.object, request.training.generation, content)
+    expected_key = idempotency_key(
+        request.training.bucket, request.training.object, request.training.generation, content
+    )
     if expected_key != request.idempotency_key:
         return "its idempotency key is not the hash of its dataset version and content: not a request validate published"
     report_name = expected_report_name(request, reports_prefix)
     if request.report_uri != f"gs://{bucket}/{report_name}":
-        return f"its report_uri is not the report of the upload it names (gs://{bucket}/{report_name})"
+        return (
+            f"its report_uri is not the report of the upload it names (gs://{bucket}/{report_name})"
+        )
     if report is None:
         return f"no report gs://{bucket}/{report_name}: autotune never validated this upload"
     try:
@@ -106,10 +120,15 @@ def request_refusal(
     except ValueError:
         return f"the report gs://{bucket}/{report_name} is not JSON"
     if not isinstance(doc, dict) or doc.get("valid") is not True:
-        return f"the report gs://{bucket}/{report_name} does not say valid: the dataset was rejected"
+        return (
+            f"the report gs://{bucket}/{report_name} does not say valid: the dataset was rejected"
+        )
     accepted = doc.get(REPORT_REQUEST_FIELD)
-    if not isinstance(accepted, dict) or accepted.get("idempotency_key") != request.idempotency_key \
-            or accepted.get("content_key") != request.content_key:
+    if (
+        not isinstance(accepted, dict)
+        or accepted.get("idempotency_key") != request.idempotency_key
+        or accepted.get("content_key") != request.content_key
+    ):
         return f"the report gs://{bucket}/{report_name} accepted another request (other files or settings)"
     problem = pinned_problem(request, reports_prefix, current_generations)
     if problem:
@@ -120,27 +139,37 @@ def request_refusal(
     return None
 
 
-def pinned_problem(request: TuningRequest, reports_prefix: str, current_generations: Mapping[str, str | None]) -> str | None:
+def pinned_problem(
+    request: TuningRequest, reports_prefix: str, current_generations: Mapping[str, str | None]
+) -> str | None:
     """Whether the pinned copies are still those validate made (checked again right before a job
     is created from the queue)."""
     for ref in (request.training, request.validation):
-        problem = _pinned_problem(ref, reports_prefix, current_generations) if ref is not None else None
+        problem = (
+            _pinned_problem(ref, reports_prefix, current_generations) if ref is not None else None
+        )
         if problem:
             return problem
     return None
 
 
-def _pinned_problem(ref: DatasetRef, reports_prefix: str, current_generations: Mapping[str, str | None]) -> str | None:
+def _pinned_problem(
+    ref: DatasetRef, reports_prefix: str, current_generations: Mapping[str, str | None]
+) -> str | None:
     if not ref.pinned_object or not ref.pinned_generation:
         return f"{ref.uri} has no pinned copy: the job would read whatever the object holds by then"
     if ref.pinned_object != pinned_object_name(reports_prefix, ref.sha256):
         return f"{ref.uri}: the pinned copy {ref.pinned_object} is not the one named by its validated sha256"
     now = current_generations.get(ref.pinned_object)
     if now is None:
-        return f"the pinned copy gs://{ref.bucket}/{ref.pinned_object} of {ref.uri} no longer exists"
+        return (
+            f"the pinned copy gs://{ref.bucket}/{ref.pinned_object} of {ref.uri} no longer exists"
+        )
     if now != ref.pinned_generation:
-        return (f"the pinned copy gs://{ref.bucket}/{ref.pinned_object} of {ref.uri} was written over "
-                f"(generation {now}, validated {ref.pinned_generation}): its bytes are not the ones validated")
+        return (
+            f"the pinned copy gs://{ref.bucket}/{ref.pinned_object} of {ref.uri} was written over "
+            f"(generation {now}, validated {ref.pinned_generation}): its bytes are not the ones validated"
+        )
     return None
 
 

@@ -51,15 +51,22 @@ def submit_request(pipeline: Pipeline, request: TuningRequest) -> JobOutcome:
     and, holding the claim, adopt or create its job."""
     refusal = request_refusal_now(pipeline, request)
     if refusal is not None:
-        structured_log.error("submit: tuning request refused, no job", dataset=ascii(request.training.uri[:1100]),
-                             idempotency_key=ascii(request.idempotency_key[:80]), reason=refusal)
+        structured_log.error(
+            "submit: tuning request refused, no job",
+            dataset=ascii(request.training.uri[:1100]),
+            idempotency_key=ascii(request.idempotency_key[:80]),
+            reason=refusal,
+        )
         pipeline.publisher.publish_event(refusal_event(request, refusal, pipeline.clock()))
         return JobOutcome.REFUSED
     spec_error = None
     spec = None
     try:
         spec = build_job_spec(
-            request, project=pipeline.project, catalog=pipeline.catalog, service_account=pipeline.service_account,
+            request,
+            project=pipeline.project,
+            catalog=pipeline.catalog,
+            service_account=pipeline.service_account,
             dataset_bucket=pipeline.dataset_bucket,
         )
     except JobSpecError as exc:
@@ -69,7 +76,14 @@ def submit_request(pipeline: Pipeline, request: TuningRequest) -> JobOutcome:
         request.idempotency_key,
         request.content_key,
         lambda view: with_announced(
-            decide_claim(view, request, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds, spec_error=spec_error),
+            decide_claim(
+                view,
+                request,
+                now=now,
+                max_jobs=pipeline.max_jobs,
+                claim_seconds=pipeline.claim_seconds,
+                spec_error=spec_error,
+            ),
             view.record,
         ),
     )
@@ -83,8 +97,14 @@ def submit_request(pipeline: Pipeline, request: TuningRequest) -> JobOutcome:
     publish_announced(pipeline, change)
     if change.outcome != JobOutcome.SUBMIT:
         return change.outcome
-    if spec is None:  # a take-over of a record whose settings no longer make a job (catalog changed)
-        failed = update_record(pipeline, request.idempotency_key, lambda r, s: record_failure(r, s, error=str(spec_error), now=now))
+    if (
+        spec is None
+    ):  # a take-over of a record whose settings no longer make a job (catalog changed)
+        failed = update_record(
+            pipeline,
+            request.idempotency_key,
+            lambda r, s: record_failure(r, s, error=str(spec_error), now=now),
+        )
         publish_announced(pipeline, failed)
         return JobOutcome.FAILED
     return adopt_or_create_job(pipeline, request.idempotency_key, spec)
@@ -118,13 +138,18 @@ def request_refusal_now(pipeline: Pipeline, request: TuningRequest) -> str | Non
         bucket=pipeline.dataset_bucket,
         reports_prefix=pipeline.reports_prefix,
         report=pipeline.datasets.read_report(report_name) if safe else None,
-        current_generations={name: pipeline.datasets.generation_of(name) for name in pinned_names(request)} if safe else {},
+        current_generations={
+            name: pipeline.datasets.generation_of(name) for name in pinned_names(request)
+        }
+        if safe
+        else {},
         settings_errors=catalog_settings_errors,
     )
 
 
 def refusal_event(request: TuningRequest, refusal: str, now: datetime) -> TuningEvent:
     """A job.refused event whose every field is bounded and encodable, whatever the request held."""
+
     def bounded(text: str | None, limit: int) -> str | None:
         if text is None:
             return None
@@ -157,10 +182,21 @@ def adopt_or_create_job(pipeline: Pipeline, key: str, spec: JobSpec) -> JobOutco
         if job is None and last_look and claimed is not None:
             error = (
                 f"gave up after {claimed.failed_attempts} submit attempts without an answer; the tuning service holds no job "
-                f"labelled {KEY_LABEL}={key}" + (f"; last error: {claimed.error}" if claimed.error else "")
+                f"labelled {KEY_LABEL}={key}"
+                + (f"; last error: {claimed.error}" if claimed.error else "")
             )
-            change = update_record(pipeline, key, lambda r, s: record_failure(r, s, error=error, now=pipeline.clock(), reason="submit attempts exhausted"))
-            structured_log.error("submit: gave up, no job carries the dataset's label", idempotency_key=key, error=error)
+            change = update_record(
+                pipeline,
+                key,
+                lambda r, s: record_failure(
+                    r, s, error=error, now=pipeline.clock(), reason="submit attempts exhausted"
+                ),
+            )
+            structured_log.error(
+                "submit: gave up, no job carries the dataset's label",
+                idempotency_key=key,
+                error=error,
+            )
             publish_announced(pipeline, change)
             return change.outcome if change else JobOutcome.DUPLICATE
         if job is None:
@@ -172,13 +208,22 @@ def adopt_or_create_job(pipeline: Pipeline, key: str, spec: JobSpec) -> JobOutco
         pipeline,
         key,
         lambda record, slots: record_submitted(
-            record, slots, job=job, adopted=adopted, now=pipeline.clock(), watch_seconds=pipeline.duplicate_watch_seconds
+            record,
+            slots,
+            job=job,
+            adopted=adopted,
+            now=pipeline.clock(),
+            watch_seconds=pipeline.duplicate_watch_seconds,
         ),
     )
     if change is None:
         return JobOutcome.DUPLICATE
     if change.outcome == JobOutcome.CONFLICT:
-        structured_log.error("submit: the ledger already names another job for this dataset", idempotency_key=key, job=job.name)
+        structured_log.error(
+            "submit: the ledger already names another job for this dataset",
+            idempotency_key=key,
+            job=job.name,
+        )
         if not adopted:
             _cancel_quietly(service, job.name)
         return JobOutcome.CONFLICT
@@ -187,25 +232,50 @@ def adopt_or_create_job(pipeline: Pipeline, key: str, spec: JobSpec) -> JobOutco
     return JobOutcome.SUBMITTED
 
 
-def _after_service_error(pipeline: Pipeline, key: str, exc: TuningServiceError, *, creating: bool = False, unsure: bool = False) -> JobOutcome:
+def _after_service_error(
+    pipeline: Pipeline,
+    key: str,
+    exc: TuningServiceError,
+    *,
+    creating: bool = False,
+    unsure: bool = False,
+) -> JobOutcome:
     """`creating`: the error answered the create (else the label lookup before it). `unsure`: an
     earlier attempt may have made a job. Only a create's own answer can queue or fail the record
     (freeing its slot); a lookup's error while a job may exist is a retry, whatever it says."""
     now = pipeline.clock()
-    log_fields = {"idempotency_key": key, "error": exc.message, "code": exc.code, "kind": str(exc.kind), "creating": creating}
+    log_fields = {
+        "idempotency_key": key,
+        "error": exc.message,
+        "code": exc.code,
+        "kind": str(exc.kind),
+        "creating": creating,
+    }
     definite = creating or not unsure
     if exc.kind == ErrorKind.QUOTA and creating:
-        change = update_record(pipeline, key, lambda r, s: record_quota_wait(r, s, message=exc.message, now=now))
+        change = update_record(
+            pipeline, key, lambda r, s: record_quota_wait(r, s, message=exc.message, now=now)
+        )
         structured_log.warning("submit: tuning service quota full, dataset queued", **log_fields)
     elif exc.kind in {ErrorKind.PERMANENT, ErrorKind.NOT_FOUND} and definite:
-        change = update_record(pipeline, key, lambda r, s: record_failure(r, s, error=exc.message, now=now))
+        change = update_record(
+            pipeline, key, lambda r, s: record_failure(r, s, error=exc.message, now=now)
+        )
         structured_log.error("submit: tuning service refused the job", **log_fields)
     else:
         # A create without an answer (timeout, 5xx) may have made the job, or still be making it:
         # no lookup, and so no second create, before it has had time to show.
-        settle = pipeline.create_settle_seconds if creating and exc.kind == ErrorKind.TRANSIENT else 0.0
-        update_record(pipeline, key, lambda r, s: release_claim(r, s, error=exc.message, now=now, min_pause=settle))
-        structured_log.warning("submit: tuning service error, will retry", settle_seconds=settle, **log_fields)
+        settle = (
+            pipeline.create_settle_seconds if creating and exc.kind == ErrorKind.TRANSIENT else 0.0
+        )
+        update_record(
+            pipeline,
+            key,
+            lambda r, s: release_claim(r, s, error=exc.message, now=now, min_pause=settle),
+        )
+        structured_log.warning(
+            "submit: tuning service error, will retry", settle_seconds=settle, **log_fields
+        )
         raise exc
     publish_announced(pipeline, change)
     return change.outcome if change else JobOutcome.DUPLICATE

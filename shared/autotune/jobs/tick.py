@@ -79,10 +79,16 @@ def _cancel_duplicate_jobs(pipeline: Pipeline, record: LedgerRecord, summary: Ti
         return 0
     cancelled = 0
     for job in jobs:
-        if job.name == record.job_name or job.name in record.duplicate_jobs or VERTEX_TO_LEDGER.get(job.state) in ENDED_STATES:
+        if (
+            job.name == record.job_name
+            or job.name in record.duplicate_jobs
+            or VERTEX_TO_LEDGER.get(job.state) in ENDED_STATES
+        ):
             continue
         structured_log.error(
-            "status: a second tuning job carries this dataset's label; cancelling it", dataset=record.dataset_uri, job=job.name,
+            "status: a second tuning job carries this dataset's label; cancelling it",
+            dataset=record.dataset_uri,
+            job=job.name,
             kept=record.job_name,
         )
         try:
@@ -91,13 +97,19 @@ def _cancel_duplicate_jobs(pipeline: Pipeline, record: LedgerRecord, summary: Ti
             summary.errors.append(f"{job.name}: cancelling a second job: {exc.message}")
             continue
         now = pipeline.clock()
-        change = update_record(pipeline, record.idempotency_key, partial(record_duplicate_cancelled, job_name=job.name, now=now))
+        change = update_record(
+            pipeline,
+            record.idempotency_key,
+            partial(record_duplicate_cancelled, job_name=job.name, now=now),
+        )
         publish_announced(pipeline, change)
         cancelled += 1
     return cancelled
 
 
-def _isolated(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord, step: Callable[..., object]) -> object:
+def _isolated(
+    pipeline: Pipeline, summary: TickSummary, record: LedgerRecord, step: Callable[..., object]
+) -> object:
     try:
         return step(pipeline, summary, record)
     except TuningServiceError:
@@ -107,18 +119,34 @@ def _isolated(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord, st
         summary.errors.append(f"{record.dataset_uri}: {error}")
         if not isinstance(exc, UnwritableRecord):
             # An outage is not the record's fault: it is tried again next tick, untouched.
-            structured_log.error("status: a ledger record's step failed; the tick goes on", dataset=record.dataset_uri,
-                                 idempotency_key=record.idempotency_key, state=record.state, error=error)
+            structured_log.error(
+                "status: a ledger record's step failed; the tick goes on",
+                dataset=record.dataset_uri,
+                idempotency_key=record.idempotency_key,
+                state=record.state,
+                error=error,
+            )
             return None
-        structured_log.error("status: the ledger cannot write this record; quarantining it", dataset=record.dataset_uri,
-                             idempotency_key=record.idempotency_key, state=record.state, error=error)
+        structured_log.error(
+            "status: the ledger cannot write this record; quarantining it",
+            dataset=record.dataset_uri,
+            idempotency_key=record.idempotency_key,
+            state=record.state,
+            error=error,
+        )
         try:
             now = pipeline.clock()
-            change = update_record(pipeline, record.idempotency_key, lambda r, s: quarantine(r, s, error=error, now=now))
+            change = update_record(
+                pipeline,
+                record.idempotency_key,
+                lambda r, s: quarantine(r, s, error=error, now=now),
+            )
             publish_announced(pipeline, change)
             summary.quarantined += 1 if change else 0
         except Exception as again:
-            summary.errors.append(f"{record.dataset_uri}: quarantine failed too: {type(again).__name__}: {str(again)[:300]}")
+            summary.errors.append(
+                f"{record.dataset_uri}: quarantine failed too: {type(again).__name__}: {str(again)[:300]}"
+            )
         return None
 
 
@@ -126,7 +154,9 @@ def _publish_leftovers(pipeline: Pipeline, summary: TickSummary, record: LedgerR
     now = pipeline.clock()
     if lease_leftovers(record, Slots(), now=now) is None:
         return  # too fresh (its mover is publishing it right now) or leased by another tick
-    change = pipeline.ledger.update(record.idempotency_key, lambda r, s: lease_leftovers(r, s, now=now))
+    change = pipeline.ledger.update(
+        record.idempotency_key, lambda r, s: lease_leftovers(r, s, now=now)
+    )
     publish_announced(pipeline, change)
     summary.published += len(change.announced) if change else 0
 
@@ -140,23 +170,37 @@ def _observe_job(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord)
         if exc.kind != ErrorKind.NOT_FOUND:
             summary.errors.append(f"{record.job_name}: {exc.message}")
             return
-        job = JobSnapshot(name=record.job_name, state="JOB_STATE_FAILED", error=f"the tuning job no longer exists: {exc.message}")
+        job = JobSnapshot(
+            name=record.job_name,
+            state="JOB_STATE_FAILED",
+            error=f"the tuning job no longer exists: {exc.message}",
+        )
     now = pipeline.clock()
     if job.state not in VERTEX_TO_LEDGER and job.state != record.job_state:
         # Recorded as seen, no move: the service added a state this code does not know yet.
         structured_log.warning(
             "status: the tuning service reports a job state autotune does not know; recorded as is, still polling",
-            job=job.name, job_state=job.state, ledger_state=record.state,
+            job=job.name,
+            job_state=job.state,
+            ledger_state=record.state,
         )
-    if record.duplicate_watch_until is not None and parse_timestamp(record.duplicate_watch_until) > now:
+    if (
+        record.duplicate_watch_until is not None
+        and parse_timestamp(record.duplicate_watch_until) > now
+    ):
         summary.duplicates_cancelled += _cancel_duplicate_jobs(pipeline, record, summary)
     if record_job_snapshot(record, Slots(), job=job, now=now) is None:
         return  # nothing new: no transaction, no contention on the slots document
-    change = update_record(pipeline, record.idempotency_key, lambda r, s: record_job_snapshot(r, s, job=job, now=now))
+    change = update_record(
+        pipeline, record.idempotency_key, lambda r, s: record_job_snapshot(r, s, job=job, now=now)
+    )
     if change is not None and change.record is not None and change.record.state != record.state:
         summary.changed += 1
         structured_log.info(
-            f"status: {record.state} -> {change.record.state}", dataset=record.dataset_uri, job=job.name, error=change.record.error
+            f"status: {record.state} -> {change.record.state}",
+            dataset=record.dataset_uri,
+            job=job.name,
+            error=change.record.error,
         )
     publish_announced(pipeline, change)
 
@@ -165,7 +209,11 @@ def _take_over_expired(pipeline: Pipeline, summary: TickSummary, record: LedgerR
     now = pipeline.clock()
     if not claim_expired(record, now):
         return
-    change = update_record(pipeline, record.idempotency_key, lambda r, s: take_over(r, s, now=now, claim_seconds=pipeline.claim_seconds))
+    change = update_record(
+        pipeline,
+        record.idempotency_key,
+        lambda r, s: take_over(r, s, now=now, claim_seconds=pipeline.claim_seconds),
+    )
     if change is None:
         return
     publish_announced(pipeline, change)
@@ -191,13 +239,19 @@ def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
 
 def _promote(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> JobOutcome | None:
     now = pipeline.clock()
-    change = update_record(pipeline,
-        record.idempotency_key, lambda r, s: promote(r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds)
+    change = update_record(
+        pipeline,
+        record.idempotency_key,
+        lambda r, s: promote(
+            r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds
+        ),
     )
     if change is None or change.outcome != JobOutcome.SUBMIT or change.record is None:
         return None  # another tick promoted it, it waits out a 429, or the entry is stale (released below)
     summary.promoted += 1
-    structured_log.info("status: promoting the oldest queued dataset", dataset=change.record.dataset_uri)
+    structured_log.info(
+        "status: promoting the oldest queued dataset", dataset=change.record.dataset_uri
+    )
     return _submit_claimed(pipeline, change.record, summary)
 
 
@@ -205,18 +259,31 @@ def _submit_claimed(pipeline: Pipeline, record: LedgerRecord, summary: TickSumma
     try:
         request = msgspec.convert(record.request, TuningRequest)
         spec = build_job_spec(
-            request, project=pipeline.project, catalog=pipeline.catalog, service_account=pipeline.service_account,
+            request,
+            project=pipeline.project,
+            catalog=pipeline.catalog,
+            service_account=pipeline.service_account,
             dataset_bucket=pipeline.dataset_bucket,
         )
     except (msgspec.ValidationError, JobSpecError) as exc:
         now, error = pipeline.clock(), str(exc)
-        change = update_record(pipeline, record.idempotency_key, lambda r, s: record_failure(r, s, error=error, now=now))
+        change = update_record(
+            pipeline,
+            record.idempotency_key,
+            lambda r, s: record_failure(r, s, error=error, now=now),
+        )
         publish_announced(pipeline, change)
         return JobOutcome.FAILED
     moved = pinned_copy_problem(pipeline, request)
-    if moved is not None:  # written over while the dataset waited: never tune bytes nobody validated
+    if (
+        moved is not None
+    ):  # written over while the dataset waited: never tune bytes nobody validated
         now = pipeline.clock()
-        change = update_record(pipeline, record.idempotency_key, lambda r, s: record_failure(r, s, error=moved, now=now))
+        change = update_record(
+            pipeline,
+            record.idempotency_key,
+            lambda r, s: record_failure(r, s, error=moved, now=now),
+        )
         publish_announced(pipeline, change)
         return JobOutcome.FAILED
     try:

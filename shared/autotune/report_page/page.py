@@ -19,11 +19,15 @@ CHART_MARGIN = 4
 def html_report_name(json_report_name: str) -> str:
     """reports/<object>/<generation>.json -> reports/<object>/<generation>.html"""
     if not json_report_name.endswith(JSON_SUFFIX):
-        raise ValueError(f"{json_report_name!r} is not a JSON report's name (it does not end in {JSON_SUFFIX})")
+        raise ValueError(
+            f"{json_report_name!r} is not a JSON report's name (it does not end in {JSON_SUFFIX})"
+        )
     return json_report_name[: -len(JSON_SUFFIX)] + HTML_SUFFIX
 
 
-def render_report_page(report: Mapping, *, upload: str | None = None, report_uri: str | None = None) -> str:
+def render_report_page(
+    report: Mapping, *, upload: str | None = None, report_uri: str | None = None
+) -> str:
     """The whole page for `report` (a stored JSON report, or ValidationReport.to_dict()).
     `upload` names what was uploaded (gs://B/O#generation or a local path); `report_uri` the
     JSON report the page stands beside."""
@@ -34,11 +38,15 @@ def render_report_page(report: Mapping, *, upload: str | None = None, report_uri
 def _template():
     import jinja2
 
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
     env.filters["num"] = lambda n: f"{n:,}"
     env.filters["many"] = lambda n, word: f"{n:,} {word}{'' if n == 1 else 's'}"
     env.filters["money"] = lambda amount: f"{amount:,.2f}"
-    return env.from_string(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8"))
+    return env.from_string(
+        resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8")
+    )
 
 
 def page_view(report: Mapping, *, upload: str | None = None, report_uri: str | None = None) -> dict:
@@ -52,13 +60,18 @@ def page_view(report: Mapping, *, upload: str | None = None, report_uri: str | N
     return {
         "valid": valid,
         "verdict": "VALID" if valid else "INVALID",
-        "outcome": "accepted: the dataset can be tuned" if valid else "rejected: fix the problems below and upload again",
+        "outcome": "accepted: the dataset can be tuned"
+        if valid
+        else "rejected: fix the problems below and upload again",
         "model": str(report.get("model") or "an unknown model"),
         "upload": upload,
         "report_uri": report_uri,
         "errors": _int(totals.get("errors"), sum(counts.values())),
         "warnings": _int(totals.get("warnings"), 0),
-        "files": [_file_view(role, _mapping(summary), _mapping(stats.get(role))) for role, summary in files.items()],
+        "files": [
+            _file_view(role, _mapping(summary), _mapping(stats.get(role)))
+            for role, summary in files.items()
+        ],
         "token_method": stats.get("method"),
         "cost": _cost_view(_mapping(report.get("cost_estimate"))),
         "problems": _problems(report.get("errors"), counts, files),
@@ -85,7 +98,8 @@ def _file_view(role: str, summary: Mapping, stats: Mapping) -> dict:
         "sha256": str(summary.get("sha256") or ""),
         "format": summary.get("format"),
         "tokens": {k: _int(tokens.get(k), 0) for k in ("min", "median", "p95", "max", "total")}
-        if _int(tokens.get("examples"), 0) else None,
+        if _int(tokens.get("examples"), 0)
+        else None,
         "chart": _chart(tokens.get("histogram")),
     }
 
@@ -105,17 +119,25 @@ def _chart(bins: object) -> dict | None:
     for i, b in enumerate(rows):
         n = _int(b.get("examples"), 0)
         height = round(plot * n / peak, 2)
-        bars.append({
-            "x": round(CHART_MARGIN + i * slot + 1, 2),
-            "y": round(CHART_MARGIN + plot - height, 2),
-            "width": round(max(slot - 2, 1), 2),
-            "height": height,
-            "examples": n,
-            "low": _int(b.get("from"), 0),
-            "high": _int(b.get("to"), 0),
-        })
-    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "bars": bars, "peak": peak,
-            "low": bars[0]["low"], "high": bars[-1]["high"]}
+        bars.append(
+            {
+                "x": round(CHART_MARGIN + i * slot + 1, 2),
+                "y": round(CHART_MARGIN + plot - height, 2),
+                "width": round(max(slot - 2, 1), 2),
+                "height": height,
+                "examples": n,
+                "low": _int(b.get("from"), 0),
+                "high": _int(b.get("to"), 0),
+            }
+        )
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "bars": bars,
+        "peak": peak,
+        "low": bars[0]["low"],
+        "high": bars[-1]["high"],
+    }
 
 
 def _cost_view(cost: Mapping) -> dict | None:
@@ -124,7 +146,11 @@ def _cost_view(cost: Mapping) -> dict | None:
     price = cost.get("price_per_million_training_tokens")
     amount = cost.get("estimated_cost")
     billable = _int(cost.get("billable_tokens"), 0)
-    exact = billable / 1e6 * price if isinstance(price, (int, float)) and not isinstance(price, bool) else 0
+    exact = (
+        billable / 1e6 * price
+        if isinstance(price, (int, float)) and not isinstance(price, bool)
+        else 0
+    )
     return {
         "under_a_cent": 0 < exact < 0.005,
         "billable_tokens": _int(cost.get("billable_tokens"), 0),
@@ -132,7 +158,9 @@ def _cost_view(cost: Mapping) -> dict | None:
         "epochs": _int(cost.get("epochs"), 0),
         "currency": str(cost.get("currency") or "USD"),
         "price": price if isinstance(price, (int, float)) and not isinstance(price, bool) else None,
-        "amount": amount if isinstance(amount, (int, float)) and not isinstance(amount, bool) else None,
+        "amount": amount
+        if isinstance(amount, (int, float)) and not isinstance(amount, bool)
+        else None,
         "price_source": cost.get("price_source"),
         "price_url": cost.get("price_url"),
         "price_read_on": cost.get("price_read_on"),
@@ -148,18 +176,24 @@ def _problems(issues: object, counts: Mapping[str, int], files: Mapping) -> list
         if not isinstance(issue, Mapping):
             continue
         code = str(issue.get("code"))
-        group = groups.setdefault(code, {"code": code, "severity": str(issue.get("severity") or "error"), "items": []})
-        if issue.get("severity") != "warning":  # a code may hold both: the group is an error if any item is
+        group = groups.setdefault(
+            code, {"code": code, "severity": str(issue.get("severity") or "error"), "items": []}
+        )
+        if (
+            issue.get("severity") != "warning"
+        ):  # a code may hold both: the group is an error if any item is
             group["severity"] = "error"
         # "file" holds the path; reports written before "role" existed hold the role there.
         role = issue.get("role") or issue.get("file")
         name = _mapping(files.get(role)).get("name") if isinstance(role, str) else None
-        group["items"].append({
-            "file": str(name or issue.get("file") or "settings"),
-            "line": issue.get("line") if isinstance(issue.get("line"), int) else None,
-            "field": issue.get("field"),
-            "message": str(issue.get("message") or ""),
-        })
+        group["items"].append(
+            {
+                "file": str(name or issue.get("file") or "settings"),
+                "line": issue.get("line") if isinstance(issue.get("line"), int) else None,
+                "field": issue.get("field"),
+                "message": str(issue.get("message") or ""),
+            }
+        )
     for code in counts:  # counted but none listed (should not happen, but say so)
         groups.setdefault(code, {"code": code, "severity": "error", "items": []})
     out = []

@@ -46,7 +46,9 @@ class VideoDurations(Protocol):
     """Optionally also offered by a MediaInspector: the playing time of video objects, read
     from their container headers (video_header.video_duration over ranged reads)."""
 
-    def durations(self, videos: Mapping[str, tuple[str, int]]) -> Mapping[str, float | None | Exception]:
+    def durations(
+        self, videos: Mapping[str, tuple[str, int]]
+    ) -> Mapping[str, float | None | Exception]:
         """gs:// URI -> (mime type, size) in; URI -> seconds, None when the container does not
         record its length, or the VideoHeaderError saying why the header could not be read."""
         ...
@@ -106,7 +108,12 @@ def validate_for_model(
     model has, such as a maximum number of training examples)."""
     rules_model = model if model is not None else _stand_in_model(catalog, settings.model)
     log = IssueLog(max_listed_per_code, Verdicts(catalog, rules_model))
-    check_settings(settings, model, list(catalog.models), lambda code, field, msg: log.add(None, None, code, msg, field))
+    check_settings(
+        settings,
+        model,
+        list(catalog.models),
+        lambda code, field, msg: log.add(None, None, code, msg, field),
+    )
     allowed = set(allowed_media_buckets) | ({dataset_bucket} if dataset_bucket else set())
     media_rules = MediaRules(catalog, rules_model, allowed)
     refs = MediaRefs()
@@ -122,13 +129,19 @@ def validate_for_model(
         scans[role] = scan
 
     if "validation" in scans and "train" in scans:
-        _check_validation_fraction(scans["train"].summary.examples, scans["validation"].summary.examples, rules_model, log)
+        _check_validation_fraction(
+            scans["train"].summary.examples, scans["validation"].summary.examples, rules_model, log
+        )
     media_checked, durations_read = _check_media(refs, media, media_rules, log, scans)
     for role, scan in scans.items():
         _check_dropped(role, scan, media_rules, log)
     errors, warnings = log.totals()
     train = scans["train"]
-    epochs = settings.epochs if isinstance(settings.epochs, int) and not isinstance(settings.epochs, bool) else 0
+    epochs = (
+        settings.epochs
+        if isinstance(settings.epochs, int) and not isinstance(settings.epochs, bool)
+        else 0
+    )
     billable = train.tokens.total * max(epochs, 0)
     stats = {
         "method": METHOD,
@@ -152,8 +165,14 @@ def validate_for_model(
         errors=log.listed,
         counts=log.counts,
         stats=stats,
-        cost_estimate=_cost_estimate(training_price(settings.model, model, catalog, prices or {}), model, settings.model,
-                                     epochs, train.tokens.total, billable),
+        cost_estimate=_cost_estimate(
+            training_price(settings.model, model, catalog, prices or {}),
+            model,
+            settings.model,
+            epochs,
+            train.tokens.total,
+            billable,
+        ),
         error_count=errors,
         warning_count=warnings,
         example_count=train.summary.examples,
@@ -161,13 +180,21 @@ def validate_for_model(
     )
 
 
-def _check_validation_fraction(training: int, validation: int, model: ModelSpec, log: IssueLog) -> None:
+def _check_validation_fraction(
+    training: int, validation: int, model: ModelSpec, log: IssueLog
+) -> None:
     fraction = model.validation_fraction
-    if fraction is None or validation <= model.validation_fraction_over or validation > model.max_validation_examples:
+    if (
+        fraction is None
+        or validation <= model.validation_fraction_over
+        or validation > model.max_validation_examples
+    ):
         return  # (over the maximum is validation_too_many_examples already)
     if validation > training * fraction:
         log.add(
-            "validation", None, ErrorCode.VALIDATION_OVER_TRAINING_FRACTION,
+            "validation",
+            None,
+            ErrorCode.VALIDATION_OVER_TRAINING_FRACTION,
             f"{validation:,} validation examples next to {training:,} training examples; with more than "
             f"{model.validation_fraction_over:,} validation examples {model.name} accepts at most "
             f"{fraction:.0%} of the training examples ({int(training * fraction):,})",
@@ -175,7 +202,10 @@ def _check_validation_fraction(training: int, validation: int, model: ModelSpec,
 
 
 def _check_media(
-    refs: dict[str, MediaRef], media: MediaInspector | None, media_rules: MediaRules, log: IssueLog,
+    refs: dict[str, MediaRef],
+    media: MediaInspector | None,
+    media_rules: MediaRules,
+    log: IssueLog,
     scans: Mapping[str, FileScan],
 ) -> tuple[bool, int]:
     """Existence and size of every gs:// object; with an inspector that reads durations, the
@@ -200,10 +230,16 @@ def _check_media(
         elif size > media_rules.max_bytes(ref.kind):
             limit = media_rules.max_bytes(ref.kind)
             code = ErrorCode.MEDIA_TOO_LARGE
-            problem = f"{uri} is {size / 1e6:,.1f} MB; a {ref.kind} may be at most {limit / 1e6:,.0f} MB"
+            problem = (
+                f"{uri} is {size / 1e6:,.1f} MB; a {ref.kind} may be at most {limit / 1e6:,.0f} MB"
+            )
             kind = ref.kind
         else:
-            if ref.kind == "video" and is_readable_type(ref.mime) and any(p[3] is None for p in ref.places):
+            if (
+                ref.kind == "video"
+                and is_readable_type(ref.mime)
+                and any(p[3] is None for p in ref.places)
+            ):
                 videos[uri] = (ref.mime, size)
             continue
         # One issue per referencing line (up to the per-code cap), each saying how many
@@ -227,12 +263,16 @@ def _check_media(
                 log.add(file, line, ErrorCode.VIDEO_DURATION_UNREADABLE, problem, field)
             elif seconds is not None:
                 add = _adder(log, file, line)
-                scans[file].dropped += media_rules.too_long("video", seconds, resolution, field, f"({uri})", add)
+                scans[file].dropped += media_rules.too_long(
+                    "video", seconds, resolution, field, f"({uri})", add
+                )
     return True, read
 
 
 def _adder(log: IssueLog, file: FileRole, line: int) -> Callable[..., None]:
-    return lambda code, field, message, **rests_on: log.add(file, line, code, message, field, **rests_on)
+    return lambda code, field, message, **rests_on: log.add(
+        file, line, code, message, field, **rests_on
+    )
 
 
 def _check_dropped(role: FileRole, scan: FileScan, media_rules: MediaRules, log: IssueLog) -> None:
@@ -241,12 +281,13 @@ def _check_dropped(role: FileRole, scan: FileScan, media_rules: MediaRules, log:
     if fraction is None or not scan.dropped or scan.dropped <= examples * fraction:
         return
     log.add(
-        role, None, ErrorCode.TOO_MANY_DROPPED_EXAMPLES,
+        role,
+        None,
+        ErrorCode.TOO_MANY_DROPPED_EXAMPLES,
         f"{scan.dropped:,} of {examples:,} examples hold a video over its maximum length (media_too_long); Vertex AI "
         f"drops them, and with more than {fraction:.0%} of the dataset dropped it fails the job before training",
         kind="video",
     )
-
 
 
 def _stand_in_model(catalog: Catalog, name: str) -> ModelSpec:
@@ -274,15 +315,25 @@ def _file_stats(scan: FileScan) -> dict:
     return {"tokens": scan.tokens.summary(), "duplicates": scan.duplicates}
 
 
-def _cost_estimate(price: TrainingPrice | None, model: ModelSpec | None, name: str, epochs: int, tokens: int,
-                   billable: int) -> dict:
+def _cost_estimate(
+    price: TrainingPrice | None,
+    model: ModelSpec | None,
+    name: str,
+    epochs: int,
+    tokens: int,
+    billable: int,
+) -> dict:
     """Billable tokens x the price, saying where the price came from (or how to set one)."""
     cost = None if price is None else round(billable / 1e6 * price.usd_per_million, 2)
     if price is not None and price.source == "config":
         note = f"USD {price.usd_per_million:g} per 1M training tokens, set in deploy/config.toml [prices] (AUTOTUNE_PRICES)"
     elif price is not None:
         note = f"USD {price.usd_per_million:g} per 1M training tokens from the catalog"
-        note += f" ({price.url}, read on {price.read_on})" if price.url else f" (read on {price.read_on})"
+        note += (
+            f" ({price.url}, read on {price.read_on})"
+            if price.url
+            else f" (read on {price.read_on})"
+        )
         note += f"; {price.note}" if price.note else ""
     elif model is None:
         note = f"unknown model: no price; {how_to_set(name)}"

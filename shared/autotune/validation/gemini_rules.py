@@ -87,13 +87,27 @@ _TOP_KEYS = {
     "generationConfig": "generationConfig",
     "generation_config": "generationConfig",
 }
-_TOOL_KEYS = {"functionDeclarations": "functionDeclarations", "function_declarations": "functionDeclarations"}
+_TOOL_KEYS = {
+    "functionDeclarations": "functionDeclarations",
+    "function_declarations": "functionDeclarations",
+}
 # Tool kinds Vertex AI defines besides function declarations: not tuning data, but not
 # unknown either (a dataset exported from serving requests may carry them).
-_OTHER_TOOLS = frozenset({
-    "retrieval", "googleSearch", "google_search", "googleSearchRetrieval", "google_search_retrieval",
-    "codeExecution", "code_execution", "enterpriseWebSearch", "enterprise_web_search", "urlContext", "url_context",
-})
+_OTHER_TOOLS = frozenset(
+    {
+        "retrieval",
+        "googleSearch",
+        "google_search",
+        "googleSearchRetrieval",
+        "google_search_retrieval",
+        "codeExecution",
+        "code_execution",
+        "enterpriseWebSearch",
+        "enterprise_web_search",
+        "urlContext",
+        "url_context",
+    }
+)
 
 
 class ExampleShape:
@@ -109,7 +123,9 @@ class ExampleShape:
         self.resolutions: set[str] = set()  # media resolutions set explicitly in this example
 
 
-def full_check(obj: dict, add: Add, media: MediaRules, model_name: str, function_calling: bool = True) -> ExampleShape:
+def full_check(
+    obj: dict, add: Add, media: MediaRules, model_name: str, function_calling: bool = True
+) -> ExampleShape:
     shape = ExampleShape()
     fields: dict[str, object] = {}
     for key, value in obj.items():
@@ -117,7 +133,8 @@ def full_check(obj: dict, add: Add, media: MediaRules, model_name: str, function
         if canonical is None:
             if key != "messages":
                 add(
-                    ErrorCode.UNKNOWN_FIELD, key,
+                    ErrorCode.UNKNOWN_FIELD,
+                    key,
                     f"unknown field {key!r}; a Gemini example has contents, systemInstruction, tools, generationConfig",
                 )
         else:
@@ -146,10 +163,18 @@ def full_check(obj: dict, add: Add, media: MediaRules, model_name: str, function
         shape.chars += len(msgspec.json.encode(tools))
     contents = fields["contents"]
     if not isinstance(contents, list):
-        add(ErrorCode.MISSING_CONTENTS, "contents", f"`contents` must be a list of turns, got {type_name(contents)}")
+        add(
+            ErrorCode.MISSING_CONTENTS,
+            "contents",
+            f"`contents` must be a list of turns, got {type_name(contents)}",
+        )
         return shape
     if not contents:
-        add(ErrorCode.EMPTY_CONTENTS, "contents", "`contents` is empty; an example needs a user turn and a model turn")
+        add(
+            ErrorCode.EMPTY_CONTENTS,
+            "contents",
+            "`contents` is empty; an example needs a user turn and a model turn",
+        )
         return shape
     shape.turns = len(contents)
     roles: list[str | None] = []
@@ -162,7 +187,11 @@ def full_check(obj: dict, add: Add, media: MediaRules, model_name: str, function
             continue
         for key in turn:
             if key not in ("role", "parts"):
-                add(ErrorCode.UNKNOWN_FIELD, f"{where}.{key}", f"a turn has role and parts, not {key!r}")
+                add(
+                    ErrorCode.UNKNOWN_FIELD,
+                    f"{where}.{key}",
+                    f"a turn has role and parts, not {key!r}",
+                )
         # Content.role is optional: unset (or empty, proto3's unset string) means user.
         role = turn.get("role")
         if role is None or role == "":
@@ -170,7 +199,11 @@ def full_check(obj: dict, add: Add, media: MediaRules, model_name: str, function
         if role in ("user", "model"):
             roles.append(role)
         else:
-            add(ErrorCode.INVALID_ROLE, f"{where}.role", f"role is {role!r}; expected 'user', 'model', or no role (user)")
+            add(
+                ErrorCode.INVALID_ROLE,
+                f"{where}.role",
+                f"role is {role!r}; expected 'user', 'model', or no role (user)",
+            )
             roles.append(None)
         check_parts(turn.get("parts"), where, add, context, role=roles[-1], shape=shape)
     for i in range(1, len(roles)):
@@ -182,7 +215,11 @@ def full_check(obj: dict, add: Add, media: MediaRules, model_name: str, function
                 " (a turn with no role is a user turn)",
             )
     if roles[0] == "model":
-        add(ErrorCode.FIRST_TURN_NOT_USER, "contents[0].role", "the conversation starts with a model turn; start with user")
+        add(
+            ErrorCode.FIRST_TURN_NOT_USER,
+            "contents[0].role",
+            "the conversation starts with a model turn; start with user",
+        )
     if roles[-1] == "user":
         add(
             ErrorCode.LAST_TURN_NOT_MODEL,
@@ -195,7 +232,11 @@ def full_check(obj: dict, add: Add, media: MediaRules, model_name: str, function
 
 def _check_generation_config(config: object, add: Add, shape: ExampleShape) -> str:
     if not isinstance(config, dict):
-        add(ErrorCode.NOT_AN_OBJECT, "generationConfig", f"generationConfig must be an object, got {type_name(config)}")
+        add(
+            ErrorCode.NOT_AN_OBJECT,
+            "generationConfig",
+            f"generationConfig must be an object, got {type_name(config)}",
+        )
         return "default"
     for key in RESOLUTION_KEYS:
         if key in config:
@@ -208,7 +249,11 @@ def _check_generation_config(config: object, add: Add, shape: ExampleShape) -> s
 
 def _check_tools(tools: object, add: Add) -> None:
     if not isinstance(tools, list):
-        add(ErrorCode.INVALID_TOOLS, "tools", f"tools must be a list of tool objects, got {type_name(tools)}")
+        add(
+            ErrorCode.INVALID_TOOLS,
+            "tools",
+            f"tools must be a list of tool objects, got {type_name(tools)}",
+        )
         return
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
@@ -222,24 +267,35 @@ def _check_tools(tools: object, add: Add) -> None:
                 add(ErrorCode.UNKNOWN_FIELD, f"{where}.{key}", f"a tool has no field {key!r}")
                 continue
             if not isinstance(value, list):
-                add(ErrorCode.INVALID_TOOLS, f"{where}.{key}", f"{key} must be a list of declarations, got {type_name(value)}")
+                add(
+                    ErrorCode.INVALID_TOOLS,
+                    f"{where}.{key}",
+                    f"{key} must be a list of declarations, got {type_name(value)}",
+                )
                 continue
             for j, declaration in enumerate(value):
                 name = declaration.get("name") if isinstance(declaration, dict) else None
                 if not isinstance(name, str) or not name:
                     add(
-                        ErrorCode.INVALID_TOOLS, f"{where}.{key}[{j}]",
+                        ErrorCode.INVALID_TOOLS,
+                        f"{where}.{key}[{j}]",
                         "a function declaration must be an object with a non-empty `name`",
                     )
 
 
 def _check_system(system: object, add: Add, shape: ExampleShape) -> None:
     if not isinstance(system, dict):
-        add(ErrorCode.NOT_AN_OBJECT, "systemInstruction", f"systemInstruction must be an object, got {type_name(system)}")
+        add(
+            ErrorCode.NOT_AN_OBJECT,
+            "systemInstruction",
+            f"systemInstruction must be an object, got {type_name(system)}",
+        )
         return
     for key in system:
         if key not in ("role", "parts"):
-            add(ErrorCode.UNKNOWN_FIELD, f"systemInstruction.{key}", f"systemInstruction has role and parts, not {key!r}")
+            add(
+                ErrorCode.UNKNOWN_FIELD,
+                f"systemInstruction.{key}",
+                f"systemInstruction has role and parts, not {key!r}",
+            )
     check_parts(system.get("parts"), "systemInstruction", add, None, role=None, shape=shape)
-
-

@@ -145,7 +145,9 @@ class LineReader:
                     yield bytes(view[start : start + SLICE_BYTES])
 
 
-def _split_out_long(line_no: int, lines: list[bytes], limit: int) -> Iterator[tuple[int, list[bytes] | int]]:
+def _split_out_long(
+    line_no: int, lines: list[bytes], limit: int
+) -> Iterator[tuple[int, list[bytes] | int]]:
     start = 0
     for i, line in enumerate(lines):
         if len(line) > limit:

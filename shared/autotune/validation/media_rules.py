@@ -27,20 +27,30 @@ def split_gs_uri(uri: str) -> tuple[str, str] | None:
 
 
 class MediaRules:
-    def __init__(self, catalog: Catalog, model: ModelSpec, allowed_buckets: Collection[str]) -> None:
+    def __init__(
+        self, catalog: Catalog, model: ModelSpec, allowed_buckets: Collection[str]
+    ) -> None:
         self._catalog = catalog
         self._model = model
         self._allowed = frozenset(allowed_buckets)
         self.accepted = catalog.accepted_mime_types(model)
 
-    def check_file_data(self, value: object, field: str, add: Add, refs: list, resolution: str = "default") -> None:
+    def check_file_data(
+        self, value: object, field: str, add: Add, refs: list, resolution: str = "default"
+    ) -> None:
         """Check one fileData value; append (kind, uri, field, seconds, resolution, mime type)
         for media that passed (seconds None: the duration is not known from the line)."""
         if self._model.text_only:
-            add(ErrorCode.UNSUPPORTED_MODALITY, field, f"{self._model.name} tunes on text only; this part references media")
+            add(
+                ErrorCode.UNSUPPORTED_MODALITY,
+                field,
+                f"{self._model.name} tunes on text only; this part references media",
+            )
             return
         if not isinstance(value, dict):
-            add(ErrorCode.INVALID_PART, field, f"fileData must be an object, got {type_name(value)}")
+            add(
+                ErrorCode.INVALID_PART, field, f"fileData must be an object, got {type_name(value)}"
+            )
             return
         mime = value.get("mimeType", value.get("mime_type"))
         uri = value.get("fileUri", value.get("file_uri"))
@@ -50,8 +60,10 @@ class MediaRules:
         kind = None
         if not isinstance(mime, str):
             add(
-                ErrorCode.UNSUPPORTED_MIME_TYPE, f"{field}.mimeType",
-                f"fileData.mimeType is missing or not a string ({type_name(mime)})", facts=(),
+                ErrorCode.UNSUPPORTED_MIME_TYPE,
+                f"{field}.mimeType",
+                f"fileData.mimeType is missing or not a string ({type_name(mime)})",
+                facts=(),
             )
         else:
             kind = self._catalog.media_kind_of(mime)
@@ -66,7 +78,8 @@ class MediaRules:
         if not isinstance(uri, str) or not (split_gs_uri(uri) or _is_web_url(uri)):
             shown = repr(uri) if isinstance(uri, str) else f"a {type_name(uri)}"
             add(
-                ErrorCode.INVALID_FILE_URI, f"{field}.fileUri",
+                ErrorCode.INVALID_FILE_URI,
+                f"{field}.fileUri",
                 f"fileUri must be gs://BUCKET/OBJECT or a public http(s):// URL, got {shown}",
             )
             return
@@ -79,7 +92,9 @@ class MediaRules:
             )
             return
         if kind is not None:
-            refs.append((kind.name, uri, f"{field}.fileUri", None, resolution, mime.strip().lower()))
+            refs.append(
+                (kind.name, uri, f"{field}.fileUri", None, resolution, mime.strip().lower())
+            )
 
     def _mime_rests_on(self, mime: str, kind: MediaKind | None) -> dict:
         """What refusing this type rests on: the model's modalities for a kind it does not tune on;
@@ -112,7 +127,11 @@ class MediaRules:
             if seconds is None:
                 lower_bound = True
                 continue
-            rate = kind.tokens_per_second_low if resolution == "low" and kind.tokens_per_second_low else kind.tokens_per_second
+            rate = (
+                kind.tokens_per_second_low
+                if resolution == "low" and kind.tokens_per_second_low
+                else kind.tokens_per_second
+            )
             tokens += int(-(-seconds * rate // 1))
             if self.too_long(kind_name, seconds, resolution, field, "clip", add):
                 dropped = True
@@ -127,7 +146,9 @@ class MediaRules:
                 )
         return tokens, lower_bound, dropped
 
-    def too_long(self, kind_name: str, seconds: float, resolution: str, field: str, what: str, add: Add) -> bool:
+    def too_long(
+        self, kind_name: str, seconds: float, resolution: str, field: str, what: str, add: Add
+    ) -> bool:
         """Report media_too_long; True when Vertex AI drops the example for it (a kind with a
         documented drop rule: video)."""
         kind = self._catalog.media[kind_name]
@@ -135,9 +156,14 @@ class MediaRules:
         if limit is None or seconds <= limit:
             return False
         drops = kind.max_dropped_fraction is not None
-        at = f"at {resolution} media resolution " if resolution in kind.max_seconds_by_resolution else ""
+        at = (
+            f"at {resolution} media resolution "
+            if resolution in kind.max_seconds_by_resolution
+            else ""
+        )
         add(
-            ErrorCode.MEDIA_TOO_LONG, field,
+            ErrorCode.MEDIA_TOO_LONG,
+            field,
             f"this {kind_name} {what} is {seconds:g} s; {at}a {kind_name} may be at most {limit:,} s"
             + ("; Vertex AI drops this example (not billed, not trained on)" if drops else ""),
             kind=kind_name,
@@ -156,12 +182,14 @@ def _is_web_url(uri: str) -> bool:
     # The tuning pages allow "a publicly available HTTP or HTTPS URL".
     for scheme in ("https://", "http://"):
         if uri[: len(scheme)].lower() == scheme:
-            host = uri[len(scheme):].split("/", 1)[0]
+            host = uri[len(scheme) :].split("/", 1)[0]
             return bool(host) and not any(c.isspace() for c in uri)
     return False
 
 
-_FILE_DATA_KEYS = frozenset({"mimeType", "mime_type", "fileUri", "file_uri", "displayName", "display_name"})
+_FILE_DATA_KEYS = frozenset(
+    {"mimeType", "mime_type", "fileUri", "file_uri", "displayName", "display_name"}
+)
 
 
 def type_name(value: object) -> str:

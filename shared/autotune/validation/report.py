@@ -52,8 +52,15 @@ class IssueLog:
         self._errors = self._warnings = 0
 
     def add(
-        self, file: FileRole | None, line: int | None, code: ErrorCode, message: str, field: str | None = None,
-        *, kind: str | None = None, facts: tuple[str, ...] | None = None,
+        self,
+        file: FileRole | None,
+        line: int | None,
+        code: ErrorCode,
+        message: str,
+        field: str | None = None,
+        *,
+        kind: str | None = None,
+        facts: tuple[str, ...] | None = None,
     ) -> None:
         """kind and facts: what the finding rests on, for codes.CODE_FACTS (see Verdicts.judge)."""
         severity = code.severity
@@ -68,7 +75,14 @@ class IssueLog:
         self.counts[code.value] = n
         if n <= self.cap:
             self.listed.append(
-                Issue(file=file, line=line, code=code.value, severity=severity, field=field, message=message)
+                Issue(
+                    file=file,
+                    line=line,
+                    code=code.value,
+                    severity=severity,
+                    field=field,
+                    message=message,
+                )
             )
 
     def totals(self) -> tuple[int, int]:

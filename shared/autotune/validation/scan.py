@@ -63,12 +63,19 @@ class FileScan:
     """What one file's scan hands to the dataset-wide checks and the report."""
 
     def __init__(
-        self, summary: FileSummary, tokens: TokenHistogram, duplicates: int, lower_bound: int = 0, dropped: int = 0
+        self,
+        summary: FileSummary,
+        tokens: TokenHistogram,
+        duplicates: int,
+        lower_bound: int = 0,
+        dropped: int = 0,
     ) -> None:
         self.summary = summary
         self.tokens = tokens
         self.duplicates = duplicates
-        self.lower_bound = lower_bound  # examples whose token count is a lower bound (media of unknown length)
+        self.lower_bound = (
+            lower_bound  # examples whose token count is a lower bound (media of unknown length)
+        )
         self.dropped = dropped  # examples Vertex AI drops (a video over its maximum length)
 
 
@@ -101,7 +108,9 @@ def scan_file(
     reader = LineReader(source.chunks, max_line_bytes=MAX_LINE_BYTES, on_bytes=on_bytes)
     if source.size is not None and source.size > model.max_file_bytes:
         log.add(role, None, ErrorCode.FILE_TOO_LARGE, _too_large(source.name, source.size, model))
-        summary = FileSummary(name=source.name, size=source.size, sha256=reader.sha256, lines=0, examples=0)
+        summary = FileSummary(
+            name=source.name, size=source.size, sha256=reader.sha256, lines=0, examples=0
+        )
         return FileScan(summary, tokens, 0)
 
     legacy = model.dataset_format == "legacy"
@@ -125,7 +134,9 @@ def scan_file(
             continue
         if first == 1 and batch[0].startswith(BOM):
             add_issue(
-                role, 1, ErrorCode.BYTE_ORDER_MARK,
+                role,
+                1,
+                ErrorCode.BYTE_ORDER_MARK,
                 "the file starts with a UTF-8 byte order mark (EF BB BF), which is not JSON; save it as UTF-8 without BOM",
             )
             batch[0] = batch[0][3:]
@@ -151,7 +162,12 @@ def scan_file(
                 # A blank line is not JSON either: it is told apart here, off the hot path.
                 if not line or line.isspace():
                     blank += 1
-                    add_issue(role, line_no, ErrorCode.BLANK_LINE, "empty line; every line must hold one example")
+                    add_issue(
+                        role,
+                        line_no,
+                        ErrorCode.BLANK_LINE,
+                        "empty line; every line must hold one example",
+                    )
                 else:
                     _report_undecodable(role, line_no, line, exc, add_issue)
                 continue
@@ -168,12 +184,19 @@ def scan_file(
                     _report_undecodable(role, line_no, line, exc, add_issue)
                     continue
                 if type(obj) is not dict:
-                    add_issue(role, line_no, ErrorCode.NOT_AN_OBJECT, f"the line is a JSON {_json_kind(obj)}, not an object")
+                    add_issue(
+                        role,
+                        line_no,
+                        ErrorCode.NOT_AN_OBJECT,
+                        f"the line is a JSON {_json_kind(obj)}, not an object",
+                    )
                     continue
                 found = "gemini" if "contents" in obj else ("legacy" if "messages" in obj else None)
                 if found is not None and found not in first_of_format:
                     first_of_format[found] = line_no
-                full = _full_check(role, line_no, obj, model, media_rules, add_issue, refs, facts, log.cap)
+                full = _full_check(
+                    role, line_no, obj, model, media_rules, add_issue, refs, facts, log.cap
+                )
                 chars, turns, media_tokens = full
             examples += 1
             estimate = -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_TURN * turns + media_tokens
@@ -186,12 +209,16 @@ def scan_file(
                 lower = chars // CHARS_PER_TOKEN_LOWER_BOUND + media_tokens
                 if lower > limit:
                     add_issue(
-                        role, line_no, ErrorCode.TOKEN_LIMIT_EXCEEDED,
+                        role,
+                        line_no,
+                        ErrorCode.TOKEN_LIMIT_EXCEEDED,
                         f"at least {lower:,} tokens (estimate {estimate:,}); {model.name} allows {limit:,} per example",
                     )
                 else:
                     add_issue(
-                        role, line_no, ErrorCode.TOKEN_LIMIT_RISK,
+                        role,
+                        line_no,
+                        ErrorCode.TOKEN_LIMIT_RISK,
                         f"about {estimate:,} tokens, near or over the {limit:,} limit of {model.name}; "
                         "the service may truncate or drop it",
                     )
@@ -203,7 +230,12 @@ def scan_file(
                 original = seen.get(hash(line), line_no)
             if original != line_no:
                 duplicates += 1
-                add_issue(role, line_no, ErrorCode.DUPLICATE_EXAMPLE, f"repeats line {original} byte for byte")
+                add_issue(
+                    role,
+                    line_no,
+                    ErrorCode.DUPLICATE_EXAMPLE,
+                    f"repeats line {original} byte for byte",
+                )
 
     if first_fast and first_fast < first_of_format.get(model_format, first_fast + 1):
         first_of_format[model_format] = first_fast
@@ -211,31 +243,47 @@ def scan_file(
     size = reader.bytes_read
     if crlf:
         add_issue(
-            role, None, ErrorCode.CRLF_LINE_ENDINGS,
+            role,
+            None,
+            ErrorCode.CRLF_LINE_ENDINGS,
             f"{crlf:,} of {reader.lines:,} lines end with \\r\\n (first: line {first_crlf}); read the same as \\n",
         )
     if source.size is None and size > model.max_file_bytes:
         add_issue(role, None, ErrorCode.FILE_TOO_LARGE, _too_large(source.name, size, model))
     if "gemini" in first_of_format and "legacy" in first_of_format:
         add_issue(
-            role, None, ErrorCode.MIXED_FORMATS,
+            role,
+            None,
+            ErrorCode.MIXED_FORMATS,
             f"line {first_of_format['gemini']} uses the Gemini `contents` format and line "
             f"{first_of_format['legacy']} the legacy `messages` format; one file, one format "
             f"({model.name} takes {'messages' if legacy else 'contents'})",
         )
     if size == 0 or reader.lines == blank:
-        add_issue(role, None, ErrorCode.EMPTY_FILE, f"{source.name} has no examples" + ("" if size else " (0 bytes)"))
+        add_issue(
+            role,
+            None,
+            ErrorCode.EMPTY_FILE,
+            f"{source.name} has no examples" + ("" if size else " (0 bytes)"),
+        )
     elif role == "train":
         _check_training_count(examples, facts.multimodal, model, add_issue)
     elif examples > model.max_validation_examples:
         add_issue(
-            role, None, ErrorCode.VALIDATION_TOO_MANY_EXAMPLES,
+            role,
+            None,
+            ErrorCode.VALIDATION_TOO_MANY_EXAMPLES,
             f"{examples:,} validation examples; {model.name} accepts at most {model.max_validation_examples:,}",
         )
     if len(facts.resolutions) > 1 and not model.mixed_media_resolution:
-        seen = ", ".join(f"{name} (line {line})" for name, line in sorted(facts.resolutions.items(), key=lambda x: x[1]))
+        seen = ", ".join(
+            f"{name} (line {line})"
+            for name, line in sorted(facts.resolutions.items(), key=lambda x: x[1])
+        )
         add_issue(
-            role, None, ErrorCode.MIXED_MEDIA_RESOLUTIONS,
+            role,
+            None,
+            ErrorCode.MIXED_MEDIA_RESOLUTIONS,
             f"this file sets more than one media resolution: {seen}; {model.name} takes one per file",
         )
     formats = sorted(first_of_format)
@@ -290,51 +338,79 @@ def _full_check(
                 refs[uri] = MediaRef(kind, mime, place)
     return shape.chars, shape.turns, media_tokens
 
-def _check_training_count(examples: int, multimodal: int, model: ModelSpec, add_issue: Callable) -> None:
+
+def _check_training_count(
+    examples: int, multimodal: int, model: ModelSpec, add_issue: Callable
+) -> None:
     minimum = model.min_training_examples
     if minimum is not None and examples < minimum:
         add_issue(
-            "train", None, ErrorCode.TOO_FEW_EXAMPLES,
+            "train",
+            None,
+            ErrorCode.TOO_FEW_EXAMPLES,
             f"{examples} training examples; {model.name} requires at least {minimum} "
             f"({RECOMMENDED_EXAMPLES} or more recommended)",
         )
     elif examples < RECOMMENDED_EXAMPLES:
         add_issue(
-            "train", None, ErrorCode.FEW_EXAMPLES,
+            "train",
+            None,
+            ErrorCode.FEW_EXAMPLES,
             f"{examples} training examples; starting with at least {RECOMMENDED_EXAMPLES} is recommended",
         )
     for fact in ("max_training_examples", "max_training_examples_text_only"):
         limit = getattr(model, fact)
         if limit is not None and examples > limit:
             add_issue(
-                "train", None, ErrorCode.TOO_MANY_EXAMPLES,
-                f"{examples:,} training examples; {model.name} accepts at most {limit:,}", facts=(f"model.{fact}",),
+                "train",
+                None,
+                ErrorCode.TOO_MANY_EXAMPLES,
+                f"{examples:,} training examples; {model.name} accepts at most {limit:,}",
+                facts=(f"model.{fact}",),
             )
             break
     limit = model.max_training_examples_multimodal
     if limit is not None and multimodal > limit:
         add_issue(
-            "train", None, ErrorCode.TOO_MANY_MULTIMODAL_EXAMPLES,
+            "train",
+            None,
+            ErrorCode.TOO_MANY_MULTIMODAL_EXAMPLES,
             f"{multimodal:,} training examples reference media; {model.name} accepts at most {limit:,} multimodal examples",
         )
 
 
-def _report_undecodable(role: FileRole, line_no: int, line: bytes, exc: BaseException, add_issue: Callable) -> None:
+def _report_undecodable(
+    role: FileRole, line_no: int, line: bytes, exc: BaseException, add_issue: Callable
+) -> None:
     try:
         line.decode("utf-8")
     except UnicodeDecodeError as bad:
         add_issue(
-            role, line_no, ErrorCode.INVALID_UTF8,
+            role,
+            line_no,
+            ErrorCode.INVALID_UTF8,
             f"byte {bad.start + 1} (0x{line[bad.start]:02x}) is not valid UTF-8; save the file as UTF-8",
         )
         return
     if isinstance(exc, RecursionError):
-        add_issue(role, line_no, ErrorCode.INVALID_JSON, "not valid JSON: nested too deeply to read")
+        add_issue(
+            role, line_no, ErrorCode.INVALID_JSON, "not valid JSON: nested too deeply to read"
+        )
     elif "truncated" in str(exc) and not line.rstrip().endswith((b"}", b"]")):
-        add_issue(role, line_no, ErrorCode.INVALID_JSON, "not valid JSON: the line ends before the JSON value is complete")
+        add_issue(
+            role,
+            line_no,
+            ErrorCode.INVALID_JSON,
+            "not valid JSON: the line ends before the JSON value is complete",
+        )
     elif "truncated" in str(exc):
         # msgspec says "truncated" for an unpaired high surrogate escape (\ud800) too.
-        add_issue(role, line_no, ErrorCode.INVALID_JSON, "not valid JSON: an incomplete value or an unpaired \\uD8xx escape")
+        add_issue(
+            role,
+            line_no,
+            ErrorCode.INVALID_JSON,
+            "not valid JSON: an incomplete value or an unpaired \\uD8xx escape",
+        )
     else:
         add_issue(role, line_no, ErrorCode.INVALID_JSON, f"not valid JSON: {exc}")
 
@@ -352,7 +428,9 @@ def _json_kind(value: object) -> str:
 
 
 def _line_too_long(length: int) -> str:
-    return f"line is {length:,} bytes, over the {MAX_LINE_BYTES:,}-byte limit of one example; skipped"
+    return (
+        f"line is {length:,} bytes, over the {MAX_LINE_BYTES:,}-byte limit of one example; skipped"
+    )
 
 
 def _too_large(name: str, size: int, model: ModelSpec) -> str:

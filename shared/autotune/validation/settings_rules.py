@@ -17,7 +17,9 @@ MAX_LEARNING_RATE_MULTIPLIER = 10.0
 AddSetting = Callable[[ErrorCode, str, str], None]  # code, field, message
 
 
-def check_settings(settings: TuningSettings, model: ModelSpec | None, known_models: list[str], add: AddSetting) -> None:
+def check_settings(
+    settings: TuningSettings, model: ModelSpec | None, known_models: list[str], add: AddSetting
+) -> None:
     if model is None:
         add(
             ErrorCode.UNSUPPORTED_MODEL,
@@ -28,11 +30,19 @@ def check_settings(settings: TuningSettings, model: ModelSpec | None, known_mode
         when = f" on {model.lifecycle_date}" if model.lifecycle_date else ""
         if when and "lifecycle_date" in model.unconfirmed:
             when += " (the date is unconfirmed; the retirement is not)"
-        add(ErrorCode.MODEL_RETIRED, "model", f"{model.name} was retired{when}; Vertex AI refuses tuning jobs for it (`autotune models` lists the current ones)")
+        add(
+            ErrorCode.MODEL_RETIRED,
+            "model",
+            f"{model.name} was retired{when}; Vertex AI refuses tuning jobs for it (`autotune models` lists the current ones)",
+        )
 
     epochs = settings.epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= MAX_EPOCHS:
-        add(ErrorCode.INVALID_EPOCHS, "epochs", f"epochs is {epochs!r}; expected a whole number from 1 to {MAX_EPOCHS}")
+        add(
+            ErrorCode.INVALID_EPOCHS,
+            "epochs",
+            f"epochs is {epochs!r}; expected a whole number from 1 to {MAX_EPOCHS}",
+        )
 
     lrm = settings.learning_rate_multiplier
     if (
@@ -52,10 +62,18 @@ def check_settings(settings: TuningSettings, model: ModelSpec | None, known_mode
     size = settings.adapter_size
     if size is not None:
         if not model.adapter_sizes:
-            add(ErrorCode.INVALID_ADAPTER_SIZE, "adapter_size", f"{model.name} takes no adapter size; leave it unset")
+            add(
+                ErrorCode.INVALID_ADAPTER_SIZE,
+                "adapter_size",
+                f"{model.name} takes no adapter size; leave it unset",
+            )
         elif isinstance(size, bool) or not isinstance(size, int) or size not in model.adapter_sizes:
             allowed = ", ".join(str(s) for s in model.adapter_sizes)
-            add(ErrorCode.INVALID_ADAPTER_SIZE, "adapter_size", f"adapter size {size!r} is not one {model.name} accepts ({allowed})")
+            add(
+                ErrorCode.INVALID_ADAPTER_SIZE,
+                "adapter_size",
+                f"adapter size {size!r} is not one {model.name} accepts ({allowed})",
+            )
     if settings.region not in model.regions:
         add(
             ErrorCode.UNSUPPORTED_REGION,

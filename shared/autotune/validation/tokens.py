@@ -82,7 +82,15 @@ class TokenHistogram:
         pairs = self._values()
         count = sum(n for _, n in pairs)
         if not count:
-            return {"examples": 0, "total": 0, "min": 0, "median": 0, "p95": 0, "max": 0, "histogram": []}
+            return {
+                "examples": 0,
+                "total": 0,
+                "min": 0,
+                "median": 0,
+                "p95": 0,
+                "max": 0,
+                "histogram": [],
+            }
         low = pairs[0][0] if pairs[0][0] < EXACT_BELOW else self._large_min
         high = self._large_max if self._large else pairs[-1][0]
 

@@ -41,10 +41,14 @@ class Verdicts:
             judged = self._judged[key] = self._judge(code, kind, facts)
         return judged
 
-    def severity(self, code: ErrorCode, kind: str | None = None, facts: tuple[str, ...] | None = None) -> Severity:
+    def severity(
+        self, code: ErrorCode, kind: str | None = None, facts: tuple[str, ...] | None = None
+    ) -> Severity:
         return self.judge(code, kind, facts)[0]
 
-    def unconfirmed(self, code: ErrorCode, kind: str | None = None, facts: tuple[str, ...] | None = None) -> list[str]:
+    def unconfirmed(
+        self, code: ErrorCode, kind: str | None = None, facts: tuple[str, ...] | None = None
+    ) -> list[str]:
         """The facts, among those the finding rests on, that the catalog does not confirm
         (named as a models file spells them: 'models."gemini-3.5-flash".regions',
         "media.audio.max_per_example")."""
@@ -52,7 +56,9 @@ class Verdicts:
         named = declared if facts is None else facts
         strays = sorted(set(named) - set(declared))
         if strays:
-            raise ValueError(f"{code.value} rests on {', '.join(declared) or 'no catalog fact'}, not on {', '.join(strays)}")
+            raise ValueError(
+                f"{code.value} rests on {', '.join(declared) or 'no catalog fact'}, not on {', '.join(strays)}"
+            )
         out = []
         for fact in named:
             table, _, name = fact.partition(".")
@@ -65,7 +71,9 @@ class Verdicts:
                 out.append(f"{where}.{name}")
         return out
 
-    def _judge(self, code: ErrorCode, kind: str | None, facts: tuple[str, ...] | None) -> tuple[Severity, str]:
+    def _judge(
+        self, code: ErrorCode, kind: str | None, facts: tuple[str, ...] | None
+    ) -> tuple[Severity, str]:
         if code.severity != "error":
             return code.severity, ""
         unconfirmed = self.unconfirmed(code, kind, facts)

@@ -26,7 +26,9 @@ MAX_TOP_LEVEL_BOXES = 256  # a real file has a handful; a corrupt size chain mus
 ISO_MIME_TYPES = frozenset({"video/mp4", "video/mov", "video/quicktime", "video/3gpp"})
 WEBM_MIME_TYPES = frozenset({"video/webm"})
 # Box types a QuickTime or ISO file may start with.
-_FIRST_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp"})
+_FIRST_BOXES = frozenset(
+    {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp"}
+)
 _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 _SEGMENT, _INFO, _CLUSTER = 0x18538067, 0x1549A966, 0x1F43B675
 _TIMESTAMP_SCALE, _DURATION = 0x2AD7B1, 0x4489
@@ -57,7 +59,9 @@ def video_duration(read: Read, size: int, mime: str) -> float | None:
             f"not an MP4/QuickTime file: it starts with {head[:8].hex(' ')}, not a box such as ftyp or moov"
         )
     if mime in WEBM_MIME_TYPES:
-        raise VideoHeaderError(f"not a WebM file: it starts with {head[:4].hex(' ')}, not the EBML mark 1a 45 df a3")
+        raise VideoHeaderError(
+            f"not a WebM file: it starts with {head[:4].hex(' ')}, not the EBML mark 1a 45 df a3"
+        )
     return None
 
 
@@ -69,7 +73,7 @@ class _Cached:
 
     def __call__(self, offset: int, length: int) -> bytes:
         if offset + length <= len(self._head):
-            return self._head[offset:offset + length]
+            return self._head[offset : offset + length]
         return self._read(offset, length)
 
 
@@ -85,27 +89,37 @@ def _iso_duration(read: Read, size: int) -> float | None:
         offset += box_size
     else:
         raise VideoHeaderError(f"more than {MAX_TOP_LEVEL_BOXES} top-level boxes before a moov box")
-    raise VideoHeaderError(f"no moov box (movie header) in the {size:,} bytes: the file is truncated or incomplete")
+    raise VideoHeaderError(
+        f"no moov box (movie header) in the {size:,} bytes: the file is truncated or incomplete"
+    )
 
 
 def _box_header(data: bytes, offset: int, limit: int) -> tuple[bytes, int, int]:
     """(type, size, header length) of the box at `offset`, checked against `limit` (the end of
     the enclosing box or file)."""
     if len(data) < 8:
-        raise VideoHeaderError(f"the box header at byte {offset:,} is cut off: the file is truncated")
+        raise VideoHeaderError(
+            f"the box header at byte {offset:,} is cut off: the file is truncated"
+        )
     declared, box_type = struct.unpack(">I4s", data[:8])
     header = 8
     if declared == 1:
         if len(data) < 16:
-            raise VideoHeaderError(f"the 64-bit box size at byte {offset:,} is cut off: the file is truncated")
+            raise VideoHeaderError(
+                f"the 64-bit box size at byte {offset:,} is cut off: the file is truncated"
+            )
         declared = struct.unpack(">Q", data[8:16])[0]
         header = 16
     elif declared == 0:
         declared = limit - offset  # "extends to the end of the file"
     if not all(0x20 <= c < 0x7F for c in box_type):
-        raise VideoHeaderError(f"the box at byte {offset:,} has no readable type ({box_type.hex(' ')}): the file is corrupt")
+        raise VideoHeaderError(
+            f"the box at byte {offset:,} has no readable type ({box_type.hex(' ')}): the file is corrupt"
+        )
     if declared < header:
-        raise VideoHeaderError(f"the {box_type.decode()} box at byte {offset:,} declares an impossible size of {declared} bytes")
+        raise VideoHeaderError(
+            f"the {box_type.decode()} box at byte {offset:,} declares an impossible size of {declared} bytes"
+        )
     if offset + declared > limit:
         raise VideoHeaderError(
             f"the {box_type.decode()} box at byte {offset:,} declares {declared:,} bytes, past the end at byte {limit:,}: "
@@ -117,9 +131,11 @@ def _box_header(data: bytes, offset: int, limit: int) -> tuple[bytes, int, int]:
 def _mvhd_duration(body: bytes, base: int, end: int, moov_at: int) -> float | None:
     position = 0
     while position + 8 <= len(body):
-        box_type, box_size, header = _box_header(body[position:position + 16], base + position, end)
+        box_type, box_size, header = _box_header(
+            body[position : position + 16], base + position, end
+        )
         if box_type == b"mvhd":
-            return _parse_mvhd(body[position + header:position + box_size], base + position)
+            return _parse_mvhd(body[position + header : position + box_size], base + position)
         position += box_size
     raise VideoHeaderError(
         f"no mvhd box in the first {len(body):,} bytes of the moov box at byte {moov_at:,}: the file is truncated or corrupt"
@@ -131,18 +147,27 @@ def _parse_mvhd(data: bytes, offset: int) -> float | None:
         raise VideoHeaderError(f"the mvhd box at byte {offset:,} is empty")
     version = data[0]
     if version == 0:
-        layout, length = ">4x4x4xII", 20  # version+flags, creation, modification, timescale, duration
+        layout, length = (
+            ">4x4x4xII",
+            20,
+        )  # version+flags, creation, modification, timescale, duration
         unknown = 0xFFFFFFFF
     elif version == 1:
         layout, length = ">4x8x8xIQ", 32  # the same with 64-bit times and duration
         unknown = 0xFFFFFFFFFFFFFFFF
     else:
-        raise VideoHeaderError(f"the mvhd box at byte {offset:,} has version {version}; only 0 and 1 exist")
+        raise VideoHeaderError(
+            f"the mvhd box at byte {offset:,} has version {version}; only 0 and 1 exist"
+        )
     if len(data) < length:
-        raise VideoHeaderError(f"the mvhd box at byte {offset:,} is cut off before its duration: the file is truncated")
+        raise VideoHeaderError(
+            f"the mvhd box at byte {offset:,} is cut off before its duration: the file is truncated"
+        )
     timescale, duration = struct.unpack(layout, data[:length])
     if timescale == 0:
-        raise VideoHeaderError(f"the mvhd box at byte {offset:,} has a timescale of 0 units a second")
+        raise VideoHeaderError(
+            f"the mvhd box at byte {offset:,} has a timescale of 0 units a second"
+        )
     if duration in (0, unknown):
         return None  # fragmented or live: the length is in the fragments, not the header
     return duration / timescale
@@ -156,7 +181,9 @@ def _webm_duration(head: bytes, size: int) -> float | None:
     position += length
     element, length, position = _ebml_element(head, position, "Segment")
     if element != _SEGMENT:
-        raise VideoHeaderError(f"expected the Segment element after the EBML header, found id 0x{element:X}")
+        raise VideoHeaderError(
+            f"expected the Segment element after the EBML header, found id 0x{element:X}"
+        )
     end = len(head) if length is None else min(len(head), position + length)
     while position < end:
         element, length, body = _ebml_element(head, position, "a Segment child")
@@ -165,13 +192,21 @@ def _webm_duration(head: bytes, size: int) -> float | None:
         if element == _INFO:
             if body + length > len(head):
                 if size <= len(head):
-                    raise VideoHeaderError(f"the Info element at byte {position:,} is cut off: the file is truncated")
-                raise VideoHeaderError(f"the Info element at byte {position:,} runs past the first {len(head):,} bytes")
-            return _info_duration(head[body:body + length], body)
+                    raise VideoHeaderError(
+                        f"the Info element at byte {position:,} is cut off: the file is truncated"
+                    )
+                raise VideoHeaderError(
+                    f"the Info element at byte {position:,} runs past the first {len(head):,} bytes"
+                )
+            return _info_duration(head[body : body + length], body)
         position = body + length
     if size <= len(head):
-        raise VideoHeaderError("no Info element (segment information) in the file: it is truncated or corrupt")
-    raise VideoHeaderError(f"no Info element (segment information) in the first {len(head):,} bytes")
+        raise VideoHeaderError(
+            "no Info element (segment information) in the file: it is truncated or corrupt"
+        )
+    raise VideoHeaderError(
+        f"no Info element (segment information) in the first {len(head):,} bytes"
+    )
 
 
 def _info_duration(info: bytes, base: int) -> float | None:
@@ -180,8 +215,10 @@ def _info_duration(info: bytes, base: int) -> float | None:
     while position < len(info):
         element, length, body = _ebml_element(info, position, "an Info child")
         if length is None or body + length > len(info):
-            raise VideoHeaderError(f"the Info child at byte {base + position:,} runs past the Info element")
-        value = info[body:body + length]
+            raise VideoHeaderError(
+                f"the Info child at byte {base + position:,} runs past the Info element"
+            )
+        value = info[body : body + length]
         if element == _TIMESTAMP_SCALE:
             scale = int.from_bytes(value, "big")
         elif element == _DURATION:
@@ -190,12 +227,16 @@ def _info_duration(info: bytes, base: int) -> float | None:
             elif length == 8:
                 duration = struct.unpack(">d", value)[0]
             else:
-                raise VideoHeaderError(f"the Duration at byte {base + position:,} is {length} bytes; a float is 4 or 8")
+                raise VideoHeaderError(
+                    f"the Duration at byte {base + position:,} is {length} bytes; a float is 4 or 8"
+                )
         position = body + length
     if duration is None:
         return None  # a live recording: Matroska leaves Duration out
     if scale == 0 or not duration >= 0 or duration == float("inf"):
-        raise VideoHeaderError(f"the Info element at byte {base:,} has an unusable duration ({duration!r} x {scale} ns)")
+        raise VideoHeaderError(
+            f"the Info element at byte {base:,} has an unusable duration ({duration!r} x {scale} ns)"
+        )
     return duration * scale / 1e9
 
 
@@ -213,10 +254,12 @@ def _vint(data: bytes, position: int, what: str, *, keep_marker: bool) -> tuple[
     first = data[position]
     width = 8 - first.bit_length() + 1
     if first == 0 or width > 8:
-        raise VideoHeaderError(f"{what} at byte {position:,} has an invalid EBML number (0x{first:02X})")
+        raise VideoHeaderError(
+            f"{what} at byte {position:,} has an invalid EBML number (0x{first:02X})"
+        )
     if position + width > len(data):
         raise VideoHeaderError(f"{what} at byte {position:,} is cut off: the file is truncated")
-    value = int.from_bytes(data[position:position + width], "big")
+    value = int.from_bytes(data[position : position + width], "big")
     if not keep_marker:
         value &= (1 << (7 * width)) - 1
         if value == (1 << (7 * width)) - 1:

@@ -33,7 +33,16 @@ class HoldingAfterCreate:
     def create(self, parent, job):
         created = self.service.create(parent, job)
         if "hold-after-create" in job.get("description", ""):
-            sys.stdout.write(json.dumps({"severity": "INFO", "message": "fault test: job created, holding", "job": created.name}) + "\n")
+            sys.stdout.write(
+                json.dumps(
+                    {
+                        "severity": "INFO",
+                        "message": "fault test: job created, holding",
+                        "job": created.name,
+                    }
+                )
+                + "\n"
+            )
             sys.stdout.flush()
             time.sleep(600)
         return created
@@ -44,7 +53,9 @@ def _pipeline():
 
     pipeline = connect_pipeline(PipelineConfig.from_env())
     return dataclasses.replace(
-        pipeline, service=HoldingAfterCreate(pipeline.service), claim_seconds=float(os.environ.get("AUTOTUNE_TEST_CLAIM_SECONDS", "300"))
+        pipeline,
+        service=HoldingAfterCreate(pipeline.service),
+        claim_seconds=float(os.environ.get("AUTOTUNE_TEST_CLAIM_SECONDS", "300")),
     )
 
 
@@ -57,7 +68,9 @@ def quick_give_up() -> None:
         from autotune.jobs import submit as submit_module
 
         # adopt_or_create_job reads its own binding of the limit, the decisions theirs
-        decisions.MAX_FAILED_ATTEMPTS = submit_module.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
+        decisions.MAX_FAILED_ATTEMPTS = submit_module.MAX_FAILED_ATTEMPTS = int(
+            os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"]
+        )
         decisions.IMMEDIATE_RETRIES = 10**6
 
 

@@ -22,7 +22,10 @@ HOLD_SECONDS = float(os.environ.get("AUTOTUNE_TEST_HOLD_SECONDS", "3"))
 def validate(cloud_event):
     name = (cloud_event.data or {}).get("name", "")
     if "hold-" in name:
-        sys.stdout.write(json.dumps({"severity": "INFO", "message": "fault test: holding", "object": name}) + "\n")
+        sys.stdout.write(
+            json.dumps({"severity": "INFO", "message": "fault test: holding", "object": name})
+            + "\n"
+        )
         sys.stdout.flush()
         time.sleep(HOLD_SECONDS)
     return real.validate(cloud_event)

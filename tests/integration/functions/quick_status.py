@@ -22,7 +22,9 @@ def _pipeline():
     from autotune.adapters.jobs import connect_pipeline
 
     pipeline = connect_pipeline(PipelineConfig.from_env())
-    return dataclasses.replace(pipeline, claim_seconds=float(os.environ.get("AUTOTUNE_TEST_CLAIM_SECONDS", "300")))
+    return dataclasses.replace(
+        pipeline, claim_seconds=float(os.environ.get("AUTOTUNE_TEST_CLAIM_SECONDS", "300"))
+    )
 
 
 real.configure(pipeline=_pipeline)
@@ -32,7 +34,9 @@ if "AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS" in os.environ:
     from autotune.jobs import submit as submit_module
 
     # adopt_or_create_job reads its own binding of the limit, the decisions theirs
-    decisions.MAX_FAILED_ATTEMPTS = submit_module.MAX_FAILED_ATTEMPTS = int(os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"])
+    decisions.MAX_FAILED_ATTEMPTS = submit_module.MAX_FAILED_ATTEMPTS = int(
+        os.environ["AUTOTUNE_TEST_MAX_FAILED_ATTEMPTS"]
+    )
     decisions.IMMEDIATE_RETRIES = 10**6
 
 
