@@ -20,6 +20,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def make_local_stack(
     stop_orphaned_stacks(tmp_path_factory.getbasetemp().parent)
     started: list[LocalStack] = []
 
-    def factory(**overrides: object) -> LocalStack:
+    def factory(**overrides: Any) -> LocalStack:
         options = options_with(state_dir=tmp_path_factory.mktemp("stack"), **overrides)
         stack = start_stack(options)
         started.append(stack)

@@ -15,9 +15,13 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sample_data import conversation_dataset, unique
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -33,7 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-VIEWPORT = {"width": 1000, "height": 760}
+VIEWPORT: ViewportSize = {"width": 1000, "height": 760}
 WAIT = 150.0  # seconds: generous, the machine is shared; nothing here measures speed
 HOSTILE_NAME = "incoming/<script>alert(1)</script>.jsonl"
 HOSTILE_FIELD = "<script>alert(3)</script>"
@@ -79,7 +83,12 @@ def browser(tmp_path_factory) -> Iterator:
 def page(browser, stack):
     page = browser.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismiss(dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     page.dialogs = dialogs
     page.goto(stack.env["AUTOTUNE_DASHBOARD_URL"])
     yield page
@@ -208,9 +217,11 @@ def test_hostile_object_and_field_names_stay_text(stack, page) -> None:
     assert HOSTILE_NAME in row.locator("td.name").inner_text()
     assert page.locator("tr.upload script, tr.event script, img").count() == 0
     assert state == "REJECTED"
-    errors, warnings = re.fullmatch(
+    counted = re.fullmatch(
         r"(\d+) error\(s\), (\d+) warning\(s\)", row.locator(".errors").inner_text()
-    ).groups()
+    )
+    assert counted is not None
+    errors, warnings = counted.groups()
     assert (
         int(errors) == 1 and int(warnings) >= 20
     )  # a warning per unknown field (and any other the report has)

@@ -67,6 +67,7 @@ def test_the_project_command_serves_the_page_from_the_project_and_cleans_up(
         text=True,
     )
     try:
+        assert proc.stdout is not None
         line = proc.stdout.readline()
         assert "read-only" in line and "http://127.0.0.1:" in line, line
         url = line.split("): ", 1)[1].split()[0]

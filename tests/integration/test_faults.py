@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -248,7 +248,7 @@ def test_two_status_ticks_at_once_double_nothing(stack, events, ledger):
     def tick_together() -> None:
         with ThreadPoolExecutor(max_workers=3) as pool:
             while not stop.is_set():
-                futures = [
+                futures: list[Future[object]] = [
                     pool.submit(
                         requests.post,
                         stack.env["AUTOTUNE_STATUS_URL"],

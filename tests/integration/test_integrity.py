@@ -17,6 +17,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -323,7 +324,7 @@ def test_lone_surrogate_in_a_manifest_is_rejected_with_a_report(stack, events, f
     stem = unique(f"surrogate-{field}")
     part, manifest = f"incoming/{stem}/parts/train.jsonl", f"incoming/{stem}.tuning.json"
     stack.upload(dataset(stem, 20), part)
-    doc = {"training": part, "settings": {}}
+    doc: dict[str, Any] = {"training": part, "settings": {}}
     if field in {"training", "validation"}:
         doc[field] = part + "\ud800"
     else:

@@ -180,7 +180,9 @@ def test_crash_between_create_and_ledger_write_gives_no_second_job(stack, events
 
     class DyingLedger(FirestoreLedger):
         def update(self, key, decide):
-            if self.get(key).state == LedgerState.SUBMITTING:
+            record = self.get(key)
+            assert record is not None, key
+            if record.state == LedgerState.SUBMITTING:
                 raise Crash("the process died after create, before recording the job")
             return super().update(key, decide)
 

@@ -14,6 +14,8 @@ pytestmark = pytest.mark.integration
 
 _BENCH = Path(__file__).resolve().parents[2] / "bench" / "load.py"
 _spec = importlib.util.spec_from_file_location("autotune_load_bench", _BENCH)
+if _spec is None or _spec.loader is None:
+    raise ImportError(f"cannot load the load benchmark from {_BENCH}")
 load_bench = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = load_bench  # dataclasses look their module up there
 _spec.loader.exec_module(load_bench)

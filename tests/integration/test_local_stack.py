@@ -60,6 +60,7 @@ def alive(pids: set[int]) -> set[int]:
 
 def read_until_ready(up: subprocess.Popen) -> str:
     """The `up` output up to its ready line (a warning printed first must not fail the test)."""
+    assert up.stdout is not None
     seen = []
     for line in up.stdout:
         seen.append(line)
@@ -138,6 +139,7 @@ def test_up_detach_writes_local_env_and_down_leaves_no_process(tmp_path: Path) -
             text=True,
             cwd=REPO,
         )
+        assert watch.stdout is not None
         assert watch.stdout.readline().startswith("listening on tuning-events")
     finally:
         down = cli("down", "--state-dir", str(state_dir))

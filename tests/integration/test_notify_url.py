@@ -31,10 +31,12 @@ class Receiver(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # http.server calls it by this name
+        receiver = self.server
+        assert isinstance(receiver, Receiver)
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with self.server.arrived:
-            self.server.received.append((dict(self.headers), json.loads(body)))
-            self.server.arrived.notify_all()
+        with receiver.arrived:
+            receiver.received.append((dict(self.headers), json.loads(body)))
+            receiver.arrived.notify_all()
         self.send_response(204)
         self.end_headers()
 

@@ -6,6 +6,7 @@ emulator of its own, and a dataset runs end to end as usual."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 from sample_data import conversation_dataset as dataset
@@ -24,10 +25,16 @@ class StoreOnceKnown:
         self.store: FakeGcsStore | None = None
 
     def exists(self, uri: str) -> bool:
-        return self.store.exists(uri)
+        return self._known().exists(uri)
 
-    def lines(self, uri: str):
-        return self.store.lines(uri)
+    def lines(self, uri: str) -> Iterator[bytes]:
+        return self._known().lines(uri)
+
+    def _known(self) -> FakeGcsStore:
+        assert self.store is not None, (
+            "the tuning server was asked for data before the stack started"
+        )
+        return self.store
 
 
 def test_the_stack_runs_against_another_tuning_server(make_local_stack):

@@ -10,12 +10,13 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sample_data import unique
 
 from autotune.events import EventType
-from autotune.jobs.request import decode_request
+from autotune.jobs.request import TuningRequest, decode_request
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,8 @@ def requests_seen(local_stack):
 
 class RequestTap:
     def __init__(self, subscriber, subscription: str) -> None:
-        self.subscriber, self.subscription, self.seen = subscriber, subscription, []
+        self.subscriber, self.subscription = subscriber, subscription
+        self.seen: list[tuple[TuningRequest, dict[str, str]]] = []
 
     def poll(self, timeout: float = 1.0) -> None:
         from google.api_core import exceptions as gexc
@@ -187,7 +189,7 @@ def test_multimodal_dataset_checks_its_media_in_the_bucket(local_stack, events) 
     folder = unique("media")
     for i in range(3):
         local_stack.upload(PNG, f"{folder}/img{i}.png", content_type="image/png")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(20):
         rows.append(
             {
@@ -494,6 +496,7 @@ def test_storage_adapter_streams_a_pinned_generation_and_says_when_it_is_gone(lo
     first = good_dataset(30)
     local_stack.upload(first, name, metadata={"autotune-epochs": "3"})
     old = store.stat(name)
+    assert old is not None
     assert old.size == len(first) and old.metadata == {"autotune-epochs": "3"}
     chunks = list(store.read_chunks(name, old.generation))
     assert len(chunks) > 1 and b"".join(chunks) == first

@@ -95,6 +95,7 @@ def test_a_training_file_alone_is_split_and_the_job_gets_a_validation_dataset(st
 
     ledger = FirestoreLedger(stack.firestore_client(), stack.config.ledger_collection)
     record = ledger.get(accepted.payload.idempotency_key)
+    assert record is not None and record.request is not None
     request = record.request
     assert request["validation"]["object"] == validation_name
     assert (
@@ -127,7 +128,9 @@ def test_a_training_file_alone_is_split_and_the_job_gets_a_validation_dataset(st
         dataset_source=DatasetSource,
     )
     already_received = {id(r) for r in events.received}
-    again = process_upload(store.stat(name), stack.config, deps)
+    upload = store.stat(name)
+    assert upload is not None
+    again = process_upload(upload, stack.config, deps)
     assert again.decision == "accepted"
     assert again.fields["idempotency_key"] == accepted.payload.idempotency_key
     assert {

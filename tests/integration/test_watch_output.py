@@ -36,6 +36,7 @@ def start_watch(stack, columns: int, *args: str) -> subprocess.Popen:
     )
     # Its subscription exists once it says so: events published after this reach it.
     stream = watch.stderr if "--json" in args else watch.stdout
+    assert stream is not None
     assert stream.readline().startswith("listening on tuning-events")
     return watch
 
@@ -72,6 +73,7 @@ def test_watch_lines_fit_and_json_lines_are_filtered_cloudevents(
             assert result.exit_code in (0, 1), result.output
 
         rejected_uri = f"gs://{local_stack.bucket}/incoming/{rejected.name}"
+        assert json_watch.stdout is not None and text_watch.stdout is not None
         documents = []
         for line in json_watch.stdout:  # ends when watch's --seconds run out
             documents.append(json.loads(line))

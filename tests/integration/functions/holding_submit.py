@@ -19,6 +19,8 @@ from autotune.config import PipelineConfig
 
 _REAL = Path(__file__).resolve().parents[3] / "functions" / "submit" / "main.py"
 _spec = importlib.util.spec_from_file_location("real_submit_main", _REAL)
+if _spec is None or _spec.loader is None:
+    raise ImportError(f"cannot load the real submit function from {_REAL}")
 real = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(real)
 

@@ -12,6 +12,8 @@ import functions_framework
 
 _REAL = Path(__file__).resolve().parents[3] / "functions" / "validate" / "main.py"
 _spec = importlib.util.spec_from_file_location("real_validate_main", _REAL)
+if _spec is None or _spec.loader is None:
+    raise ImportError(f"cannot load the real validate function from {_REAL}")
 real = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(real)
 

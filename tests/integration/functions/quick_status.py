@@ -14,6 +14,8 @@ from autotune.config import PipelineConfig
 _FUNCTIONS = Path(__file__).resolve().parent
 _REAL = _FUNCTIONS.parents[2] / "functions" / "status" / "main.py"
 _spec = importlib.util.spec_from_file_location("real_status_main", _REAL)
+if _spec is None or _spec.loader is None:
+    raise ImportError(f"cannot load the real status function from {_REAL}")
 real = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(real)
 
