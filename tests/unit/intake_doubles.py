@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from autotune.events import TuningEvent
 from autotune.intake.objects import REPORT_VALID_METADATA, ObjectGone, StoredObject
 from autotune.intake.reconciliation import ListedObject
 from autotune.jobs.request import TuningRequest, decode_request, encode_request
@@ -119,7 +120,7 @@ class MemoryStore:
 
 class MemoryBus:
     def __init__(self, effects: list[str], fail_requests: bool = False) -> None:
-        self.events = []
+        self.events: list[TuningEvent] = []
         self.requests: list[TuningRequest] = []
         self.effects = effects
         self.fail_requests = fail_requests
@@ -131,6 +132,6 @@ class MemoryBus:
         self.requests.append(decode_request(encode_request(request)))
         self.effects.append("request")
 
-    def publish_event(self, event) -> None:
+    def publish_event(self, event: TuningEvent) -> None:
         self.events.append(event)
         self.effects.append(f"event {event.type.value}")

@@ -10,7 +10,9 @@ from autotune.catalog import (
     ADAPTER_SIZE_ENUM_NUMBERS,
     CATALOG_FILE,
     MODELS_FILE_VAR,
+    Catalog,
     CatalogError,
+    MediaKind,
     ModelSpec,
     adapter_size_enum_name,
     catalog_from_files,
@@ -24,6 +26,18 @@ from autotune.catalog import (
 def model(name: str) -> ModelSpec:
     found = get_model(name)
     assert found is not None, f"{name} is not in the catalog"
+    return found
+
+
+def model_of(catalog: Catalog, name: str) -> ModelSpec:
+    found = catalog.get(name)
+    assert found is not None, f"{name} is not in the catalog"
+    return found
+
+
+def kind_of(catalog: Catalog, mime_type: str) -> MediaKind:
+    found = catalog.media_kind_of(mime_type)
+    assert found is not None, f"{mime_type} is no media kind of the catalog"
     return found
 
 
@@ -108,8 +122,8 @@ def test_media_kinds_and_mime_lookup():
     assert catalog.media["document"].max_per_example == 4
     assert catalog.media["video"].max_per_example == 1
     assert catalog.media["video"].max_bytes == 100 * 1024**2
-    assert catalog.media_kind_of(" Image/JPEG ").name == "image"
-    assert catalog.media_kind_of("video/quicktime").name == "video"
+    assert kind_of(catalog, " Image/JPEG ").name == "image"
+    assert kind_of(catalog, "video/quicktime").name == "video"
     audio = set(catalog.media["audio"].mime_types)
     assert {"audio/m4a", "audio/mp4", "audio/pcm", "audio/x-aac", "audio/mpga"} <= audio
     assert not {"audio/aac", "audio/aiff", "audio/x-wav"} & audio
@@ -128,14 +142,15 @@ def test_a_malformed_catalog_fails_naming_the_field():
 
 def test_every_fact_has_a_source_with_url_and_date_and_unconfirmed_ones_say_so():
     catalog = load_catalog()
-    for item in [*catalog.models.values(), *catalog.media.values()]:
+    items: list[ModelSpec | MediaKind] = [*catalog.models.values(), *catalog.media.values()]
+    for item in items:
         for fact in catalog.facts(item):
             if fact["source"] is None:  # a default no page states: never shown as confirmed
                 assert fact["confirmed"] is False and fact["note"], (item.name, fact)
                 continue
             assert fact["url"] and fact["read_on"], (item.name, fact)
             assert fact["confirmed"] is (fact["fact"] not in item.unconfirmed)
-    seed_facts = {f["fact"]: f for f in catalog.facts(catalog.get("gemini-1.5-pro-002"))}
+    seed_facts = {f["fact"]: f for f in catalog.facts(model_of(catalog, "gemini-1.5-pro-002"))}
     assert (
         seed_facts["function_calling"]["source"] is None
         and not seed_facts["function_calling"]["confirmed"]
@@ -195,8 +210,8 @@ def test_a_models_file_adds_a_model_and_corrects_a_limit(tmp_path):
     path = tmp_path / "models.toml"
     path.write_text(NEW_MODEL)
     catalog = catalog_from_files(CATALOG_FILE.read_text(), path)
-    assert catalog.get("gemini-4-flash").regions == ("us-central1", "europe-west4")
-    current = catalog.get("gemini-3.5-flash")
+    assert model_of(catalog, "gemini-4-flash").regions == ("us-central1", "europe-west4")
+    current = model_of(catalog, "gemini-3.5-flash")
     assert current.max_tokens_per_example == 200_000 and current.adapter_sizes == (1, 2, 4, 8, 16)
     assert catalog.media["video"].max_seconds_by_resolution == {"default": 600, "low": 1800}
     assert catalog.media["video"].max_bytes == 100 * 1024**2

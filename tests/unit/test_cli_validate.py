@@ -308,11 +308,14 @@ def test_text_output_lists_100_per_code_then_says_how_many_more(tmp_path):
 def test_the_fast_parser_and_the_typer_command_take_the_same_options():
     """`autotune validate` is parsed without typer (start-up time); `--help` shows the typer
     declaration. The two must offer the same options."""
+    import typer.core
     import typer.main
 
     from autotune.validate_command import FLAGS, OPTIONS
 
-    command = typer.main.get_command(app).commands["validate"]
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    command = group.commands["validate"]
     declared = {opt for param in command.params for opt in param.opts if opt.startswith("--")}
     assert declared == set(OPTIONS) | set(FLAGS)
 

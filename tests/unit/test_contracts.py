@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,7 @@ def _request(**changes):
         bucket="b", object="incoming/a.jsonl", generation="7", sha256="ab" * 32, size=10
     )
     ckey = content_key(training.sha256, None, settings)
-    fields = dict(
+    fields: dict[str, Any] = dict(
         idempotency_key=idempotency_key("b", training.object, "7", ckey),
         content_key=ckey,
         training=training,

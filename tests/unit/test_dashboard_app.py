@@ -58,14 +58,16 @@ def test_the_page_shows_names_as_text_never_as_markup(client):
     page = response.get_data(as_text=True)
     assert "<script>alert(1)" not in page and "<img src=x" not in page
     # The data rides in a JSON block with <, > and & escaped; the one script carries the policy's nonce.
-    initial = re.search(
+    found = re.search(
         r'<script type="application/json" id="initial-state">(.*?)</script>', page, re.S
-    ).group(1)
+    )
+    assert found is not None
+    initial = found.group(1)
     assert "\\u003cscript\\u003ealert(1)" in initial
     assert json.loads(initial)["uploads"][0]["object"] == HOSTILE
-    nonce = re.search(
-        r"script-src 'nonce-([^']+)'", response.headers["Content-Security-Policy"]
-    ).group(1)
+    policy = re.search(r"script-src 'nonce-([^']+)'", response.headers["Content-Security-Policy"])
+    assert policy is not None
+    nonce = policy.group(1)
     assert re.findall(r"<script nonce=\"([^\"]+)\">", page) == [nonce]
     assert "textContent" in page and "innerHTML" not in page
 

@@ -109,7 +109,7 @@ def test_a_refused_subscription_is_said_and_nothing_pulls():
     assert subscriber.deleted == []
 
 
-def test_a_subscription_lost_with_a_restarted_emulator_is_made_again():
+def test_a_subscription_lost_with_a_restarted_emulator_is_made_again(monkeypatch):
     subscriber = FakeSubscriber()
     lost = threading.Event()
     pull = subscriber.pull
@@ -120,7 +120,7 @@ def test_a_subscription_lost_with_a_restarted_emulator_is_made_again():
             raise gexc.NotFound("subscription does not exist")
         return pull(**kwargs)
 
-    subscriber.pull = pull_once_lost
+    monkeypatch.setattr(subscriber, "pull", pull_once_lost)
     feed = EventFeed(subscriber, CONFIG).start()
     wait_until(lambda: len(subscriber.created) == 2)
     assert subscriber.created[0]["name"] == subscriber.created[1]["name"]

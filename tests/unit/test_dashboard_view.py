@@ -1,6 +1,7 @@
 """The dashboard's data from plain values: fates, states, queue positions, slots, times, events."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 
@@ -46,7 +47,7 @@ def record(name: str, generation: str, key: str, at: float):
 
 def test_every_upload_has_its_row_state_report_queue_place_and_times():
     done = record("incoming/done.jsonl", "1", "k-done", 2)
-    for state, at, extra in (
+    steps: tuple[tuple[LedgerState, int, dict[str, Any]], ...] = (
         (LedgerState.SUBMITTING, 3, {}),
         (LedgerState.SUBMITTED, 4, {"job_name": "projects/p/locations/l/tuningJobs/7"}),
         (LedgerState.RUNNING, 6, {}),
@@ -55,7 +56,8 @@ def test_every_upload_has_its_row_state_report_queue_place_and_times():
             20,
             {"tuned_model": "projects/p/models/m1", "endpoint": "projects/p/endpoints/e1"},
         ),
-    ):
+    )
+    for state, at, extra in steps:
         done = move(done, state, T0 + timedelta(seconds=at), **extra)
     running = move(
         move(

@@ -246,8 +246,9 @@ def test_bad_lines_are_a_rejection_with_a_report_and_no_request(
     assert bus.requests == []
     (event,) = bus.events
     assert event.type is EventType.DATASET_REJECTED
-    assert event.payload.counts["invalid_json"] == 1
-    assert event.payload.error_count >= 1
+    counts, error_count = event.payload.counts, event.payload.error_count
+    assert counts is not None and counts["invalid_json"] == 1
+    assert error_count is not None and error_count >= 1
     report = json.loads(store.reports[f"reports/incoming/bad.jsonl/{uploaded.generation}.json"])
     assert any(e["code"] == "invalid_json" and e["line"] == 21 for e in report["errors"])
 
@@ -261,7 +262,7 @@ def test_bad_settings_in_metadata_are_a_rejection(store: MemoryStore, bus: Memor
     outcome = run(store, bus, uploaded)
     assert outcome.decision == "rejected"
     counts = bus.events[0].payload.counts
-    assert "unsupported_model" in counts
+    assert counts is not None and "unsupported_model" in counts
 
 
 def test_no_dataset_content_in_events_or_outcome(store: MemoryStore, bus: MemoryBus) -> None:
@@ -302,7 +303,8 @@ def test_dataset_over_the_size_limit_is_rejected_without_reading(
     )
     outcome = run(store, bus, huge)
     assert outcome.decision == "rejected"
-    assert bus.events[0].payload.counts["file_too_large"] == 1
+    counts = bus.events[0].payload.counts
+    assert counts is not None and counts["file_too_large"] == 1
     assert store.chunks_read == 0
 
 
@@ -328,6 +330,7 @@ def test_manifest_triggers_the_files_it_names_with_its_settings(
     assert outcome.decision == "accepted"
     (request,) = bus.requests
     assert (request.training.object, request.training.generation) == (train.name, train.generation)
+    assert request.validation is not None
     assert (request.validation.object, request.validation.generation) == (
         validation.name,
         validation.generation,
@@ -424,6 +427,7 @@ def test_failed_request_publish_raises_and_announces_nothing(store: MemoryStore)
 def codes_of(bus: MemoryBus) -> dict[str, int]:
     (event,) = bus.events
     assert event.type is EventType.DATASET_REJECTED
+    assert event.payload.counts is not None
     return dict(event.payload.counts)
 
 
@@ -437,7 +441,7 @@ def test_an_object_stored_with_a_content_encoding_is_refused_with_its_own_code(
 
 
 def test_content_encoding_set_after_the_read_is_caught_on_the_pinned_copy(
-    store: MemoryStore, bus: MemoryBus
+    store: MemoryStore, bus: MemoryBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uploaded = store.put("incoming/patched.jsonl", jsonl(20))
     original_pin = store.pin
@@ -450,7 +454,7 @@ def test_content_encoding_set_after_the_read_is_caught_on_the_pinned_copy(
         )  # a metadata patch
         return original_pin(name, generation, pinned_name)
 
-    store.pin = pin_after_patch
+    monkeypatch.setattr(store, "pin", pin_after_patch)
     assert run(store, bus, uploaded).decision == "rejected"
     assert codes_of(bus) == {"content_encoded": 1} and not bus.requests
 
@@ -462,6 +466,7 @@ def test_an_overwrite_after_validation_leaves_the_pinned_copy_as_validated(
     run(store, bus, uploaded)
     (request,) = bus.requests
     store.put("incoming/kept.jsonl", b"overwritten\n")
+    assert request.training.pinned_object is not None
     pinned, data = store.objects[request.training.pinned_object]
     assert data == jsonl(20) and pinned.generation == request.training.pinned_generation
 

@@ -398,11 +398,12 @@ def test_deploy_ends_with_the_smoke_test_and_fails_when_it_does(monkeypatch, tmp
             {"project": project, "bucket": bucket},
         ),
     )
-    monkeypatch.setattr(
-        smoke,
-        "run_and_report",
-        lambda storage, subscriber, names, timeout: checked.append(names) or False,
-    )
+
+    def run_and_report(storage, subscriber, names, timeout):
+        checked.append(names)
+        return False
+
+    monkeypatch.setattr(smoke, "run_and_report", run_and_report)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(
         app, ["deploy", "--project", "sample-project", "--region", "us-central1"]

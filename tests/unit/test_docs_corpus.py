@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -139,7 +140,7 @@ PARALLEL_CALLS_EXAMPLE = {
         {"functionDeclarations": [{"name": "get_weather", "parameters": {"type": "OBJECT"}}]}
     ],
 }
-VIDEO_EXAMPLE = {
+VIDEO_EXAMPLE: dict[str, Any] = {
     "contents": [
         {
             "role": "user",

@@ -57,7 +57,8 @@ def test_longest_usable_name_is_validated_and_announced():
 def test_the_uri_limit_counts_the_bucket_too():
     report = report_object_name("reports/", "incoming/a.jsonl", "1")
     assert name_too_long(f"gs://{BUCKET}/incoming/a.jsonl", report) is None
-    assert "ce-subject" in name_too_long("gs://" + "b" * 1020 + "/a.jsonl", report)
+    problem = name_too_long("gs://" + "b" * 1020 + "/a.jsonl", report)
+    assert problem is not None and "ce-subject" in problem
 
 
 def test_manifest_naming_a_training_file_whose_uri_is_too_long_is_rejected_with_an_event():

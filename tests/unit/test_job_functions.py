@@ -22,7 +22,7 @@ from job_doubles import (
 from autotune.intake.upload import IntakeDeps
 from autotune.jobs.lifecycle import LedgerState
 from autotune.jobs.pipeline import Pipeline
-from autotune.jobs.request import encode_request
+from autotune.jobs.request import TuningRequest, encode_request
 from autotune.validation import DatasetSource, validate_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +64,11 @@ def memory_intake(store: MemoryStore) -> IntakeDeps:
         validate_dataset=validate_dataset,
         dataset_source=DatasetSource,
     )
+
+
+def published_requests(intake: IntakeDeps) -> list[TuningRequest]:
+    assert isinstance(intake.bus, MemoryBus)
+    return intake.bus.requests
 
 
 def cloud_event(data: bytes, message_id: str = "m-1") -> tuple[dict, str]:
@@ -160,10 +165,10 @@ def test_a_status_tick_takes_in_an_upload_whose_notification_was_lost(pipeline, 
     status_client = serve("status", pipeline, (intake, store))
     tick_headers, tick_body = cloud_event(b"{}", message_id="tick-1")
     assert status_client.post("/", headers=tick_headers, data=tick_body).status_code == 200
-    [request] = intake.bus.requests
+    [request] = published_requests(intake)
     assert request.training.uri == upload.uri
     assert status_client.post("/", headers=tick_headers, data=tick_body).status_code == 200
-    assert len(intake.bus.requests) == 1  # the next pass is a period away
+    assert len(published_requests(intake)) == 1  # the next pass is a period away
 
 
 def test_validate_serves_with_the_configuration_and_intake_it_is_handed():
@@ -205,6 +210,6 @@ def test_validate_serves_with_the_configuration_and_intake_it_is_handed():
         "size": str(upload.size),
     }
     assert app.test_client().post("/", headers=headers, data=json.dumps(body)).status_code == 200
-    [request] = intake.bus.requests
+    [request] = published_requests(intake)
     assert request.training.uri == upload.uri
     assert json.loads(next(iter(store.reports.values())))["valid"] is True

@@ -159,6 +159,7 @@ def test_succeeded_between_two_polls_announces_running_then_succeeded():
         stats={"tuningDatasetExampleCount": "3"},
     )
     seen = apply_job_snapshot(record(LedgerState.SUBMITTED), job, NOW)
+    assert seen is not None
     events = list(seen.outbox)
     assert [e.type for e in events] == [EventType.JOB_RUNNING, EventType.JOB_SUCCEEDED]
     assert events[1].payload.tuned_model == "projects/p/locations/l/models/1@1"
@@ -173,6 +174,7 @@ def test_failed_job_carries_its_error_into_the_event():
         JobSnapshot(name=JOB, state="JOB_STATE_FAILED", started=True, error="bad data at line 3"),
         NOW,
     )
+    assert seen is not None
     [event] = seen.outbox
     assert event.type == EventType.JOB_FAILED
     assert event.payload.error == "bad data at line 3"
@@ -196,6 +198,7 @@ def test_new_stats_are_kept_without_an_event():
         JobSnapshot(name=JOB, state="JOB_STATE_RUNNING", stats={"totalBillableTokenCount": "1"}),
         NOW,
     )
+    assert seen is not None
     assert (
         seen.tuning_data_stats == {"totalBillableTokenCount": "1"}
         and seen.outbox == ()

@@ -38,7 +38,9 @@ def test_the_models_file_is_staged_and_named_by_the_functions_environment(tmp_pa
     from pathlib import Path
 
     catalog = catalog_from_files(CATALOG_FILE.read_text(), Path(env[MODELS_FILE_VAR]))
-    assert catalog.get("gemini-3.5-flash").max_validation_examples == 4_000
+    model = catalog.get("gemini-3.5-flash")
+    assert model is not None
+    assert model.max_validation_examples == 4_000
 
 
 def test_the_command_line_is_not_staged(tmp_path):

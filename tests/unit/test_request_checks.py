@@ -191,7 +191,8 @@ def test_object_names_with_control_characters_are_names_like_any_other():
 
     assert object_name_problem("incoming/a\tb.jsonl") is None
     assert object_name_problem("incoming/\ud800.jsonl") == "is not encodable as UTF-8"
-    assert "1024" in object_name_problem("n" * 1025)
+    problem = object_name_problem("n" * 1025)
+    assert problem is not None and "1024" in problem
 
 
 def test_submit_refuses_a_setting_only_when_the_catalog_confirms_the_limit():

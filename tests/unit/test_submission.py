@@ -188,7 +188,7 @@ def test_a_long_quota_wait_backs_off_and_is_announced_once(world):
     for _ in range(6):
         service.fail_next(ErrorKind.QUOTA, "Quota exceeded", 429)
     submit_request(pipeline, request)
-    pauses = []
+    pauses: list[float] = []
     while ledger.get(request.idempotency_key).state != LedgerState.SUBMITTED:
         record = ledger.get(request.idempotency_key)
         pauses.append((parse_timestamp(record.not_before) - clock.now).total_seconds())
@@ -467,10 +467,9 @@ def test_crash_after_create_adopts_the_job_instead_of_creating_another():
     request = make_request()
     with pytest.raises(CrashAfterCreate):
         submit_request(pipeline, request)
-    assert (
-        len(service.created) == 1
-        and ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING
-    )
+    claimed = ledger.get(request.idempotency_key)
+    assert claimed is not None
+    assert len(service.created) == 1 and claimed.state == LedgerState.SUBMITTING
     # A redelivery inside the claim is a no-op: the dead submitter might still be alive.
     assert submit_request(pipeline, request) == JobOutcome.DUPLICATE
     # After the claim expires, the status tick takes over and finds the job by its label.
@@ -478,8 +477,10 @@ def test_crash_after_create_adopts_the_job_instead_of_creating_another():
     summary = status_tick(pipeline)
     assert summary.taken_over == 1
     record = ledger.get(request.idempotency_key)
+    assert record is not None
     assert record.state == LedgerState.SUBMITTED and record.job_name == next(iter(service.jobs))
-    assert "adopted" in record.history[-1].reason
+    reason = record.history[-1].reason
+    assert reason is not None and "adopted" in reason
     assert len(service.created) == 1 and bus.types() == ["submitted"]
 
 
@@ -505,7 +506,7 @@ def test_gives_up_after_repeated_attempts_only_when_a_lookup_shows_no_job(world)
             submit_request(pipeline, request)  # Pub/Sub's redeliveries: each takes over at once
     assert ledger.get(request.idempotency_key).failed_attempts == 4
     assert submit_request(pipeline, request) == JobOutcome.DUPLICATE  # now the claim pauses 30 s
-    pauses = []
+    pauses: list[float] = []
     while ledger.get(request.idempotency_key).state == LedgerState.SUBMITTING and len(pauses) < 20:
         pause = (
             parse_timestamp(ledger.get(request.idempotency_key).claim_expires_at) - clock.now
@@ -773,7 +774,7 @@ def test_a_mover_publishes_only_the_events_of_its_own_move(world):
     submit_request(pipeline, request)
     job_name = ledger.get(request.idempotency_key).job_name
     service.set_state(job_name, "JOB_STATE_RUNNING")
-    published = []
+    published: list[str] = []
 
     class InterleavingBus:
         """The first publish (A's RUNNING) lets a whole second tick run before it goes out."""
@@ -804,7 +805,7 @@ def test_overlapping_ticks_publish_crash_leftovers_once(world):
     with pytest.raises(ConnectionError):
         submit_request(pipeline, request)
     clock.advance(31)
-    published = []
+    published: list[str] = []
 
     class InterleavingBus:
         def publish_event(self, event):

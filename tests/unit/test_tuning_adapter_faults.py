@@ -94,7 +94,9 @@ def test_retry_info_is_read_from_rest_and_grpc_details_and_a_long_one_is_not_wai
     )
     assert retry_info_seconds([error_details_pb2.ErrorInfo(reason="X"), grpc_detail]) == 3.5
     assert retry_info_seconds([{"@type": "type.googleapis.com/google.rpc.ErrorInfo"}]) is None
-    assert retry_delay(600.0, 1) is None and 0.5 <= retry_delay(None, 1) <= 1.0
+    assert retry_delay(600.0, 1) is None
+    delay = retry_delay(None, 1)
+    assert delay is not None and 0.5 <= delay <= 1.0
 
 
 def test_a_create_that_stalls_past_the_deadline_fails_transient_and_its_job_exists(world):
@@ -230,6 +232,7 @@ def test_a_2_mb_stats_payload_leaves_a_small_record_without_training_text():
         JobSnapshot(name="j", state="JOB_STATE_SUCCEEDED", started=True, stats=stats),
         _now(),
     )
+    assert seen is not None
     encoded = msgspec.json.encode(seen)
     assert len(encoded) < 64 * 1024 and b"TRAINING-TEXT" not in encoded
     assert seen.tuning_data_stats == {

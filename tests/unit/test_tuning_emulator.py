@@ -44,8 +44,7 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def server():
-    store = MemoryStore({DATA: (json.dumps(EXAMPLE) + "\n") * 10 + "\n"})
-    store.objects[DATA] = store.objects[DATA].encode()
+    store = MemoryStore({DATA: ((json.dumps(EXAMPLE) + "\n") * 10 + "\n").encode()})
     service = TuningEmulator(store=store, quota=1, job_seconds=10, clock=Clock())
     httpd = make_server(service)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

@@ -26,6 +26,12 @@ SHIPPED = catalog_from_files(SHIPPED_TEXT, None)
 MODEL = "gemini-3.5-flash"
 
 
+def shipped_model(name: str) -> ModelSpec:
+    model = SHIPPED.get(name)
+    assert model is not None, name
+    return model
+
+
 def turn(role: str, *parts: dict) -> dict:
     return {"role": role, "parts": list(parts)}
 
@@ -191,7 +197,7 @@ def test_token_limit_refuses_only_while_confirmed(tmp_path):
         [{"contents": [turn("user", {"text": "x " * 600_000}), turn("model", {"text": "ok"})]}]
     )
     assert_refused(check(SHIPPED, data), ErrorCode.TOKEN_LIMIT_EXCEEDED)
-    model = SHIPPED.get(MODEL)
+    model = shipped_model(MODEL)
     added = unconfirmed_list(model, add=("max_tokens_per_example",))
     unconfirmed = overlay(tmp_path, f'[models."{MODEL}"]\nunconfirmed = {added}\n')
     assert_warned(
@@ -225,7 +231,7 @@ def test_validation_fraction_refuses_only_once_confirmed(tmp_path):
         ErrorCode.VALIDATION_OVER_TRAINING_FRACTION,
         'models."gemini-3.5-flash".validation_fraction',
     )
-    model = SHIPPED.get(MODEL)
+    model = shipped_model(MODEL)
     rest = unconfirmed_list(model, drop=("validation_fraction", "validation_fraction_over"))
     confirmed = overlay(tmp_path, f'[models."{MODEL}"]\nunconfirmed = {rest}\n')
     assert_refused(
@@ -235,7 +241,7 @@ def test_validation_fraction_refuses_only_once_confirmed(tmp_path):
 
 def test_validation_maximum_refuses_only_while_confirmed(tmp_path):
     data, validation = padded([]), jsonl([example(5000 + i) for i in range(11)])
-    model = SHIPPED.get(MODEL)
+    model = shipped_model(MODEL)
     confirmed = overlay(tmp_path, f'[models."{MODEL}"]\nmax_validation_examples = 10\n')
     assert_refused(
         check(confirmed, data, validation=validation), ErrorCode.VALIDATION_TOO_MANY_EXAMPLES
@@ -256,7 +262,7 @@ def test_validation_maximum_refuses_only_while_confirmed(tmp_path):
 
 def test_text_only_maximum_refuses_only_once_confirmed(tmp_path):
     data = jsonl([example(i) for i in range(21)])
-    model = SHIPPED.get(MODEL)
+    model = shipped_model(MODEL)
     assert "max_training_examples_text_only" in model.unconfirmed
     shipped_list = overlay(tmp_path, f'[models."{MODEL}"]\nmax_training_examples_text_only = 20\n')
     assert_warned(
@@ -274,7 +280,7 @@ def test_text_only_maximum_refuses_only_once_confirmed(tmp_path):
 
 def test_multimodal_maximum_refuses_only_once_confirmed(tmp_path):
     data = padded([media_example(i, fd("image/png", f"gs://b/{i}.png")) for i in range(3)])
-    model = SHIPPED.get(MODEL)
+    model = shipped_model(MODEL)
     shipped_list = overlay(tmp_path, f'[models."{MODEL}"]\nmax_training_examples_multimodal = 2\n')
     assert_warned(
         check(shipped_list, data),
@@ -303,7 +309,7 @@ CALLING = {
 
 def test_function_calling_refuses_only_while_confirmed(tmp_path):
     data = padded([CALLING])
-    model = SHIPPED.get(MODEL)
+    model = shipped_model(MODEL)
     assert "function_calling" in model.unconfirmed
     unconfirmed = overlay(tmp_path, f'[models."{MODEL}"]\nfunction_calling = false\n')
     assert_warned(
@@ -344,7 +350,7 @@ def test_mixed_media_resolutions_refuse_only_while_confirmed(tmp_path):
         },
     ]
     data = padded(rows)
-    model = SHIPPED.get(MODEL)
+    model = shipped_model(MODEL)
     unconfirmed = overlay(tmp_path, f'[models."{MODEL}"]\nmixed_media_resolution = false\n')
     assert_warned(
         check(unconfirmed, data), ErrorCode.MIXED_MEDIA_RESOLUTIONS, "mixed_media_resolution"
@@ -362,13 +368,13 @@ def test_mixed_media_resolutions_refuse_only_while_confirmed(tmp_path):
 def test_region_refuses_only_while_confirmed(tmp_path):
     data = padded([])
     lite = "gemini-3.5-flash-lite"
-    assert "regions" in SHIPPED.get(lite).unconfirmed
+    assert "regions" in shipped_model(lite).unconfirmed
     assert_warned(
         check(SHIPPED, data, model=lite, region="us-west1"),
         ErrorCode.UNSUPPORTED_REGION,
         'models."gemini-3.5-flash-lite".regions',
     )
-    rest = unconfirmed_list(SHIPPED.get(lite), drop=("regions",))
+    rest = unconfirmed_list(shipped_model(lite), drop=("regions",))
     confirmed = overlay(tmp_path, f'[models."{lite}"]\nunconfirmed = {rest}\n')
     assert_refused(
         check(confirmed, data, model=lite, region="us-west1"), ErrorCode.UNSUPPORTED_REGION
@@ -382,7 +388,7 @@ def test_region_refuses_only_while_confirmed(tmp_path):
 
 
 def test_a_retired_model_stays_an_error_when_only_its_date_is_unconfirmed():
-    pro = SHIPPED.get("gemini-1.0-pro-002")
+    pro = shipped_model("gemini-1.0-pro-002")
     assert "lifecycle_date" in pro.unconfirmed and SHIPPED.confirmed(pro, "lifecycle")
     data = jsonl(
         [
@@ -400,7 +406,7 @@ def test_a_retired_model_stays_an_error_when_only_its_date_is_unconfirmed():
 
 
 def _declared(code: ErrorCode) -> list[tuple[str, str]]:
-    return [tuple(fact.split(".", 1)) for fact in CODE_FACTS[code]]
+    return [(table, name) for table, name in (fact.split(".", 1) for fact in CODE_FACTS[code])]
 
 
 def test_declared_facts_are_facts_of_the_catalog():
@@ -415,7 +421,7 @@ def test_declared_facts_are_facts_of_the_catalog():
 
 @pytest.mark.parametrize("model_name", list(SHIPPED.models))
 def test_no_error_fires_on_an_unconfirmed_fact_of_the_shipped_catalog(model_name):
-    model = SHIPPED.get(model_name)
+    model = shipped_model(model_name)
     verdicts = Verdicts(SHIPPED, model)
     kinds = [k for k in model.modalities if k in SHIPPED.media]
     for code in CODE_FACTS:

@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from autotune.catalog import load_catalog
+from autotune.catalog import Catalog, ModelSpec, load_catalog
 from autotune.settings import TuningSettings
 from autotune.validation import DatasetSource, ErrorCode, validate_dataset, validate_for_model
 from autotune.validation.codes import CODE_FACTS, CODE_INFO
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def model_of(catalog: Catalog, name: str) -> ModelSpec:
+    found = catalog.get(name)
+    assert found is not None, f"{name} is not in the catalog"
+    return found
 
 
 def turn(role: str, text: str) -> dict:
@@ -81,7 +88,7 @@ def run(data: bytes, model: str = "gemini-3.5-flash", **kwargs):
     if not confirm:
         return validate_dataset(training, settings=settings, validation=validation, **kwargs)
     catalog = load_catalog()
-    spec = catalog.get(settings.model)
+    spec = model_of(catalog, settings.model)
     assert set(confirm) <= set(spec.unconfirmed), "confirm only what the shipped catalog does not"
     spec = msgspec.structs.replace(
         spec, unconfirmed=tuple(f for f in spec.unconfirmed if f not in confirm)
@@ -396,7 +403,7 @@ def test_code_is_reported(code: ErrorCode):
 
 def test_too_many_examples_with_a_model_that_has_a_maximum():
     catalog = load_catalog()
-    model = msgspec.structs.replace(catalog.get("gemini-3.5-flash"), max_training_examples=20)
+    model = msgspec.structs.replace(model_of(catalog, "gemini-3.5-flash"), max_training_examples=20)
     report = validate_for_model(
         DatasetSource("t.jsonl", [jsonl([example(i) for i in range(21)])]),
         settings=TuningSettings(model="gemini-3.5-flash", epochs=1),
@@ -437,7 +444,7 @@ def test_every_code_resting_on_a_catalog_fact_says_so_in_the_docs():
 
 def test_too_many_multimodal_examples_with_a_model_whose_multimodal_maximum_is_small():
     catalog = load_catalog()
-    model = catalog.get("gemini-3.5-flash")
+    model = model_of(catalog, "gemini-3.5-flash")
     model = msgspec.structs.replace(  # taken as confirmed: the shipped maximum is not (test_unconfirmed_limits.py)
         model,
         max_training_examples_multimodal=2,
@@ -535,6 +542,10 @@ def test_more_than_a_tenth_of_a_file_dropped_for_video_length_is_an_error():
     assert "13 of 120" in dropped[0].message and not over.valid
 
 
+def ranged_reads(data: bytes) -> Callable[[int, int], bytes]:
+    return lambda offset, count: data[offset : offset + count]
+
+
 class VideoStore:
     """In-memory objects with real bytes: stat gives their sizes, durations reads each video's
     header through the real parser with ranged reads of the stored bytes."""
@@ -546,15 +557,16 @@ class VideoStore:
     def stat(self, uris):
         return {u: (len(self.objects[u]) if u in self.objects else None) for u in uris}
 
-    def durations(self, videos):
+    def durations(
+        self, videos: Mapping[str, tuple[str, int]]
+    ) -> dict[str, float | None | Exception]:
         from autotune.validation.video_header import VideoHeaderError, video_duration
 
-        out = {}
+        out: dict[str, float | None | Exception] = {}
         for uri, (mime, size) in videos.items():
             self.asked.append(uri)
-            data = self.objects[uri]
             try:
-                out[uri] = video_duration(lambda o, n, data=data: data[o : o + n], size, mime)
+                out[uri] = video_duration(ranged_reads(self.objects[uri]), size, mime)
             except VideoHeaderError as exc:
                 out[uri] = exc
         return out

@@ -10,12 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autotune.catalog import load_catalog
+from autotune.catalog import Catalog, ModelSpec, load_catalog
 from autotune.settings import TuningSettings
 from autotune.validation import DatasetSource, gemini_rules, legacy_rules, validate_dataset
 from autotune.validation.media_rules import MediaRules
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60).filter(
+
+def model_of(catalog: Catalog, name: str) -> ModelSpec:
+    found = catalog.get(name)
+    assert found is not None, f"{name} is not in the catalog"
+    return found
+
+
+text = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=60).filter(
     lambda s: not s.isspace()
 )
 
@@ -33,7 +40,7 @@ def gemini_example(draw) -> dict:
             del user["role"]  # unset means user (Content.role is optional)
         contents.append(user)
         contents.append({"role": "model", "parts": [{"text": draw(text)}]})
-    example = {"contents": contents}
+    example: dict[str, object] = {"contents": contents}
     if draw(st.booleans()):
         example["systemInstruction"] = {"role": "system", "parts": [{"text": draw(text)}]}
     return example
@@ -88,7 +95,7 @@ def test_generated_gemini_datasets_are_valid(examples, model):
     report = validate_dataset(
         DatasetSource("t", [dataset(examples)]), settings=TuningSettings(model=model, epochs=2)
     )
-    retired = load_catalog().get(model).retired
+    retired = model_of(load_catalog(), model).retired
     assert set(report.counts) == ({"model_retired"} if retired else set()), report.errors[:3]
     assert report.valid is not retired
     assert report.example_count == ROWS
@@ -137,7 +144,7 @@ maybe_legacy = st.fixed_dictionaries({"messages": st.lists(message, max_size=5)}
 
 def full_issues(obj, legacy: bool):
     catalog = load_catalog()
-    model = catalog.get("gemini-1.0-pro-002" if legacy else "gemini-3.5-flash")
+    model = model_of(catalog, "gemini-1.0-pro-002" if legacy else "gemini-3.5-flash")
     found = []
 
     def add(code, field, message):
@@ -237,7 +244,7 @@ def test_function_call_parts_and_tools_are_accepted():
 
 def test_https_uris_are_accepted_and_not_allow_listed():
     catalog = load_catalog()
-    model = catalog.get("gemini-3.5-flash")
+    model = model_of(catalog, "gemini-3.5-flash")
     found = []
     refs: list = []
     rules = MediaRules(catalog, model, {"data-bucket"})
