@@ -255,7 +255,7 @@ def measure(
     by_dataset: dict[str, list] = defaultdict(list)
     for r in mine:
         by_dataset[r.event.subject].append(r)
-    first_time = {}  # (uri, type) -> earliest ce-time
+    first_time: dict[tuple[str, str], float] = {}  # (uri, type) -> earliest ce-time
     for r in distinct.values():
         key = (r.event.subject, r.event.type)
         stamp = _seconds(r.event.time)

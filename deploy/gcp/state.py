@@ -128,6 +128,7 @@ def observe(target: DeployTarget, run: Run) -> ObservedState:
     asking (gcloud would fail on them): in a new project, the plan's first step enables it."""
     p = f"--project={target.project}"
     project = gcloud_json(run, ["gcloud", "projects", "describe", target.project], absent_ok=False)
+    assert project is not None  # absent_ok=False, and a project that is described prints itself
     services = (
         gcloud_json(run, ["gcloud", "services", "list", "--enabled", p], absent_ok=False) or []
     )

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -23,6 +24,9 @@ from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransp
 
 from autotune.adapters.jobs import GoogleClients
 from autotune.events import TuningEvent, from_pubsub_message
+
+if TYPE_CHECKING:
+    from google.pubsub_v1.services.subscriber.client import OptionalRetry
 
 
 def storage_client(env: Mapping[str, str]) -> storage.Client:
@@ -103,7 +107,7 @@ class EventListener:
         return cls(subscriber, subscription)
 
     def poll(
-        self, timeout: float = 1.0, *, retry: object = gapic_v1.method.DEFAULT
+        self, timeout: float = 1.0, *, retry: OptionalRetry = gapic_v1.method.DEFAULT
     ) -> list[ReceivedEvent]:
         """Pull what is there (waiting up to `timeout`), acknowledge it, and keep it in `received`.
         The library's default retry rides out an unavailable emulator for up to a minute;

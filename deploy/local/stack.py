@@ -203,7 +203,7 @@ class LocalStack:
         return EventListener.create(self.subscriber(), self.project, self.config.events_topic, name)
 
 
-def options_with(base: StackOptions | None = None, **overrides: Any) -> StackOptions:
+def options_with(base: StackOptions | None = None, /, **overrides: Any) -> StackOptions:
     """StackOptions with `overrides` applied; PipelineConfig field names (max_concurrent_jobs, ...)
     go to config_overrides, the rest must be StackOptions fields."""
     base = base or StackOptions()

@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import cast
 
 import functions_framework
 
 from autotune import structured_log
 from autotune.config import PipelineConfig
 from autotune.function_wiring import Wired
-from autotune.intake.reconciliation import BucketLister, LostUpload, reconcile_if_due
+from autotune.intake.reconciliation import (
+    BucketLister,
+    LostUpload,
+    ReconcileLedger,
+    reconcile_if_due,
+)
 from autotune.intake.upload import IntakeDeps, UploadDecision
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.tick import status_tick
@@ -52,9 +58,12 @@ def configure(
     """Serve with these instead of what the environment builds (each on first use): the
     configuration, the job pipeline, and the reconciliation's intake (its IntakeDeps and the
     bucket it lists)."""
-    for wired, build in ((_config, config), (_pipeline, pipeline), (_intake, intake)):
-        if build is not None:
-            wired.build_with(build)
+    if config is not None:
+        _config.build_with(config)
+    if pipeline is not None:
+        _pipeline.build_with(pipeline)
+    if intake is not None:
+        _intake.build_with(intake)
 
 
 @functions_framework.cloud_event
@@ -80,8 +89,11 @@ def status(cloud_event) -> None:
         )
     pipeline = _pipeline()
     try:
+        # The pipeline's ledger (FirestoreLedger, or a test's in-memory one) also keeps the
+        # reconciliation's turns and intake failures; Pipeline types only the jobs' side of it.
+        ledger = cast(ReconcileLedger, pipeline.ledger)
         found = reconcile_if_due(
-            _config(), pipeline.ledger, _intake, now=pipeline.clock(), on_outcome=_log_taken_in
+            _config(), ledger, _intake, now=pipeline.clock(), on_outcome=_log_taken_in
         )
     except Exception as exc:
         structured_log.error(

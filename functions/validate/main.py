@@ -34,9 +34,10 @@ def configure(
     deps: Callable[[], IntakeDeps] | None = None,
 ) -> None:
     """Serve with these instead of what the environment builds (each on first use)."""
-    for wired, build in ((_config, config), (_deps, deps)):
-        if build is not None:
-            wired.build_with(build)
+    if config is not None:
+        _config.build_with(config)
+    if deps is not None:
+        _deps.build_with(deps)
 
 
 @functions_framework.cloud_event

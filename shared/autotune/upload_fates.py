@@ -149,8 +149,9 @@ def report_totals(report: Mapping) -> tuple[int, int]:
         isinstance(totals.get(k), int) for k in ("errors", "warnings")
     ):
         return totals["errors"], totals["warnings"]
-    counts = report.get("counts") if isinstance(report.get("counts"), Mapping) else {}
-    severity = {}
+    found = report.get("counts")
+    counts: Mapping = found if isinstance(found, Mapping) else {}
+    severity: dict[object, object] = {}
     for issue in report.get("errors") or []:
         if isinstance(issue, Mapping):
             severity.setdefault(issue.get("code"), issue.get("severity"))

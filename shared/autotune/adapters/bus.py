@@ -6,6 +6,7 @@ published; an error propagates, the function fails, and its trigger delivers the
 
 from __future__ import annotations
 
+from google.api_core import gapic_v1
 from google.cloud import pubsub_v1
 
 from autotune.config import PipelineConfig
@@ -23,9 +24,7 @@ class PubSubBus:
 
     def publish_event(self, event: TuningEvent) -> str:
         data, attributes = to_pubsub_message(event)
-        return self._publisher.publish(self._events_topic, data, **attributes).result(
-            timeout=PUBLISH_TIMEOUT_SECONDS
-        )
+        return self._publish(self._events_topic, data, attributes)
 
     def publish_request(self, request: TuningRequest) -> str:
         attributes = {
@@ -33,7 +32,16 @@ class PubSubBus:
             "idempotency_key": request.idempotency_key,
             "dataset_uri": request.dataset_uri,
         }
+        return self._publish(self._requests_topic, encode_request(request), attributes)
+
+    def _publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
+        # retry and timeout are the library's defaults, named so that no attribute can be
+        # taken for one of them.
         future = self._publisher.publish(
-            self._requests_topic, encode_request(request), **attributes
+            topic,
+            data,
+            retry=gapic_v1.method.DEFAULT,
+            timeout=gapic_v1.method.DEFAULT,
+            **attributes,
         )
         return future.result(timeout=PUBLISH_TIMEOUT_SECONDS)

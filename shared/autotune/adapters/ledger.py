@@ -144,17 +144,17 @@ class FirestoreLedger:
         return _record(self.records_ref.document(key).get())
 
     def records(self, states: Collection[LedgerState] | None = None) -> list[LedgerRecord]:
-        query = self.records_ref
+        query: firestore.CollectionReference | firestore.Query = self.records_ref
         if states is not None:
             query = query.where(filter=FieldFilter("state", "in", [str(s) for s in states]))
         return sorted(
-            (_record(snap) for snap in query.stream()),
+            (_stored_record(snap) for snap in query.stream()),
             key=lambda r: (r.created_at, r.idempotency_key),
         )
 
     def with_outbox(self) -> list[LedgerRecord]:
         return [
-            _record(snap)
+            _stored_record(snap)
             for snap in self.records_ref.where(
                 filter=FieldFilter("has_outbox", "==", True)
             ).stream()
@@ -257,8 +257,11 @@ def _document(record: LedgerRecord) -> dict[str, Any]:
 
 
 def _record(snapshot: Any) -> LedgerRecord | None:
-    if not snapshot.exists:
-        return None
+    return _stored_record(snapshot) if snapshot.exists else None
+
+
+def _stored_record(snapshot: Any) -> LedgerRecord:
+    """The record of a snapshot that exists (a query streams only those)."""
     data = snapshot.to_dict()
     data.pop("has_outbox", None)
     return msgspec.convert(data, LedgerRecord)

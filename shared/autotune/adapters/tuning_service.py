@@ -233,10 +233,12 @@ def retry_info_seconds(details: Any) -> float | None:
 def _service_message(exc: Any) -> str:
     """The service's own words: REST errors prefix them with the method and the URL."""
     response = getattr(exc, "response", None)
-    try:
-        return str(response.json()["error"]["message"])
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return exc.message or str(exc)
+    if response is not None:
+        try:
+            return str(response.json()["error"]["message"])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            pass
+    return exc.message or str(exc)
 
 
 def state_name(state: Any) -> str:

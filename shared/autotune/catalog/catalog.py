@@ -188,6 +188,7 @@ class Catalog(msgspec.Struct, frozen=True, kw_only=True):
     def _stated(self, item: ModelSpec | MediaKind) -> frozenset[str] | None:
         # Only for the catalog's own entries: a model a caller built from one (a test's variant)
         # is judged by its own unconfirmed list and sources.
+        own: ModelSpec | MediaKind | None
         if isinstance(item, ModelSpec):
             own, table = self.models.get(item.name), f"models.{item.name}"
         else:

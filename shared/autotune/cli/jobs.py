@@ -50,7 +50,7 @@ def jobs(as_json: JsonOption = False, state_dir: StateDirOption = None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in records:
         rows.append(
             (

@@ -157,8 +157,7 @@ def prepare(
             _write_outputs(
                 staging,
                 output,
-                validation_output if plan else None,
-                plan.threshold if plan else None,
+                (validation_output, plan.threshold) if plan and validation_output else None,
             )
     except _ReadError as exc:
         raise _usage(str(exc)) from None
@@ -311,11 +310,12 @@ def _csv_examples(source: Path) -> Iterator[tuple[str, object]]:
         raise _ReadError(f"{source}: not readable as CSV: {exc}") from None
 
 
-def _write_outputs(
-    staging: Path, output: Path, validation_output: Path | None, threshold: int | None
-) -> None:
-    """The staged lines to the outputs, each written whole under a temporary name, then renamed."""
+def _write_outputs(staging: Path, output: Path, split: tuple[Path, int] | None) -> None:
+    """The staged lines to the outputs, each written whole under a temporary name, then renamed.
+    `split`: the validation output and the hash threshold that picks its examples."""
     from autotune.preparation import content_hash
+
+    validation_output, threshold = split if split is not None else (None, 0)
 
     partial_train = output.with_name(f".{output.name}.writing")
     partial_validation = (

@@ -69,11 +69,11 @@ class Bucket:
             return fates
         # The newest rejections first when there are more than can be read.
         to_read = [
-            f
+            (f, f.report_name)
             for f in reversed(fates)
             if f.report_name and (f.verdict in (REJECTED, "") or f.record is None)
         ][:MAX_REPORTS_READ]
-        completed = {id(f): with_report(f, self.report(f.report_name)) for f in to_read}
+        completed = {id(f): with_report(f, self.report(name)) for f, name in to_read}
         return [completed.get(id(f), f) for f in fates]
 
     def report(self, report_name: str) -> dict | None:

@@ -12,6 +12,7 @@ import secrets
 from typing import Any, Protocol
 
 from flask import Flask, Response, abort, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 
 ALLOWED_METHODS = ("GET", "HEAD")
 POLL_MILLISECONDS = 1500
@@ -32,6 +33,7 @@ class DashboardSource(Protocol):
 def create_app(source: DashboardSource, *, title: str = "autotune") -> Flask:
     # The page's template sits beside this module (package data); .html: Jinja2 autoescapes it.
     app = Flask(__name__, template_folder=".")
+    assert isinstance(app.json, DefaultJSONProvider)  # a new app's provider, the one with sort_keys
     app.json.sort_keys = False
 
     @app.before_request

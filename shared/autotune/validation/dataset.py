@@ -120,8 +120,12 @@ def validate_for_model(
     on_bytes = _cumulative(progress)
 
     files: dict[str, FileSummary] = {}
-    scans: dict[str, FileScan] = {}
-    for role, source in (("train", training), ("validation", validation)):
+    scans: dict[FileRole, FileScan] = {}
+    roles: tuple[tuple[FileRole, DatasetSource | None], ...] = (
+        ("train", training),
+        ("validation", validation),
+    )
+    for role, source in roles:
         if source is None:
             continue
         scan = scan_file(role, source, rules_model, media_rules, log, refs, on_bytes)
@@ -143,7 +147,7 @@ def validate_for_model(
         else 0
     )
     billable = train.tokens.total * max(epochs, 0)
-    stats = {
+    stats: dict[str, object] = {
         "method": METHOD,
         **{role: _file_stats(scan) for role, scan in scans.items()},
         "media_tokens": {
@@ -206,7 +210,7 @@ def _check_media(
     media: MediaInspector | None,
     media_rules: MediaRules,
     log: IssueLog,
-    scans: Mapping[str, FileScan],
+    scans: Mapping[FileRole, FileScan],
 ) -> tuple[bool, int]:
     """Existence and size of every gs:// object; with an inspector that reads durations, the
     length of each video whose length no referencing line gives. Returns (checked, number of

@@ -23,7 +23,7 @@ from autotune.validation.gemini_parts import (
     check_parts,
     resolution_name,
 )
-from autotune.validation.media_rules import Add, MediaRules, type_name
+from autotune.validation.media_rules import Add, MediaRules, MediaUse, type_name
 
 
 class _TextPart(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -118,8 +118,7 @@ class ExampleShape:
     def __init__(self) -> None:
         self.chars = 0
         self.turns = 0
-        # (kind, uri, field, seconds or None when unknown, resolution short name, mime type)
-        self.media: list[tuple[str, str, str, float | None, str]] = []
+        self.media: list[MediaUse] = []
         self.resolutions: set[str] = set()  # media resolutions set explicitly in this example
 
 

@@ -15,6 +15,10 @@ from autotune.validation.codes import ErrorCode
 # media kind), facts= (codes.CODE_FACTS, see verdicts.py)
 Add = Callable[..., None]
 
+# One use of a media object in an example: (kind, uri, field, seconds or None when the line does
+# not give the duration, media resolution short name, mime type).
+MediaUse = tuple[str, str, str, float | None, str, str]
+
 
 def split_gs_uri(uri: str) -> tuple[str, str] | None:
     """("bucket", "object") of gs://bucket/object, or None when it is not one."""
@@ -36,7 +40,12 @@ class MediaRules:
         self.accepted = catalog.accepted_mime_types(model)
 
     def check_file_data(
-        self, value: object, field: str, add: Add, refs: list, resolution: str = "default"
+        self,
+        value: object,
+        field: str,
+        add: Add,
+        refs: list[MediaUse],
+        resolution: str = "default",
     ) -> None:
         """Check one fileData value; append (kind, uri, field, seconds, resolution, mime type)
         for media that passed (seconds None: the duration is not known from the line)."""
@@ -91,7 +100,7 @@ class MediaRules:
                 f"{uri} is in bucket {gs[0]!r}, outside the allowed buckets ({', '.join(sorted(self._allowed))})",
             )
             return
-        if kind is not None:
+        if kind is not None and isinstance(mime, str):  # a kind is only found for a str type
             refs.append(
                 (kind.name, uri, f"{field}.fileUri", None, resolution, mime.strip().lower())
             )
@@ -108,7 +117,7 @@ class MediaRules:
             return {"kind": named, "facts": ("media.mime_types",)}
         return {"facts": ()}
 
-    def check_counts(self, refs: list, add: Add) -> tuple[int, bool, bool]:
+    def check_counts(self, refs: list[MediaUse], add: Add) -> tuple[int, bool, bool]:
         """Per-example limits by kind, and the length of media whose duration is known.
         Returns the media's tokens, whether that is a lower bound (audio or video of unknown
         duration, counted as 0 seconds; a PDF, counted as one page), and whether Vertex AI

@@ -6,7 +6,7 @@ spans the files, by autotune.validation.dataset)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import msgspec
 
@@ -40,12 +40,9 @@ MEDIA_EXTRA_PLACES_LIMIT = 100_000  # referencing lines kept beyond each object'
 BOM = b"\xef\xbb\xbf"
 
 
-class MediaRefs(dict):
-    """gs:// URI -> MediaRef, with a bound on the places kept beyond each object's first."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.extra_places = 0
+# Where a media object is named: (file, line, field, seconds known from the line or None,
+# media resolution).
+MediaPlace = tuple[FileRole, int, str, float | None, str]
 
 
 class MediaRef:
@@ -54,9 +51,16 @@ class MediaRef:
 
     __slots__ = ("kind", "mime", "places", "count")
 
-    def __init__(self, kind: str, mime: str, place: tuple) -> None:
-        # a place: (file, line, field, seconds known from the line or None, media resolution)
+    def __init__(self, kind: str, mime: str, place: MediaPlace) -> None:
         self.kind, self.mime, self.places, self.count = kind, mime, [place], 1
+
+
+class MediaRefs(dict[str, MediaRef]):
+    """gs:// URI -> MediaRef, with a bound on the places kept beyond each object's first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.extra_places = 0
 
 
 class FileScan:
@@ -97,7 +101,7 @@ def scan_file(
     model: ModelSpec,
     media_rules: MediaRules,
     log: IssueLog,
-    refs: dict[str, MediaRef],
+    refs: MediaRefs,
     on_bytes: Callable[[int], None] | None,
 ) -> FileScan:
     """Stream `source` once, logging every line and file-level issue; the gs:// objects the
@@ -115,7 +119,12 @@ def scan_file(
 
     legacy = model.dataset_format == "legacy"
     fast_decode = (legacy_rules.fast_decoder if legacy else gemini_rules.fast_decoder).decode
-    fast_check = legacy_rules.fast_check if legacy else gemini_rules.fast_check
+    # The decoder and the check come from the same rules module, so what the one decodes is
+    # what the other takes; the type checker cannot pair the two choices.
+    fast_check = cast(
+        "Callable[[object], tuple[int, int] | None]",
+        legacy_rules.fast_check if legacy else gemini_rules.fast_check,
+    )
     generic_decode = msgspec.json.decode
     add_issue = log.add
     limit = model.max_tokens_per_example
@@ -129,7 +138,7 @@ def scan_file(
     facts = _FileFacts()
     first_fast = 0  # first line the fast path accepted (its format is the model's)
     for first, batch in reader.batches():
-        if type(batch) is int:
+        if isinstance(batch, int):
             add_issue(role, first, ErrorCode.LINE_TOO_LONG, _line_too_long(batch))
             continue
         if first == 1 and batch[0].startswith(BOM):
@@ -276,7 +285,7 @@ def scan_file(
             f"{examples:,} validation examples; {model.name} accepts at most {model.max_validation_examples:,}",
         )
     if len(facts.resolutions) > 1 and not model.mixed_media_resolution:
-        seen = ", ".join(
+        settings = ", ".join(
             f"{name} (line {line})"
             for name, line in sorted(facts.resolutions.items(), key=lambda x: x[1])
         )
@@ -284,7 +293,7 @@ def scan_file(
             role,
             None,
             ErrorCode.MIXED_MEDIA_RESOLUTIONS,
-            f"this file sets more than one media resolution: {seen}; {model.name} takes one per file",
+            f"this file sets more than one media resolution: {settings}; {model.name} takes one per file",
         )
     formats = sorted(first_of_format)
     summary = FileSummary(

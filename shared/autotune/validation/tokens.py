@@ -17,6 +17,8 @@ above 90% of the limit is `token_limit_risk`.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 METHOD = (
     "heuristic: ceil(characters/4) + 4 per turn + media at the catalog's rates (258 per image or PDF page, "
     "audio 32 per second, video 258 per second at default media resolution); lower bound characters/8 "
@@ -44,6 +46,16 @@ def lower_bound_tokens(chars: int, media_tokens: int) -> int:
 
 
 EXACT_BELOW = 4096
+
+
+class TokenSummary(TypedDict):
+    examples: int
+    total: int
+    min: int
+    median: int
+    p95: int
+    max: int
+    histogram: list[dict[str, int]]  # {"from", "to", "examples"} per bin
 
 
 class TokenHistogram:
@@ -78,7 +90,7 @@ class TokenHistogram:
         pairs.extend(sorted(self._large.items()))
         return pairs
 
-    def summary(self) -> dict[str, int]:
+    def summary(self) -> TokenSummary:
         pairs = self._values()
         count = sum(n for _, n in pairs)
         if not count:

@@ -12,7 +12,7 @@ CODE_INFO gives them, and a warning never becomes an error.
 
 from __future__ import annotations
 
-from autotune.catalog import Catalog, ModelSpec
+from autotune.catalog import Catalog, MediaKind, ModelSpec
 from autotune.validation.codes import CODE_FACTS, ErrorCode, Severity
 
 HOW_TO_CONFIRM = (
@@ -60,6 +60,7 @@ class Verdicts:
                 f"{code.value} rests on {', '.join(declared) or 'no catalog fact'}, not on {', '.join(strays)}"
             )
         out = []
+        item: ModelSpec | MediaKind | None
         for fact in named:
             table, _, name = fact.partition(".")
             if table == "model":
