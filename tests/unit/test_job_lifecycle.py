@@ -25,6 +25,7 @@ from autotune.jobs.lifecycle import (
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 JOB = "projects/p/locations/us-central1/tuningJobs/7"
+LATER = NOW + timedelta(minutes=5)
 
 
 def record(state: LedgerState = LedgerState.ACCEPTED, **fields) -> LedgerRecord:
@@ -274,3 +275,161 @@ def test_outbox_events_are_stored_as_the_json_they_are_published_as():
     loaded = msgspec.convert(STORED_QUEUED_RECORD, LedgerRecord)
     assert loaded == queued and isinstance(loaded.outbox[0], TuningEvent)
     assert loaded.outbox[0].id == "2e4e91209621878e3ec91ca673b16cf0"
+
+
+def test_a_job_state_that_would_move_backwards_is_recorded_without_a_move():
+    # A RUNNING record whose job reads PENDING again (the service's view lagging): the state
+    # seen is kept, the record does not move back to SUBMITTED.
+    seen = apply_job_snapshot(
+        record(LedgerState.RUNNING, job_state="JOB_STATE_RUNNING"),
+        JobSnapshot(name=JOB, state="JOB_STATE_PENDING"),
+        LATER,
+    )
+    assert (
+        seen is not None
+        and seen.state == LedgerState.RUNNING
+        and seen.job_state == "JOB_STATE_PENDING"
+    )
+    assert seen.updated_at == timestamp(LATER) and seen.outbox == ()
+
+
+def test_a_job_that_ran_between_two_polls_is_recorded_running_first_with_what_was_seen():
+    job = JobSnapshot(
+        name=JOB,
+        state="JOB_STATE_FAILED",
+        started=True,
+        error="e",
+        stats={"totalBillableTokenCount": "9"},
+    )
+    seen = apply_job_snapshot(record(LedgerState.SUBMITTED), job, LATER)
+    assert seen is not None
+    assert [(t.state, t.reason) for t in seen.history][-2:] == [
+        (LedgerState.RUNNING, "job started"),
+        (LedgerState.FAILED, "job failed"),
+    ]
+    running = seen.outbox[0]
+    assert running.type == EventType.JOB_RUNNING and running.payload.state == "RUNNING"
+
+
+def test_a_move_stamps_the_record_and_ends_a_claim_unless_it_is_a_claim():
+    claimed = move(
+        record(LedgerState.QUEUED),
+        LedgerState.SUBMITTING,
+        NOW,
+        claim_expires_at="2026-11-25T12:05:00.000000Z",
+    )
+    assert claimed.claim_expires_at == "2026-11-25T12:05:00.000000Z"
+    taken_again = move(claimed, LedgerState.SUBMITTING, LATER)
+    assert (
+        taken_again.claim_expires_at == "2026-11-25T12:05:00.000000Z"
+        and taken_again.updated_at == timestamp(LATER)
+    )
+    queued_again = move(claimed, LedgerState.QUEUED, LATER)
+    assert queued_again.claim_expires_at is None and queued_again.updated_at == timestamp(LATER)
+    assert queued_again.history[-1].at == timestamp(LATER)
+
+
+def test_a_new_record_holds_what_it_was_given():
+    fresh = new_record(
+        idempotency_key="k",
+        content_key="c",
+        dataset_uri="gs://b/d.jsonl",
+        generation="5",
+        now=NOW,
+        region="europe-west4",
+        forced=True,
+        queue_order="0005",
+    )
+    assert (fresh.content_key, fresh.region, fresh.forced, fresh.queue_order) == (
+        "c",
+        "europe-west4",
+        True,
+        "0005",
+    )
+    assert fresh.history[0].at == timestamp(NOW)
+    plain = new_record(
+        idempotency_key="k", content_key="c", dataset_uri="gs://b/d.jsonl", generation="5", now=NOW
+    )
+    assert (plain.forced, plain.queue_order) == (
+        False,
+        timestamp(NOW),
+    )  # no order given: the upload time
+
+
+def test_each_event_names_its_dataset_and_tells_the_end_fields_only_at_the_end():
+    base = msgspec.structs.replace(
+        record(LedgerState.RUNNING),
+        report_uri="gs://b/reports/d.jsonl/5.json",
+        model="gemini-2.5-flash",
+        tuned_model="m@1",
+        endpoint="e",
+        error="why",
+    )
+    for state in (LedgerState.SUCCEEDED, LedgerState.FAILED, LedgerState.CANCELLED):
+        [event] = move(base, state, LATER).outbox
+        payload = event.payload
+        assert (payload.idempotency_key, payload.report_uri, payload.model) == (
+            "k" * 40,
+            "gs://b/reports/d.jsonl/5.json",
+            "gemini-2.5-flash",
+        )
+        assert (payload.tuned_model, payload.endpoint) == (
+            ("m@1", "e") if state == LedgerState.SUCCEEDED else (None, None)
+        )
+        assert payload.error == (None if state == LedgerState.SUCCEEDED else "why")
+
+
+@pytest.mark.parametrize(
+    ("job", "state", "reason", "error"),
+    [
+        (
+            JobSnapshot(name=JOB, state="JOB_STATE_RUNNING"),
+            LedgerState.RUNNING,
+            "job started",
+            None,
+        ),
+        (
+            JobSnapshot(name=JOB, state="JOB_STATE_SUCCEEDED", tuned_model="m@1", endpoint="e"),
+            LedgerState.SUCCEEDED,
+            "job succeeded",
+            None,
+        ),
+        (
+            JobSnapshot(name=JOB, state="JOB_STATE_FAILED", error="bad line"),
+            LedgerState.FAILED,
+            "job failed",
+            "bad line",
+        ),
+        (
+            JobSnapshot(name=JOB, state="JOB_STATE_FAILED"),
+            LedgerState.FAILED,
+            "job failed",
+            "job failed without an error message",
+        ),
+        (
+            JobSnapshot(name=JOB, state="JOB_STATE_EXPIRED"),
+            LedgerState.FAILED,
+            "job failed",
+            "job expired",
+        ),
+        (
+            JobSnapshot(name=JOB, state="JOB_STATE_CANCELLED"),
+            LedgerState.CANCELLED,
+            "job cancelled",
+            None,
+        ),
+        (
+            JobSnapshot(name=JOB, state="JOB_STATE_CANCELLED", error="by the user"),
+            LedgerState.CANCELLED,
+            "job cancelled",
+            "by the user",
+        ),
+    ],
+)
+def test_each_move_seen_on_the_service_says_why_in_the_history(job, state, reason, error):
+    seen = apply_job_snapshot(record(LedgerState.SUBMITTED), job, LATER)
+    assert seen is not None and seen.state == state and seen.job_state == job.state
+    assert seen.history[-1].reason == reason and seen.history[-1].at == timestamp(LATER)
+    assert seen.error == error
+    if state == LedgerState.SUCCEEDED:
+        assert (seen.tuned_model, seen.endpoint) == ("m@1", "e")
