@@ -14,6 +14,7 @@ import msgspec
 from autotune.events import TuningEvent
 from autotune.jobs.documents import Change, ClaimView, Slots
 from autotune.jobs.lifecycle import JobSnapshot, LedgerRecord, LedgerState
+from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.ports import ErrorKind, TuningServiceError
 from autotune.jobs.request import (
     DatasetRef,
@@ -297,3 +298,21 @@ def make_request(
         estimated_billable_tokens=90,
         requested_at="2026-11-25T12:00:00Z",
     )
+
+
+def memory_pipeline(
+    ledger: MemoryLedger | None = None, **overrides: Any
+) -> tuple[Pipeline, MemoryLedger, FakeTuningService, RecordingPublisher, SteppingClock]:
+    """The job pipeline over the in-memory doubles: one slot, 60 s claims, project "p"."""
+    ledger = ledger if ledger is not None else MemoryLedger()
+    service, bus, clock = FakeTuningService(), RecordingPublisher(), SteppingClock()
+    settings: dict[str, Any] = {"project": "p", "max_jobs": 1, "claim_seconds": 60, **overrides}
+    pipeline = Pipeline(
+        ledger=ledger,
+        service=service,
+        publisher=bus,
+        catalog=StubCatalog(),
+        clock=clock,
+        **settings,
+    )
+    return pipeline, ledger, service, bus, clock

@@ -9,12 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 from job_doubles import (
-    FakeTuningService,
-    MemoryLedger,
-    RecordingPublisher,
-    SteppingClock,
-    StubCatalog,
     make_request,
+    memory_pipeline,
 )
 
 from autotune.events import EventPayload, EventType, TuningEvent
@@ -41,7 +37,6 @@ from autotune.jobs.lifecycle import (
     new_record,
     timestamp,
 )
-from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.ports import TuningServiceError
 from autotune.jobs.submit import refusal_event, submit_request
 from autotune.jobs.tick import status_tick
@@ -51,22 +46,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def world():
-    ledger, service, bus, clock = (
-        MemoryLedger(),
-        FakeTuningService(),
-        RecordingPublisher(),
-        SteppingClock(),
-    )
-    pipeline = Pipeline(
-        ledger=ledger,
-        service=service,
-        publisher=bus,
-        catalog=StubCatalog(),
-        project="p",
-        max_jobs=1,
-        clock=clock,
-        claim_seconds=60,
-    )
+    pipeline, ledger, service, bus, clock = memory_pipeline()
     return pipeline, ledger, service
 
 

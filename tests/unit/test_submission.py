@@ -5,12 +5,10 @@ import threading
 
 import pytest
 from job_doubles import (
-    FakeTuningService,
     MemoryLedger,
-    RecordingPublisher,
-    SteppingClock,
     StubCatalog,
     make_request,
+    memory_pipeline,
 )
 
 from autotune.adapters.tuning_service import classify_error
@@ -25,7 +23,6 @@ from autotune.jobs.decisions import (
 from autotune.jobs.documents import JobOutcome
 from autotune.jobs.job_spec import KEY_LABEL, JobSpecError, build_job_spec
 from autotune.jobs.lifecycle import LedgerState, parse_timestamp
-from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.ports import ErrorKind, TuningServiceError
 from autotune.jobs.request import InvalidTuningRequest, encode_request
 from autotune.jobs.submit import submit_message, submit_request
@@ -34,22 +31,7 @@ from autotune.jobs.tick import status_tick
 
 @pytest.fixture
 def world():
-    ledger, service, bus, clock = (
-        MemoryLedger(),
-        FakeTuningService(),
-        RecordingPublisher(),
-        SteppingClock(),
-    )
-    pipeline = Pipeline(
-        ledger=ledger,
-        service=service,
-        publisher=bus,
-        catalog=StubCatalog(),
-        project="p",
-        max_jobs=1,
-        clock=clock,
-        claim_seconds=60,
-    )
+    pipeline, ledger, service, bus, clock = memory_pipeline()
     return pipeline, ledger, service, bus, clock
 
 
@@ -449,21 +431,8 @@ class LedgerThatDiesBeforeRecordingTheJob(MemoryLedger):
 
 
 def test_crash_after_create_adopts_the_job_instead_of_creating_another():
-    ledger, service, bus, clock = (
-        LedgerThatDiesBeforeRecordingTheJob(),
-        FakeTuningService(),
-        RecordingPublisher(),
-        SteppingClock(),
-    )
-    pipeline = Pipeline(
-        ledger=ledger,
-        service=service,
-        publisher=bus,
-        catalog=StubCatalog(),
-        project="p",
-        clock=clock,
-        claim_seconds=60,
-    )
+    ledger = LedgerThatDiesBeforeRecordingTheJob()
+    pipeline, _, service, bus, clock = memory_pipeline(ledger)
     request = make_request()
     with pytest.raises(CrashAfterCreate):
         submit_request(pipeline, request)
