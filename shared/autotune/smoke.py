@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autotune.events import EventType, from_pubsub_message
-from autotune.intake.objects import report_object_name
-from autotune.report_page import html_report_name
+from autotune.intake.objects import html_report_name, report_object_name
 
 # Two lines no tuning could take: an object that is not a conversation, and a line that is not JSON.
 SMOKE_DATASET = b'{"autotune smoke test": "this line is not a tuning example"}\nnot JSON at all\n'

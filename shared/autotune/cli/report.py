@@ -17,8 +17,6 @@ import typer
 from autotune.cli.app import app
 from autotune.cli.terminal import echo
 
-HTML_SUFFIX = ".html"
-
 
 @app.command()
 def report(
@@ -57,6 +55,7 @@ def report(
 def _print_report(bucket, name: str, *, as_json: bool, as_html: bool) -> None:
     from autotune.cli.jobs import find_records
     from autotune.cli.uploads import fail
+    from autotune.intake.objects import html_report_name
     from autotune.upload_fates import matches, newest_first, parse_report_name
 
     records = bucket.records()
@@ -74,7 +73,7 @@ def _print_report(bucket, name: str, *, as_json: bool, as_html: bool) -> None:
         raise fail(f"no stored report matches {name!r} (`autotune jobs` lists every upload)")
     uri = f"gs://{bucket.config.bucket}/{report_name}"
     if as_html:
-        html_name = report_name[: -len(".json")] + HTML_SUFFIX
+        html_name = html_report_name(report_name)
         stored = bucket.store.stat(html_name)
         if stored is None:
             raise fail(

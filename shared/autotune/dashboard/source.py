@@ -20,12 +20,12 @@ from typing import Any
 from autotune.config import PipelineConfig
 from autotune.dashboard.view import Listing, build_view, reports_to_read
 from autotune.events import TuningEvent
-from autotune.report_page import HTML_SUFFIX
+from autotune.intake.objects import HTML_REPORT_SUFFIX, REPORT_SUFFIX
 
 EVENTS_KEPT = 200
 PULL_SECONDS = 2.0  # one pull's wait: also how long closing waits for the pulling thread
 VIEW_FRESH_SECONDS = 1.0  # several pages polling at once share one reading
-REPORT_SUFFIXES = (".json", HTML_SUFFIX)
+REPORT_SUFFIXES = (REPORT_SUFFIX, HTML_REPORT_SUFFIX)
 
 
 class EventFeed:

@@ -15,10 +15,10 @@ from urllib.parse import quote, urlencode
 
 from autotune.config import PipelineConfig
 from autotune.events import TuningEvent
+from autotune.intake.objects import HTML_REPORT_SUFFIX, html_report_name
 from autotune.intake.reconciliation import ListedObject
 from autotune.jobs.documents import Slots
 from autotune.jobs.lifecycle import ENDED_STATES, LedgerRecord, LedgerState, parse_timestamp
-from autotune.report_page import HTML_SUFFIX, html_report_name
 from autotune.upload_fates import REJECTED, UploadFate, upload_fates, with_report
 
 REPORT_ROUTE = "/report"
@@ -73,7 +73,9 @@ def build_view(
         for f in upload_fates(listing.uploads, listing.reports, listing.records, config)
     ]
     uploaded_at = {(u.stored.name, u.stored.generation): u.updated for u in listing.uploads}
-    html_reports = {r.stored.name for r in listing.reports if r.stored.name.endswith(HTML_SUFFIX)}
+    html_reports = {
+        r.stored.name for r in listing.reports if r.stored.name.endswith(HTML_REPORT_SUFFIX)
+    }
     queue = queue_positions(listing.slots)
     shown = {id(f.record) for f in fates if f.record is not None}
     rows = [

@@ -151,5 +151,18 @@ def name_too_long(uri: str, report_name: str) -> str | None:
     return None
 
 
+REPORT_SUFFIX = ".json"
+HTML_REPORT_SUFFIX = ".html"
+
+
 def report_object_name(reports_prefix: str, object_name: str, generation: str) -> str:
-    return f"{reports_prefix}{object_name}/{generation}.json"
+    return f"{reports_prefix}{object_name}/{generation}{REPORT_SUFFIX}"
+
+
+def html_report_name(json_report_name: str) -> str:
+    """reports/<object>/<generation>.json -> reports/<object>/<generation>.html (the page beside it)"""
+    if not json_report_name.endswith(REPORT_SUFFIX):
+        raise ValueError(
+            f"{json_report_name!r} is not a JSON report's name (it does not end in {REPORT_SUFFIX})"
+        )
+    return json_report_name[: -len(REPORT_SUFFIX)] + HTML_REPORT_SUFFIX

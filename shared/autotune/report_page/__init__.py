@@ -5,6 +5,7 @@ Importing this package loads no template engine: Jinja2 is imported on the first
 the validate function's cold start does not pay for it.
 """
 
-from autotune.report_page.page import HTML_SUFFIX, html_report_name, page_view, render_report_page
+from autotune.intake.objects import html_report_name
+from autotune.report_page.page import page_view, render_report_page
 
-__all__ = ["HTML_SUFFIX", "html_report_name", "page_view", "render_report_page"]
+__all__ = ["html_report_name", "page_view", "render_report_page"]

@@ -7,22 +7,11 @@ import functools
 from collections.abc import Mapping
 from importlib import resources
 
-HTML_SUFFIX = ".html"
-JSON_SUFFIX = ".json"
 TEMPLATE = "report.html.j2"
 ROLE_TITLES = {"train": "Training file", "validation": "Validation file"}
 CHART_WIDTH = 600
 CHART_HEIGHT = 140
 CHART_MARGIN = 4
-
-
-def html_report_name(json_report_name: str) -> str:
-    """reports/<object>/<generation>.json -> reports/<object>/<generation>.html"""
-    if not json_report_name.endswith(JSON_SUFFIX):
-        raise ValueError(
-            f"{json_report_name!r} is not a JSON report's name (it does not end in {JSON_SUFFIX})"
-        )
-    return json_report_name[: -len(JSON_SUFFIX)] + HTML_SUFFIX
 
 
 def render_report_page(
