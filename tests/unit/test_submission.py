@@ -413,16 +413,19 @@ class CrashAfterCreate(Exception):
 
 
 class LedgerThatDiesBeforeRecordingTheJob(MemoryLedger):
-    """The process dies after the job was created and before SUBMITTED is written."""
+    """The process dies after the job was created and before SUBMITTED is written: the first
+    update of a SUBMITTING record once `service` holds a job."""
 
     def __init__(self):
         super().__init__()
         self.armed = True
+        self.service = None
 
     def update(self, key, decide):
         if (
             self.armed
-            and getattr(decide, "__name__", "") == "<lambda>"
+            and self.service is not None
+            and self.service.created
             and self.docs[key].state == LedgerState.SUBMITTING
         ):
             self.armed = False
@@ -433,6 +436,7 @@ class LedgerThatDiesBeforeRecordingTheJob(MemoryLedger):
 def test_crash_after_create_adopts_the_job_instead_of_creating_another():
     ledger = LedgerThatDiesBeforeRecordingTheJob()
     pipeline, _, service, bus, clock = memory_pipeline(ledger)
+    ledger.service = service
     request = make_request()
     with pytest.raises(CrashAfterCreate):
         submit_request(pipeline, request)

@@ -166,6 +166,33 @@ def take_over(
     )
 
 
+def holds_claim(record: LedgerRecord, attempt: int) -> bool:
+    """Whether the claim taken as `attempt` is still its taker's: the record is SUBMITTING and
+    nobody has taken it over since (every claim, take-over and promotion counts one attempt)."""
+    return record.state == LedgerState.SUBMITTING and record.attempts == attempt
+
+
+def confirm_claim(
+    record: LedgerRecord,
+    slots: Slots,
+    *,
+    attempt: int,
+    now: datetime,
+    claim_seconds: float = CLAIM_SECONDS,
+) -> Change | None:
+    """Right before a create: the claim is still held (else None: the caller must not create,
+    someone else holds the dataset now), and renewed, so the create has a whole claim's time
+    before anyone may take over and look for its job. Without this fence a holder slowed down
+    past its claim (a lookup retried, a loaded machine) would create after a take-over had
+    looked, found nothing and created: two jobs."""
+    if not holds_claim(record, attempt) or record.job_name is not None:
+        return None
+    renewed = msgspec.structs.replace(
+        record, claim_expires_at=claim_expiry(now, claim_seconds), updated_at=timestamp(now)
+    )
+    return Change(JobOutcome.SUBMIT, record=renewed)
+
+
 def promote(
     record: LedgerRecord,
     slots: Slots,

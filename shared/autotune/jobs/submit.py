@@ -16,6 +16,7 @@ from autotune.intake.manifest import text_problem
 from autotune.intake.objects import NAME_LIMIT_BYTES
 from autotune.jobs.decisions import (
     MAX_FAILED_ATTEMPTS,
+    confirm_claim,
     decide_claim,
     record_failure,
     record_quota_wait,
@@ -25,6 +26,7 @@ from autotune.jobs.decisions import (
 )
 from autotune.jobs.documents import JobOutcome
 from autotune.jobs.job_spec import KEY_LABEL, JobSpec, JobSpecError, build_job_spec
+from autotune.jobs.lifecycle import LedgerRecord
 from autotune.jobs.pipeline import Pipeline, publish_announced, update_record
 from autotune.jobs.ports import ErrorKind, TuningService, TuningServiceError
 from autotune.jobs.request import TuningRequest, decode_request
@@ -95,7 +97,7 @@ def submit_request(pipeline: Pipeline, request: TuningRequest) -> JobOutcome:
         reason=change.record.reason if change.record else None,
     )
     publish_announced(pipeline, change)
-    if change.outcome != JobOutcome.SUBMIT:
+    if change.outcome != JobOutcome.SUBMIT or change.record is None:
         return change.outcome
     if (
         spec is None
@@ -107,7 +109,7 @@ def submit_request(pipeline: Pipeline, request: TuningRequest) -> JobOutcome:
         )
         publish_announced(pipeline, failed)
         return JobOutcome.FAILED
-    return adopt_or_create_job(pipeline, request.idempotency_key, spec)
+    return adopt_or_create_job(pipeline, change.record, spec)
 
 
 _CLAIM_MESSAGES = {
@@ -167,19 +169,21 @@ def refusal_event(request: TuningRequest, refusal: str, now: datetime) -> Tuning
     return make_event(EventType.JOB_REFUSED, payload, discriminator=f"refused:{digest}", now=now)
 
 
-def adopt_or_create_job(pipeline: Pipeline, key: str, spec: JobSpec) -> JobOutcome:
-    """Adopt the job labelled with `key` or create it, then record it. The caller holds the claim."""
-    ledger, service = pipeline.ledger, pipeline.service
-    claimed = ledger.get(key)
+def adopt_or_create_job(pipeline: Pipeline, claimed: LedgerRecord, spec: JobSpec) -> JobOutcome:
+    """Adopt the job labelled with the record's key or create it, then record it. The caller
+    holds the claim `claimed` (the record as its claim wrote it): a create happens only once
+    the ledger confirms that claim is still the caller's."""
+    service = pipeline.service
+    key, attempt = claimed.idempotency_key, claimed.attempts
     # Whether an earlier attempt of this record may have made a job (crash or no answer after
     # its create): then nothing but the service's answer to a lookup frees the slot.
-    unsure = claimed is not None and (claimed.failed_attempts > 0 or claimed.create_unanswered)
-    last_look = claimed is not None and claimed.failed_attempts >= MAX_FAILED_ATTEMPTS
+    unsure = claimed.failed_attempts > 0 or claimed.create_unanswered
+    last_look = claimed.failed_attempts >= MAX_FAILED_ATTEMPTS
     creating = False
     try:
         job = service.find_by_label(spec.parent, KEY_LABEL, key)
         adopted = job is not None
-        if job is None and last_look and claimed is not None:
+        if job is None and last_look:
             error = (
                 f"gave up after {claimed.failed_attempts} submit attempts without an answer; the tuning service holds no job "
                 f"labelled {KEY_LABEL}={key}"
@@ -200,6 +204,21 @@ def adopt_or_create_job(pipeline: Pipeline, key: str, spec: JobSpec) -> JobOutco
             publish_announced(pipeline, change)
             return change.outcome if change else JobOutcome.DUPLICATE
         if job is None:
+            now = pipeline.clock()
+            confirmed = update_record(
+                pipeline,
+                key,
+                lambda r, s: confirm_claim(
+                    r, s, attempt=attempt, now=now, claim_seconds=pipeline.claim_seconds
+                ),
+            )
+            if confirmed is None:
+                structured_log.warning(
+                    "submit: the claim passed to another submitter before the create; no job made here",
+                    idempotency_key=key,
+                    attempt=attempt,
+                )
+                return JobOutcome.DUPLICATE
             creating = True
             job = service.create(spec.parent, spec.body)
     except TuningServiceError as exc:

@@ -287,7 +287,7 @@ def _submit_claimed(pipeline: Pipeline, record: LedgerRecord, summary: TickSumma
         publish_announced(pipeline, change)
         return JobOutcome.FAILED
     try:
-        return adopt_or_create_job(pipeline, record.idempotency_key, spec)
+        return adopt_or_create_job(pipeline, record, spec)
     except TuningServiceError as exc:
         summary.errors.append(f"{record.dataset_uri}: {exc.message}")
         return JobOutcome.RELEASED

@@ -1,0 +1,140 @@
+"""A submitter slowed down past its claim must not create a job after someone else took the
+dataset over: the claim is confirmed (and renewed) in the ledger right before every create.
+
+The first tests force one interleaving each, in one process: the slow holder's label lookup is
+where the clock passes the claim and the status tick takes the record over."""
+
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+from job_doubles import FakeTuningService, make_request, memory_pipeline
+
+from autotune.jobs.decisions import confirm_claim, holds_claim
+from autotune.jobs.documents import JobOutcome, Slots
+from autotune.jobs.lifecycle import LedgerRecord, LedgerState, new_record, parse_timestamp
+from autotune.jobs.ports import ErrorKind, TuningServiceError
+from autotune.jobs.submit import submit_request
+from autotune.jobs.tick import status_tick
+
+
+class LookupThatStallsOnce(FakeTuningService):
+    """The next label lookup answers only after `during_stall` ran, with the list as it was when
+    the lookup began."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.during_stall = None
+
+    def jobs_with_label(self, parent, key, value):
+        answer = super().jobs_with_label(parent, key, value)
+        stall, self.during_stall = self.during_stall, None
+        if stall is not None:
+            stall()
+        return answer
+
+
+@pytest.fixture
+def slow_world():
+    pipeline, ledger, _, bus, clock = memory_pipeline()
+    service = LookupThatStallsOnce()
+    pipeline.service = service
+    return pipeline, ledger, service, bus, clock
+
+
+def test_a_holder_whose_claim_was_taken_over_during_its_lookup_creates_nothing(slow_world):
+    pipeline, ledger, service, bus, clock = slow_world
+    request = make_request()
+    taken_over = []
+
+    def claim_expires_and_the_tick_takes_over():
+        clock.advance(pipeline.claim_seconds + 1)
+        taken_over.append(status_tick(pipeline).taken_over)
+
+    service.during_stall = claim_expires_and_the_tick_takes_over
+    assert submit_request(pipeline, request) == JobOutcome.DUPLICATE
+    assert taken_over == [1]
+    assert len(service.created) == 1, "the slow holder created a second job"
+    record = ledger.get(request.idempotency_key)
+    assert record is not None and record.state == LedgerState.SUBMITTED
+    assert record.job_name == next(iter(service.jobs))
+    assert record.attempts == 2
+    assert bus.types().count("submitted") == 1
+
+
+def test_a_slow_take_over_that_was_taken_over_again_creates_nothing(slow_world):
+    pipeline, ledger, service, _, clock = slow_world
+    request = make_request()
+    service.fail_next(ErrorKind.TRANSIENT, "unavailable")  # the first create is refused, no job
+    with pytest.raises(TuningServiceError):
+        submit_request(pipeline, request)
+    assert not service.jobs
+    clock.advance(pipeline.create_settle_seconds + 1)
+    again = []
+
+    def a_second_tick_takes_over_the_first_ticks_claim():
+        clock.advance(pipeline.claim_seconds + 1)
+        again.append(status_tick(pipeline).taken_over)
+
+    service.during_stall = a_second_tick_takes_over_the_first_ticks_claim
+    assert status_tick(pipeline).taken_over == 1
+    assert again == [1]
+    assert len(service.jobs) == 1, "two takers of one record both created"
+    record = ledger.get(request.idempotency_key)
+    assert record is not None and record.state == LedgerState.SUBMITTED
+    assert record.job_name == next(iter(service.jobs))
+
+
+def test_the_confirmation_gives_the_create_a_whole_claim(slow_world):
+    pipeline, ledger, service, _, clock = slow_world
+    request = make_request()
+    service.during_stall = lambda: clock.advance(pipeline.claim_seconds - 1)
+    expiry_seen_by_create = []
+    real_create = service.create
+
+    def create(parent, job):
+        record = ledger.get(request.idempotency_key)
+        expiry_seen_by_create.append((parse_timestamp(record.claim_expires_at), clock()))
+        return real_create(parent, job)
+
+    service.create = create
+    assert submit_request(pipeline, request) == JobOutcome.SUBMITTED
+    [(expiry, at_create)] = expiry_seen_by_create
+    assert (expiry - at_create).total_seconds() == pipeline.claim_seconds
+
+
+def submitting(attempts: int, job_name: str | None = None) -> LedgerRecord:
+    record = new_record(
+        idempotency_key="k",
+        content_key="c",
+        dataset_uri="gs://b/d.jsonl",
+        generation="1",
+        now=NOW,
+    )
+    return msgspec.structs.replace(
+        record, state=LedgerState.SUBMITTING, attempts=attempts, job_name=job_name
+    )
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_only_the_latest_claim_holds():
+    record = submitting(attempts=3)
+    assert holds_claim(record, 3)
+    assert not holds_claim(record, 2)
+    assert not holds_claim(msgspec.structs.replace(record, state=LedgerState.QUEUED), 3)
+    assert confirm_claim(record, Slots(), attempt=2, now=NOW, claim_seconds=60) is None
+
+
+def test_a_confirmed_claim_is_renewed_and_keeps_its_slot():
+    confirmed = confirm_claim(submitting(attempts=3), Slots(), attempt=3, now=NOW, claim_seconds=60)
+    assert confirmed is not None and confirmed.outcome == JobOutcome.SUBMIT
+    assert confirmed.record is not None and confirmed.record.state == LedgerState.SUBMITTING
+    assert confirmed.record.claim_expires_at == "2026-01-01T00:01:00.000000Z"
+    assert confirmed.slots is None  # the slot it holds does not move
+
+
+def test_no_claim_is_confirmed_once_a_job_is_recorded():
+    recorded = submitting(attempts=3, job_name="projects/p/locations/r/tuningJobs/1")
+    assert confirm_claim(recorded, Slots(), attempt=3, now=NOW, claim_seconds=60) is None
