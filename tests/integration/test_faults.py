@@ -94,6 +94,11 @@ def wait_log(stack, process: str, text: str, timeout: float = WAIT) -> None:
 
 
 def jobs_by_label(stack) -> Counter:
+    return Counter({label: len(jobs) for label, jobs in labelled_jobs(stack).items()})
+
+
+def labelled_jobs(stack) -> dict[str, list[str]]:
+    """Each dataset label's tuning jobs on the emulator, as "name state created-at" lines."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import aiplatform_v1
 
@@ -105,14 +110,33 @@ def jobs_by_label(stack) -> Counter:
     parent = f"projects/{stack.project}/locations/{stack.config.defaults.region}"
     for attempt in range(20):  # the fault test makes the emulator answer 500 on purpose
         try:
-            return Counter(
-                job.labels.get(KEY_LABEL, "")
-                for job in client.list_tuning_jobs(request={"parent": parent})
-            )
+            found: dict[str, list[str]] = {}
+            for job in client.list_tuning_jobs(request={"parent": parent}):
+                found.setdefault(job.labels.get(KEY_LABEL, ""), []).append(
+                    f"{job.name} {job.state.name} {job.create_time}"
+                )
+            return found
         except InternalServerError:
             if attempt == 19:
                 raise
     raise AssertionError("unreachable")
+
+
+def doubled_jobs(stack, ledger, keys=None) -> list[str]:
+    """What a test failing on a second job needs to say: each doubled label's jobs and its
+    record's history (who claimed, took over, created or adopted, and when)."""
+    records = {r.idempotency_key: r for r in ledger.records()}
+    lines = []
+    for label, jobs in labelled_jobs(stack).items():
+        if len(jobs) > 1 and (keys is None or label in keys):
+            record = records.get(label)
+            history = (
+                [f"{t.at} {t.state} {t.reason}" for t in record.history]
+                if record
+                else ["no record"]
+            )
+            lines.append(f"{label}: jobs {jobs}; history {history}")
+    return lines
 
 
 def assert_each_ends_exactly_once(
@@ -150,10 +174,8 @@ def assert_each_ends_exactly_once(
     assert all(r.state in ENDED_STATES for r in records), [
         (r.dataset_uri, r.state) for r in records
     ]
-    per_label = jobs_by_label(stack)
-    assert all(per_label[r.idempotency_key] <= 1 for r in records), (
-        "a dataset version has two tuning jobs"
-    )
+    doubled = doubled_jobs(stack, ledger, {r.idempotency_key for r in records})
+    assert not doubled, f"a dataset version has two tuning jobs: {doubled}"
     return ends
 
 
@@ -326,7 +348,7 @@ def test_pubsub_emulator_restarted_with_datasets_in_flight_keeps_what_the_ledger
             time.sleep(1.0)
         assert sorted(r.dataset_uri for r in records) == sorted(uris)
         assert {r.state.value for r in records} == {"SUCCEEDED"}
-        assert all(n <= 1 for n in jobs_by_label(stack).values())
+        assert not doubled_jobs(stack, ledger, {r.idempotency_key for r in records})
         after = f"incoming/{unique('after-restart')}.jsonl"
         [after_uri] = upload_all(stack, [after])  # the pipeline works again end to end
         ends = assert_each_ends_exactly_once(stack, events, ledger, [after_uri, held_uri])
