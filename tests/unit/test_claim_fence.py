@@ -4,7 +4,7 @@ dataset over: the claim is confirmed (and renewed) in the ledger right before ev
 The first tests force one interleaving each, in one process: the slow holder's label lookup is
 where the clock passes the claim and the status tick takes the record over."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -109,7 +109,7 @@ def submitting(attempts: int, job_name: str | None = None) -> LedgerRecord:
         content_key="c",
         dataset_uri="gs://b/d.jsonl",
         generation="1",
-        now=NOW,
+        now=NOW - timedelta(minutes=5),
     )
     return msgspec.structs.replace(
         record, state=LedgerState.SUBMITTING, attempts=attempts, job_name=job_name
@@ -132,6 +132,7 @@ def test_a_confirmed_claim_is_renewed_and_keeps_its_slot():
     assert confirmed is not None and confirmed.outcome == JobOutcome.SUBMIT
     assert confirmed.record is not None and confirmed.record.state == LedgerState.SUBMITTING
     assert confirmed.record.claim_expires_at == "2026-01-01T00:01:00.000000Z"
+    assert confirmed.record.updated_at == "2026-01-01T00:00:00.000000Z"  # the record says it moved
     assert confirmed.slots is None  # the slot it holds does not move
 
 
