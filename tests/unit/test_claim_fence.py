@@ -1,14 +1,24 @@
 """A submitter slowed down past its claim must not create a job after someone else took the
 dataset over: the claim is confirmed (and renewed) in the ledger right before every create.
+And a claim counts from when it is written: its expiry is worked out inside its transaction,
+after any wait for another transaction's locks (the Firestore emulator keeps a killed client's
+locks for about a minute), never from a clock read before.
 
-The first tests force one interleaving each, in one process: the slow holder's label lookup is
-where the clock passes the claim and the status tick takes the record over."""
+Each test forces one interleaving in one process: a slow label lookup, a create on its way or a
+transaction waiting on a lock is where the clock moves and another status tick runs."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
-from job_doubles import FakeTuningService, make_request, memory_pipeline
+from job_doubles import (
+    FakeTuningService,
+    MemoryLedger,
+    SteppingClock,
+    make_request,
+    memory_pipeline,
+)
 
 from autotune.jobs.decisions import confirm_claim, holds_claim
 from autotune.jobs.documents import JobOutcome, Slots
@@ -24,7 +34,7 @@ class LookupThatStallsOnce(FakeTuningService):
 
     def __init__(self) -> None:
         super().__init__()
-        self.during_stall = None
+        self.during_stall: Callable[[], object] | None = None
 
     def jobs_with_label(self, parent, key, value):
         answer = super().jobs_with_label(parent, key, value)
@@ -103,6 +113,93 @@ def test_the_confirmation_gives_the_create_a_whole_claim(slow_world):
     assert (expiry - at_create).total_seconds() == pipeline.claim_seconds
 
 
+class LedgerWaitingOnALock(MemoryLedger):
+    """Each transaction first waits `wait` seconds for another's locks (as the Firestore
+    emulator makes it wait for a minute on those of a killed client), then reads and decides."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock: SteppingClock | None = None
+        self.wait = 0.0
+
+    def _waits(self) -> None:
+        if self.clock is not None:
+            self.clock.advance(self.wait)
+
+    def claim(self, key, content_key, decide):
+        self._waits()
+        return super().claim(key, content_key, decide)
+
+    def update(self, key, decide):
+        self._waits()
+        return super().update(key, decide)
+
+
+class CreateThatLetsOthersInFirst(FakeTuningService):
+    """`before_create` runs once, as the create request is on its way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_create: Callable[[], object] | None = None
+
+    def create(self, parent, job):
+        hook, self.before_create = self.before_create, None
+        if hook is not None:
+            hook()
+        return super().create(parent, job)
+
+
+@pytest.fixture
+def locked_world():
+    ledger = LedgerWaitingOnALock()
+    pipeline, _, _, bus, clock = memory_pipeline(ledger)
+    ledger.clock = clock
+    return pipeline, ledger, bus, clock
+
+
+def test_a_claim_that_waited_on_a_lock_counts_from_when_it_was_written(locked_world):
+    pipeline, ledger, _, clock = locked_world
+    service = LookupThatStallsOnce()
+    pipeline.service = service
+    ledger.wait = pipeline.claim_seconds + 1
+    taken_over = []
+
+    def a_tick_meanwhile():
+        ledger.wait = 0.0
+        taken_over.append(status_tick(pipeline).taken_over)
+
+    service.during_stall = a_tick_meanwhile
+    assert submit_request(pipeline, make_request()) == JobOutcome.SUBMITTED
+    assert taken_over == [0], "a claim was written already expired and taken over"
+    assert len(service.jobs) == 1
+
+
+def test_a_confirmation_that_waited_on_a_lock_gives_the_create_a_whole_claim(
+    locked_world, monkeypatch
+):
+    pipeline, ledger, _, clock = locked_world
+    service = CreateThatLetsOthersInFirst()
+    pipeline.service = service
+    taken_over = []
+
+    def a_tick_while_the_create_is_on_its_way():
+        ledger.wait = 0.0
+        taken_over.append(status_tick(pipeline).taken_over)
+
+    service.before_create = a_tick_while_the_create_is_on_its_way
+    real_find = service.find_by_label
+
+    def lookup_then_the_confirmation_waits(parent, key, value):
+        found = real_find(parent, key, value)
+        ledger.wait = pipeline.claim_seconds + 1  # the next transaction is the confirmation
+        return found
+
+    monkeypatch.setattr(service, "find_by_label", lookup_then_the_confirmation_waits)
+    assert submit_request(pipeline, make_request()) == JobOutcome.SUBMITTED
+    assert taken_over == [0]
+    assert len(service.jobs) == 1, "a take-over created while the confirmed create was on its way"
+
+
 def submitting(attempts: int, job_name: str | None = None) -> LedgerRecord:
     record = new_record(
         idempotency_key="k",
@@ -139,3 +236,67 @@ def test_a_confirmed_claim_is_renewed_and_keeps_its_slot():
 def test_no_claim_is_confirmed_once_a_job_is_recorded():
     recorded = submitting(attempts=3, job_name="projects/p/locations/r/tuningJobs/1")
     assert confirm_claim(recorded, Slots(), attempt=3, now=NOW, claim_seconds=60) is None
+
+
+def test_a_promotion_that_waited_on_a_lock_counts_from_when_it_was_written(locked_world):
+    pipeline, ledger, _, clock = locked_world
+    service = LookupThatStallsOnce()
+    pipeline.service = service
+    assert (
+        submit_request(pipeline, make_request("incoming/first.jsonl", sha256="1" * 64))
+        == JobOutcome.SUBMITTED
+    )
+    assert (
+        submit_request(pipeline, make_request("incoming/second.jsonl", sha256="2" * 64))
+        == JobOutcome.QUEUED
+    )
+    service.succeed(next(iter(service.jobs)))
+    taken_over = []
+
+    def a_second_tick_meanwhile():
+        ledger.wait = 0.0
+        taken_over.append(status_tick(pipeline).taken_over)
+
+    service.during_stall = a_second_tick_meanwhile
+    ledger.wait = pipeline.claim_seconds + 1
+    assert status_tick(pipeline).promoted == 1
+    assert taken_over == [0], "a promotion was written already expired and taken over"
+    assert len(service.jobs) == 2
+
+
+def test_a_take_over_that_waited_on_a_lock_counts_from_when_it_was_written(locked_world):
+    pipeline, ledger, _, clock = locked_world
+    service = LookupThatStallsOnce()
+    pipeline.service = service
+    service.fail_next(ErrorKind.TRANSIENT, "unavailable")  # the first create is refused, no job
+    with pytest.raises(TuningServiceError):
+        submit_request(pipeline, make_request())
+    clock.advance(pipeline.create_settle_seconds + 1)
+    taken_over = []
+
+    def a_second_tick_meanwhile():
+        ledger.wait = 0.0
+        taken_over.append(status_tick(pipeline).taken_over)
+
+    service.during_stall = a_second_tick_meanwhile
+    ledger.wait = pipeline.claim_seconds + 1
+    assert status_tick(pipeline).taken_over == 1
+    assert taken_over == [0], "a take-over was written already expired and taken over again"
+    assert len(service.jobs) == 1
+
+
+def test_a_settle_pause_that_waited_on_a_lock_counts_from_when_it_was_written(locked_world):
+    """A create without an answer keeps the claim for the settle pause; the pause must not be
+    eaten by the release's own wait for a lock."""
+    pipeline, ledger, _, clock = locked_world
+    service = CreateThatLetsOthersInFirst()
+    pipeline.service = service
+    service.fail_next(ErrorKind.TRANSIENT, "deadline exceeded")
+    service.before_create = lambda: setattr(ledger, "wait", pipeline.claim_seconds + 1)
+    with pytest.raises(TuningServiceError):
+        submit_request(pipeline, make_request())
+    ledger.wait = 0.0
+    clock.advance(pipeline.create_settle_seconds - 1)
+    assert status_tick(pipeline).taken_over == 0, "the settle pause ended early"
+    clock.advance(2)
+    assert status_tick(pipeline).taken_over == 1

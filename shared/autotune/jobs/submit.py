@@ -73,7 +73,10 @@ def submit_request(pipeline: Pipeline, request: TuningRequest) -> JobOutcome:
         )
     except JobSpecError as exc:
         spec_error = str(exc)
-    now = pipeline.clock()
+    # Every claim's expiry counts from the clock read inside its transaction, after the reads:
+    # a transaction can wait long on another's locks (the Firestore emulator keeps a dead
+    # client's for a minute), and a claim counted from before the wait could be expired when
+    # it is written, so taken over while its holder goes on.
     change = pipeline.ledger.claim(
         request.idempotency_key,
         request.content_key,
@@ -81,7 +84,7 @@ def submit_request(pipeline: Pipeline, request: TuningRequest) -> JobOutcome:
             decide_claim(
                 view,
                 request,
-                now=now,
+                now=pipeline.clock(),
                 max_jobs=pipeline.max_jobs,
                 claim_seconds=pipeline.claim_seconds,
                 spec_error=spec_error,
@@ -105,7 +108,7 @@ def submit_request(pipeline: Pipeline, request: TuningRequest) -> JobOutcome:
         failed = update_record(
             pipeline,
             request.idempotency_key,
-            lambda r, s: record_failure(r, s, error=str(spec_error), now=now),
+            lambda r, s: record_failure(r, s, error=str(spec_error), now=pipeline.clock()),
         )
         publish_announced(pipeline, failed)
         return JobOutcome.FAILED
@@ -204,12 +207,15 @@ def adopt_or_create_job(pipeline: Pipeline, claimed: LedgerRecord, spec: JobSpec
             publish_announced(pipeline, change)
             return change.outcome if change else JobOutcome.DUPLICATE
         if job is None:
-            now = pipeline.clock()
             confirmed = update_record(
                 pipeline,
                 key,
                 lambda r, s: confirm_claim(
-                    r, s, attempt=attempt, now=now, claim_seconds=pipeline.claim_seconds
+                    r,
+                    s,
+                    attempt=attempt,
+                    now=pipeline.clock(),
+                    claim_seconds=pipeline.claim_seconds,
                 ),
             )
             if confirmed is None:
@@ -290,7 +296,9 @@ def _after_service_error(
         update_record(
             pipeline,
             key,
-            lambda r, s: release_claim(r, s, error=exc.message, now=now, min_pause=settle),
+            lambda r, s: release_claim(
+                r, s, error=exc.message, now=pipeline.clock(), min_pause=settle
+            ),
         )
         structured_log.warning(
             "submit: tuning service error, will retry", settle_seconds=settle, **log_fields

@@ -206,13 +206,13 @@ def _observe_job(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord)
 
 
 def _take_over_expired(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> None:
-    now = pipeline.clock()
-    if not claim_expired(record, now):
+    if not claim_expired(record, pipeline.clock()):
         return
     change = update_record(
         pipeline,
         record.idempotency_key,
-        lambda r, s: take_over(r, s, now=now, claim_seconds=pipeline.claim_seconds),
+        # the claim counts from the clock read in the transaction (see submit_request)
+        lambda r, s: take_over(r, s, now=pipeline.clock(), claim_seconds=pipeline.claim_seconds),
     )
     if change is None:
         return
@@ -238,12 +238,15 @@ def _fill_free_slots(pipeline: Pipeline, summary: TickSummary) -> None:
 
 
 def _promote(pipeline: Pipeline, summary: TickSummary, record: LedgerRecord) -> JobOutcome | None:
-    now = pipeline.clock()
     change = update_record(
         pipeline,
         record.idempotency_key,
         lambda r, s: promote(
-            r, s, now=now, max_jobs=pipeline.max_jobs, claim_seconds=pipeline.claim_seconds
+            r,
+            s,
+            now=pipeline.clock(),  # in the transaction, as for every claim (see submit_request)
+            max_jobs=pipeline.max_jobs,
+            claim_seconds=pipeline.claim_seconds,
         ),
     )
     if change is None or change.outcome != JobOutcome.SUBMIT or change.record is None:
