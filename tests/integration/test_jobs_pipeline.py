@@ -179,10 +179,13 @@ def test_crash_between_create_and_ledger_write_gives_no_second_job(stack, events
         pass
 
     class DyingLedger(FirestoreLedger):
+        """Dies on the first update of the SUBMITTING record once its job exists (the claim's
+        confirmation before the create goes through)."""
+
         def update(self, key, decide):
             record = self.get(key)
             assert record is not None, key
-            if record.state == LedgerState.SUBMITTING:
+            if record.state == LedgerState.SUBMITTING and jobs_labelled(tuning, stack, key):
                 raise Crash("the process died after create, before recording the job")
             return super().update(key, decide)
 
