@@ -16,6 +16,9 @@ Exactly once, step by step:
    died): then this delivery takes it over.
 2. adopt or create: the Vertex job carries the key in a label; before creating, the jobs with
    that label are listed and an existing one is adopted (a crash between create and step 3).
+   None listed: the holder confirms in a transaction that the claim is still its own (same
+   attempt number) and renews it, then creates; a holder overtaken while it looked makes no
+   job. Every claim's expiry counts from the clock read inside its transaction.
 3. record: SUBMITTING -> SUBMITTED with the job name, in a transaction.
 Every move writes its event into the record's outbox in the same transaction. The caller that
 made the move publishes the events its own move added (never those of an earlier move still in
