@@ -171,3 +171,41 @@ def test_jobs_cuts_a_long_dataset_name_from_the_left_keeping_its_file_name(monke
 def test_jobs_json_keeps_the_full_reason(monkeypatch):
     rows = json.loads(_jobs_output(monkeypatch, 80, "--json"))
     assert any(str(r.get("error") or "").endswith("THE END") for r in rows)
+
+
+def test_cancel_of_a_dataset_promoted_meanwhile_says_so_and_fails(monkeypatch):
+    """`autotune jobs cancel` read the dataset QUEUED; a status tick gave it a slot before the
+    cancel's transaction: nothing was cancelled, and the command must not say it was."""
+    from job_doubles import FakeTuningService, MemoryLedger, make_request, memory_pipeline
+    from typer.testing import CliRunner
+
+    from autotune.cli import app
+    from autotune.cli import jobs as jobs_cli
+    from autotune.jobs.pipeline import Pipeline
+    from autotune.jobs.submit import submit_request
+    from autotune.jobs.tick import status_tick
+
+    class PromotedBeforeTheCancel(MemoryLedger):
+        armed = False
+        service: FakeTuningService
+        pipeline: Pipeline
+
+        def update(self, key, decide):
+            if self.armed:
+                self.armed = False
+                self.service.succeed(next(iter(self.service.jobs)))
+                status_tick(self.pipeline)  # the first job ends; the queued one takes its slot
+            return super().update(key, decide)
+
+    ledger = PromotedBeforeTheCancel()
+    pipeline, _, service, _, _ = memory_pipeline(ledger)
+    ledger.service, ledger.pipeline = service, pipeline
+    submit_request(pipeline, make_request("incoming/first.jsonl", sha256="1" * 64))
+    submit_request(pipeline, make_request("incoming/second.jsonl", sha256="2" * 64))
+    monkeypatch.setattr(jobs_cli, "_pipeline", lambda state_dir: pipeline)
+    ledger.armed = True
+    result = CliRunner().invoke(app, ["cancel", "incoming/second.jsonl"])
+    assert result.exit_code == 1, result.output
+    assert "left the queue while being cancelled (now SUBMITTED)" in result.output
+    assert "run the command again" in result.output
+    assert "cancelled gs://" not in result.output

@@ -156,14 +156,21 @@ def cancel(
     """Cancel a dataset's tuning: a queued one leaves the queue; a running job is cancelled on Vertex AI
     and the next status tick records CANCELLED."""
     from autotune.jobs.cancel import cancel as cancel_tuning
+    from autotune.jobs.documents import JobOutcome
     from autotune.jobs.ports import TuningServiceError
 
     pipeline = _pipeline(state_dir)
     record = _one(pipeline.ledger.records(), job)
     try:
-        cancel_tuning(pipeline, record.idempotency_key)
+        outcome = cancel_tuning(pipeline, record.idempotency_key)
     except (ValueError, TuningServiceError) as exc:
         raise _fail(f"cannot cancel {record.dataset_uri}: {exc}") from None
+    if outcome != JobOutcome.CANCELLED:  # it left the queue between the read and the cancel
+        now = pipeline.ledger.get(record.idempotency_key)
+        raise _fail(
+            f"cannot cancel {record.dataset_uri}: it left the queue while being cancelled"
+            f" (now {now.state if now else 'gone'}); run the command again to cancel its job"
+        )
     if record.job_name and str(record.state) != "QUEUED":
         echo(
             f"cancel requested for {record.job_name} ({record.dataset_uri}); the next status tick records CANCELLED."
