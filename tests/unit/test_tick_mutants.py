@@ -643,3 +643,25 @@ def test_a_slot_taken_by_an_overlapping_tick_after_this_one_read_the_slots_is_no
     status_tick(pipeline)
     assert record_of(ledger, waiting).state == LedgerState.SUBMITTED
     assert list(ledger.slots().active) == [waiting.idempotency_key]
+
+
+def test_a_tick_with_nothing_new_and_no_stale_slot_opens_no_ledger_transaction():
+    """Every move and release is a transaction on the slots document, which every claim of every
+    dataset contends for: a tick opens one only for a change, or for an entry whose record no
+    longer holds it."""
+
+    class CountingTransactions(MemoryLedger):
+        transactions = 0
+
+        def update_or_absent(self, key, decide):  # MemoryLedger.update comes through here too
+            self.transactions += 1
+            return super().update_or_absent(key, decide)
+
+    ledger = CountingTransactions()
+    pipeline, _, _, _, _ = memory_pipeline(ledger)
+    submit_request(pipeline, dataset("a"))
+    submit_request(pipeline, dataset("b"))
+    assert (len(ledger.slots().active), len(ledger.slots().queued)) == (1, 1)
+    ledger.transactions = 0
+    status_tick(pipeline)  # a's job is still pending, b waits for the slot
+    assert ledger.transactions == 0
