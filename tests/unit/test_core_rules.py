@@ -19,7 +19,6 @@ from autotune.jobs.decisions import (
     QUARANTINE_HISTORY,
     cancel_queued,
     decide_claim,
-    lease_leftovers,
     promote,
     quarantine,
     record_duplicate_cancelled,
@@ -37,6 +36,7 @@ from autotune.jobs.lifecycle import (
     new_record,
     timestamp,
 )
+from autotune.jobs.outbox import lease_leftovers
 from autotune.jobs.ports import TuningServiceError
 from autotune.jobs.submit import refusal_event, submit_request
 from autotune.jobs.tick import status_tick

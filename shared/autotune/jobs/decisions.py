@@ -7,13 +7,11 @@ status ticks, can never both win the same move."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from typing import overload
+from datetime import datetime
 
 import msgspec
 
-from autotune.events import EventPayload, EventType, TuningEvent, make_event
+from autotune.events import EventPayload, EventType, make_event
 from autotune.jobs.documents import Change, ClaimView, JobOutcome, Slots
 from autotune.jobs.job_spec import queue_order
 from autotune.jobs.lifecycle import (
@@ -43,7 +41,6 @@ IMMEDIATE_RETRIES = 4
 # (the quota is used outside autotune, for who knows how long).
 QUOTA_PAUSE_SECONDS = 5.0
 QUOTA_PAUSE_MAX_SECONDS = 600.0
-OUTBOX_GRACE_SECONDS = 30.0  # events still unpublished after this were left by a crash
 # A create that timed out or answered 5xx may still be making its job on the service: nobody
 # looks for the job (and creates one when none shows) before this long after the unanswered call.
 CREATE_SETTLE_SECONDS = 300.0
@@ -382,51 +379,6 @@ def quarantine(record: LedgerRecord, slots: Slots, *, error: str, now: datetime)
     why = f"quarantined: the ledger could not write this record ({error[:500]})"
     failed = move(slim, LedgerState.FAILED, now, reason=why, error=why)
     return Change(JobOutcome.FAILED, record=failed, slots=slots.without(record.idempotency_key))
-
-
-@overload
-def with_announced(change: Change, before: LedgerRecord | None) -> Change: ...
-
-
-@overload
-def with_announced(change: Change | None, before: LedgerRecord | None) -> Change | None: ...
-
-
-def with_announced(change: Change | None, before: LedgerRecord | None) -> Change | None:
-    """`change`, told which events of its record's outbox it added (those not in `before`'s)."""
-    if change is None or change.record is None or change.announced:
-        return change
-    earlier = {event.id for event in before.outbox} if before is not None else set()
-    added = tuple(event for event in change.record.outbox if event.id not in earlier)
-    return replace(change, announced=added) if added else change
-
-
-def lease_leftovers(
-    record: LedgerRecord,
-    slots: Slots,
-    *,
-    now: datetime,
-    grace_seconds: float = OUTBOX_GRACE_SECONDS,
-) -> Change | None:
-    """The outbox events older than the grace (their mover died before publishing them), leased to
-    this tick for as long again; None when there are none or another tick holds the lease."""
-    if record.outbox_lease_until is not None and parse_timestamp(record.outbox_lease_until) > now:
-        return None
-    cutoff = now - timedelta(seconds=grace_seconds)
-    leftovers = tuple(event for event in record.outbox if _event_time(event) <= cutoff)
-    if not leftovers:
-        return None
-    leased = msgspec.structs.replace(
-        record, outbox_lease_until=timestamp(now + timedelta(seconds=grace_seconds))
-    )
-    return Change(JobOutcome.CHANGED, record=leased, announced=leftovers)
-
-
-def _event_time(event: TuningEvent) -> datetime:
-    try:
-        return datetime.fromisoformat(event.time.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)  # no readable time: old enough
 
 
 def record_duplicate_cancelled(

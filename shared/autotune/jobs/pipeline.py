@@ -12,10 +12,10 @@ from autotune.jobs.decisions import (
     CLAIM_SECONDS,
     CREATE_SETTLE_SECONDS,
     DUPLICATE_WATCH_SECONDS,
-    with_announced,
 )
 from autotune.jobs.documents import Change, Slots
 from autotune.jobs.lifecycle import LedgerRecord
+from autotune.jobs.outbox import with_announced
 from autotune.jobs.ports import (
     Ledger,
     ModelCatalog,

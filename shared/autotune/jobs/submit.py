@@ -22,11 +22,11 @@ from autotune.jobs.decisions import (
     record_quota_wait,
     record_submitted,
     release_claim,
-    with_announced,
 )
 from autotune.jobs.documents import JobOutcome
 from autotune.jobs.job_spec import KEY_LABEL, JobSpec, JobSpecError, build_job_spec
 from autotune.jobs.lifecycle import LedgerRecord
+from autotune.jobs.outbox import with_announced
 from autotune.jobs.pipeline import Pipeline, publish_announced, update_record
 from autotune.jobs.ports import ErrorKind, TuningService, TuningServiceError
 from autotune.jobs.request import TuningRequest, decode_request

@@ -11,7 +11,6 @@ import msgspec
 
 from autotune import structured_log
 from autotune.jobs.decisions import (
-    lease_leftovers,
     promote,
     quarantine,
     record_duplicate_cancelled,
@@ -32,6 +31,7 @@ from autotune.jobs.lifecycle import (
     claim_expired,
     parse_timestamp,
 )
+from autotune.jobs.outbox import lease_leftovers
 from autotune.jobs.pipeline import Pipeline, publish_announced, update_record
 from autotune.jobs.ports import ErrorKind, TuningServiceError, UnwritableRecord
 from autotune.jobs.request import TuningRequest
