@@ -18,7 +18,8 @@ from autotune.catalog import CATALOG_FILE, Catalog, MediaKind, ModelSpec, catalo
 from autotune.settings import TuningSettings
 from autotune.validate_command import render_text
 from autotune.validation import DatasetSource, ErrorCode, validate_for_model
-from autotune.validation.codes import CODE_FACTS, CODE_INFO
+from autotune.validation.code_info import CODE_INFO
+from autotune.validation.codes import CODE_FACTS
 from autotune.validation.verdicts import Verdicts
 
 SHIPPED_TEXT = CATALOG_FILE.read_text(encoding="utf-8")

@@ -14,7 +14,8 @@ import pytest
 from autotune.catalog import Catalog, ModelSpec, load_catalog
 from autotune.settings import TuningSettings
 from autotune.validation import DatasetSource, ErrorCode, validate_dataset, validate_for_model
-from autotune.validation.codes import CODE_FACTS, CODE_INFO
+from autotune.validation.code_info import CODE_INFO
+from autotune.validation.codes import CODE_FACTS
 
 ROOT = Path(__file__).resolve().parents[2]
 

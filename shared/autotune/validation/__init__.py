@@ -2,7 +2,8 @@
 `autotune validate`. Takes bytes and plain values, returns a ValidationReport; imports
 nothing from google.* (cold start)."""
 
-from autotune.validation.codes import CODE_INFO, ErrorCode
+from autotune.validation.code_info import CODE_INFO
+from autotune.validation.codes import ErrorCode
 from autotune.validation.dataset import (
     DatasetSource,
     MediaInspector,

@@ -23,7 +23,8 @@ from autotune.settings import TuningSettings
 from autotune.validation.codes import ErrorCode
 from autotune.validation.media_rules import MediaRules
 from autotune.validation.report import FileRole, FileSummary, IssueLog, ValidationReport
-from autotune.validation.scan import DUPLICATE_INDEX_LIMIT, FileScan, MediaRef, MediaRefs, scan_file
+from autotune.validation.scan import DUPLICATE_INDEX_LIMIT, scan_file
+from autotune.validation.scan_results import FileScan, MediaRef, MediaRefs
 from autotune.validation.settings_rules import check_settings
 from autotune.validation.tokens import MEDIA_METHOD, METHOD
 from autotune.validation.verdicts import Verdicts

@@ -13,9 +13,11 @@ import msgspec
 from autotune.catalog import ModelSpec
 from autotune.validation import gemini_rules, legacy_rules
 from autotune.validation.codes import ErrorCode
+from autotune.validation.line_faults import json_kind, report_undecodable
 from autotune.validation.lines import LineReader
 from autotune.validation.media_rules import MediaRules, split_gs_uri
 from autotune.validation.report import FileRole, FileSummary, IssueLog
+from autotune.validation.scan_results import FileScan, MediaRef, MediaRefs
 from autotune.validation.tokens import (
     CHARS_PER_TOKEN,
     CHARS_PER_TOKEN_LOWER_BOUND,
@@ -38,49 +40,6 @@ DUPLICATE_INDEX_LIMIT = 500_000  # examples whose hash is kept; later ones are s
 MEDIA_CHECK_LIMIT = 200_000  # distinct gs:// objects checked for existence and size
 MEDIA_EXTRA_PLACES_LIMIT = 100_000  # referencing lines kept beyond each object's first (~7 MB)
 BOM = b"\xef\xbb\xbf"
-
-
-# Where a media object is named: (file, line, field, seconds known from the line or None,
-# media resolution).
-MediaPlace = tuple[FileRole, int, str, float | None, str]
-
-
-class MediaRef:
-    """One gs:// object the examples name: where it is named (the first `places_cap` places,
-    so a missing object can be reported on each line that needs it) and how often."""
-
-    __slots__ = ("kind", "mime", "places", "count")
-
-    def __init__(self, kind: str, mime: str, place: MediaPlace) -> None:
-        self.kind, self.mime, self.places, self.count = kind, mime, [place], 1
-
-
-class MediaRefs(dict[str, MediaRef]):
-    """gs:// URI -> MediaRef, with a bound on the places kept beyond each object's first."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.extra_places = 0
-
-
-class FileScan:
-    """What one file's scan hands to the dataset-wide checks and the report."""
-
-    def __init__(
-        self,
-        summary: FileSummary,
-        tokens: TokenHistogram,
-        duplicates: int,
-        lower_bound: int = 0,
-        dropped: int = 0,
-    ) -> None:
-        self.summary = summary
-        self.tokens = tokens
-        self.duplicates = duplicates
-        self.lower_bound = (
-            lower_bound  # examples whose token count is a lower bound (media of unknown length)
-        )
-        self.dropped = dropped  # examples Vertex AI drops (a video over its maximum length)
 
 
 class _FileFacts:
@@ -178,7 +137,7 @@ def scan_file(
                         "empty line; every line must hold one example",
                     )
                 else:
-                    _report_undecodable(role, line_no, line, exc, add_issue)
+                    report_undecodable(role, line_no, line, exc, add_issue)
                 continue
             shape = fast_check(example) if example is not None else None
             if shape is not None:
@@ -190,14 +149,14 @@ def scan_file(
                 try:
                     obj = generic_decode(line)
                 except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-                    _report_undecodable(role, line_no, line, exc, add_issue)
+                    report_undecodable(role, line_no, line, exc, add_issue)
                     continue
                 if type(obj) is not dict:
                     add_issue(
                         role,
                         line_no,
                         ErrorCode.NOT_AN_OBJECT,
-                        f"the line is a JSON {_json_kind(obj)}, not an object",
+                        f"the line is a JSON {json_kind(obj)}, not an object",
                     )
                     continue
                 found = "gemini" if "contents" in obj else ("legacy" if "messages" in obj else None)
@@ -386,54 +345,6 @@ def _check_training_count(
             ErrorCode.TOO_MANY_MULTIMODAL_EXAMPLES,
             f"{multimodal:,} training examples reference media; {model.name} accepts at most {limit:,} multimodal examples",
         )
-
-
-def _report_undecodable(
-    role: FileRole, line_no: int, line: bytes, exc: BaseException, add_issue: Callable
-) -> None:
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError as bad:
-        add_issue(
-            role,
-            line_no,
-            ErrorCode.INVALID_UTF8,
-            f"byte {bad.start + 1} (0x{line[bad.start]:02x}) is not valid UTF-8; save the file as UTF-8",
-        )
-        return
-    if isinstance(exc, RecursionError):
-        add_issue(
-            role, line_no, ErrorCode.INVALID_JSON, "not valid JSON: nested too deeply to read"
-        )
-    elif "truncated" in str(exc) and not line.rstrip().endswith((b"}", b"]")):
-        add_issue(
-            role,
-            line_no,
-            ErrorCode.INVALID_JSON,
-            "not valid JSON: the line ends before the JSON value is complete",
-        )
-    elif "truncated" in str(exc):
-        # msgspec says "truncated" for an unpaired high surrogate escape (\ud800) too.
-        add_issue(
-            role,
-            line_no,
-            ErrorCode.INVALID_JSON,
-            "not valid JSON: an incomplete value or an unpaired \\uD8xx escape",
-        )
-    else:
-        add_issue(role, line_no, ErrorCode.INVALID_JSON, f"not valid JSON: {exc}")
-
-
-def _json_kind(value: object) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    return "number"
 
 
 def _line_too_long(length: int) -> str:

@@ -7,7 +7,7 @@ one as unconfirmed (or no source states it), the finding is a warning that says 
 may be stale or a guess, and a gate must not refuse a dataset Vertex AI would take. A team
 that has confirmed a fact marks it so in its models file (`models_file` in deploy/config.toml),
 and the finding is an error again. Codes that rest on no catalog fact keep the severity
-CODE_INFO gives them, and a warning never becomes an error.
+code_info.CODE_INFO gives them, and a warning never becomes an error.
 """
 
 from __future__ import annotations
