@@ -20,13 +20,14 @@ import functions_framework
 from autotune import structured_log
 from autotune.config import PipelineConfig
 from autotune.function_wiring import Wired
+from autotune.intake.decisions import UploadDecision
+from autotune.intake.ports import IntakeDeps
 from autotune.intake.reconciliation import (
     BucketLister,
     LostUpload,
     ReconcileLedger,
     reconcile_if_due,
 )
-from autotune.intake.upload import IntakeDeps, UploadDecision
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.tick import status_tick
 

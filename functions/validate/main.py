@@ -15,7 +15,8 @@ from autotune import structured_log
 from autotune.config import PipelineConfig
 from autotune.function_wiring import Wired
 from autotune.intake.objects import UnreadableEvent, stored_object_from_event
-from autotune.intake.upload import IntakeDeps, process_upload
+from autotune.intake.ports import IntakeDeps
+from autotune.intake.upload import process_upload
 
 
 def _connect() -> IntakeDeps:

@@ -15,8 +15,9 @@ from autotune.adapters.bus import PubSubBus
 from autotune.adapters.ledger import FirestoreLedger
 from autotune.adapters.storage import GcsDatasetStore
 from autotune.events import EventType
+from autotune.intake.ports import IntakeDeps
 from autotune.intake.split import split_object_names
-from autotune.intake.upload import IntakeDeps, process_upload
+from autotune.intake.upload import process_upload
 from autotune.validation import DatasetSource, validate_dataset
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,9 @@ from autotune.intake.objects import (
     report_object_name,
     stored_object_from_event,
 )
+from autotune.intake.ports import IntakeDeps
 from autotune.intake.rejections import INVALID_MANIFEST, OBJECT_NOT_FOUND
-from autotune.intake.upload import IntakeDeps, process_upload
+from autotune.intake.upload import process_upload
 from autotune.validation import DatasetSource, validate_dataset
 
 CONFIG = PipelineConfig(

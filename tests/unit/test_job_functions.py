@@ -19,7 +19,7 @@ from job_doubles import (
     make_request,
 )
 
-from autotune.intake.upload import IntakeDeps
+from autotune.intake.ports import IntakeDeps
 from autotune.jobs.lifecycle import LedgerState
 from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.request import TuningRequest, encode_request

@@ -13,6 +13,7 @@ from job_doubles import MemoryLedger
 from autotune.config import PipelineConfig, TuningDefaults
 from autotune.events import EventType
 from autotune.intake.objects import REPORT_VALID_METADATA, StoredObject, report_object_name
+from autotune.intake.ports import IntakeDeps
 from autotune.intake.reconciliation import (
     MAX_UPLOADS_PER_PASS,
     RECONCILE_WINDOW,
@@ -21,7 +22,7 @@ from autotune.intake.reconciliation import (
     reconcile,
     reconcile_if_due,
 )
-from autotune.intake.upload import IntakeDeps, process_upload
+from autotune.intake.upload import process_upload
 from autotune.validation import DatasetSource, validate_dataset
 
 CONFIG = PipelineConfig(

@@ -14,7 +14,8 @@ import pytest
 from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 
 from autotune.config import PipelineConfig, TuningDefaults
-from autotune.intake.upload import IntakeDeps, process_upload
+from autotune.intake.ports import IntakeDeps
+from autotune.intake.upload import process_upload
 from autotune.report_page import html_report_name, page_view, render_report_page
 from autotune.settings import TuningSettings
 from autotune.validation import DatasetSource, validate_dataset

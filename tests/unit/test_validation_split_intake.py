@@ -13,6 +13,7 @@ from intake_doubles import BUCKET, NOW, MemoryBus, MemoryStore
 from autotune.catalog import get_model
 from autotune.config import PipelineConfig, TuningDefaults
 from autotune.intake.objects import classify
+from autotune.intake.ports import IntakeDeps
 from autotune.intake.rejections import INVALID_VALIDATION_SPLIT
 from autotune.intake.split import (
     VALIDATION_SPLIT_METADATA,
@@ -21,7 +22,7 @@ from autotune.intake.split import (
     split_object_names,
     validation_split_fraction,
 )
-from autotune.intake.upload import IntakeDeps, process_upload
+from autotune.intake.upload import process_upload
 from autotune.validation import DatasetSource, validate_dataset
 
 CONFIG = PipelineConfig(

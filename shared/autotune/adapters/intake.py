@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from autotune.adapters.storage import GcsDatasetStore
 from autotune.config import PipelineConfig
-from autotune.intake.upload import IntakeDeps
+from autotune.intake.ports import IntakeDeps
 
 
 def connect_intake(config: PipelineConfig) -> tuple[IntakeDeps, GcsDatasetStore]:

@@ -33,6 +33,7 @@ from typing import Protocol
 
 from autotune import structured_log
 from autotune.config import PipelineConfig
+from autotune.intake.decisions import UploadDecision
 from autotune.intake.objects import (
     REPORT_VALID_METADATA,
     StoredObject,
@@ -40,7 +41,8 @@ from autotune.intake.objects import (
     name_too_long,
     report_object_name,
 )
-from autotune.intake.upload import IntakeDeps, UploadDecision, process_upload
+from autotune.intake.ports import IntakeDeps
+from autotune.intake.upload import process_upload
 from autotune.jobs.lifecycle import timestamp
 
 RECONCILE_WINDOW = timedelta(days=7)  # Pub/Sub's longest message retention: older is history

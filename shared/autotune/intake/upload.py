@@ -1,19 +1,24 @@
 """One upload, start to end: the validate function's core (see autotune.intake).
 
-The core talks to storage and Pub/Sub through the two small protocols of autotune.intake.objects;
-the validate function hands it the Google-backed adapters, unit tests in-memory ones."""
+The core talks to storage and Pub/Sub through the two small protocols of autotune.intake.objects,
+handed in as autotune.intake.ports.IntakeDeps: the validate function hands it the Google-backed
+adapters, unit tests in-memory ones. What a decision is and how a rejection is written are in
+autotune.intake.decisions, the tuning request an acceptance publishes in
+autotune.intake.tuning_request."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
-
-import msgspec
+from typing import TYPE_CHECKING, Any
 
 from autotune.config import PipelineConfig
 from autotune.events import EventPayload, EventType, make_event
+from autotune.intake.decisions import (
+    UploadContext,
+    UploadDecision,
+    discriminator,
+    reject,
+    write_reports,
+)
 from autotune.intake.manifest import (
     MANIFEST_MAX_BYTES,
     InvalidManifest,
@@ -27,8 +32,6 @@ from autotune.intake.objects import (
     NAME_LIMIT_BYTES,
     REPORT_REQUEST_FIELD,
     SPLIT_REPORT_FIELD,
-    DatasetStore,
-    EventBus,
     ObjectGone,
     StoredObject,
     classify,
@@ -37,6 +40,7 @@ from autotune.intake.objects import (
     pinned_object_name,
     report_object_name,
 )
+from autotune.intake.ports import IntakeDeps
 from autotune.intake.rejections import (
     CONTENT_ENCODED,
     INVALID_MANIFEST,
@@ -54,63 +58,11 @@ from autotune.intake.split import (
     split_object_names,
     validation_split_fraction,
 )
-from autotune.jobs.request import (
-    DatasetRef,
-    TuningRequest,
-    content_key,
-    idempotency_key,
-)
-from autotune.settings import TuningSettings, is_forced
+from autotune.intake.tuning_request import build_request, content_encoded
+from autotune.settings import TuningSettings
 
 if TYPE_CHECKING:
-    from autotune.validation import DatasetSource, MediaInspector, ValidationReport
-
-
-@dataclass(frozen=True)
-class UploadDecision:
-    """One decision, for one structured log line."""
-
-    decision: str  # ignored | superseded | accepted | rejected
-    message: str
-    dataset: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    severity: str = "INFO"
-
-
-class DatasetValidator(Protocol):
-    """autotune.validation.validate_dataset, as the intake calls it. Handed in, not imported: the
-    status function's reconciliation imports this module without needing the validator until a
-    lost upload turns up."""
-
-    def __call__(
-        self,
-        training: DatasetSource,
-        *,
-        settings: TuningSettings,
-        validation: DatasetSource | None = None,
-        media: MediaInspector | None = None,
-        dataset_bucket: str | None = None,
-        allowed_media_buckets: Collection[str] = (),
-        prices: Mapping[str, float] | None = None,
-    ) -> ValidationReport: ...
-
-
-class SourceFactory(Protocol):
-    """autotune.validation.DatasetSource, as the intake builds one per file."""
-
-    def __call__(
-        self, *, name: str, chunks: Iterable[bytes], size: int | None = None
-    ) -> DatasetSource: ...
-
-
-@dataclass(frozen=True)
-class IntakeDeps:
-    store: DatasetStore
-    bus: EventBus
-    validate_dataset: DatasetValidator
-    dataset_source: SourceFactory
-    media: MediaInspector | None = None
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    from autotune.validation import DatasetSource, ValidationReport
 
 
 def process_upload(
@@ -157,17 +109,6 @@ def process_upload(
         )
 
 
-@dataclass
-class UploadContext:
-    """What the intake of one upload has learnt so far, filled in as it goes: the upload, the
-    dataset it names, and where its report goes (what a rejection or an acceptance refers to)."""
-
-    uploaded: StoredObject
-    dataset: StoredObject  # the training file once known; the upload itself until then
-    report_name: str
-    report_uri: str
-
-
 def _decide(
     uploaded: StoredObject,
     kind: str,
@@ -179,7 +120,7 @@ def _decide(
     unusable = unusable_metadata(uploaded.metadata)
     if unusable:
         settings = TuningSettings.from_defaults(config.defaults)
-        return _reject(
+        return reject(
             context,
             intake_report(settings, UNUSABLE_TEXT, f"{uploaded.uri}: {unusable}", field="metadata"),
             deps,
@@ -195,27 +136,27 @@ def _decide(
                 deps.store.read_bytes(uploaded.name, uploaded.generation), bucket=uploaded.bucket
             )
         except UnusableText as exc:
-            return _reject(
+            return reject(
                 context, intake_report(settings, UNUSABLE_TEXT, f"{uploaded.uri}: {exc}"), deps
             )
         except InvalidManifest as exc:
-            return _reject(
+            return reject(
                 context, intake_report(settings, INVALID_MANIFEST, f"{uploaded.uri}: {exc}"), deps
             )
         if manifest.training.startswith(config.reports_prefix) or (
             manifest.validation or ""
         ).startswith(config.reports_prefix):
             message = f"{uploaded.uri}: names an object under {config.reports_prefix}, the pipeline's own output"
-            return _reject(context, intake_report(settings, INVALID_MANIFEST, message), deps)
+            return reject(context, intake_report(settings, INVALID_MANIFEST, message), deps)
         found = deps.store.stat(manifest.training)
         if found is None:
             message = f"{uploaded.uri}: training file gs://{uploaded.bucket}/{manifest.training} does not exist"
-            return _reject(
+            return reject(
                 context, intake_report(settings, OBJECT_NOT_FOUND, message, field="training"), deps
             )
         if len(found.uri.encode()) > NAME_LIMIT_BYTES:
             message = f"{uploaded.uri}: the training file's gs:// URI is {len(found.uri.encode())} bytes; events carry it in a Pub/Sub attribute of at most {NAME_LIMIT_BYTES}"
-            return _reject(
+            return reject(
                 context, intake_report(settings, INVALID_MANIFEST, message, field="training"), deps
             )
         context.dataset = found
@@ -240,7 +181,7 @@ def _decide(
         except InvalidManifest as exc:
             problem = str(exc)
         if problem:
-            return _reject(
+            return reject(
                 context,
                 intake_report(
                     settings,
@@ -274,14 +215,14 @@ def _decide(
             )
     except InvalidValidationSplit as exc:
         message = f"{uploaded.uri}: {exc}"
-        return _reject(
+        return reject(
             context,
             intake_report(settings, INVALID_VALIDATION_SPLIT, message, field="metadata"),
             deps,
         )
-    encoded = _content_encoded(training, validation)
+    encoded = content_encoded(training, validation)
     if encoded:
-        return _reject(
+        return reject(
             context, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps
         )
     media = OwnObjectsRefused(deps.media, config) if deps.media is not None else None
@@ -301,7 +242,7 @@ def _decide(
     split_summary: dict[str, Any] | None = None
     for _ in range(2):  # the upload as it is, then (when it is split) its two halves
         if media is not None and media.refused:
-            return _reject(
+            return reject(
                 context,
                 media.rewritten(report.to_dict()),
                 deps,
@@ -309,7 +250,7 @@ def _decide(
                 warning_count=report.warning_count,
             )
         if not report.valid:
-            return _reject(
+            return reject(
                 context,
                 report.to_dict(),
                 deps,
@@ -350,9 +291,9 @@ def _decide(
             validation.generation,
             pinned_object_name(config.reports_prefix, report.files["validation"].sha256),
         )
-    encoded = _content_encoded(pinned_training, pinned_validation)
+    encoded = content_encoded(pinned_training, pinned_validation)
     if encoded:  # the encoding was set on that generation after it was read (a metadata patch)
-        return _reject(
+        return reject(
             context, intake_report(settings, CONTENT_ENCODED, f"{uploaded.uri}: {encoded}"), deps
         )
     request = build_request(
@@ -370,7 +311,7 @@ def _decide(
     doc = {**report.to_dict(), REPORT_REQUEST_FIELD: accepted}
     if split_summary is not None:
         doc[SPLIT_REPORT_FIELD] = split_summary
-    _write_reports(deps, context, doc, valid=True)
+    write_reports(deps, context, doc, valid=True)
     # The request first: an "accepted" event must never announce a job nobody was asked to run.
     deps.bus.publish_request(request)
     event = make_event(
@@ -386,7 +327,7 @@ def _decide(
             counts=dict(report.counts) or None,
             model=str(settings.model),
         ),
-        discriminator=_discriminator(context),
+        discriminator=discriminator(context),
         now=deps.now(),
     )
     deps.bus.publish_event(event)
@@ -429,144 +370,6 @@ def _split(
         deps.store.write_split_file(training_name, split.training),
         deps.store.write_split_file(validation_name, split.validation),
     )
-
-
-def _content_encoded(*objects: StoredObject | None) -> str | None:
-    for obj in objects:
-        if obj is not None and obj.content_encoding and obj.content_encoding.lower() != "identity":
-            return (
-                f"{obj.uri} is stored with Content-Encoding: {obj.content_encoding[:64]}; upload it uncompressed "
-                "(limits and checksums apply to the bytes as stored)"
-            )
-    return None
-
-
-def build_request(
-    uploaded: StoredObject,
-    training: StoredObject,
-    validation: StoredObject | None,
-    settings: TuningSettings,
-    report: ValidationReport,
-    report_uri: str,
-    now: datetime,
-    *,
-    pinned_training: StoredObject | None = None,
-    pinned_validation: StoredObject | None = None,
-) -> TuningRequest:
-    train_file = report.files["train"]
-    validation_file = report.files.get("validation") if validation else None
-    content = content_key(
-        train_file.sha256, validation_file.sha256 if validation_file else None, settings
-    )
-    return TuningRequest(
-        idempotency_key=idempotency_key(
-            training.bucket, training.name, training.generation, content
-        ),
-        content_key=content,
-        training=DatasetRef(
-            bucket=training.bucket,
-            object=training.name,
-            generation=training.generation,
-            sha256=train_file.sha256,
-            size=train_file.size,
-            **_pinned_fields(pinned_training),
-        ),
-        validation=DatasetRef(
-            bucket=validation.bucket,
-            object=validation.name,
-            generation=validation.generation,
-            sha256=validation_file.sha256,
-            size=validation_file.size,
-            **_pinned_fields(pinned_validation),
-        )
-        if validation and validation_file
-        else None,
-        trigger_object=uploaded.name,
-        trigger_generation=uploaded.generation,
-        settings=settings,
-        report_uri=report_uri,
-        force=is_forced(uploaded.metadata),
-        example_count=report.example_count,
-        estimated_billable_tokens=report.estimated_billable_tokens,
-        requested_at=now.isoformat().replace("+00:00", "Z"),
-    )
-
-
-def _pinned_fields(pinned: StoredObject | None) -> dict[str, str]:
-    return (
-        {}
-        if pinned is None
-        else {"pinned_object": pinned.name, "pinned_generation": pinned.generation}
-    )
-
-
-def _reject(
-    context: UploadContext,
-    doc: dict,
-    deps: IntakeDeps,
-    *,
-    error_count: int | None = None,
-    warning_count: int = 0,
-) -> UploadDecision:
-    _write_reports(deps, context, doc, valid=False)
-    counts = {str(k): int(v) for k, v in (doc.get("counts") or {}).items()}
-    if error_count is None:
-        error_count = sum(counts.values())
-    dataset = context.dataset
-    event = make_event(
-        EventType.DATASET_REJECTED,
-        EventPayload(
-            dataset_uri=dataset.uri,
-            generation=dataset.generation,
-            report_uri=context.report_uri,
-            valid=False,
-            error_count=error_count,
-            warning_count=warning_count,
-            counts=counts or None,
-            model=doc.get("model") or None,
-        ),
-        discriminator=_discriminator(context),
-        now=deps.now(),
-    )
-    deps.bus.publish_event(event)
-    return UploadDecision(
-        "rejected",
-        "dataset rejected",
-        dataset.uri,
-        {
-            "generation": dataset.generation,
-            "trigger": context.uploaded.uri,
-            "report": context.report_uri,
-            "errors": error_count,
-            "warnings": warning_count,
-            "counts": counts,
-            "model": doc.get("model"),
-        },
-        "WARNING",
-    )
-
-
-def _write_reports(deps: IntakeDeps, context: UploadContext, doc: dict, *, valid: bool) -> None:
-    # The page first: once the JSON report exists (what reconciliation and the CLI look for),
-    # its page exists too. Jinja2 is loaded here, not at import (cold start).
-    from autotune.report_page import html_report_name, render_report_page
-
-    page = render_report_page(
-        doc,
-        upload=f"{context.uploaded.uri}#{context.uploaded.generation}",
-        report_uri=context.report_uri,
-    )
-    deps.store.write_html_report(
-        html_report_name(context.report_name), page.encode("utf-8", "backslashreplace")
-    )
-    deps.store.write_report(context.report_name, msgspec.json.encode(doc), valid=valid)
-
-
-def _discriminator(context: UploadContext) -> str:
-    # Two manifests naming one training file are two decisions: their events must not share an id.
-    if context.uploaded.name == context.dataset.name:
-        return ""
-    return f"{context.uploaded.name}#{context.uploaded.generation}"
 
 
 def _source(deps: IntakeDeps, obj: StoredObject) -> DatasetSource:
