@@ -23,6 +23,7 @@ from job_doubles import (
 from autotune.jobs.decisions import confirm_claim, holds_claim
 from autotune.jobs.documents import JobOutcome, Slots
 from autotune.jobs.lifecycle import LedgerRecord, LedgerState, new_record, parse_timestamp
+from autotune.jobs.pipeline import Pipeline
 from autotune.jobs.ports import ErrorKind, TuningServiceError
 from autotune.jobs.submit import submit_request
 from autotune.jobs.tick import status_tick
@@ -149,6 +150,19 @@ class CreateThatLetsOthersInFirst(FakeTuningService):
         return super().create(parent, job)
 
 
+def a_tick_without_waiting(
+    pipeline: Pipeline, ledger: LedgerWaitingOnALock, taken_over: list[int]
+) -> Callable[[], None]:
+    """A status tick run meanwhile, its own transactions not waiting; it appends how many
+    records it took over to `taken_over`."""
+
+    def tick() -> None:
+        ledger.wait = 0.0
+        taken_over.append(status_tick(pipeline).taken_over)
+
+    return tick
+
+
 @pytest.fixture
 def locked_world():
     ledger = LedgerWaitingOnALock()
@@ -162,13 +176,8 @@ def test_a_claim_that_waited_on_a_lock_counts_from_when_it_was_written(locked_wo
     service = LookupThatStallsOnce()
     pipeline.service = service
     ledger.wait = pipeline.claim_seconds + 1
-    taken_over = []
-
-    def a_tick_meanwhile():
-        ledger.wait = 0.0
-        taken_over.append(status_tick(pipeline).taken_over)
-
-    service.during_stall = a_tick_meanwhile
+    taken_over: list[int] = []
+    service.during_stall = a_tick_without_waiting(pipeline, ledger, taken_over)
     assert submit_request(pipeline, make_request()) == JobOutcome.SUBMITTED
     assert taken_over == [0], "a claim was written already expired and taken over"
     assert len(service.jobs) == 1
@@ -180,13 +189,8 @@ def test_a_confirmation_that_waited_on_a_lock_gives_the_create_a_whole_claim(
     pipeline, ledger, _, clock = locked_world
     service = CreateThatLetsOthersInFirst()
     pipeline.service = service
-    taken_over = []
-
-    def a_tick_while_the_create_is_on_its_way():
-        ledger.wait = 0.0
-        taken_over.append(status_tick(pipeline).taken_over)
-
-    service.before_create = a_tick_while_the_create_is_on_its_way
+    taken_over: list[int] = []
+    service.before_create = a_tick_without_waiting(pipeline, ledger, taken_over)
     real_find = service.find_by_label
 
     def lookup_then_the_confirmation_waits(parent, key, value):
@@ -251,13 +255,8 @@ def test_a_promotion_that_waited_on_a_lock_counts_from_when_it_was_written(locke
         == JobOutcome.QUEUED
     )
     service.succeed(next(iter(service.jobs)))
-    taken_over = []
-
-    def a_second_tick_meanwhile():
-        ledger.wait = 0.0
-        taken_over.append(status_tick(pipeline).taken_over)
-
-    service.during_stall = a_second_tick_meanwhile
+    taken_over: list[int] = []
+    service.during_stall = a_tick_without_waiting(pipeline, ledger, taken_over)
     ledger.wait = pipeline.claim_seconds + 1
     assert status_tick(pipeline).promoted == 1
     assert taken_over == [0], "a promotion was written already expired and taken over"
@@ -272,13 +271,8 @@ def test_a_take_over_that_waited_on_a_lock_counts_from_when_it_was_written(locke
     with pytest.raises(TuningServiceError):
         submit_request(pipeline, make_request())
     clock.advance(pipeline.create_settle_seconds + 1)
-    taken_over = []
-
-    def a_second_tick_meanwhile():
-        ledger.wait = 0.0
-        taken_over.append(status_tick(pipeline).taken_over)
-
-    service.during_stall = a_second_tick_meanwhile
+    taken_over: list[int] = []
+    service.during_stall = a_tick_without_waiting(pipeline, ledger, taken_over)
     ledger.wait = pipeline.claim_seconds + 1
     assert status_tick(pipeline).taken_over == 1
     assert taken_over == [0], "a take-over was written already expired and taken over again"
