@@ -142,6 +142,11 @@ class FakeTuningService:
             set()
         )  # jobs a label lookup does not show yet (list lag)
         self.quota = quota
+        # One-shot hooks for tests that make something happen meanwhile (another submitter, a
+        # status tick): the next label lookup answers, with the jobs as they were, only after
+        # `after_next_lookup` ran; `before_next_create` runs as the next create is on its way.
+        self.after_next_lookup: Callable[[], object] | None = None
+        self.before_next_create: Callable[[], object] | None = None
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
 
@@ -160,15 +165,18 @@ class FakeTuningService:
         with self.lock:
             if self.lookup_errors:
                 raise self.lookup_errors.pop(0)
-            return [
+            found = [
                 job
                 for job in self.jobs.values()
                 if job.name.startswith(parent)
                 and job.labels.get(key) == value
                 and job.name not in self.hidden_from_lookup
             ]
+        _run_once(self, "after_next_lookup")
+        return found
 
     def create(self, parent: str, job: Mapping[str, Any]) -> JobSnapshot:
+        _run_once(self, "before_next_create")
         with self.lock:
             self._maybe_fail()
             active = sum(
@@ -223,6 +231,13 @@ class FakeTuningService:
             endpoint=f"projects/p/locations/us-central1/endpoints/{number}",
             stats={"tuningDatasetExampleCount": "3", "totalBillableTokenCount": "90"},
         )
+
+
+def _run_once(service: FakeTuningService, hook_name: str) -> None:
+    hook = getattr(service, hook_name)
+    setattr(service, hook_name, None)
+    if hook is not None:
+        hook()
 
 
 class RecordingPublisher:

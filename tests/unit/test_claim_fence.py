@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 from job_doubles import (
-    FakeTuningService,
     MemoryLedger,
     SteppingClock,
     make_request,
@@ -29,32 +28,13 @@ from autotune.jobs.submit import submit_request
 from autotune.jobs.tick import status_tick
 
 
-class LookupThatStallsOnce(FakeTuningService):
-    """The next label lookup answers only after `during_stall` ran, with the list as it was when
-    the lookup began."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.during_stall: Callable[[], object] | None = None
-
-    def jobs_with_label(self, parent, key, value):
-        answer = super().jobs_with_label(parent, key, value)
-        stall, self.during_stall = self.during_stall, None
-        if stall is not None:
-            stall()
-        return answer
-
-
 @pytest.fixture
-def slow_world():
-    pipeline, ledger, _, bus, clock = memory_pipeline()
-    service = LookupThatStallsOnce()
-    pipeline.service = service
-    return pipeline, ledger, service, bus, clock
+def world():
+    return memory_pipeline()
 
 
-def test_a_holder_whose_claim_was_taken_over_during_its_lookup_creates_nothing(slow_world):
-    pipeline, ledger, service, bus, clock = slow_world
+def test_a_holder_whose_claim_was_taken_over_during_its_lookup_creates_nothing(world):
+    pipeline, ledger, service, bus, clock = world
     request = make_request()
     taken_over = []
 
@@ -62,7 +42,7 @@ def test_a_holder_whose_claim_was_taken_over_during_its_lookup_creates_nothing(s
         clock.advance(pipeline.claim_seconds + 1)
         taken_over.append(status_tick(pipeline).taken_over)
 
-    service.during_stall = claim_expires_and_the_tick_takes_over
+    service.after_next_lookup = claim_expires_and_the_tick_takes_over
     assert submit_request(pipeline, request) == JobOutcome.DUPLICATE
     assert taken_over == [1]
     assert len(service.created) == 1, "the slow holder created a second job"
@@ -73,8 +53,8 @@ def test_a_holder_whose_claim_was_taken_over_during_its_lookup_creates_nothing(s
     assert bus.types().count("submitted") == 1
 
 
-def test_a_slow_take_over_that_was_taken_over_again_creates_nothing(slow_world):
-    pipeline, ledger, service, _, clock = slow_world
+def test_a_slow_take_over_that_was_taken_over_again_creates_nothing(world):
+    pipeline, ledger, service, _, clock = world
     request = make_request()
     service.fail_next(ErrorKind.TRANSIENT, "unavailable")  # the first create is refused, no job
     with pytest.raises(TuningServiceError):
@@ -87,7 +67,7 @@ def test_a_slow_take_over_that_was_taken_over_again_creates_nothing(slow_world):
         clock.advance(pipeline.claim_seconds + 1)
         again.append(status_tick(pipeline).taken_over)
 
-    service.during_stall = a_second_tick_takes_over_the_first_ticks_claim
+    service.after_next_lookup = a_second_tick_takes_over_the_first_ticks_claim
     assert status_tick(pipeline).taken_over == 1
     assert again == [1]
     assert len(service.jobs) == 1, "two takers of one record both created"
@@ -96,10 +76,10 @@ def test_a_slow_take_over_that_was_taken_over_again_creates_nothing(slow_world):
     assert record.job_name == next(iter(service.jobs))
 
 
-def test_the_confirmation_gives_the_create_a_whole_claim(slow_world):
-    pipeline, ledger, service, _, clock = slow_world
+def test_the_confirmation_gives_the_create_a_whole_claim(world):
+    pipeline, ledger, service, _, clock = world
     request = make_request()
-    service.during_stall = lambda: clock.advance(pipeline.claim_seconds - 1)
+    service.after_next_lookup = lambda: clock.advance(pipeline.claim_seconds - 1)
     expiry_seen_by_create = []
     real_create = service.create
 
@@ -136,20 +116,6 @@ class LedgerWaitingOnALock(MemoryLedger):
         return super().update(key, decide)
 
 
-class CreateThatLetsOthersInFirst(FakeTuningService):
-    """`before_create` runs once, as the create request is on its way."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.before_create: Callable[[], object] | None = None
-
-    def create(self, parent, job):
-        hook, self.before_create = self.before_create, None
-        if hook is not None:
-            hook()
-        return super().create(parent, job)
-
-
 def a_tick_without_waiting(
     pipeline: Pipeline, ledger: LedgerWaitingOnALock, taken_over: list[int]
 ) -> Callable[[], None]:
@@ -166,18 +132,16 @@ def a_tick_without_waiting(
 @pytest.fixture
 def locked_world():
     ledger = LedgerWaitingOnALock()
-    pipeline, _, _, bus, clock = memory_pipeline(ledger)
+    pipeline, _, service, _, clock = memory_pipeline(ledger)
     ledger.clock = clock
-    return pipeline, ledger, bus, clock
+    return pipeline, ledger, service, clock
 
 
 def test_a_claim_that_waited_on_a_lock_counts_from_when_it_was_written(locked_world):
-    pipeline, ledger, _, clock = locked_world
-    service = LookupThatStallsOnce()
-    pipeline.service = service
+    pipeline, ledger, service, clock = locked_world
     ledger.wait = pipeline.claim_seconds + 1
     taken_over: list[int] = []
-    service.during_stall = a_tick_without_waiting(pipeline, ledger, taken_over)
+    service.after_next_lookup = a_tick_without_waiting(pipeline, ledger, taken_over)
     assert submit_request(pipeline, make_request()) == JobOutcome.SUBMITTED
     assert taken_over == [0], "a claim was written already expired and taken over"
     assert len(service.jobs) == 1
@@ -186,11 +150,9 @@ def test_a_claim_that_waited_on_a_lock_counts_from_when_it_was_written(locked_wo
 def test_a_confirmation_that_waited_on_a_lock_gives_the_create_a_whole_claim(
     locked_world, monkeypatch
 ):
-    pipeline, ledger, _, clock = locked_world
-    service = CreateThatLetsOthersInFirst()
-    pipeline.service = service
+    pipeline, ledger, service, clock = locked_world
     taken_over: list[int] = []
-    service.before_create = a_tick_without_waiting(pipeline, ledger, taken_over)
+    service.before_next_create = a_tick_without_waiting(pipeline, ledger, taken_over)
     real_find = service.find_by_label
 
     def lookup_then_the_confirmation_waits(parent, key, value):
@@ -243,9 +205,7 @@ def test_no_claim_is_confirmed_once_a_job_is_recorded():
 
 
 def test_a_promotion_that_waited_on_a_lock_counts_from_when_it_was_written(locked_world):
-    pipeline, ledger, _, clock = locked_world
-    service = LookupThatStallsOnce()
-    pipeline.service = service
+    pipeline, ledger, service, clock = locked_world
     assert (
         submit_request(pipeline, make_request("incoming/first.jsonl", sha256="1" * 64))
         == JobOutcome.SUBMITTED
@@ -256,7 +216,7 @@ def test_a_promotion_that_waited_on_a_lock_counts_from_when_it_was_written(locke
     )
     service.succeed(next(iter(service.jobs)))
     taken_over: list[int] = []
-    service.during_stall = a_tick_without_waiting(pipeline, ledger, taken_over)
+    service.after_next_lookup = a_tick_without_waiting(pipeline, ledger, taken_over)
     ledger.wait = pipeline.claim_seconds + 1
     assert status_tick(pipeline).promoted == 1
     assert taken_over == [0], "a promotion was written already expired and taken over"
@@ -264,15 +224,13 @@ def test_a_promotion_that_waited_on_a_lock_counts_from_when_it_was_written(locke
 
 
 def test_a_take_over_that_waited_on_a_lock_counts_from_when_it_was_written(locked_world):
-    pipeline, ledger, _, clock = locked_world
-    service = LookupThatStallsOnce()
-    pipeline.service = service
+    pipeline, ledger, service, clock = locked_world
     service.fail_next(ErrorKind.TRANSIENT, "unavailable")  # the first create is refused, no job
     with pytest.raises(TuningServiceError):
         submit_request(pipeline, make_request())
     clock.advance(pipeline.create_settle_seconds + 1)
     taken_over: list[int] = []
-    service.during_stall = a_tick_without_waiting(pipeline, ledger, taken_over)
+    service.after_next_lookup = a_tick_without_waiting(pipeline, ledger, taken_over)
     ledger.wait = pipeline.claim_seconds + 1
     assert status_tick(pipeline).taken_over == 1
     assert taken_over == [0], "a take-over was written already expired and taken over again"
@@ -282,11 +240,9 @@ def test_a_take_over_that_waited_on_a_lock_counts_from_when_it_was_written(locke
 def test_a_settle_pause_that_waited_on_a_lock_counts_from_when_it_was_written(locked_world):
     """A create without an answer keeps the claim for the settle pause; the pause must not be
     eaten by the release's own wait for a lock."""
-    pipeline, ledger, _, clock = locked_world
-    service = CreateThatLetsOthersInFirst()
-    pipeline.service = service
+    pipeline, ledger, service, clock = locked_world
     service.fail_next(ErrorKind.TRANSIENT, "deadline exceeded")
-    service.before_create = lambda: setattr(ledger, "wait", pipeline.claim_seconds + 1)
+    service.before_next_create = lambda: setattr(ledger, "wait", pipeline.claim_seconds + 1)
     with pytest.raises(TuningServiceError):
         submit_request(pipeline, make_request())
     ledger.wait = 0.0

@@ -411,20 +411,13 @@ def test_gives_up_on_the_last_look_when_no_job_carries_the_label(world, capsys):
 
 class MeddlingService(FakeTuningService):
     """A tuning service during whose next lookup or create something else happens (another
-    submitter, a take-over): `after_lookup`/`after_create` run once, before the call answers."""
+    submitter, a take-over): `after_next_lookup` (of the fake service) and `after_create` run
+    once, before the call answers."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.after_lookup: Callable[[], object] | None = None
         self.after_create: Callable[[], object] | None = None
         self.cancel_error: TuningServiceError | None = None
-
-    def jobs_with_label(self, parent, key, value):
-        answer = super().jobs_with_label(parent, key, value)
-        hook, self.after_lookup = self.after_lookup, None
-        if hook is not None:
-            hook()
-        return answer
 
     def create(self, parent, job):
         try:
@@ -458,7 +451,7 @@ def test_a_holder_whose_claim_passed_on_during_its_lookup_logs_that_it_made_no_j
         clock.advance(61)
         assert submit_request(pipeline, request) == JobOutcome.SUBMITTED
 
-    service.after_lookup = another_submitter_takes_over
+    service.after_next_lookup = another_submitter_takes_over
     assert submit_request(pipeline, request) == JobOutcome.DUPLICATE
     assert len(service.created) == 1
     line = the_line(
@@ -519,7 +512,7 @@ def test_an_adopted_job_the_ledger_does_not_name_is_left_running(meddled_world):
         submit_request(pipeline, request)
     [found] = service.jobs
     clock.advance(pipeline.create_settle_seconds + 1)
-    service.after_lookup = a_take_over_records_another_job(
+    service.after_next_lookup = a_take_over_records_another_job(
         pipeline, clock, service, request, hide=found
     )
     assert submit_request(pipeline, request) == JobOutcome.CONFLICT
@@ -660,7 +653,7 @@ def test_a_last_look_that_another_submitter_settled_first_records_nothing_more(m
         assert submit_request(pipeline, request) == JobOutcome.FAILED
 
     clock.advance(61)
-    service.after_lookup = another_submitter_gives_up_first
+    service.after_next_lookup = another_submitter_gives_up_first
     assert submit_request(pipeline, request) == JobOutcome.DUPLICATE
     assert bus.types() == ["failed"]  # announced once, by the one that gave up
 
