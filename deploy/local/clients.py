@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from google.pubsub_v1.services.subscriber.client import OptionalRetry
 
 
+# Deleting a listener's subscription is tidying up: not worth waiting long for.
+CLOSE_TIMEOUT_SECONDS = 10.0
+
+
 def storage_client(env: Mapping[str, str]) -> storage.Client:
     return storage.Client(
         project=env["AUTOTUNE_PROJECT"],
@@ -124,10 +128,18 @@ class EventListener:
             data = bytes(item.message.data)
             fresh.append(ReceivedEvent(from_pubsub_message(data, attributes), attributes, data))
         if response.received_messages:
-            self.subscriber.acknowledge(
-                subscription=self.subscription,
-                ack_ids=[m.ack_id for m in response.received_messages],
-            )
+            try:
+                self.subscriber.acknowledge(
+                    subscription=self.subscription,
+                    ack_ids=[m.ack_id for m in response.received_messages],
+                    retry=retry,
+                )
+            except gexc.GoogleAPIError:
+                # The events were received all the same. Unacknowledged, Pub/Sub delivers them
+                # again after the ack deadline (copies with the same ce-id), unless the emulator
+                # went away with them. `GoogleAPIError` because a default retry that runs out
+                # raises `RetryError`, which is not a `GoogleAPICallError`.
+                pass
         self.received.extend(fresh)
         return fresh
 
@@ -152,9 +164,13 @@ class EventListener:
         return [r for r in self.received if r.event.subject == dataset_uri]
 
     def close(self) -> None:
+        """Delete the subscription, best effort and without riding out an unreachable emulator
+        (its subscriptions go with it)."""
         try:
-            self.subscriber.delete_subscription(subscription=self.subscription)
-        except gexc.GoogleAPICallError:
+            self.subscriber.delete_subscription(
+                subscription=self.subscription, retry=None, timeout=CLOSE_TIMEOUT_SECONDS
+            )
+        except gexc.GoogleAPIError:
             pass
 
 

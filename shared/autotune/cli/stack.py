@@ -323,37 +323,32 @@ def watch(
     deadline = time.monotonic() + seconds if seconds else None
     # With --json, stdout holds nothing but the events' JSON lines.
     typer.echo(f"listening on {stack_env['AUTOTUNE_EVENTS_TOPIC']} (Ctrl-C to stop)", err=as_json)
-    from google.api_core import exceptions as gexc
-
+    from autotune.events import TuningEvent
     from autotune_local.running import events_source_running
+    from autotune_local.watching import follow_events
+
+    def show(event: TuningEvent) -> None:
+        if event.type in wanted:
+            echo(json_line(event) if as_json else fitted_line(describe_event(event), width))
 
     directory = _state_dir(state_dir)
     stack_gone = False
     try:
-        while deadline is None or time.monotonic() < deadline:
-            try:
-                for received in listener.poll(timeout=1.0, retry=None):
-                    if received.event.type not in wanted:
-                        continue
-                    echo(
-                        json_line(received.event)
-                        if as_json
-                        else fitted_line(describe_event(received.event), width)
-                    )
-            except gexc.GoogleAPICallError:
-                time.sleep(0.5)  # told apart below: a stack that is gone, or a moment's trouble
-            if not events_source_running(directory):
-                stack_gone = True
-                raise _fail(
-                    f"the local stack in {_relative(directory)} has stopped: no more events will come; stopped watching"
-                )
+        stack_gone = follow_events(
+            listener,
+            show=show,
+            source_running=lambda: events_source_running(directory),
+            deadline=deadline,
+        )
     except KeyboardInterrupt:
         pass
     finally:
-        if (
-            not stack_gone
-        ):  # its subscription went with the emulator: nothing to delete, nobody to ask
+        if not stack_gone:  # else its subscription went with the emulator: nobody to ask
             listener.close()
+    if stack_gone:
+        raise _fail(
+            f"the local stack in {_relative(directory)} has stopped: no more events will come; stopped watching"
+        )
 
 
 @app.command()
