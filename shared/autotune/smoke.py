@@ -64,7 +64,7 @@ def run_smoke(
                 request={"name": subscription, "topic": topic, "ack_deadline_seconds": 10}
             )
             subscribed = True
-        except gexc.GoogleAPICallError as exc:
+        except gexc.GoogleAPIError as exc:
             return SmokeResult(
                 False,
                 dataset_uri,
@@ -76,7 +76,7 @@ def run_smoke(
         try:
             blob.upload_from_string(SMOKE_DATASET, content_type="application/jsonl")
             generation = str(blob.generation)
-        except gexc.GoogleAPICallError as exc:
+        except gexc.GoogleAPIError as exc:
             return SmokeResult(
                 False, dataset_uri, time.monotonic() - began, "object not written", _said(exc)
             )

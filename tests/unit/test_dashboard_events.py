@@ -128,3 +128,28 @@ def test_a_subscription_lost_with_a_restarted_emulator_is_made_again(monkeypatch
         subscriber.waiting = [to_pubsub_message(event(1))]
     wait_until(lambda: len(feed.events()) == 1)
     feed.close()
+
+
+def test_an_acknowledgement_whose_retry_runs_out_leaves_the_feed_pulling(monkeypatch):
+    # A default retry that runs out raises RetryError, which is not a GoogleAPICallError: the
+    # feed's thread must outlive it, or the page's event stream stops for good.
+    subscriber = FakeSubscriber()
+    refused = threading.Event()
+    acknowledge = subscriber.acknowledge
+
+    def acknowledge_once_refused(**kwargs):
+        if not refused.is_set():
+            refused.set()
+            raise gexc.RetryError("Timeout of 60.0s exceeded", gexc.ServiceUnavailable("down"))
+        acknowledge(**kwargs)
+
+    monkeypatch.setattr(subscriber, "acknowledge", acknowledge_once_refused)
+    feed = EventFeed(subscriber, CONFIG).start()
+    with subscriber.lock:
+        subscriber.waiting = [to_pubsub_message(event(1))]
+    wait_until(refused.is_set)
+    with subscriber.lock:
+        subscriber.waiting = [to_pubsub_message(event(2))]
+    wait_until(lambda: len(feed.events()) == 2)
+    assert subscriber.acked == ["ack-0"]
+    feed.close()

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import pytest
+from google.api_core import exceptions as gexc
 
 from autotune.cli.uploads import UploadPlanError, object_prefix, plan_uploads
 from autotune.config import PipelineConfig
@@ -210,20 +211,29 @@ def test_prefix_defaults_to_incoming_and_slash_is_the_root():
 
 
 class UnlistableStore:
-    """A bucket these credentials may not list (403), as Cloud Storage answers."""
+    """A bucket these credentials may not list (403), or that does not answer within the client's
+    retries (RetryError, which is not a GoogleAPICallError), as Cloud Storage answers."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
     def list_objects(self, prefix):
-        from google.api_core import exceptions as gexc
-
-        raise gexc.Forbidden(f"storage.objects.list denied on {prefix}")
+        raise self.error
 
 
-def test_a_bucket_that_cannot_be_listed_leaves_the_ledger_to_answer(capsys):
+@pytest.mark.parametrize(
+    "error",
+    [
+        gexc.Forbidden("storage.objects.list denied on incoming/"),
+        gexc.RetryError("Timeout of 120.0s exceeded", gexc.ServiceUnavailable("unreachable")),
+    ],
+)
+def test_a_bucket_that_cannot_be_listed_leaves_the_ledger_to_answer(capsys, error):
     from autotune.cli.uploads import Bucket
 
     # Bucket holds the Cloud Storage adapter; fates() only lists through it, which is all
     # this stand-in answers.
-    bucket = Bucket(CONFIG, cast("GcsDatasetStore", UnlistableStore()), records=lambda: [])
+    bucket = Bucket(CONFIG, cast("GcsDatasetStore", UnlistableStore(error)), records=lambda: [])
     assert bucket.fates() == []
     assert "cannot list gs://bkt" in capsys.readouterr().err
 
@@ -248,3 +258,40 @@ def test_totals_count_each_issue_by_its_own_severity_when_one_code_holds_both():
         ],
     }
     assert report_totals(older) == (2, 1)
+
+
+def test_a_report_the_bucket_does_not_give_within_its_retries_is_a_clear_error(monkeypatch):
+    from typer.testing import CliRunner
+
+    import autotune.cli.uploads as uploads_cli
+    from autotune.cli import app
+
+    class UnreachableBucket:
+        config = CONFIG
+
+        def records(self):
+            raise gexc.RetryError("Timeout of 60.0s exceeded", gexc.ServiceUnavailable("down"))
+
+    monkeypatch.setattr(uploads_cli, "connect_bucket", lambda state_dir: UnreachableBucket())
+    result = CliRunner().invoke(app, ["report", "incoming/a.jsonl"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "cannot read the reports in gs://bkt" in result.output
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        gexc.Forbidden("storage.objects.get denied"),
+        gexc.RetryError("Timeout of 120.0s exceeded", gexc.ServiceUnavailable("unreachable")),
+    ],
+)
+def test_a_report_that_cannot_be_read_is_listed_without_it(error):
+    from autotune.cli.uploads import Bucket
+
+    class UnreadableStore:
+        def stat(self, name):
+            raise error
+
+    bucket = Bucket(CONFIG, cast("GcsDatasetStore", UnreadableStore()), records=lambda: [])
+    assert bucket.report("reports/incoming/a.jsonl/1.json") is None

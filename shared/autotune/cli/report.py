@@ -48,7 +48,7 @@ def report(
     bucket = connect_bucket(state_dir)
     try:
         _print_report(bucket, name, as_json=as_json, as_html=as_html)
-    except gexc.GoogleAPICallError as exc:
+    except gexc.GoogleAPIError as exc:
         raise fail(f"cannot read the reports in gs://{bucket.config.bucket}: {exc}") from None
 
 

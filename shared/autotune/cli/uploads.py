@@ -56,7 +56,7 @@ class Bucket:
         try:
             uploads = list(self.store.list_objects(self.config.incoming_prefix))
             reports = list(self.store.list_objects(self.config.reports_prefix))
-        except gexc.GoogleAPICallError as exc:
+        except gexc.GoogleAPIError as exc:
             echo(
                 f"warning: cannot list gs://{self.config.bucket} ({exc}); rejected and ignored uploads are not shown",
                 err=True,
@@ -77,7 +77,8 @@ class Bucket:
         return [completed.get(id(f), f) for f in fates]
 
     def report(self, report_name: str) -> dict | None:
-        """The stored report, or None when it is missing or not JSON."""
+        """The stored report, or None when it is missing, not JSON, or cannot be read (refused, or
+        not answered within the client's retries): the listing goes on without it."""
         from google.api_core import exceptions as gexc
 
         try:
@@ -85,7 +86,7 @@ class Bucket:
             if stored is None:
                 return None
             document = json.loads(self.store.read_bytes(report_name, stored.generation))
-        except (ValueError, LookupError, gexc.GoogleAPICallError):
+        except (ValueError, LookupError, gexc.GoogleAPIError):
             return None
         return document if isinstance(document, dict) else None
 

@@ -63,7 +63,7 @@ class EventFeed:
 
         try:
             self._subscribe()
-        except (gexc.GoogleAPICallError, auth_exceptions.GoogleAuthError) as exc:
+        except (gexc.GoogleAPIError, auth_exceptions.GoogleAuthError) as exc:
             self.note = f"event stream unavailable: cannot subscribe to {self._config.events_topic} ({getattr(exc, 'message', None) or exc})"
             return self
         self.note = f"events on {self._config.events_topic} since {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S')} UTC"
@@ -94,10 +94,10 @@ class EventFeed:
                 # The subscription is gone (a restarted Pub/Sub emulator starts empty): subscribe again.
                 try:
                     self._subscribe()
-                except gexc.GoogleAPICallError:
+                except gexc.GoogleAPIError:
                     self._stopping.wait(1.0)
                 continue
-            except (gexc.GoogleAPICallError, gexc.RetryError):
+            except gexc.GoogleAPIError:
                 self._stopping.wait(1.0)
                 continue
             ack_ids = []
@@ -118,7 +118,7 @@ class EventFeed:
             if ack_ids:
                 try:
                     self._subscriber.acknowledge(subscription=self.subscription, ack_ids=ack_ids)
-                except gexc.GoogleAPICallError:
+                except gexc.GoogleAPIError:
                     pass  # redelivered later and dropped as a copy by its id
 
     def close(self) -> None:
@@ -130,7 +130,7 @@ class EventFeed:
         self._thread.join(timeout=PULL_SECONDS + 1)
         try:
             self._subscriber.delete_subscription(subscription=self.subscription, timeout=5)
-        except gexc.GoogleAPICallError:
+        except gexc.GoogleAPIError:
             pass
 
 
