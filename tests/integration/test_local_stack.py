@@ -58,13 +58,17 @@ def alive(pids: set[int]) -> set[int]:
     return living
 
 
+# The start of `up`'s ready line (a traceback may hold the word "ready" too).
+READY_LINE = "autotune local stack ready in "
+
+
 def read_until_ready(up: subprocess.Popen) -> str:
     """The `up` output up to its ready line (a warning printed first must not fail the test)."""
     assert up.stdout is not None
     seen = []
     for line in up.stdout:
         seen.append(line)
-        if "ready" in line:
+        if line.startswith(READY_LINE):
             break
     return "".join(seen)
 
@@ -173,11 +177,12 @@ def test_ctrl_c_on_up_stops_every_process(tmp_path: Path) -> None:
     )
     try:
         output = read_until_ready(up)
-        assert "ready" in output, output
+        assert READY_LINE in output, output
         pids = every_pid(state_dir)
         assert pids
         up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=60) == 0
+        rest, _ = up.communicate(timeout=60)
+        assert up.returncode == 0, output + rest
     finally:
         if up.poll() is None:
             up.kill()
@@ -200,7 +205,7 @@ def test_second_up_refuses_then_with_replace_cleans_a_stack_left_by_a_killed_up_
         cwd=REPO,
     )
     try:
-        assert "ready" in read_until_ready(up)
+        assert READY_LINE in read_until_ready(up)
     except BaseException:
         up.kill()
         stop_leftovers(state_dir)

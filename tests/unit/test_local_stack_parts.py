@@ -234,3 +234,39 @@ def test_commands_that_need_a_stack_say_how_to_start_one(tmp_path: Path) -> None
     upload = runner.invoke(app, ["upload", str(dataset), "--state-dir", str(tmp_path)])
     assert upload.exit_code == 1
     assert "autotune up --detach" in upload.output
+
+
+def test_ctrl_c_as_the_ready_line_is_printed_stops_the_stack_and_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Ctrl-C sent the moment `up` says it is ready (a person, or a test that waits for the
+    # line) lands while the line is being written: it must stop the stack like any other Ctrl-C.
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    import autotune.cli.stack as stack_cli
+    import autotune_local.stack as local_stack
+    from autotune.cli import app
+
+    class StackInterruptedWhileReady:
+        project, bucket, log_dir = "p", "b", tmp_path / "logs"
+        config = SimpleNamespace(incoming_prefix="incoming/")
+        stopped = 0
+
+        @property
+        def env(self) -> dict[str, str]:
+            raise KeyboardInterrupt  # read for the ready line
+
+        def stop(self) -> None:
+            self.stopped += 1
+
+    stack = StackInterruptedWhileReady()
+    monkeypatch.setattr(local_stack, "start_stack", lambda options: stack)
+    monkeypatch.setattr(stack_cli, "_stop_on_sigterm", lambda: None)  # leave pytest's handlers be
+    result = CliRunner().invoke(app, ["up", "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 0, result.output
+    assert stack.stopped == 1
+    assert (
+        "stopping the local stack" in result.output and "stopped: no process left" in result.output
+    )

@@ -79,7 +79,7 @@ def up(
     A stack already running in the state directory is left alone unless --replace."""
     from autotune_local.prerequisites import MissingPrerequisite
     from autotune_local.processes import ProcessFailed, log_tail
-    from autotune_local.stack import ENV_FILE, options_with, start_stack
+    from autotune_local.stack import options_with, start_stack
 
     if tuning_endpoint and not tuning_endpoint.startswith(("http://", "https://")):
         raise _fail(
@@ -109,38 +109,28 @@ def up(
         stack = start_stack(options_with(state_dir=directory, **overrides))
     except (MissingPrerequisite, ProcessFailed, CatalogError) as exc:
         raise _fail(str(exc)) from None
-    if notify_url:
-        from autotune_local.notify import subscribe_notify_url
-
-        try:
-            subscription = subscribe_notify_url(stack.subscriber(), stack.config, notify_url)
-        except Exception as exc:
-            stack.stop()
-            raise _fail(
-                f"could not subscribe {notify_url} to {stack.config.events_topic}: {exc}"
-            ) from None
-        typer.echo(
-            f"job end events are pushed to {notify_url} ({subscription}; locally unsigned and unfiltered: "
-            "every event arrives, filter on the ce-type attribute)"
-        )
-    took = time.monotonic() - began
-    env_file = _relative(directory / ENV_FILE)
-    typer.echo(
-        f"autotune local stack ready in {took:.1f} s (project {stack.project}, bucket gs://{stack.bucket}). "
-        f"Drop a dataset: `autotune upload FILE.jsonl` (or any Cloud Storage client after `source {env_file}`, "
-        f"into gs://{stack.bucket}/{stack.config.incoming_prefix}); follow it: `autotune watch`"
-        + (
-            f" or the live page {stack.env['AUTOTUNE_DASHBOARD_URL']}"
-            if stack.env.get("AUTOTUNE_DASHBOARD_URL")
-            else ""
-        )
-        + f"; logs: {_relative(stack.log_dir)}/; "
-        + ("stop: `autotune down`." if detach else "stop: Ctrl-C.")
-    )
-    if detach:
-        stack.keep_running_after_exit()
-        return
+    # From here on a Ctrl-C (or SIGTERM, SIGHUP) at any moment stops the stack and exits 0: the
+    # ready line is printed inside the try, so a Ctrl-C sent as it appears is no traceback.
+    detached = False
     try:
+        if notify_url:
+            from autotune_local.notify import subscribe_notify_url
+
+            try:
+                subscription = subscribe_notify_url(stack.subscriber(), stack.config, notify_url)
+            except Exception as exc:
+                raise _fail(
+                    f"could not subscribe {notify_url} to {stack.config.events_topic}: {exc}"
+                ) from None
+            typer.echo(
+                f"job end events are pushed to {notify_url} ({subscription}; locally unsigned and unfiltered: "
+                "every event arrives, filter on the ce-type attribute)"
+            )
+        _say_ready(stack, time.monotonic() - began, directory, detach=detach)
+        if detach:
+            detached = True
+            stack.keep_running_after_exit()
+            return
         while True:
             time.sleep(1.0)
             dead = stack.dead_processes()
@@ -153,7 +143,8 @@ def up(
     except KeyboardInterrupt:
         typer.echo("stopping the local stack ...")
     finally:
-        stack.stop()
+        if not detached:
+            stack.stop()
     typer.echo("stopped: no process left.")
 
 
@@ -397,6 +388,24 @@ def _refuse_to_replace(directory: Path) -> None:
         f"a local stack is already running in {_relative(directory)} (started {running.created or 'at an unknown time'}; "
         f"{len(running.alive)} process(es) alive: {', '.join(running.alive)}). A new one starts empty, so replacing it loses "
         f"{held}. Keep it and use it, stop it first with `autotune down`, or replace it with `autotune up --replace`."
+    )
+
+
+def _say_ready(stack, took: float, directory: Path, *, detach: bool) -> None:
+    from autotune_local.stack import ENV_FILE
+
+    env_file = _relative(directory / ENV_FILE)
+    typer.echo(
+        f"autotune local stack ready in {took:.1f} s (project {stack.project}, bucket gs://{stack.bucket}). "
+        f"Drop a dataset: `autotune upload FILE.jsonl` (or any Cloud Storage client after `source {env_file}`, "
+        f"into gs://{stack.bucket}/{stack.config.incoming_prefix}); follow it: `autotune watch`"
+        + (
+            f" or the live page {stack.env['AUTOTUNE_DASHBOARD_URL']}"
+            if stack.env.get("AUTOTUNE_DASHBOARD_URL")
+            else ""
+        )
+        + f"; logs: {_relative(stack.log_dir)}/; "
+        + ("stop: `autotune down`." if detach else "stop: Ctrl-C.")
     )
 
 
