@@ -7,6 +7,7 @@ locks for about a minute), never from a clock read before.
 Each test forces one interleaving in one process: a slow label lookup, a create on its way or a
 transaction waiting on a lock is where the clock moves and another status tick runs."""
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -250,3 +251,60 @@ def test_a_settle_pause_that_waited_on_a_lock_counts_from_when_it_was_written(lo
     assert status_tick(pipeline).taken_over == 0, "the settle pause ended early"
     clock.advance(2)
     assert status_tick(pipeline).taken_over == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [(ErrorKind.QUOTA, 429), (ErrorKind.PERMANENT, 400), (ErrorKind.TRANSIENT, 503)],
+)
+def test_an_overtaken_holders_answer_leaves_the_new_holders_claim_alone(world, kind, code):
+    """Holder A's create is on its way when A has outlived its claim; the status tick takes the
+    dataset over (B) and creates. A's answer (a 429, a refusal, no answer) arrives while B's
+    create is on its way: it must neither queue, fail nor release the record under B, or B's job
+    is cancelled as a conflict (or a third taker creates)."""
+    pipeline, ledger, service, _, clock = world
+    request = make_request()
+    key = request.idempotency_key
+    a_in_create, a_may_answer = threading.Event(), threading.Event()
+    seen: dict[str, object] = {}
+
+    def b_creates_while_a_answers():
+        seen["b_claim"] = ledger.get(key)
+        service.fail_next(kind, "the answer to A's create", code)  # taken by A's create
+        a_may_answer.set()
+        a_thread.join(timeout=10)
+        seen["after_a"] = ledger.get(key)
+
+    def a_create_waits_for_b():
+        service.before_next_create = b_creates_while_a_answers
+        a_in_create.set()
+        assert a_may_answer.wait(timeout=10)
+
+    service.before_next_create = a_create_waits_for_b
+    a_outcome: list[JobOutcome | Exception] = []
+
+    def run_a():
+        try:
+            a_outcome.append(submit_request(pipeline, request))
+        except TuningServiceError as exc:
+            a_outcome.append(exc)
+
+    a_thread = threading.Thread(target=run_a)
+    a_thread.start()
+    assert a_in_create.wait(timeout=10)
+    clock.advance(pipeline.claim_seconds + 1)
+    assert status_tick(pipeline).taken_over == 1
+    a_thread.join(timeout=10)
+    assert not a_thread.is_alive()
+
+    b_claim, after_a = seen["b_claim"], seen["after_a"]
+    assert isinstance(b_claim, LedgerRecord) and b_claim.attempts == 2
+    assert after_a == b_claim, "A's answer changed the record B holds"
+    assert len(service.jobs) == 1 and service.cancelled == []
+    record = ledger.get(key)
+    assert record is not None and record.state == LedgerState.SUBMITTED
+    assert record.job_name == next(iter(service.jobs))
+    if kind == ErrorKind.TRANSIENT:
+        assert isinstance(a_outcome[0], TuningServiceError)  # delivered again, then a duplicate
+    else:
+        assert a_outcome == [JobOutcome.DUPLICATE]

@@ -18,7 +18,8 @@ Exactly once, step by step:
    that label are listed and an existing one is adopted (a crash between create and step 3).
    None listed: the holder confirms in a transaction that the claim is still its own (same
    attempt number) and renews it, then creates; a holder overtaken while it looked makes no
-   job. Every claim's expiry counts from the clock read inside its transaction.
+   job, and an answer a holder gets (429, refusal, none) changes the record only while it
+   still holds the claim. Every claim's expiry counts from the clock read inside its transaction.
 3. record: SUBMITTING -> SUBMITTED with the job name, in a transaction.
 Every move writes its event into the record's outbox in the same transaction. The caller that
 made the move publishes the events its own move added (never those of an earlier move still in

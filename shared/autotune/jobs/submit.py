@@ -8,6 +8,7 @@ also calls for a record it claimed itself (a promoted or taken-over one)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from autotune import structured_log
@@ -18,12 +19,13 @@ from autotune.jobs.decisions import (
     MAX_FAILED_ATTEMPTS,
     confirm_claim,
     decide_claim,
+    holds_claim,
     record_failure,
     record_quota_wait,
     record_submitted,
     release_claim,
 )
-from autotune.jobs.documents import JobOutcome
+from autotune.jobs.documents import Change, JobOutcome, Slots
 from autotune.jobs.job_spec import KEY_LABEL, JobSpec, JobSpecError, build_job_spec
 from autotune.jobs.lifecycle import LedgerRecord
 from autotune.jobs.outbox import with_announced
@@ -228,7 +230,9 @@ def adopt_or_create_job(pipeline: Pipeline, claimed: LedgerRecord, spec: JobSpec
             creating = True
             job = service.create(spec.parent, spec.body)
     except TuningServiceError as exc:
-        return _after_service_error(pipeline, key, exc, creating=creating, unsure=unsure)
+        return _after_service_error(
+            pipeline, key, exc, attempt=attempt, creating=creating, unsure=unsure
+        )
     change = update_record(
         pipeline,
         key,
@@ -257,17 +261,34 @@ def adopt_or_create_job(pipeline: Pipeline, claimed: LedgerRecord, spec: JobSpec
     return JobOutcome.SUBMITTED
 
 
+Decision = Callable[[LedgerRecord, Slots], Change | None]
+
+
+def _while_held(attempt: int, decide: Decision) -> Decision:
+    """`decide`, applied only while the claim taken as `attempt` is still held. Once someone else
+    has taken the dataset over, the answer this holder got (a 429, a refusal, no answer) is no
+    longer its to record: the new holder may be creating its job at this moment, and queueing,
+    failing or releasing the record under it would cancel that job or open the claim to a third."""
+
+    def decide_while_held(record: LedgerRecord, slots: Slots) -> Change | None:
+        return decide(record, slots) if holds_claim(record, attempt) else None
+
+    return decide_while_held
+
+
 def _after_service_error(
     pipeline: Pipeline,
     key: str,
     exc: TuningServiceError,
     *,
+    attempt: int,
     creating: bool = False,
     unsure: bool = False,
 ) -> JobOutcome:
-    """`creating`: the error answered the create (else the label lookup before it). `unsure`: an
-    earlier attempt may have made a job. Only a create's own answer can queue or fail the record
-    (freeing its slot); a lookup's error while a job may exist is a retry, whatever it says."""
+    """`attempt`: the claim this answer was got under. `creating`: the error answered the create
+    (else the label lookup before it). `unsure`: an earlier attempt may have made a job. Only a
+    create's own answer can queue or fail the record (freeing its slot); a lookup's error while a
+    job may exist is a retry, whatever it says."""
     now = pipeline.clock()
     log_fields = {
         "idempotency_key": key,
@@ -279,13 +300,23 @@ def _after_service_error(
     definite = creating or not unsure
     if exc.kind == ErrorKind.QUOTA and creating:
         change = update_record(
-            pipeline, key, lambda r, s: record_quota_wait(r, s, message=exc.message, now=now)
+            pipeline,
+            key,
+            _while_held(
+                attempt, lambda r, s: record_quota_wait(r, s, message=exc.message, now=now)
+            ),
         )
+        if change is None:
+            return _answer_left_to_the_new_holder(attempt, log_fields)
         structured_log.warning("submit: tuning service quota full, dataset queued", **log_fields)
     elif exc.kind in {ErrorKind.PERMANENT, ErrorKind.NOT_FOUND} and definite:
         change = update_record(
-            pipeline, key, lambda r, s: record_failure(r, s, error=exc.message, now=now)
+            pipeline,
+            key,
+            _while_held(attempt, lambda r, s: record_failure(r, s, error=exc.message, now=now)),
         )
+        if change is None:
+            return _answer_left_to_the_new_holder(attempt, log_fields)
         structured_log.error("submit: tuning service refused the job", **log_fields)
     else:
         # A create without an answer (timeout, 5xx) may have made the job, or still be making it:
@@ -296,8 +327,11 @@ def _after_service_error(
         update_record(
             pipeline,
             key,
-            lambda r, s: release_claim(
-                r, s, error=exc.message, now=pipeline.clock(), min_pause=settle
+            _while_held(
+                attempt,
+                lambda r, s: release_claim(
+                    r, s, error=exc.message, now=pipeline.clock(), min_pause=settle
+                ),
             ),
         )
         structured_log.warning(
@@ -305,7 +339,16 @@ def _after_service_error(
         )
         raise exc
     publish_announced(pipeline, change)
-    return change.outcome if change else JobOutcome.DUPLICATE
+    return change.outcome
+
+
+def _answer_left_to_the_new_holder(attempt: int, log_fields: Mapping[str, object]) -> JobOutcome:
+    structured_log.warning(
+        "submit: the claim passed to another submitter; this attempt's answer is not recorded",
+        attempt=attempt,
+        **log_fields,
+    )
+    return JobOutcome.DUPLICATE
 
 
 def _cancel_quietly(service: TuningService, name: str) -> None:
