@@ -263,7 +263,7 @@ def upload(
     if len(plan) > 1:
         typer.echo(f"{len(plan)} files uploaded")
     if wait or until:
-        from autotune.cli.uploads import follow_uploads
+        from autotune.cli.follow_upload import follow_uploads
 
         raise typer.Exit(
             follow_uploads(uploaded, until=until or "verdict", timeout=timeout, state_dir=state_dir)
