@@ -7,6 +7,7 @@ locks for about a minute), never from a clock read before.
 Each test forces one interleaving in one process: a slow label lookup, a create on its way or a
 transaction waiting on a lock is where the clock moves and another status tick runs."""
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -257,7 +258,7 @@ def test_a_settle_pause_that_waited_on_a_lock_counts_from_when_it_was_written(lo
     ("kind", "code"),
     [(ErrorKind.QUOTA, 429), (ErrorKind.PERMANENT, 400), (ErrorKind.TRANSIENT, 503)],
 )
-def test_an_overtaken_holders_answer_leaves_the_new_holders_claim_alone(world, kind, code):
+def test_an_overtaken_holders_answer_leaves_the_new_holders_claim_alone(world, kind, code, capsys):
     """Holder A's create is on its way when A has outlived its claim; the status tick takes the
     dataset over (B) and creates. A's answer (a 429, a refusal, no answer) arrives while B's
     create is on its way: it must neither queue, fail nor release the record under B, or B's job
@@ -308,3 +309,12 @@ def test_an_overtaken_holders_answer_leaves_the_new_holders_claim_alone(world, k
         assert isinstance(a_outcome[0], TuningServiceError)  # delivered again, then a duplicate
     else:
         assert a_outcome == [JobOutcome.DUPLICATE]
+        logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+        [left] = [
+            line
+            for line in logged
+            if line["message"]
+            == "submit: the claim passed to another submitter; this attempt's answer is not recorded"
+        ]
+        assert left["attempt"] == 1 and left["idempotency_key"] == key
+        assert left["code"] == code and left["creating"] is True
