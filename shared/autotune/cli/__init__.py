@@ -1,6 +1,17 @@
 import sys
 
-from autotune.cli import dashboard, deploy, jobs, models, prepare, report, smoke, stack, validate  # noqa: F401  (they register commands)
+from autotune.cli import (  # noqa: F401  (they register commands)
+    dashboard,
+    deploy,
+    jobs,
+    models,
+    prepare,
+    report,
+    smoke,
+    stack,
+    validate,
+    watch,
+)
 from autotune.cli.app import app
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autotune.cli.app import app
-from autotune.cli.terminal import echo, terminal_text
+from autotune.cli.terminal import echo, fail, terminal_text
 
 if TYPE_CHECKING:
     from autotune.jobs.lifecycle import LedgerRecord
@@ -164,10 +164,10 @@ def cancel(
     try:
         outcome = cancel_tuning(pipeline, record.idempotency_key)
     except (ValueError, TuningServiceError) as exc:
-        raise _fail(f"cannot cancel {record.dataset_uri}: {exc}") from None
+        raise fail(f"cannot cancel {record.dataset_uri}: {exc}") from None
     if outcome != JobOutcome.CANCELLED:  # it left the queue between the read and the cancel
         now = pipeline.ledger.get(record.idempotency_key)
-        raise _fail(
+        raise fail(
             f"cannot cancel {record.dataset_uri}: it left the queue while being cancelled"
             f" (now {now.state if now else 'gone'}); run the command again to cancel its job"
         )
@@ -249,7 +249,7 @@ def describe_record(r: LedgerRecord) -> str:
 def _one(records: Iterable[LedgerRecord], query: str) -> LedgerRecord:
     matches = find_records(records, query)
     if not matches:
-        raise _fail(f"no upload or ledger record matches {query!r} (try `autotune jobs`)")
+        raise fail(f"no upload or ledger record matches {query!r} (try `autotune jobs`)")
     return matches[0]
 
 
@@ -284,12 +284,7 @@ def _pipeline(state_dir: Path | None) -> Pipeline:
             PipelineConfig.from_env(env), clients=google_clients(env), environ=env
         )
     if "AUTOTUNE_PROJECT" not in os.environ:
-        raise _fail(
+        raise fail(
             "no local stack is running (start one with `autotune up --detach`) and AUTOTUNE_PROJECT is not set for Google Cloud"
         )
     return connect_pipeline(PipelineConfig.from_env(config_file=config_file()))
-
-
-def _fail(message: str) -> typer.Exit:
-    echo(message, err=True)
-    return typer.Exit(1)

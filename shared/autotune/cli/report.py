@@ -43,7 +43,8 @@ def report(
     """Print the validation report stored for an upload (its latest version unless NAME has #GENERATION)."""
     from google.api_core import exceptions as gexc
 
-    from autotune.cli.uploads import connect_bucket, fail
+    from autotune.cli.terminal import fail
+    from autotune.cli.uploads import connect_bucket
 
     bucket = connect_bucket(state_dir)
     try:
@@ -54,7 +55,7 @@ def report(
 
 def _print_report(bucket, name: str, *, as_json: bool, as_html: bool) -> None:
     from autotune.cli.jobs import find_records
-    from autotune.cli.uploads import fail
+    from autotune.cli.terminal import fail
     from autotune.intake.objects import html_report_name
     from autotune.upload_fates import matches, newest_first, parse_report_name
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from autotune.cli.app import app
-from autotune.cli.stack import StateDirOption, _running_stack_env, _state_dir
+from autotune.cli.local_state import StateDirOption, resolve_state_dir, running_stack_env
 
 SMOKE_TIMEOUT_SECONDS = 180.0
 
@@ -44,7 +44,7 @@ def smoke(
 ) -> None:
     """Upload a small invalid dataset, wait for its `rejected` event on tuning-events, clean up."""
     if project is None:
-        env = _running_stack_env(_state_dir(state_dir))
+        env = running_stack_env(resolve_state_dir(state_dir))
         from autotune_local.clients import storage_client, subscriber_client
 
         storage, subscriber = storage_client(env), subscriber_client(env)

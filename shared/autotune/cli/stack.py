@@ -1,4 +1,5 @@
-"""The local pipeline from the command line: `autotune up`, `down`, `upload`, `watch`, `demo`.
+"""The local pipeline from the command line: `autotune up`, `down`, `upload`, `demo` (and
+`watch`, in cli/watch.py).
 
 Every command finds the running stack through its state file (.autotune/stack.json), so they
 work from any shell; heavy imports (emulator control, Google clients) stay inside the commands.
@@ -14,26 +15,13 @@ from typing import Annotated
 import typer
 
 from autotune.cli.app import app
-from autotune.cli.terminal import echo, terminal_text
-
-StateDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir",
-        help="Where the stack keeps local.env, logs/ and its PIDs (default: .autotune/).",
-    ),
-]
-
-
-def _state_dir(given: Path | None) -> Path:
-    from autotune_local.stack import DEFAULT_STATE_DIR
-
-    return (given or DEFAULT_STATE_DIR).resolve()
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(code)
+from autotune.cli.local_state import (
+    StateDirOption,
+    relative_to_cwd,
+    resolve_state_dir,
+    running_stack_env,
+)
+from autotune.cli.terminal import echo, fail, terminal_text
 
 
 @app.command()
@@ -82,9 +70,7 @@ def up(
     from autotune_local.stack import options_with, start_stack
 
     if tuning_endpoint and not tuning_endpoint.startswith(("http://", "https://")):
-        raise _fail(
-            f"--tuning-endpoint {tuning_endpoint!r}: give a URL, e.g. http://127.0.0.1:8090"
-        )
+        raise fail(f"--tuning-endpoint {tuning_endpoint!r}: give a URL, e.g. http://127.0.0.1:8090")
     overrides: dict[str, object] = {
         "job_seconds": job_seconds,
         "tick_seconds": tick_seconds,
@@ -92,13 +78,13 @@ def up(
     }
     if max_concurrent_jobs is not None:
         overrides["max_concurrent_jobs"] = max_concurrent_jobs
-    directory = _state_dir(state_dir)
+    directory = resolve_state_dir(state_dir)
     if notify_url is not None:
         from autotune.job_end_notice import notify_url_problem
 
         problem = notify_url_problem(notify_url, local=True)
         if problem:
-            raise _fail(problem, 2)
+            raise fail(problem, 2)
     if not replace:
         _refuse_to_replace(directory)
     _stop_on_sigterm()
@@ -108,7 +94,7 @@ def up(
     try:
         stack = start_stack(options_with(state_dir=directory, **overrides))
     except (MissingPrerequisite, ProcessFailed, CatalogError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     # From here on a Ctrl-C (or SIGTERM, SIGHUP) at any moment stops the stack and exits 0: the
     # ready line is printed inside the try, so a Ctrl-C sent as it appears is no traceback.
     detached = False
@@ -119,7 +105,7 @@ def up(
             try:
                 subscription = subscribe_notify_url(stack.subscriber(), stack.config, notify_url)
             except Exception as exc:
-                raise _fail(
+                raise fail(
                     f"could not subscribe {notify_url} to {stack.config.events_topic}: {exc}"
                 ) from None
             typer.echo(
@@ -139,7 +125,7 @@ def up(
                     typer.echo(
                         f"{proc.name} exited; see {proc.log}\n{log_tail(proc.log)}", err=True
                     )
-                raise _fail("a part of the stack stopped; stopping the rest")
+                raise fail("a part of the stack stopped; stopping the rest")
     except KeyboardInterrupt:
         typer.echo("stopping the local stack ...")
     finally:
@@ -153,7 +139,7 @@ def down(state_dir: StateDirOption = None) -> None:
     """Stop the local stack (also one left behind by an `autotune up` that was killed)."""
     from autotune_local.stack import stop_recorded
 
-    stopped = stop_recorded(_state_dir(state_dir))
+    stopped = stop_recorded(resolve_state_dir(state_dir))
     typer.echo(
         f"stopped {len(stopped)} process(es): " + ", ".join(f"{p.name} ({p.pid})" for p in stopped)
         if stopped
@@ -226,8 +212,8 @@ def upload(
     from autotune.cli.uploads import UploadPlanError, object_prefix, plan_uploads
 
     if until not in (None, "verdict", "ended"):
-        raise _fail(f"--until takes 'verdict' or 'ended', not {until!r}", 2)
-    stack_env = _running_stack_env(_state_dir(state_dir))
+        raise fail(f"--until takes 'verdict' or 'ended', not {until!r}", 2)
+    stack_env = running_stack_env(resolve_state_dir(state_dir))
     from autotune_local.clients import storage_client, upload_object
 
     values = {
@@ -245,7 +231,7 @@ def upload(
     try:
         plan = plan_uploads(files, object_prefix(prefix, incoming), name)
     except UploadPlanError as exc:
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
     bucket = stack_env["AUTOTUNE_BUCKET"]
     client = storage_client(stack_env)
     uploaded: list[tuple[str, str]] = []
@@ -271,78 +257,6 @@ def upload(
 
 
 @app.command()
-def watch(
-    seconds: Annotated[
-        float, typer.Option(help="Stop after this many seconds (0: until Ctrl-C).")
-    ] = 0.0,
-    as_json: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="One JSON object per event and line: the CloudEvent, data included."
-        ),
-    ] = False,
-    types: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--type",
-            help="Only events of this type (rejected, succeeded, ... or the full type); repeat for more.",
-        ),
-    ] = None,
-    state_dir: StateDirOption = None,
-) -> None:
-    """Print the local stack's tuning-events as they arrive (a subscription of its own), one line
-    each within the terminal's width."""
-    from autotune.event_lines import fitted_line, json_line, wanted_types
-
-    try:
-        wanted = wanted_types(types or [])
-    except ValueError as exc:
-        raise _fail(f"--type: {exc}", 2) from None
-    stack_env = _running_stack_env(_state_dir(state_dir))
-    from rich.console import Console
-
-    from autotune_local.clients import EventListener, subscriber_client
-    from autotune_local.demo import describe_event
-
-    width = Console().width
-
-    listener = EventListener.create(
-        subscriber_client(stack_env),
-        stack_env["AUTOTUNE_PROJECT"],
-        stack_env["AUTOTUNE_EVENTS_TOPIC"],
-    )
-    deadline = time.monotonic() + seconds if seconds else None
-    # With --json, stdout holds nothing but the events' JSON lines.
-    typer.echo(f"listening on {stack_env['AUTOTUNE_EVENTS_TOPIC']} (Ctrl-C to stop)", err=as_json)
-    from autotune.events import TuningEvent
-    from autotune_local.running import events_source_running
-    from autotune_local.watching import follow_events
-
-    def show(event: TuningEvent) -> None:
-        if event.type in wanted:
-            echo(json_line(event) if as_json else fitted_line(describe_event(event), width))
-
-    directory = _state_dir(state_dir)
-    stack_gone = False
-    try:
-        stack_gone = follow_events(
-            listener,
-            show=show,
-            source_running=lambda: events_source_running(directory),
-            deadline=deadline,
-        )
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if not stack_gone:  # else its subscription went with the emulator: nobody to ask
-            listener.close()
-    if stack_gone:
-        raise _fail(
-            f"the local stack in {_relative(directory)} has stopped: no more events will come; stopped watching"
-        )
-
-
-@app.command()
 def demo(
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for every dataset to reach its end.")
@@ -358,23 +272,11 @@ def demo(
     try:
         ok = run_demo(echo=typer.echo, timeout=timeout, job_seconds=job_seconds)
     except (MissingPrerequisite, ProcessFailed, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted; the stack was stopped", 130) from None
+        raise fail("interrupted; the stack was stopped", 130) from None
     if not ok:
         raise typer.Exit(1)
-
-
-def _running_stack_env(state_dir: Path) -> dict[str, str]:
-    from autotune_local.processes import is_running
-    from autotune_local.stack import read_state, recorded_processes
-
-    state = read_state(state_dir)
-    if not state or not any(is_running(p) for p in recorded_processes(state_dir)):
-        raise _fail(
-            f"no local stack is running (state in {_relative(state_dir)}); start one with `autotune up --detach`"
-        )
-    return dict(state["env"])
 
 
 def _refuse_to_replace(directory: Path) -> None:
@@ -384,8 +286,8 @@ def _refuse_to_replace(directory: Path) -> None:
     if running is None:
         return
     held = "; ".join(what_would_be_lost(running))
-    raise _fail(
-        f"a local stack is already running in {_relative(directory)} (started {running.created or 'at an unknown time'}; "
+    raise fail(
+        f"a local stack is already running in {relative_to_cwd(directory)} (started {running.created or 'at an unknown time'}; "
         f"{len(running.alive)} process(es) alive: {', '.join(running.alive)}). A new one starts empty, so replacing it loses "
         f"{held}. Keep it and use it, stop it first with `autotune down`, or replace it with `autotune up --replace`."
     )
@@ -394,7 +296,7 @@ def _refuse_to_replace(directory: Path) -> None:
 def _say_ready(stack, took: float, directory: Path, *, detach: bool) -> None:
     from autotune_local.stack import ENV_FILE
 
-    env_file = _relative(directory / ENV_FILE)
+    env_file = relative_to_cwd(directory / ENV_FILE)
     typer.echo(
         f"autotune local stack ready in {took:.1f} s (project {stack.project}, bucket gs://{stack.bucket}). "
         f"Drop a dataset: `autotune upload FILE.jsonl` (or any Cloud Storage client after `source {env_file}`, "
@@ -404,7 +306,7 @@ def _say_ready(stack, took: float, directory: Path, *, detach: bool) -> None:
             if stack.env.get("AUTOTUNE_DASHBOARD_URL")
             else ""
         )
-        + f"; logs: {_relative(stack.log_dir)}/; "
+        + f"; logs: {relative_to_cwd(stack.log_dir)}/; "
         + ("stop: `autotune down`." if detach else "stop: Ctrl-C.")
     )
 
@@ -417,10 +319,3 @@ def _stop_on_sigterm() -> None:
 
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGHUP, interrupt)
-
-
-def _relative(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

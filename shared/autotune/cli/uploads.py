@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
-
-from autotune.cli.terminal import echo
+from autotune.cli.terminal import echo, fail
 from autotune.upload_fates import (
     ACCEPTED,
     AWAITING,
@@ -92,7 +90,7 @@ class Bucket:
 
 def connect_bucket(state_dir: Path | None) -> Bucket:
     from autotune.adapters.storage import GcsDatasetStore
-    from autotune.cli.jobs import _fail, _pipeline
+    from autotune.cli.jobs import _pipeline
 
     env = local_stack_env(state_dir)
     pipeline = _pipeline(state_dir)
@@ -109,7 +107,7 @@ def connect_bucket(state_dir: Path | None) -> Bucket:
 
         config = PipelineConfig.from_env(config_file=config_file())
         if not config.bucket:
-            raise _fail(
+            raise fail(
                 "AUTOTUNE_BUCKET is not set: name the dataset bucket of the deployed project"
             )
         client = storage.Client(project=config.project)
@@ -224,11 +222,6 @@ def issue_line(issue: dict, report: dict) -> str:
     if issue.get("line") is not None:
         where = f"{where}:{issue['line']}"
     return f"{where}: {issue.get('code')} ({issue.get('severity')}): {issue.get('message')}"
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    echo(message, err=True)
-    return typer.Exit(code)
 
 
 # --- what `autotune upload` sends where --------------------------------------------------------
