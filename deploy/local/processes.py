@@ -9,6 +9,7 @@ read from /proc, so a recycled PID is never signalled by mistake.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,11 +41,52 @@ class RunningProcess:
         return cls(**{k: data[k] for k in ("name", "pid", "started", "log", "port") if k in data})
 
 
-def free_port() -> int:
-    """A port nobody listens on right now (the OS picks it)."""
+# Ports a stack's servers listen on are picked below the kernel's ephemeral range: a port from
+# that range, free when picked, can be taken before the server binds it by the local end of any
+# outgoing connection (the emulators' clients and health checks open many), and the server then
+# fails with "address already in use". Seen with the dashboard, the last server a stack starts.
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PICKED_PORT = 10_000
+_picked_ports: set[int] = set()
+# Not the `random` module's shared state, which a test framework may seed: two processes must
+# not walk the same sequence of ports.
+_port_chooser = random.SystemRandom()
+
+
+def ephemeral_ports(range_file: Path | None = None) -> range:
+    """The kernel's range for the local end of outgoing connections (Linux's default elsewhere)."""
+    try:
+        text = (range_file or EPHEMERAL_RANGE_FILE).read_text()
+        low, high = (int(part) for part in text.split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def free_port(*, attempts: int = 200) -> int:
+    """A port nobody listens on right now, outside the ephemeral range, and not handed out
+    before by this process (two servers of one stack never get the same port)."""
+    ephemeral = ephemeral_ports()
+    below = range(LOWEST_PICKED_PORT, ephemeral.start)
+    above = range(ephemeral.stop, 65536)
+    choices = below if len(below) >= len(above) else above
+    for _ in range(attempts if len(choices) > 1000 else 0):
+        port = _port_chooser.choice(choices)
+        if port in _picked_ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _picked_ports.add(port)
+        return port
+    # No room outside the ephemeral range (an unusual kernel setting): let the OS pick.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port = sock.getsockname()[1]
+    _picked_ports.add(port)
+    return port
 
 
 def launch(

@@ -270,3 +270,29 @@ def test_ctrl_c_as_the_ready_line_is_printed_stops_the_stack_and_exits_0(
     assert (
         "stopping the local stack" in result.output and "stopped: no process left" in result.output
     )
+
+
+def test_ports_are_picked_outside_the_ephemeral_range_and_never_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A port from the ephemeral range can be taken by an outgoing connection's local end
+    # between the pick and the server's bind: the dashboard once failed that way.
+    ephemeral = processes.ephemeral_ports()
+    picked = [processes.free_port() for _ in range(300)]
+    assert len(set(picked)) == len(picked)
+    assert not any(port in ephemeral for port in picked)
+    assert all(processes.LOWEST_PICKED_PORT <= port < 65536 for port in picked)
+
+    odd_range = tmp_path / "ip_local_port_range"
+    odd_range.write_text("1024\t65000\n")  # no room outside it: the OS picks
+    monkeypatch.setattr(processes, "EPHEMERAL_RANGE_FILE", odd_range)
+    assert processes.ephemeral_ports() == range(1024, 65001)
+    port = processes.free_port()
+    assert port not in picked and 0 < port < 65536
+
+
+def test_the_ephemeral_range_defaults_to_linuxs_when_it_cannot_be_read(tmp_path: Path) -> None:
+    assert processes.ephemeral_ports(tmp_path / "missing") == range(32768, 61000)
+    garbled = tmp_path / "garbled"
+    garbled.write_text("not numbers")
+    assert processes.ephemeral_ports(garbled) == range(32768, 61000)
