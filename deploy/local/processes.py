@@ -41,7 +41,7 @@ class RunningProcess:
         return cls(**{k: data[k] for k in ("name", "pid", "started", "log", "port") if k in data})
 
 
-# Ports a stack's servers listen on are picked below the kernel's ephemeral range: a port from
+# Ports a stack's servers listen on are picked outside the kernel's ephemeral range: a port from
 # that range, free when picked, can be taken before the server binds it by the local end of any
 # outgoing connection (the emulators' clients and health checks open many), and the server then
 # fails with "address already in use". Seen with the dashboard, the last server a stack starts.
@@ -70,7 +70,9 @@ def free_port(*, attempts: int = 200) -> int:
     below = range(LOWEST_PICKED_PORT, ephemeral.start)
     above = range(ephemeral.stop, 65536)
     choices = below if len(below) >= len(above) else above
-    for _ in range(attempts if len(choices) > 1000 else 0):
+    if len(choices) < 1000:
+        attempts = 0  # too little room outside the range to be worth searching
+    for _ in range(attempts):
         port = _port_chooser.choice(choices)
         if port in _picked_ports:
             continue
