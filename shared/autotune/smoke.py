@@ -113,16 +113,19 @@ def _rejected_arrived(subscriber: Any, subscription: str, dataset_uri: str, wait
         response = subscriber.pull(
             request={"subscription": subscription, "max_messages": 20}, timeout=wait
         )
-    except (gexc.DeadlineExceeded, gexc.ServiceUnavailable):
-        return False
+    except (gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.RetryError):
+        return False  # nothing arrived in time; the caller asks again until its deadline
     if not response.received_messages:
         return False
-    subscriber.acknowledge(
-        request={
-            "subscription": subscription,
-            "ack_ids": [m.ack_id for m in response.received_messages],
-        }
-    )
+    try:
+        subscriber.acknowledge(
+            request={
+                "subscription": subscription,
+                "ack_ids": [m.ack_id for m in response.received_messages],
+            }
+        )
+    except gexc.GoogleAPIError:
+        pass  # the messages are read; unacknowledged, they only come again to this subscription
     for received in response.received_messages:
         attributes = dict(received.message.attributes)
         if (
